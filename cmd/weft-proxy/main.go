@@ -1,0 +1,110 @@
+// Command weft-proxy is Weft's sidecar proxy. With no flags and no
+// environment it listens on the standard ports (outbound 127.0.0.1:4140,
+// inbound 0.0.0.0:4143, admin 0.0.0.0:4191, control 0.0.0.0:4190) and
+// forwards every connection redirected by iptables to its original
+// destination. See docs/proxy.md for every flag and environment variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/internal/admin"
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		var ue usageError
+		switch {
+		case errors.Is(err, flag.ErrHelp):
+			os.Exit(0)
+		case errors.As(err, &ue):
+			os.Exit(2) // the flag package has already said what is wrong
+		}
+		log.Fatalf("weft-proxy: %v", err)
+	}
+}
+
+// usageError is a command-line mistake already reported by the flag package.
+type usageError struct{ error }
+
+func run(args []string) error {
+	cfg := proxy.DefaultConfig()
+	if err := cfg.ApplyEnv(os.LookupEnv); err != nil {
+		return err
+	}
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: weft-proxy [flags]\n\nWeft's sidecar proxy. Flags override the environment (docs/proxy.md).\n\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", cfg.OutboundAddr, "outbound listener (env "+compat.EnvOutboundListenAddr+")")
+	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "inbound listener (env "+compat.EnvInboundListenAddr+")")
+	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener (env "+compat.EnvAdminListenAddr+")")
+	fs.StringVar(&cfg.ControlAddr, "control-addr", cfg.ControlAddr, "control/tap listener (env "+compat.EnvControlListenAddr+")")
+	fs.StringVar(&cfg.InboundForward, "inbound-forward", cfg.InboundForward, "send inbound traffic to this address instead of 127.0.0.1:<original port> (env "+compat.EnvInboundForward+")")
+	fs.Func("dst", "NAME=ADDR[,ADDR...]: endpoints of a logical destination host:port; weft://ADDR marks another weft-proxy's inbound listener; repeatable (env "+compat.EnvDestinations+", ';'-separated)", cfg.AddDestination)
+	fs.Func("bind", "LISTEN=NAME: an extra outbound listener whose connections go to destination NAME; repeatable (env "+compat.EnvBindings+", ';'-separated)", cfg.AddBinding)
+	fs.Func("opaque-ports", "comma-separated ports/ranges that skip protocol detection (env "+compat.EnvOpaquePorts+")", cfg.AddOpaquePorts)
+	fs.DurationVar(&cfg.DetectTimeout, "detect-timeout", cfg.DetectTimeout, "protocol detection timeout; then opaque (env "+compat.EnvDetectTimeout+")")
+	fs.DurationVar(&cfg.OutboundConnectTimeout, "outbound-connect-timeout", cfg.OutboundConnectTimeout, "outbound connect timeout (env "+compat.EnvOutboundConnect+")")
+	fs.DurationVar(&cfg.InboundConnectTimeout, "inbound-connect-timeout", cfg.InboundConnectTimeout, "inbound connect timeout (env "+compat.EnvInboundConnect+")")
+	fs.DurationVar(&cfg.ResponseTimeout, "response-timeout", cfg.ResponseTimeout, "time to response headers, 0 for none (env "+compat.EnvResponseTimeout+")")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "drain period after SIGTERM (env "+compat.EnvShutdownGrace+")")
+	fs.BoolVar(&cfg.ShutdownEndpoint, "shutdown-endpoint", cfg.ShutdownEndpoint, "enable POST /shutdown on the admin port, loopback only (env "+compat.EnvShutdownEnabled+")")
+	fs.BoolVar(&cfg.IngressMode, "ingress", cfg.IngressMode, "ingress mode: route outbound HTTP by l5d-dst-override, :authority or Host (env "+compat.EnvIngressMode+")")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "trace|debug|info|warn|error (env "+compat.EnvLog+")")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (see --help)", fs.Args())
+	}
+	if *showVersion {
+		fmt.Println(version.Version)
+		return nil
+	}
+
+	lvl, err := admin.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	level := new(slog.LevelVar)
+	level.Set(lvl)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	reg := metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout, BuildVersion: version.Version})
+	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg})
+	if err != nil {
+		return err
+	}
+	if err := p.Start(); err != nil {
+		return err
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		logger.Info("signal received", "signal", s.String())
+	case <-p.Done():
+	}
+	signal.Stop(sig)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
+	defer cancel()
+	return p.Shutdown(ctx)
+}

@@ -1,0 +1,119 @@
+// Package compat defines, once, every name of Weft's compatibility surface
+// with Linkerd: ports, environment variables, HTTP headers, annotations,
+// labels and metric names. Other packages refer to these constants instead
+// of spelling the strings themselves. See shared/docs/compat.md.
+package compat
+
+// Default proxy ports.
+const (
+	OutboundPort = 4140
+	InboundPort  = 4143
+	ControlPort  = 4190
+	AdminPort    = 4191
+
+	DefaultOutboundAddr = "127.0.0.1:4140"
+	DefaultInboundAddr  = "0.0.0.0:4143"
+	DefaultAdminAddr    = "0.0.0.0:4191"
+	DefaultControlAddr  = "0.0.0.0:4190"
+
+	// ProxyUID is the UID the proxy runs as; iptables lets its own traffic out.
+	ProxyUID = 2102
+)
+
+// DefaultIgnoredInboundPorts are never redirected to the inbound listener
+// (the proxy's own control and admin ports, plus 4567 and 4568).
+var DefaultIgnoredInboundPorts = []int{ControlPort, AdminPort, 4567, 4568}
+
+// Proxy environment variables. Names shared with Linkerd keep Linkerd's
+// spelling; Weft-only settings start with WEFT_PROXY_.
+const (
+	EnvOutboundListenAddr = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR"
+	EnvInboundListenAddr  = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR"
+	EnvAdminListenAddr    = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR"
+	EnvControlListenAddr  = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR"
+	EnvLog                = "LINKERD2_PROXY_LOG"
+	EnvOpaquePorts        = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
+	EnvShutdownEnabled    = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED"
+	EnvShutdownGrace      = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD"
+	EnvDetectTimeout      = "LINKERD2_PROXY_DETECT_PROTOCOL_TIMEOUT"
+	EnvOutboundConnect    = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
+	EnvInboundConnect     = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
+	EnvIngressMode        = "LINKERD2_PROXY_INGRESS_MODE"
+	EnvPodNamespace       = "_pod_ns"
+	EnvPodName            = "_pod_name"
+
+	EnvDestinations     = "WEFT_PROXY_DESTINATIONS"
+	EnvBindings         = "WEFT_PROXY_BINDINGS"
+	EnvInboundForward   = "WEFT_PROXY_INBOUND_FORWARD_ADDR"
+	EnvResponseTimeout  = "WEFT_PROXY_RESPONSE_TIMEOUT"
+	EnvRetryBudgetRatio = "WEFT_PROXY_RETRY_BUDGET_RATIO"
+	EnvRetryMinPerSec   = "WEFT_PROXY_RETRY_MIN_PER_SECOND"
+	EnvMetricsLabels    = "WEFT_PROXY_METRICS_LABELS"
+	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
+)
+
+// HTTP headers.
+const (
+	HeaderDstOverride  = "l5d-dst-override"
+	HeaderClientID     = "l5d-client-id"
+	HeaderRequireID    = "l5d-require-id"
+	HeaderProxyError   = "l5d-proxy-error"
+	HeaderRemoteIP     = "l5d-remote-ip"
+	HeaderServerID     = "l5d-server-id"
+	HeaderDstCanonical = "l5d-dst-canonical"
+	HeaderOrigProto    = "l5d-orig-proto"
+)
+
+// Annotations and labels.
+const (
+	AnnotationInject      = "linkerd.io/inject"
+	AnnotationOpaquePorts = "config.linkerd.io/opaque-ports"
+	LabelControlPlaneNS   = "linkerd.io/control-plane-ns"
+)
+
+// Metric names and label names.
+const (
+	MetricRequestTotal          = "request_total"
+	MetricResponseTotal         = "response_total"
+	MetricResponseLatencyMs     = "response_latency_ms"
+	MetricTCPOpenTotal          = "tcp_open_total"
+	MetricTCPCloseTotal         = "tcp_close_total"
+	MetricTCPOpenConnections    = "tcp_open_connections"
+	MetricTCPReadBytesTotal     = "tcp_read_bytes_total"
+	MetricTCPWriteBytesTotal    = "tcp_write_bytes_total"
+	MetricTCPConnectionDuration = "tcp_connection_duration_ms"
+	MetricProxyBuildInfo        = "proxy_build_info"
+
+	LabelDirection      = "direction"
+	LabelAuthority      = "authority"
+	LabelTargetAddr     = "target_addr"
+	LabelTLS            = "tls"
+	LabelNoTLSReason    = "no_tls_reason"
+	LabelServerID       = "server_id"
+	LabelClientID       = "client_id"
+	LabelStatusCode     = "status_code"
+	LabelGRPCStatus     = "grpc_status"
+	LabelClassification = "classification"
+	LabelErrno          = "errno"
+	LabelPeer           = "peer"
+)
+
+// Values of the tls label.
+const (
+	TLSTrue       = "true"
+	TLSNoIdentity = "no_identity"
+	TLSDisabled   = "disabled"
+)
+
+// Directions.
+const (
+	Inbound  = "inbound"
+	Outbound = "outbound"
+)
+
+// ResponseLatencyBucketsMs are the response_latency_ms histogram bounds
+// Linkerd's dashboards expect.
+var ResponseLatencyBucketsMs = []float64{
+	1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
+}

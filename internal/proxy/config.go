@@ -1,0 +1,352 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
+)
+
+// Config is everything the proxy needs to run. The zero value is not valid;
+// start from DefaultConfig.
+type Config struct {
+	OutboundAddr string
+	InboundAddr  string
+	AdminAddr    string
+	ControlAddr  string
+
+	// OpaquePorts skip protocol detection (inbound: by the original
+	// destination port; outbound: by the destination port).
+	OpaquePorts map[uint16]bool
+	// DetectTimeout bounds protocol detection; on expiry the connection is opaque.
+	DetectTimeout time.Duration
+	// OutboundConnectTimeout and InboundConnectTimeout bound each dial.
+	OutboundConnectTimeout time.Duration
+	InboundConnectTimeout  time.Duration
+	// ResponseTimeout bounds the time to response headers (0: none).
+	ResponseTimeout time.Duration
+	// ShutdownGrace is how long in-flight work may drain after SIGTERM.
+	ShutdownGrace time.Duration
+	// ShutdownEndpoint enables POST /shutdown on the admin server.
+	ShutdownEndpoint bool
+	// IngressMode routes outbound HTTP by l5d-dst-override, :authority or Host.
+	IngressMode bool
+
+	// Destinations map a logical destination (host:port) to its endpoints
+	// (explicit mode, and the static fallback without a control plane).
+	Destinations map[string][]EndpointSpec
+	// Bindings are extra outbound listeners whose traffic goes to one destination.
+	Bindings []Binding
+	// InboundForward, when set, is where inbound traffic goes instead of
+	// 127.0.0.1:<original port>.
+	InboundForward string
+
+	RetryBudgetRatio     float64
+	RetryBudgetMinPerSec float64
+
+	// MetricsLabels are added to every metric (the pod's own identity).
+	MetricsLabels      map[string]string
+	MetricsIdleTimeout time.Duration
+	LogLevel           string
+}
+
+// EndpointSpec is one configured endpoint of a destination.
+type EndpointSpec struct {
+	Addr string
+	// Proxy marks the endpoint as another Weft proxy's inbound listener, so
+	// HTTP/1 may be carried over the multiplexed proxy-to-proxy HTTP/2 transport.
+	Proxy bool
+}
+
+// Binding is an explicit-mode outbound listener.
+type Binding struct {
+	Listen string
+	Dst    string
+}
+
+// DefaultConfig returns the configuration used with no flags and no environment.
+func DefaultConfig() Config {
+	return Config{
+		OutboundAddr:           compat.DefaultOutboundAddr,
+		InboundAddr:            compat.DefaultInboundAddr,
+		AdminAddr:              compat.DefaultAdminAddr,
+		ControlAddr:            compat.DefaultControlAddr,
+		OpaquePorts:            map[uint16]bool{},
+		DetectTimeout:          10 * time.Second,
+		OutboundConnectTimeout: time.Second,
+		InboundConnectTimeout:  time.Second,
+		ShutdownGrace:          30 * time.Second,
+		Destinations:           map[string][]EndpointSpec{},
+		RetryBudgetRatio:       0.2,
+		RetryBudgetMinPerSec:   10,
+		MetricsIdleTimeout:     10 * time.Minute,
+		LogLevel:               "info",
+	}
+}
+
+// ApplyEnv overrides c from the environment variables documented in
+// docs/proxy.md; lookup is os.LookupEnv in production.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	str := func(name string, dst *string) {
+		if v, ok := lookup(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	str(compat.EnvOutboundListenAddr, &c.OutboundAddr)
+	str(compat.EnvInboundListenAddr, &c.InboundAddr)
+	str(compat.EnvAdminListenAddr, &c.AdminAddr)
+	str(compat.EnvControlListenAddr, &c.ControlAddr)
+	str(compat.EnvInboundForward, &c.InboundForward)
+	str(compat.EnvLog, &c.LogLevel)
+
+	var errs []string
+	fail := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
+	dur := func(name string, dst *time.Duration) {
+		if v, ok := lookup(name); ok && v != "" {
+			d, err := ParseDuration(v)
+			if err != nil {
+				fail(name, err)
+				return
+			}
+			*dst = d
+		}
+	}
+	dur(compat.EnvDetectTimeout, &c.DetectTimeout)
+	dur(compat.EnvOutboundConnect, &c.OutboundConnectTimeout)
+	dur(compat.EnvInboundConnect, &c.InboundConnectTimeout)
+	dur(compat.EnvResponseTimeout, &c.ResponseTimeout)
+	dur(compat.EnvShutdownGrace, &c.ShutdownGrace)
+	dur(compat.EnvMetricsIdle, &c.MetricsIdleTimeout)
+
+	boolean := func(name string, dst *bool) {
+		if v, ok := lookup(name); ok && v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				fail(name, fmt.Errorf("want true or false, got %q", v))
+				return
+			}
+			*dst = b
+		}
+	}
+	boolean(compat.EnvShutdownEnabled, &c.ShutdownEndpoint)
+	boolean(compat.EnvIngressMode, &c.IngressMode)
+
+	float := func(name string, dst *float64) {
+		if v, ok := lookup(name); ok && v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f < 0 {
+				fail(name, fmt.Errorf("want a non-negative number, got %q", v))
+				return
+			}
+			*dst = f
+		}
+	}
+	float(compat.EnvRetryBudgetRatio, &c.RetryBudgetRatio)
+	float(compat.EnvRetryMinPerSec, &c.RetryBudgetMinPerSec)
+
+	if v, ok := lookup(compat.EnvOpaquePorts); ok && v != "" {
+		if err := c.AddOpaquePorts(v); err != nil {
+			fail(compat.EnvOpaquePorts, err)
+		}
+	}
+	if v, ok := lookup(compat.EnvDestinations); ok && v != "" {
+		for _, d := range strings.Split(v, ";") {
+			if err := c.AddDestination(strings.TrimSpace(d)); err != nil {
+				fail(compat.EnvDestinations, err)
+			}
+		}
+	}
+	if v, ok := lookup(compat.EnvBindings); ok && v != "" {
+		for _, b := range strings.Split(v, ";") {
+			if err := c.AddBinding(strings.TrimSpace(b)); err != nil {
+				fail(compat.EnvBindings, err)
+			}
+		}
+	}
+	labels := map[string]string{}
+	if v, ok := lookup(compat.EnvPodNamespace); ok && v != "" {
+		labels["namespace"] = v
+	}
+	if v, ok := lookup(compat.EnvPodName); ok && v != "" {
+		labels["pod"] = v
+	}
+	if v, ok := lookup(compat.EnvMetricsLabels); ok && v != "" {
+		extra, err := parseLabels(v)
+		if err != nil {
+			fail(compat.EnvMetricsLabels, err)
+		}
+		for k, v := range extra {
+			labels[k] = v
+		}
+	}
+	if len(labels) > 0 {
+		c.MetricsLabels = labels
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid environment: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// EnvLookup is os.LookupEnv, for ApplyEnv.
+var EnvLookup = os.LookupEnv
+
+// ParseDuration accepts Go durations ("1.5s") and bare milliseconds ("1000"),
+// and Linkerd's "100ms" style.
+func ParseDuration(s string) (time.Duration, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if n < 0 {
+			return 0, fmt.Errorf("negative duration %q", s)
+		}
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like 500ms or 10s, got %q", s)
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("negative duration %q", s)
+	}
+	return d, nil
+}
+
+// AddOpaquePorts adds a comma-separated list of ports and ranges ("25,3306,5000-5010").
+func (c *Config) AddOpaquePorts(s string) error {
+	ports, err := ParsePorts(s)
+	if err != nil {
+		return err
+	}
+	if c.OpaquePorts == nil {
+		c.OpaquePorts = map[uint16]bool{}
+	}
+	for _, p := range ports {
+		c.OpaquePorts[p] = true
+	}
+	return nil
+}
+
+// ParsePorts parses "25,443,8000-8010" into ports.
+func ParsePorts(s string) ([]uint16, error) {
+	var out []uint16
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := parsePort(lo)
+		if err != nil {
+			return nil, err
+		}
+		b := a
+		if isRange {
+			if b, err = parsePort(hi); err != nil {
+				return nil, err
+			}
+			if b < a {
+				return nil, fmt.Errorf("port range %q is backwards", part)
+			}
+		}
+		for p := int(a); p <= int(b); p++ {
+			out = append(out, uint16(p))
+		}
+	}
+	return out, nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("invalid port %q (want 1-65535)", s)
+	}
+	return uint16(n), nil
+}
+
+// AddDestination parses "NAME=ADDR[,ADDR...]" where an ADDR written
+// weft://host:port is another Weft proxy's inbound listener.
+func (c *Config) AddDestination(s string) error {
+	name, list, ok := strings.Cut(s, "=")
+	if !ok || name == "" || list == "" {
+		return fmt.Errorf("destination %q: want NAME=ADDR[,ADDR...]", s)
+	}
+	if _, _, err := net.SplitHostPort(name); err != nil {
+		return fmt.Errorf("destination %q: name must be host:port: %v", s, err)
+	}
+	var eps []EndpointSpec
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		spec := EndpointSpec{Addr: a}
+		if rest, ok := strings.CutPrefix(a, "weft://"); ok {
+			spec = EndpointSpec{Addr: rest, Proxy: true}
+		}
+		if _, _, err := net.SplitHostPort(spec.Addr); err != nil {
+			return fmt.Errorf("destination %q: endpoint %q: %v", name, a, err)
+		}
+		eps = append(eps, spec)
+	}
+	if c.Destinations == nil {
+		c.Destinations = map[string][]EndpointSpec{}
+	}
+	c.Destinations[name] = eps
+	return nil
+}
+
+// AddBinding parses "LISTEN=NAME".
+func (c *Config) AddBinding(s string) error {
+	listen, dst, ok := strings.Cut(s, "=")
+	if !ok || listen == "" || dst == "" {
+		return fmt.Errorf("binding %q: want LISTEN_ADDR=DESTINATION", s)
+	}
+	if _, _, err := net.SplitHostPort(listen); err != nil {
+		return fmt.Errorf("binding %q: listen address: %v", s, err)
+	}
+	if _, _, err := net.SplitHostPort(dst); err != nil {
+		return fmt.Errorf("binding %q: destination must be host:port: %v", s, err)
+	}
+	c.Bindings = append(c.Bindings, Binding{Listen: listen, Dst: dst})
+	return nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q: want name=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// Validate checks addresses and cross-field rules.
+func (c *Config) Validate() error {
+	for name, addr := range map[string]string{
+		"outbound address": c.OutboundAddr, "inbound address": c.InboundAddr,
+		"admin address": c.AdminAddr, "control address": c.ControlAddr,
+	} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("%s %q: %v", name, addr, err)
+		}
+	}
+	if c.InboundForward != "" {
+		if _, _, err := net.SplitHostPort(c.InboundForward); err != nil {
+			return fmt.Errorf("inbound forward address %q: %v", c.InboundForward, err)
+		}
+	}
+	for _, b := range c.Bindings {
+		if _, ok := c.Destinations[b.Dst]; !ok {
+			if _, err := parseAddrPort(b.Dst); err != nil {
+				return fmt.Errorf("binding %s=%s: destination is neither configured with --dst nor an IP:port", b.Listen, b.Dst)
+			}
+		}
+	}
+	if c.DetectTimeout <= 0 {
+		return fmt.Errorf("detect timeout must be positive")
+	}
+	return nil
+}

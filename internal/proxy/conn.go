@@ -1,0 +1,235 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/detect"
+	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/origdst"
+)
+
+// connInfo is what the proxy knows about an accepted connection.
+type connInfo struct {
+	direction string
+	// dst is the logical destination: a binding's name, the original
+	// destination, or (inbound) the local address to forward to. Empty in
+	// ingress mode, where each HTTP request names its own.
+	dst  string
+	port uint16 // the port the client dialed
+	tls  string
+	sni  string // SNI of TLS originated by the application
+}
+
+// handle routes one accepted connection.
+func (p *Proxy) handle(c net.Conn, k listenerKind) {
+	info, ok := p.classify(c, k)
+	if !ok {
+		c.Close()
+		return
+	}
+	if p.cfg.OpaquePorts[info.port] {
+		p.serveTCP(c, info)
+		return
+	}
+	res, dc, err := detect.Detect(c, p.cfg.DetectTimeout)
+	if err != nil {
+		p.log.Debug("connection closed before protocol detection", "direction", info.direction, "peer", c.RemoteAddr().String(), "err", err)
+		c.Close()
+		return
+	}
+	switch res.Protocol {
+	case detect.HTTP1, detect.HTTP2:
+		p.serveHTTPConn(dc, info)
+	default:
+		if res.Protocol == detect.TLS {
+			info.sni = res.SNI
+		}
+		if res.TimedOut {
+			p.log.Debug("protocol detection timed out; forwarding as opaque TCP", "direction", info.direction, "dst", info.dst)
+		}
+		if info.dst == "" {
+			p.log.Info("ingress mode needs HTTP to route; closing opaque connection with no original destination", "peer", c.RemoteAddr().String())
+			dc.Close()
+			return
+		}
+		p.serveTCP(dc, info)
+	}
+}
+
+// classify works out where an accepted connection is going. It returns
+// false (and logs why) when the connection cannot be routed.
+func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
+	info := &connInfo{direction: k.direction, tls: compat.TLSDisabled}
+	if k.binding != "" {
+		info.dst = k.binding
+		_, port, _ := net.SplitHostPort(k.binding)
+		info.port = portOf(port)
+		return info, true
+	}
+	orig, err := origdst.Lookup(c)
+	redirected := err == nil
+	switch {
+	case k.direction == compat.Inbound && p.cfg.InboundForward != "":
+		info.dst = p.cfg.InboundForward
+		info.port = orig.Port()
+		if _, port, err := net.SplitHostPort(p.cfg.InboundForward); err == nil && !redirected {
+			info.port = portOf(port)
+		}
+	case k.direction == compat.Inbound && redirected:
+		info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(orig.Port())))
+		info.port = orig.Port()
+	case k.direction == compat.Outbound && redirected:
+		info.dst = orig.String()
+		info.port = orig.Port()
+	case k.direction == compat.Outbound && p.cfg.IngressMode:
+		info.port = orig.Port()
+	default:
+		p.log.Warn("connection has no original destination (not redirected by iptables) and the listener has no explicit destination; closing",
+			"direction", k.direction, "listener", k.self.String(), "peer", c.RemoteAddr().String())
+		return nil, false
+	}
+	return info, true
+}
+
+func portOf(s string) uint16 {
+	n, _ := strconv.Atoi(s)
+	return uint16(n)
+}
+
+// trackedConn counts bytes and records tcp_* metrics for a connection handed
+// to the HTTP server.
+type trackedConn struct {
+	net.Conn
+	info    *connInfo
+	series  *metrics.TCPSeries
+	opened  time.Time
+	read    atomic.Int64
+	written atomic.Int64
+	once    sync.Once
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+func (c *trackedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.series.Close(time.Since(c.opened), c.read.Load(), c.written.Load(), "") })
+	return err
+}
+
+// httpServer is the HTTP/1.1 + h2c server of one direction, fed by a channel
+// listener with connections already detected as HTTP.
+type httpServer struct {
+	direction string
+	srv       *http.Server
+	ln        *chanListener
+}
+
+func (p *Proxy) newHTTPServer(direction string) *httpServer {
+	s := &httpServer{direction: direction, ln: newChanListener()}
+	var handler http.Handler = http.HandlerFunc(p.serveOutbound)
+	if direction == compat.Inbound {
+		handler = http.HandlerFunc(p.serveInbound)
+	}
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:           handler,
+		Protocols:         protos,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       10 * time.Minute,
+		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		ErrorLog:          newStdLogger(p.log, direction),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if tc, ok := c.(*trackedConn); ok {
+				return context.WithValue(ctx, connKey{}, tc.info)
+			}
+			return ctx
+		},
+	}
+	return s
+}
+
+// maxHeaderBytes bounds request heads; larger ones get 431.
+const maxHeaderBytes = 64 << 10
+
+type connKey struct{}
+
+func connInfoFrom(ctx context.Context) *connInfo {
+	info, _ := ctx.Value(connKey{}).(*connInfo)
+	return info
+}
+
+func (s *httpServer) serve() {
+	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		s.srv.ErrorLog.Printf("HTTP server stopped: %v", err)
+	}
+}
+
+func (p *Proxy) serveHTTPConn(c *detect.Conn, info *connInfo) {
+	tcp := p.metrics.TCP(metrics.Target{Direction: info.direction, Addr: info.dst, TLS: info.tls}, "src")
+	tcp.Open()
+	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
+	srv := p.outbound
+	if info.direction == compat.Inbound {
+		srv = p.inbound
+	}
+	if !srv.ln.push(tc) {
+		tc.Close()
+	}
+}
+
+// chanListener is a net.Listener whose connections are pushed by the proxy.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{} }

@@ -1,0 +1,363 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/retry"
+)
+
+// maxAttempts bounds retries of one request (first try included).
+const maxAttempts = 3
+
+func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
+	dialer := func(direction string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return func(ctx context.Context, _, addr string) (net.Conn, error) { return p.dial(ctx, direction, addr) }
+	}
+	// One transport per protocol serves both directions; the dial timeout
+	// is chosen from the request's direction carried in the context.
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dir, _ := ctx.Value(directionKey{}).(string)
+		return dialer(dir)(ctx, network, addr)
+	}
+	h1 = &http.Transport{
+		DialContext:            dial,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        60 * time.Second,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+	}
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	h2 = &http.Transport{
+		DialContext:        dial,
+		Protocols:          protos,
+		IdleConnTimeout:    5 * time.Minute,
+		DisableCompression: true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 10 * time.Second,
+			PingTimeout:     5 * time.Second,
+		},
+	}
+	return h1, h2
+}
+
+type directionKey struct{}
+
+func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
+	info := connInfoFrom(r.Context())
+	if info == nil {
+		info = &connInfo{direction: compat.Outbound, tls: compat.TLSDisabled}
+	}
+	dst := info.dst
+	if p.cfg.IngressMode {
+		if a := ingressAuthority(r); a != "" {
+			dst = a
+		}
+	}
+	if dst == "" {
+		proxyError(w, http.StatusBadRequest, "no destination: the request names no authority")
+		return
+	}
+	p.forward(w, r, info, dst)
+}
+
+func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
+	info := connInfoFrom(r.Context())
+	if info == nil {
+		proxyError(w, http.StatusInternalServerError, "connection has no routing information")
+		return
+	}
+	// Only the proxy may assert a client's identity toward the application.
+	r.Header.Del(compat.HeaderClientID)
+	p.forward(w, r, info, info.dst)
+}
+
+// ingressAuthority picks the destination of an ingress-mode request: the
+// first of l5d-dst-override, :authority and Host, with a default port.
+func ingressAuthority(r *http.Request) string {
+	a := r.Header.Get(compat.HeaderDstOverride)
+	if a == "" {
+		a = r.Host
+	}
+	if a == "" {
+		return ""
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		a = net.JoinHostPort(strings.Trim(a, "[]"), "80")
+	}
+	return a
+}
+
+// forward sends r to an endpoint of dst, retrying idempotent bodiless
+// requests on transport failures within the retry budget.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, dst string) {
+	pool, err := p.resolver.Resolve(dst)
+	if err != nil {
+		proxyError(w, http.StatusServiceUnavailable, fmt.Sprintf("resolving %s: %v", dst, err))
+		return
+	}
+	upgrade := r.ProtoMajor == 1 && headerHasToken(r.Header, "Connection", "upgrade")
+	downgrade := false
+	if info.direction == compat.Inbound {
+		if op := r.Header.Get(compat.HeaderOrigProto); op != "" {
+			r.Header.Del(compat.HeaderOrigProto)
+			downgrade = strings.HasPrefix(op, "HTTP/1")
+		}
+	}
+	removeHopByHop(r.Header, upgrade)
+	if _, ok := r.Header["User-Agent"]; !ok {
+		r.Header["User-Agent"] = []string{""} // don't let the transport add its own
+	}
+	retryable := !upgrade && retry.Idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
+	p.budget.Deposit()
+	ctx := context.WithValue(r.Context(), directionKey{}, info.direction)
+	if p.cfg.ResponseTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.ResponseTimeout)
+		defer cancel()
+	}
+	for attempt := 1; ; attempt++ {
+		ep, err := pool.Pick()
+		if err != nil {
+			proxyError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s has no endpoints", dst))
+			return
+		}
+		target := metrics.Target{Direction: info.direction, Authority: r.Host, Addr: ep.Addr, TLS: info.tls}
+		series := p.metrics.HTTP(target)
+		series.Request()
+		start := time.Now()
+		done := ep.Begin()
+		resp, err := p.roundTrip(ctx, r, ep, info, upgrade, downgrade)
+		if err != nil {
+			done(false)
+			status := errorStatus(ctx, err)
+			series.Response(status, "", false, time.Since(start))
+			if retryable && attempt < maxAttempts && ctx.Err() == nil && p.budget.Withdraw() {
+				p.log.Debug("retrying request", "dst", dst, "endpoint", ep.Addr, "attempt", attempt, "err", err)
+				continue
+			}
+			p.log.Info("request failed", "direction", info.direction, "dst", dst, "endpoint", ep.Addr, "err", err)
+			proxyError(w, status, describe(ctx, err, ep.Addr))
+			return
+		}
+		done(true)
+		p.respond(w, r, resp, series, start, upgrade)
+		return
+	}
+}
+
+func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {
+	out := r.WithContext(ctx)
+	out.URL = &url.URL{Scheme: "http", Host: ep.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out.RequestURI = ""
+	out.Close = false
+	if out.Body == http.NoBody {
+		out.Body = nil
+	}
+	rt := p.h1
+	switch {
+	case upgrade || downgrade:
+	case info.direction == compat.Outbound && ep.Meta[metaProxy] == "true":
+		rt = p.h2
+		if r.ProtoMajor == 1 {
+			// Ride the multiplexed proxy-to-proxy HTTP/2 connection; the
+			// peer restores HTTP/1 toward its application.
+			out.Header = r.Header.Clone()
+			out.Header.Set(compat.HeaderOrigProto, "HTTP/1.1")
+		}
+	case r.ProtoMajor == 2:
+		rt = p.h2
+	}
+	return rt.RoundTrip(out)
+}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// respond relays the upstream response, streaming its body and trailers.
+func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Response, series *metrics.HTTPSeries, start time.Time, upgrade bool) {
+	headerLatency := time.Since(start)
+	defer resp.Body.Close()
+	if upgrade && resp.StatusCode == http.StatusSwitchingProtocols {
+		series.Response(resp.StatusCode, "", true, headerLatency)
+		p.relayUpgrade(w, resp)
+		return
+	}
+	removeHopByHop(resp.Header, false)
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = v
+	}
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // no sniffing: pass the response through as it is
+	}
+	if _, ok := h["Date"]; !ok {
+		h["Date"] = nil
+	}
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	w.WriteHeader(resp.StatusCode)
+	bodyErr := copyBody(w, resp.Body, resp.ContentLength < 0 || r.ProtoMajor == 2)
+	for k, v := range resp.Trailer {
+		h[http.TrailerPrefix+k] = v
+	}
+	grpc := resp.Trailer.Get("Grpc-Status")
+	if grpc == "" {
+		grpc = resp.Header.Get("Grpc-Status")
+	}
+	success := resp.StatusCode < 500 && (grpc == "" || grpc == "0") && bodyErr == nil
+	series.Response(resp.StatusCode, grpc, success, headerLatency)
+	if bodyErr != nil {
+		// Abort the client's stream so it sees a failure, not a short body.
+		p.log.Debug("response body copy failed", "err", bodyErr)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// copyBody copies a response body, flushing after each chunk when the body is
+// streamed (unknown length or HTTP/2) so that streaming RPCs stay live.
+func copyBody(w http.ResponseWriter, body io.Reader, flush bool) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	rc := http.NewResponseController(w)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil // the client went away; nothing to report upstream
+			}
+			if flush {
+				rc.Flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// relayUpgrade completes a protocol switch (e.g. WebSocket) by splicing the
+// client's connection to the upstream's.
+func (p *Proxy) relayUpgrade(w http.ResponseWriter, resp *http.Response) {
+	up, ok := resp.Body.(io.ReadWriteCloser)
+	if !ok {
+		proxyError(w, http.StatusBadGateway, "upstream switched protocols without a usable connection")
+		return
+	}
+	defer up.Close()
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		proxyError(w, http.StatusInternalServerError, "cannot take over the connection for an upgrade: "+err.Error())
+		return
+	}
+	defer conn.Close()
+	resp.Body = nil
+	if err := resp.Write(brw); err != nil {
+		return
+	}
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	errc := make(chan error, 2)
+	go func() {
+		_, err := io.Copy(up, brw) // drains anything buffered, then the connection
+		errc <- err
+	}()
+	go func() {
+		_, err := io.Copy(conn, up)
+		errc <- err
+	}()
+	<-errc
+}
+
+// hopByHop headers are meaningful for one connection only (RFC 9110 §7.6.1).
+var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func removeHopByHop(h http.Header, upgrade bool) {
+	for _, f := range h.Values("Connection") {
+		for _, name := range strings.Split(f, ",") {
+			if name = strings.TrimSpace(name); name != "" && !(upgrade && strings.EqualFold(name, "Upgrade")) {
+				h.Del(name)
+			}
+		}
+	}
+	te := headerHasToken(h, "Te", "trailers")
+	for _, k := range hopByHop {
+		if upgrade && (k == "Connection" || k == "Upgrade") {
+			continue
+		}
+		h.Del(k)
+	}
+	if te {
+		h.Set("Te", "trailers") // gRPC needs it end to end
+	}
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func errorStatus(ctx context.Context, err error) int {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+func describe(ctx context.Context, err error, addr string) string {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "response timeout from " + addr
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return fmt.Sprintf("connection to %s failed: %v", addr, oe.Err)
+	}
+	return fmt.Sprintf("request to %s failed: %v", addr, err)
+}
+
+// proxyError answers with a proxy-generated error, named in l5d-proxy-error.
+func proxyError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set(compat.HeaderProxyError, msg)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(status)
+	io.WriteString(w, msg+"\n")
+}
+
+// newStdLogger routes net/http's internal errors into slog at debug level
+// (they are per-connection noise such as TLS handshake or parse failures).
+func newStdLogger(l *slog.Logger, direction string) *log.Logger {
+	return slog.NewLogLogger(l.With("direction", direction).Handler(), slog.LevelDebug)
+}

@@ -1,0 +1,285 @@
+// Package proxy is Weft's data plane: the transparent sidecar proxy. It
+// accepts connections redirected by iptables (or bound explicitly), detects
+// their protocol, and forwards HTTP per request and everything else per
+// connection to endpoints chosen by a load balancer, recording Linkerd's
+// metrics as it goes.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/internal/admin"
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/retry"
+)
+
+// Proxy is one running sidecar proxy.
+type Proxy struct {
+	cfg      Config
+	log      *slog.Logger
+	level    *slog.LevelVar
+	metrics  *metrics.Registry
+	resolver Resolver
+	budget   *retry.Budget
+	ready    atomic.Bool
+
+	h1       *http.Transport // HTTP/1.1 upstreams
+	h2       *http.Transport // h2c upstreams and Weft peers
+	outbound *httpServer
+	inbound  *httpServer
+
+	listeners []net.Listener
+	adminSrv  *http.Server
+	ctrlSrv   *http.Server
+
+	mu       sync.Mutex
+	opaque   map[net.Conn]struct{} // live opaque connections, force-closed after the grace period
+	accepts  sync.WaitGroup        // accept loops still running
+	handlers sync.WaitGroup        // connection handlers still running; Add only from accept loops
+	closing  atomic.Bool
+	stop     chan struct{}
+	stopOnce sync.Once
+}
+
+// Options carry the proxy's collaborators.
+type Options struct {
+	Log     *slog.Logger
+	Level   *slog.LevelVar
+	Metrics *metrics.Registry
+	// Resolver overrides the static resolver built from the configuration.
+	Resolver Resolver
+}
+
+// New validates cfg and prepares a proxy; Start binds its listeners.
+func New(cfg Config, o Options) (*Proxy, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Level == nil {
+		o.Level = new(slog.LevelVar)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout})
+	}
+	if o.Resolver == nil {
+		o.Resolver = NewStaticResolver(cfg.Destinations)
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      o.Log,
+		level:    o.Level,
+		metrics:  o.Metrics,
+		resolver: o.Resolver,
+		budget:   retry.NewBudget(cfg.RetryBudgetRatio, cfg.RetryBudgetMinPerSec),
+		opaque:   map[net.Conn]struct{}{},
+		stop:     make(chan struct{}),
+	}
+	p.h1, p.h2 = p.newTransports()
+	p.outbound = p.newHTTPServer(compat.Outbound)
+	p.inbound = p.newHTTPServer(compat.Inbound)
+	return p, nil
+}
+
+// Metrics returns the proxy's registry.
+func (p *Proxy) Metrics() *metrics.Registry { return p.metrics }
+
+// Ready reports whether the proxy is serving.
+func (p *Proxy) Ready() bool { return p.ready.Load() }
+
+// listenerKind says how connections accepted on a listener are routed.
+type listenerKind struct {
+	direction string
+	binding   string // explicit destination, or "" for transparent
+	self      net.Addr
+}
+
+// Start binds every listener and begins serving. It fails, having closed
+// whatever it had bound, if any address cannot be bound.
+func (p *Proxy) Start() error {
+	type bind struct {
+		addr string
+		kind listenerKind
+	}
+	binds := []bind{
+		{p.cfg.OutboundAddr, listenerKind{direction: compat.Outbound}},
+		{p.cfg.InboundAddr, listenerKind{direction: compat.Inbound}},
+	}
+	for _, b := range p.cfg.Bindings {
+		binds = append(binds, bind{b.Listen, listenerKind{direction: compat.Outbound, binding: b.Dst}})
+	}
+	var lc net.ListenConfig
+	listen := func(addr, what string) (net.Listener, error) {
+		l, err := lc.Listen(context.Background(), "tcp", addr)
+		if err != nil {
+			p.closeListeners()
+			return nil, fmt.Errorf("binding %s listener on %s: %w", what, addr, err)
+		}
+		p.listeners = append(p.listeners, l)
+		return l, nil
+	}
+	adminL, err := listen(p.cfg.AdminAddr, "admin")
+	if err != nil {
+		return err
+	}
+	ctrlL, err := listen(p.cfg.ControlAddr, "control")
+	if err != nil {
+		return err
+	}
+	accepts := make([]func(), 0, len(binds))
+	for _, b := range binds {
+		l, err := listen(b.addr, b.kind.direction)
+		if err != nil {
+			return err
+		}
+		k := b.kind
+		k.self = l.Addr()
+		accepts = append(accepts, func() { p.acceptLoop(l, k) })
+	}
+	var shutdown func()
+	if p.cfg.ShutdownEndpoint {
+		shutdown = p.Stop
+	}
+	p.adminSrv = &http.Server{
+		Handler: admin.New(admin.Options{Log: p.log, Metrics: p.metrics.Handler(), Ready: &p.ready,
+			Level: p.level, Shutdown: shutdown}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	p.ctrlSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "tap is not enabled on this proxy", http.StatusNotFound)
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go p.adminSrv.Serve(adminL)
+	go p.ctrlSrv.Serve(ctrlL)
+	go p.outbound.serve()
+	go p.inbound.serve()
+	go p.metrics.RunExpiry(p.stop, time.Minute)
+	for _, a := range accepts {
+		p.accepts.Add(1)
+		go func() {
+			defer p.accepts.Done()
+			a()
+		}()
+	}
+	p.ready.Store(true)
+	p.log.Info("proxy started", "outbound", p.cfg.OutboundAddr, "inbound", p.cfg.InboundAddr,
+		"admin", adminL.Addr().String(), "control", ctrlL.Addr().String(), "bindings", len(p.cfg.Bindings))
+	return nil
+}
+
+// Addrs returns the bound addresses in order: admin, control, outbound,
+// inbound, then one per binding (useful when configured with port 0).
+func (p *Proxy) Addrs() []net.Addr {
+	out := make([]net.Addr, len(p.listeners))
+	for i, l := range p.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+// Stop asks a running proxy to shut down; Wait performs the drain.
+func (p *Proxy) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
+
+// Done is closed when Stop has been called.
+func (p *Proxy) Done() <-chan struct{} { return p.stop }
+
+// Shutdown stops accepting, drains in-flight requests and connections for up
+// to the grace period, then closes whatever remains.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.Stop()
+	p.closing.Store(true)
+	p.ready.Store(false)
+	p.log.Info("shutting down", "grace", p.cfg.ShutdownGrace)
+	// Stop accepting on data listeners; keep admin alive until the end.
+	for _, l := range p.listeners[2:] {
+		l.Close()
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ShutdownGrace)
+	defer cancel()
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, s := range []*httpServer{p.outbound, p.inbound} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.srv.Shutdown(ctx); err != nil {
+				errs[i] = fmt.Errorf("%s HTTP drain: %w", s.direction, err)
+				s.srv.Close()
+			}
+		}()
+	}
+	drained := make(chan struct{})
+	go func() {
+		p.accepts.Wait() // no handler is added once every accept loop has returned
+		p.handlers.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		p.mu.Lock()
+		n := len(p.opaque)
+		for c := range p.opaque {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.log.Warn("grace period over; closing remaining connections", "opaque", n)
+	}
+	wg.Wait()
+	p.h1.CloseIdleConnections()
+	p.h2.CloseIdleConnections()
+	p.ctrlSrv.Close()
+	p.adminSrv.Close()
+	p.closeListeners()
+	p.log.Info("shutdown complete")
+	return errors.Join(errs...)
+}
+
+func (p *Proxy) closeListeners() {
+	for _, l := range p.listeners {
+		l.Close()
+	}
+}
+
+func (p *Proxy) acceptLoop(l net.Listener, k listenerKind) {
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if p.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: back off instead of spinning.
+			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+			p.log.Error("accept failed", "listener", l.Addr().String(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		p.handlers.Add(1)
+		go func() {
+			defer p.handlers.Done()
+			p.handle(c, k)
+		}()
+	}
+}
+
+func (p *Proxy) trackOpaque(c net.Conn, add bool) {
+	p.mu.Lock()
+	if add {
+		p.opaque[c] = struct{}{}
+	} else {
+		delete(p.opaque, c)
+	}
+	p.mu.Unlock()
+}

@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/weftmesh/weft/internal/balance"
+)
+
+// Resolver maps a logical destination (a service authority host:port, or an
+// original destination IP:port) to the pool of endpoints that serve it.
+// The destination client (control plane) implements it too.
+type Resolver interface {
+	Resolve(dst string) (*balance.Pool, error)
+}
+
+// StaticResolver serves destinations configured up front (explicit mode) and
+// forwards anything else to the address it names.
+type StaticResolver struct {
+	named map[string]*balance.Pool
+
+	mu          sync.Mutex
+	passthrough map[string]*balance.Pool
+}
+
+// maxPassthrough bounds the per-address pools kept for unknown destinations.
+const maxPassthrough = 4096
+
+// NewStaticResolver builds pools for the configured destinations, balanced
+// with power-of-two-choices over peak-EWMA latency.
+func NewStaticResolver(dsts map[string][]EndpointSpec) *StaticResolver {
+	r := &StaticResolver{named: map[string]*balance.Pool{}, passthrough: map[string]*balance.Pool{}}
+	for name, specs := range dsts {
+		eps := make([]*balance.Endpoint, 0, len(specs))
+		for _, s := range specs {
+			eps = append(eps, newEndpoint(s))
+		}
+		pool := balance.NewPool(balance.NewP2CPeakEWMA(0))
+		pool.Update(eps)
+		r.named[name] = pool
+	}
+	return r
+}
+
+func newEndpoint(s EndpointSpec) *balance.Endpoint {
+	var meta map[string]string
+	if s.Proxy {
+		meta = map[string]string{metaProxy: "true"}
+	}
+	return balance.NewEndpoint(s.Addr, 1, meta)
+}
+
+// metaProxy marks an endpoint that is another Weft proxy.
+const metaProxy = "proxy"
+
+// Resolve returns the configured pool for dst, or a single-endpoint pool that
+// forwards to dst itself.
+func (r *StaticResolver) Resolve(dst string) (*balance.Pool, error) {
+	if p, ok := r.named[dst]; ok {
+		return p, nil
+	}
+	if dst == "" {
+		return nil, fmt.Errorf("no destination")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if p, ok := r.passthrough[dst]; ok {
+		return p, nil
+	}
+	if len(r.passthrough) >= maxPassthrough {
+		clear(r.passthrough)
+	}
+	p := balance.NewPool(balance.NewP2CPeakEWMA(0))
+	p.Update([]*balance.Endpoint{balance.NewEndpoint(dst, 1, nil)})
+	r.passthrough[dst] = p
+	return p, nil
+}
+
+func parseAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
