@@ -1,79 +1,126 @@
-// Package balance is a scratch stand-in.
+// Package balance chooses an endpoint for each request (or opaque
+// connection). A Selector is a one-method policy over the available
+// endpoints; the default is power of two choices over peak-EWMA latency
+// weighted by in-flight requests. A Pool holds a destination's current
+// endpoints, replaced atomically as discovery updates arrive, and ejects
+// endpoints that keep failing, with backoff.
 package balance
 
 import (
 	"errors"
+	"math"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
+// ErrNoEndpoints is returned by Pick on an empty pool.
+var ErrNoEndpoints = errors.New("balance: no endpoints")
+
+// Endpoint is one backend a balancer may choose. Safe for concurrent use.
 type Endpoint struct {
-	Addr     string
-	Weight   float64
-	Meta     map[string]string
-	inflight atomic.Int64
-	mu       sync.Mutex
-	ewma     float64
+	Addr   string            // host:port dialed
+	Weight float64           // relative weight, > 0
+	Meta   map[string]string // read-only after creation
+
+	inflight    atomic.Int64
+	ejectedTill atomic.Int64 // unix nanoseconds; read on every pick without a lock
+	clock       func() time.Time
+
+	mu        sync.Mutex
+	cost      float64 // peak-EWMA latency, nanoseconds
+	stamp     time.Time
+	failures  int
+	ejections int
+	policy    *EjectionPolicy
 }
 
-func NewEndpoint(addr string, w float64, meta map[string]string) *Endpoint {
-	return &Endpoint{Addr: addr, Weight: w, Meta: meta, ewma: 0.03}
+// Peak-EWMA parameters.
+const (
+	defaultRTT = 30 * time.Millisecond // a new endpoint's assumed latency: it gets tried
+	decay      = 10 * time.Second
+)
+
+// NewEndpoint makes an endpoint; weight 0 means 1.
+func NewEndpoint(addr string, weight float64, meta map[string]string) *Endpoint {
+	if weight <= 0 {
+		weight = 1
+	}
+	return &Endpoint{Addr: addr, Weight: weight, Meta: meta, clock: time.Now, cost: float64(defaultRTT), policy: &defaultEjection}
 }
-func (e *Endpoint) Begin() func(bool) {
+
+// Begin records the start of a request to e. The returned function must be
+// called exactly once, with success=false on a transport-level failure.
+func (e *Endpoint) Begin() (done func(success bool)) {
 	e.inflight.Add(1)
-	s := time.Now()
-	return func(ok bool) {
+	start := e.clock()
+	return func(success bool) {
 		e.inflight.Add(-1)
-		d := time.Since(s).Seconds()
-		if !ok {
-			d = 1
-		}
-		e.mu.Lock()
-		if d > e.ewma {
-			e.ewma = d
-		} else {
-			e.ewma = e.ewma*0.9 + d*0.1
-		}
-		e.mu.Unlock()
+		e.observe(start, success)
 	}
 }
-func (e *Endpoint) load() float64 {
+
+func (e *Endpoint) observe(start time.Time, success bool) {
+	now := e.clock()
+	rtt := float64(now.Sub(start))
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.ewma * float64(e.inflight.Load()+1)
-}
-
-type Selector interface{ Select([]*Endpoint) *Endpoint }
-type P2CPeakEWMA struct{ n atomic.Uint64 }
-
-func NewP2CPeakEWMA(seed uint64) *P2CPeakEWMA { return &P2CPeakEWMA{} }
-func (p *P2CPeakEWMA) Select(pool []*Endpoint) *Endpoint {
-	if len(pool) == 1 {
-		return pool[0]
+	if rtt > e.cost {
+		e.cost = rtt // peak sensitivity: jump up at once
+	} else {
+		w := math.Exp(-float64(now.Sub(e.stamp)) / float64(decay))
+		e.cost = e.cost*w + rtt*(1-w)
 	}
-	i := p.n.Add(7) % uint64(len(pool))
-	j := (i + 1 + p.n.Add(3)%uint64(len(pool)-1)) % uint64(len(pool))
-	if pool[i].load() <= pool[j].load() {
-		return pool[i]
+	e.stamp = now
+	if success {
+		e.failures, e.ejections = 0, 0
+		return
 	}
-	return pool[j]
-}
-
-type Pool struct {
-	sel Selector
-	eps atomic.Pointer[[]*Endpoint]
-}
-
-var ErrNoEndpoints = errors.New("no endpoints")
-
-func NewPool(s Selector) *Pool         { return &Pool{sel: s} }
-func (p *Pool) Update(eps []*Endpoint) { p.eps.Store(&eps) }
-func (p *Pool) Endpoints() []*Endpoint { return *p.eps.Load() }
-func (p *Pool) Pick() (*Endpoint, error) {
-	e := p.eps.Load()
-	if e == nil || len(*e) == 0 {
-		return nil, ErrNoEndpoints
+	e.failures++
+	if p := e.policy; e.failures >= p.ConsecutiveFailures {
+		backoff := p.MinBackoff << min(e.ejections, 30)
+		if backoff > p.MaxBackoff || backoff <= 0 {
+			backoff = p.MaxBackoff
+		}
+		jitter := 0.8 + 0.4*rand.Float64() // ±20%
+		e.ejectedTill.Store(now.Add(time.Duration(float64(backoff) * jitter)).UnixNano())
+		e.ejections++
+		e.failures = 0
 	}
-	return p.sel.Select(*e), nil
 }
+
+// InFlight is the number of requests under way.
+func (e *Endpoint) InFlight() int64 { return e.inflight.Load() }
+
+// Ejected reports whether e is ejected at now.
+func (e *Endpoint) Ejected(now time.Time) bool {
+	return now.UnixNano() < e.ejectedTill.Load()
+}
+
+// Available reports whether e may be picked at now.
+func (e *Endpoint) Available(now time.Time) bool { return !e.Ejected(now) }
+
+// Load is the cost P2C compares: peak-EWMA latency (decayed toward zero
+// while idle) × (in-flight + 1) / weight.
+func (e *Endpoint) Load(now time.Time) float64 {
+	e.mu.Lock()
+	cost := e.cost
+	if !e.stamp.IsZero() {
+		cost *= math.Exp(-float64(now.Sub(e.stamp)) / float64(decay))
+	}
+	e.mu.Unlock()
+	return cost * float64(e.inflight.Load()+1) / e.Weight
+}
+
+// EjectionPolicy says when a failing endpoint is taken out, and for how long.
+type EjectionPolicy struct {
+	ConsecutiveFailures int
+	MinBackoff          time.Duration
+	MaxBackoff          time.Duration
+}
+
+var defaultEjection = EjectionPolicy{ConsecutiveFailures: 5, MinBackoff: time.Second, MaxBackoff: time.Minute}
+
+// DefaultEjection is 5 consecutive failures, then 1 s doubling to 60 s.
+func DefaultEjection() EjectionPolicy { return defaultEjection }

@@ -39,6 +39,12 @@ const (
 	EnvOutboundConnect    = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
 	EnvInboundConnect     = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
 	EnvIngressMode        = "LINKERD2_PROXY_INGRESS_MODE"
+	EnvIdentityDisabled   = "LINKERD2_PROXY_IDENTITY_DISABLED"
+	EnvIdentityLocalName  = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME"
+	EnvIdentitySvcAddr    = "LINKERD2_PROXY_IDENTITY_SVC_ADDR"
+	EnvIdentitySvcName    = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
+	EnvIdentityTokenFile  = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
+	EnvTrustAnchors       = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
 	EnvPodNamespace       = "_pod_ns"
 	EnvPodName            = "_pod_name"
 
@@ -96,6 +102,12 @@ const (
 	LabelClassification = "classification"
 	LabelErrno          = "errno"
 	LabelPeer           = "peer"
+)
+
+// Values of the no_tls_reason label.
+const (
+	NoTLSNotProvidedByDiscovery = "not_provided_by_service_discovery"
+	NoTLSFromRemote             = "no_tls_from_remote"
 )
 
 // Values of the tls label.

@@ -48,11 +48,26 @@ type Config struct {
 	RetryBudgetRatio     float64
 	RetryBudgetMinPerSec float64
 
+	// Identity configures mTLS; a zero value (no local name) disables it.
+	Identity IdentityConfig
+
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
 	MetricsIdleTimeout time.Duration
 	LogLevel           string
 }
+
+// IdentityConfig says how the proxy obtains its certificate.
+type IdentityConfig struct {
+	LocalName       string // the identity to request (DNS form)
+	SvcAddr         string // identity service host:port
+	SvcName         string // identity the identity service must present
+	TokenFile       string // projected ServiceAccount token or static token
+	TrustAnchorsPEM string
+}
+
+// Enabled reports whether mTLS is configured.
+func (c IdentityConfig) Enabled() bool { return c.LocalName != "" }
 
 // EndpointSpec is one configured endpoint of a destination.
 type EndpointSpec struct {
@@ -60,6 +75,9 @@ type EndpointSpec struct {
 	// Proxy marks the endpoint as another Weft proxy's inbound listener, so
 	// HTTP/1 may be carried over the multiplexed proxy-to-proxy HTTP/2 transport.
 	Proxy bool
+	// Identity, when set, is the TLS identity the endpoint's proxy must
+	// present: traffic to it is mTLS.
+	Identity string
 }
 
 // Binding is an explicit-mode outbound listener.
@@ -102,6 +120,14 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(compat.EnvControlListenAddr, &c.ControlAddr)
 	str(compat.EnvInboundForward, &c.InboundForward)
 	str(compat.EnvLog, &c.LogLevel)
+	str(compat.EnvIdentityLocalName, &c.Identity.LocalName)
+	str(compat.EnvIdentitySvcAddr, &c.Identity.SvcAddr)
+	str(compat.EnvIdentitySvcName, &c.Identity.SvcName)
+	str(compat.EnvIdentityTokenFile, &c.Identity.TokenFile)
+	str(compat.EnvTrustAnchors, &c.Identity.TrustAnchorsPEM)
+	if v, _ := lookup(compat.EnvIdentityDisabled); v != "" {
+		c.Identity = IdentityConfig{}
+	}
 
 	var errs []string
 	fail := func(name string, err error) { errs = append(errs, fmt.Sprintf("%s: %v", name, err)) }
@@ -267,7 +293,8 @@ func parsePort(s string) (uint16, error) {
 }
 
 // AddDestination parses "NAME=ADDR[,ADDR...]" where an ADDR written
-// weft://host:port is another Weft proxy's inbound listener.
+// weft://host:port is another Weft proxy's inbound listener, and
+// weft://IDENTITY@host:port one that must present IDENTITY (mTLS).
 func (c *Config) AddDestination(s string) error {
 	name, list, ok := strings.Cut(s, "=")
 	if !ok || name == "" || list == "" {
@@ -282,6 +309,12 @@ func (c *Config) AddDestination(s string) error {
 		spec := EndpointSpec{Addr: a}
 		if rest, ok := strings.CutPrefix(a, "weft://"); ok {
 			spec = EndpointSpec{Addr: rest, Proxy: true}
+			if id, addr, ok := strings.Cut(rest, "@"); ok {
+				if id == "" {
+					return fmt.Errorf("destination %q: endpoint %q: empty identity before @", name, a)
+				}
+				spec = EndpointSpec{Addr: addr, Proxy: true, Identity: id}
+			}
 		}
 		if _, _, err := net.SplitHostPort(spec.Addr); err != nil {
 			return fmt.Errorf("destination %q: endpoint %q: %v", name, a, err)
@@ -344,6 +377,10 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("binding %s=%s: destination is neither configured with --dst nor an IP:port", b.Listen, b.Dst)
 			}
 		}
+	}
+	if id := c.Identity; id.Enabled() && (id.SvcAddr == "" || id.SvcName == "" || id.TrustAnchorsPEM == "" || id.TokenFile == "") {
+		return fmt.Errorf("identity %q: %s, %s, %s and %s are all required (or set %s)", id.LocalName,
+			compat.EnvIdentitySvcAddr, compat.EnvIdentitySvcName, compat.EnvTrustAnchors, compat.EnvIdentityTokenFile, compat.EnvIdentityDisabled)
 	}
 	if c.DetectTimeout <= 0 {
 		return fmt.Errorf("detect timeout must be positive")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
+	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/origdst"
 )
@@ -22,10 +24,12 @@ type connInfo struct {
 	// dst is the logical destination: a binding's name, the original
 	// destination, or (inbound) the local address to forward to. Empty in
 	// ingress mode, where each HTTP request names its own.
-	dst  string
-	port uint16 // the port the client dialed
-	tls  string
-	sni  string // SNI of TLS originated by the application
+	dst      string
+	port     uint16 // the port the client dialed
+	tls      string // tls label of inbound traffic
+	noTLS    string // no_tls_reason label
+	clientID string // verified identity of an mTLS client
+	sni      string // SNI of TLS originated by the application
 }
 
 // handle routes one accepted connection.
@@ -45,6 +49,15 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 		c.Close()
 		return
 	}
+	if res.Protocol == detect.TLS && p.id != nil && info.direction == compat.Inbound && res.SNI == p.id.Identity() {
+		p.serveMeshTLS(dc, info)
+		return
+	}
+	p.route(dc, res, info)
+}
+
+// route sends a detected connection to the HTTP server or the TCP forwarder.
+func (p *Proxy) route(dc *detect.Conn, res detect.Result, info *connInfo) {
 	switch res.Protocol {
 	case detect.HTTP1, detect.HTTP2:
 		p.serveHTTPConn(dc, info)
@@ -56,7 +69,7 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 			p.log.Debug("protocol detection timed out; forwarding as opaque TCP", "direction", info.direction, "dst", info.dst)
 		}
 		if info.dst == "" {
-			p.log.Info("ingress mode needs HTTP to route; closing opaque connection with no original destination", "peer", c.RemoteAddr().String())
+			p.log.Info("ingress mode needs HTTP to route; closing opaque connection with no original destination", "peer", dc.RemoteAddr().String())
 			dc.Close()
 			return
 		}
@@ -68,6 +81,9 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 // false (and logs why) when the connection cannot be routed.
 func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	info := &connInfo{direction: k.direction, tls: compat.TLSDisabled}
+	if p.id != nil {
+		info.tls, info.noTLS = compat.TLSNoIdentity, compat.NoTLSFromRemote
+	}
 	if k.binding != "" {
 		info.dst = k.binding
 		_, port, _ := net.SplitHostPort(k.binding)
@@ -98,6 +114,36 @@ func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	}
 	return info, true
 }
+
+// target is the metrics target of the accepted side.
+func (info *connInfo) target(addr string) metrics.Target {
+	return metrics.Target{Direction: info.direction, Addr: addr, TLS: info.tls, NoTLS: info.noTLS, ClientID: info.clientID}
+}
+
+// serveMeshTLS terminates mTLS from another Weft proxy, then routes the
+// decrypted stream like any other connection.
+func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
+	tc := tls.Server(dc, p.id.ServerConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		p.log.Info("inbound mTLS handshake failed", "peer", dc.RemoteAddr().String(), "err", err)
+		tc.Close()
+		return
+	}
+	info.tls, info.noTLS = compat.TLSTrue, ""
+	info.clientID = certify.PeerIdentity(tc.ConnectionState())
+	res, inner, err := detect.Detect(tc, p.cfg.DetectTimeout)
+	if err != nil {
+		tc.Close()
+		return
+	}
+	p.route(inner, res, info)
+}
+
+// handshakeTimeout bounds a TLS handshake.
+const handshakeTimeout = 10 * time.Second
 
 func portOf(s string) uint16 {
 	n, _ := strconv.Atoi(s)
@@ -186,7 +232,7 @@ func (s *httpServer) serve() {
 }
 
 func (p *Proxy) serveHTTPConn(c *detect.Conn, info *connInfo) {
-	tcp := p.metrics.TCP(metrics.Target{Direction: info.direction, Addr: info.dst, TLS: info.tls}, "src")
+	tcp := p.metrics.TCP(info.target(info.dst), "src")
 	tcp.Open()
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
 	srv := p.outbound

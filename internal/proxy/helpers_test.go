@@ -25,6 +25,11 @@ type testProxy struct {
 // given as destination names; each gets its own listener.
 func startProxy(t testing.TB, mutate func(*Config), bindDsts ...string) *testProxy {
 	t.Helper()
+	return startProxyWith(t, Options{}, mutate, bindDsts...)
+}
+
+func startProxyWith(t testing.TB, o Options, mutate func(*Config), bindDsts ...string) *testProxy {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.OutboundAddr, cfg.InboundAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AdminAddr, cfg.ControlAddr = "127.0.0.1:0", "127.0.0.1:0"
@@ -42,7 +47,8 @@ func startProxy(t testing.TB, mutate func(*Config), bindDsts ...string) *testPro
 		level.Set(slog.LevelWarn)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	p, err := New(cfg, Options{Log: log, Level: level})
+	o.Log, o.Level = log, level
+	p, err := New(cfg, o)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -86,6 +86,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only the proxy may assert a client's identity toward the application.
 	r.Header.Del(compat.HeaderClientID)
+	if info.clientID != "" {
+		r.Header.Set(compat.HeaderClientID, info.clientID)
+	}
 	p.forward(w, r, info, info.dst)
 }
 
@@ -139,7 +142,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			proxyError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s has no endpoints", dst))
 			return
 		}
-		target := metrics.Target{Direction: info.direction, Authority: r.Host, Addr: ep.Addr, TLS: info.tls}
+		target := p.upstreamTarget(info, ep)
+		target.Authority = r.Host
 		series := p.metrics.HTTP(target)
 		series.Request()
 		start := time.Now()
@@ -164,7 +168,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 }
 
 func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {
-	out := r.WithContext(ctx)
+	out := r.WithContext(withPeer(ctx, ep))
 	out.URL = &url.URL{Scheme: "http", Host: ep.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out.RequestURI = ""
 	out.Close = false

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
 )
@@ -30,6 +31,7 @@ type Proxy struct {
 	metrics  *metrics.Registry
 	resolver Resolver
 	budget   *retry.Budget
+	id       *certify.Manager // nil: identity disabled, no mTLS
 	ready    atomic.Bool
 
 	h1       *http.Transport // HTTP/1.1 upstreams
@@ -57,6 +59,9 @@ type Options struct {
 	Metrics *metrics.Registry
 	// Resolver overrides the static resolver built from the configuration.
 	Resolver Resolver
+	// Identity, when set, provides the certificate for mTLS; the proxy is
+	// not ready until it holds one.
+	Identity *certify.Manager
 }
 
 // New validates cfg and prepares a proxy; Start binds its listeners.
@@ -83,8 +88,16 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		metrics:  o.Metrics,
 		resolver: o.Resolver,
 		budget:   retry.NewBudget(cfg.RetryBudgetRatio, cfg.RetryBudgetMinPerSec),
+		id:       o.Identity,
 		opaque:   map[net.Conn]struct{}{},
 		stop:     make(chan struct{}),
+	}
+	if p.id != nil {
+		for _, c := range p.id.Collectors() {
+			if err := p.metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("registering identity metrics: %w", err)
+			}
+		}
 	}
 	p.h1, p.h2 = p.newTransports()
 	p.outbound = p.newHTTPServer(compat.Outbound)
@@ -171,7 +184,19 @@ func (p *Proxy) Start() error {
 			a()
 		}()
 	}
-	p.ready.Store(true)
+	if p.id == nil {
+		p.ready.Store(true)
+	} else {
+		go func() {
+			select {
+			case <-p.id.Ready():
+				if !p.closing.Load() {
+					p.ready.Store(true)
+				}
+			case <-p.stop:
+			}
+		}()
+	}
 	p.log.Info("proxy started", "outbound", p.cfg.OutboundAddr, "inbound", p.cfg.InboundAddr,
 		"admin", adminL.Addr().String(), "control", ctrlL.Addr().String(), "bindings", len(p.cfg.Bindings))
 	return nil

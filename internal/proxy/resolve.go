@@ -36,7 +36,7 @@ func NewStaticResolver(dsts map[string][]EndpointSpec) *StaticResolver {
 		for _, s := range specs {
 			eps = append(eps, newEndpoint(s))
 		}
-		pool := balance.NewPool(balance.NewP2CPeakEWMA(0))
+		pool := balance.NewPool(balance.NewP2CPeakEWMA())
 		pool.Update(eps)
 		r.named[name] = pool
 	}
@@ -47,12 +47,18 @@ func newEndpoint(s EndpointSpec) *balance.Endpoint {
 	var meta map[string]string
 	if s.Proxy {
 		meta = map[string]string{metaProxy: "true"}
+		if s.Identity != "" {
+			meta[metaIdentity] = s.Identity
+		}
 	}
 	return balance.NewEndpoint(s.Addr, 1, meta)
 }
 
-// metaProxy marks an endpoint that is another Weft proxy.
-const metaProxy = "proxy"
+// Endpoint metadata keys.
+const (
+	metaProxy    = "proxy"    // the endpoint is another Weft proxy
+	metaIdentity = "identity" // the TLS identity it must present
+)
 
 // Resolve returns the configured pool for dst, or a single-endpoint pool that
 // forwards to dst itself.
@@ -71,7 +77,7 @@ func (r *StaticResolver) Resolve(dst string) (*balance.Pool, error) {
 	if len(r.passthrough) >= maxPassthrough {
 		clear(r.passthrough)
 	}
-	p := balance.NewPool(balance.NewP2CPeakEWMA(0))
+	p := balance.NewPool(balance.NewP2CPeakEWMA())
 	p.Update([]*balance.Endpoint{balance.NewEndpoint(dst, 1, nil)})
 	r.passthrough[dst] = p
 	return p, nil

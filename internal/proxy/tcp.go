@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -10,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftmesh/weft/internal/balance"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
 	"github.com/weftmesh/weft/internal/metrics"
@@ -23,8 +26,8 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 	defer p.trackOpaque(c, false)
 	defer c.Close()
 	start := time.Now()
-	target := metrics.Target{Direction: info.direction, Addr: info.dst, TLS: info.tls}
-	src := p.metrics.TCP(target, "src")
+	src := p.metrics.TCP(info.target(info.dst), "src")
+	target := info.target(info.dst)
 	src.Open()
 
 	pool, err := p.resolver.Resolve(info.dst)
@@ -34,8 +37,8 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 		ep, perr := pool.Pick()
 		if err = perr; err == nil {
 			done = ep.Begin()
-			target.Addr = ep.Addr
-			up, err = p.dial(context.Background(), info.direction, ep.Addr)
+			target = p.upstreamTarget(info, ep)
+			up, err = p.dial(withPeer(context.Background(), ep), info.direction, ep.Addr)
 			done(err == nil)
 		}
 	}
@@ -144,12 +147,58 @@ func errnoOf(err error) string {
 	return "EIO"
 }
 
-// dial connects to addr within the direction's connect timeout.
+// dial connects to addr within the direction's connect timeout. When the
+// context names the peer's identity (a meshed endpoint) the connection is
+// mTLS, and the peer must prove that identity.
 func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, error) {
 	timeout := p.cfg.OutboundConnectTimeout
 	if direction == compat.Inbound {
 		timeout = p.cfg.InboundConnectTimeout
 	}
 	d := net.Dialer{Timeout: timeout}
-	return d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := ctx.Value(peerIDKey{}).(string)
+	if id == "" || p.id == nil {
+		return c, nil
+	}
+	tc := tls.Client(c, p.id.ClientConfig(id))
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("mTLS handshake with %s (expecting %s): %w", addr, id, err)
+	}
+	return tc, nil
+}
+
+type peerIDKey struct{}
+
+// withPeer records in ctx the identity ep must present, if it is meshed.
+func withPeer(ctx context.Context, ep *balance.Endpoint) context.Context {
+	if id := ep.Meta[metaIdentity]; id != "" {
+		return context.WithValue(ctx, peerIDKey{}, id)
+	}
+	return ctx
+}
+
+// upstreamTarget is the metrics target of traffic to ep. Inbound traffic
+// keeps the accepted side's TLS labels.
+func (p *Proxy) upstreamTarget(info *connInfo, ep *balance.Endpoint) metrics.Target {
+	t := info.target(ep.Addr)
+	if info.direction == compat.Inbound {
+		return t
+	}
+	t.ClientID = ""
+	switch id := ep.Meta[metaIdentity]; {
+	case p.id == nil:
+		t.TLS, t.NoTLS = compat.TLSDisabled, ""
+	case id != "":
+		t.TLS, t.NoTLS, t.ServerID = compat.TLSTrue, "", id
+	default:
+		t.TLS, t.NoTLS = compat.TLSNoIdentity, compat.NoTLSNotProvidedByDiscovery
+	}
+	return t
 }

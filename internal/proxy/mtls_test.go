@@ -1,0 +1,281 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/certify"
+	"github.com/weftmesh/weft/internal/identity/localca"
+	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/identity/statictoken"
+)
+
+const (
+	webID = "web.shop.serviceaccount.identity.linkerd.cluster.local"
+	apiID = "api.shop.serviceaccount.identity.linkerd.cluster.local"
+)
+
+// mesh is an in-process identity service with its own root.
+type mesh struct {
+	anchors *x509.CertPool
+	client  identityv1.IdentityClient
+	tokens  map[string]string // identity → token
+}
+
+func newMesh(t *testing.T) *mesh {
+	t.Helper()
+	root, err := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newMeshWithRoot(t, root)
+}
+
+func newMeshWithRoot(t *testing.T, root *pki.Pair) *mesh {
+	t.Helper()
+	anchors, _, _ := localca.AnchorPool(root.CertPEM)
+	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", time.Now().Add(-time.Minute), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{webID: "web-token-0123456789abcdef", apiID: "api-token-0123456789abcdef"}
+	v, err := statictoken.Parse(strings.NewReader(tokens[webID]+" shop/web\n"+tokens[apiID]+" shop/api\n"), "linkerd", "cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	identityv1.RegisterIdentityServer(srv, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	go srv.Serve(l)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &mesh{anchors: anchors, client: identityv1.NewIdentityClient(conn), tokens: tokens}
+}
+
+// identity returns a certificate manager for name that has its first certificate.
+func (m *mesh) identity(t *testing.T, name string) *certify.Manager {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(m.tokens[name]), 0o600)
+	mgr, err := certify.New(certify.Config{Identity: name, TokenPath: tokenFile, Client: m.client, Anchors: m.anchors,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go mgr.Run(ctx)
+	select {
+	case <-mgr.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no certificate for %s", name)
+	}
+	return mgr
+}
+
+// meshedProxy starts a proxy with id.
+func meshedProxy(t *testing.T, id *certify.Manager, mutate func(*Config), binds ...string) *testProxy {
+	t.Helper()
+	return startProxyWith(t, Options{Identity: id}, mutate, binds...)
+}
+
+// tap relays TCP to target and records what the client side sent.
+type tap struct {
+	mu   sync.Mutex
+	sent bytes.Buffer
+}
+
+func (tp *tap) bytes() []byte {
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	return bytes.Clone(tp.sent.Bytes())
+}
+
+func startTap(t *testing.T, target string) (string, *tap) {
+	tp := &tap{}
+	addr := listenTCP(t, func(c net.Conn) {
+		up, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer up.Close()
+		go io.Copy(c, up)
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := c.Read(buf)
+			if n > 0 {
+				tp.mu.Lock()
+				tp.sent.Write(buf[:n])
+				tp.mu.Unlock()
+				up.Write(buf[:n])
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return addr, tp
+}
+
+func TestMTLSBetweenProxies(t *testing.T) {
+	m := newMesh(t)
+	secret := "very-secret-payload-7c1e"
+	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "client-id=%s body=%s", r.Header.Get(compat.HeaderClientID), body)
+	}))
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend })
+	wire, tp := startTap(t, b.inbound)
+	a := meshedProxy(t, m.identity(t, webID), func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{"api.shop:80": {{Addr: wire, Proxy: true, Identity: apiID}}}
+	}, "api.shop:80")
+
+	for i := range 5 {
+		resp, err := http.Post("http://"+a.bindings[0]+"/", "text/plain", strings.NewReader(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "client-id=" + webID + " body=" + secret; string(got) != want {
+			t.Fatalf("request %d: got %q, want %q", i, got, want)
+		}
+	}
+	onWire := tp.bytes()
+	if len(onWire) < 5 || onWire[0] != 0x16 || onWire[1] != 0x03 {
+		t.Errorf("connection between proxies does not start with a TLS handshake: % x", onWire[:min(len(onWire), 8)])
+	}
+	for _, plain := range []string{secret, "PRI * HTTP/2.0", "POST"} {
+		if bytes.Contains(onWire, []byte(plain)) {
+			t.Errorf("plaintext %q seen on the wire between proxies", plain)
+		}
+	}
+	ma, mb := a.metricsText(t), b.metricsText(t)
+	if got := metricValue(ma, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": apiID}); got != 5 {
+		t.Errorf("A: response_total{tls=true,server_id=api} = %v, want 5", got)
+	}
+	if got := metricValue(mb, "request_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}); got != 5 {
+		t.Errorf("B: request_total{tls=true,client_id=web} = %v, want 5", got)
+	}
+	if got := metricValue(ma, "identity_cert_refresh_count", nil); got < 1 {
+		t.Errorf("identity_cert_refresh_count = %v, want ≥ 1", got)
+	}
+	if got := metricValue(ma, "identity_cert_expiration_timestamp_seconds", nil); got < float64(time.Now().Unix()) {
+		t.Errorf("identity_cert_expiration_timestamp_seconds = %v, want in the future", got)
+	}
+}
+
+func TestMTLSOpaqueTCP(t *testing.T) {
+	m := newMesh(t)
+	backend := listenTCP(t, halfCloseEcho)
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend; c.DetectTimeout = 200 * time.Millisecond })
+	wire, tp := startTap(t, b.inbound)
+	a := meshedProxy(t, m.identity(t, webID), func(c *Config) {
+		c.OpaquePorts = map[uint16]bool{5432: true}
+		c.Destinations = map[string][]EndpointSpec{"db.shop:5432": {{Addr: wire, Proxy: true, Identity: apiID}}}
+	}, "db.shop:5432")
+	c, err := net.Dial("tcp", a.bindings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "\x00\x03secret-sql")
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	if string(got) != "\x00\x03secret-sql|bye" {
+		t.Errorf("got %q", got)
+	}
+	if bytes.Contains(tp.bytes(), []byte("secret-sql")) {
+		t.Error("opaque payload crossed the wire in plaintext")
+	}
+	waitFor(t, func() bool {
+		return metricValue(b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}) >= 1
+	})
+}
+
+func TestMTLSRefusesWrongOrForeignPeer(t *testing.T) {
+	m := newMesh(t)
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend })
+
+	// A client that expects another identity than the server presents.
+	a := meshedProxy(t, m.identity(t, webID), func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{"api.shop:80": {{Addr: b.inbound, Proxy: true, Identity: webID}}}
+	}, "api.shop:80")
+	resp, err := http.Post("http://"+a.bindings[0]+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(resp.Header.Get(compat.HeaderProxyError), "mTLS handshake") {
+		t.Errorf("wrong identity: status %d, l5d-proxy-error %q; want 502 naming the mTLS handshake", resp.StatusCode, resp.Header.Get(compat.HeaderProxyError))
+	}
+
+	// A client whose certificate comes from a foreign CA.
+	foreignRoot, _ := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
+	foreign := newMeshWithRoot(t, foreignRoot)
+	f := meshedProxy(t, foreign.identity(t, webID), func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{"api.shop:80": {{Addr: b.inbound, Proxy: true, Identity: apiID}}}
+	}, "api.shop:80")
+	resp, err = http.Post("http://"+f.bindings[0]+"/", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("foreign CA: status %d, want 502", resp.StatusCode)
+	}
+	if got := metricValue(b.metricsText(t), "request_total", map[string]string{"direction": "inbound"}); got != 0 {
+		t.Errorf("B forwarded %v requests from refused peers", got)
+	}
+}
+
+func TestPlaintextFromUnmeshedClientAccepted(t *testing.T) {
+	m := newMesh(t)
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend })
+	req, _ := http.NewRequest("GET", "http://"+b.inbound+"/", nil)
+	req.Header.Set(compat.HeaderClientID, webID) // forged: must not reach the app
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Client-Id") != "" {
+		t.Errorf("status %d, app saw client id %q; want 200 and none", resp.StatusCode, resp.Header.Get("X-Client-Id"))
+	}
+	if got := metricValue(b.metricsText(t), "request_total", map[string]string{"direction": "inbound", "tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}); got != 1 {
+		t.Errorf("request_total{tls=no_identity} = %v, want 1", got)
+	}
+}
