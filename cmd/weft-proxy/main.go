@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,8 +18,14 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/version"
@@ -89,7 +96,13 @@ func run(args []string) error {
 	level.Set(lvl)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	reg := metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout, BuildVersion: version.Version})
-	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg})
+	ctx, stopIdentity := context.WithCancel(context.Background())
+	defer stopIdentity()
+	id, err := newIdentity(ctx, cfg.Identity, logger)
+	if err != nil {
+		return err
+	}
+	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id})
 	if err != nil {
 		return err
 	}
@@ -104,7 +117,37 @@ func run(args []string) error {
 	case <-p.Done():
 	}
 	signal.Stop(sig)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
 	defer cancel()
-	return p.Shutdown(ctx)
+	return p.Shutdown(shutdownCtx)
+}
+
+// newIdentity starts obtaining the proxy's certificate from the identity
+// service (over TLS verified against the trust anchors), or returns nil when
+// identity is disabled.
+func newIdentity(ctx context.Context, c proxy.IdentityConfig, log *slog.Logger) (*certify.Manager, error) {
+	if !c.Enabled() {
+		log.Warn("identity is disabled: traffic between proxies is not mTLS")
+		return nil, nil
+	}
+	anchors, _, err := identity.AnchorPool([]byte(c.TrustAnchorsPEM))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", compat.EnvTrustAnchors, err)
+	}
+	creds := credentials.NewTLS(&tls.Config{ServerName: c.SvcName, RootCAs: anchors, MinVersion: tls.VersionTLS13})
+	conn, err := grpc.NewClient(c.SvcAddr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("identity service %s: %w", c.SvcAddr, err)
+	}
+	mgr, err := certify.New(certify.Config{Identity: c.LocalName, TokenPath: c.TokenFile,
+		Client: identityv1.NewIdentityClient(conn), Anchors: anchors, Log: log})
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	go func() {
+		mgr.Run(ctx)
+		conn.Close()
+	}()
+	return mgr, nil
 }

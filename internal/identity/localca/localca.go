@@ -53,7 +53,7 @@ func New(certPEM, keyPEM []byte, anchors *x509.CertPool, o Options) (*CA, error)
 	if o.ClockSkewAllowance == 0 {
 		o.ClockSkewAllowance = 20 * time.Second
 	}
-	certs, err := ParseCertificates(certPEM)
+	certs, err := identity.ParseCertificates(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("issuer certificate: %w", err)
 	}
@@ -142,30 +142,6 @@ func (c *CA) Issue(_ context.Context, csr *x509.CertificateRequest, name identit
 	return &identity.Leaf{Certificate: leaf, Intermediates: c.chain}, nil
 }
 
-// ParseCertificates parses every CERTIFICATE block of a PEM bundle.
-func ParseCertificates(pemBytes []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for rest := pemBytes; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM CERTIFICATE block found")
-	}
-	return out, nil
-}
-
 // ParsePrivateKey parses a PEM private key (PKCS#8, SEC 1 EC or PKCS#1 RSA).
 func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 	b, _ := pem.Decode(pemBytes)
@@ -192,19 +168,6 @@ func ParsePrivateKey(pemBytes []byte) (crypto.Signer, error) {
 		return nil, fmt.Errorf("key of type %T cannot sign", key)
 	}
 	return s, nil
-}
-
-// AnchorPool parses a PEM bundle of trust anchors (several allowed, for rotation).
-func AnchorPool(pemBytes []byte) (*x509.CertPool, []*x509.Certificate, error) {
-	certs, err := ParseCertificates(pemBytes)
-	if err != nil {
-		return nil, nil, fmt.Errorf("trust anchors: %w", err)
-	}
-	pool := x509.NewCertPool()
-	for _, c := range certs {
-		pool.AddCert(c)
-	}
-	return pool, certs, nil
 }
 
 func publicKeyMatches(a, b crypto.PublicKey) bool {
