@@ -20,7 +20,7 @@ import (
 type Service struct {
 	identityv1.UnimplementedIdentityServer
 
-	validator   Validator
+	validator   atomic.Pointer[validatorBox]
 	issuer      atomic.Pointer[issuerBox]
 	lifetime    time.Duration
 	controlNS   string
@@ -29,6 +29,8 @@ type Service struct {
 }
 
 type issuerBox struct{ Issuer }
+
+type validatorBox struct{ Validator }
 
 // ServiceConfig configures a Service.
 type ServiceConfig struct {
@@ -54,12 +56,18 @@ func NewService(c ServiceConfig) *Service {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
-	s := &Service{validator: c.Validator, lifetime: c.Lifetime, controlNS: c.ControlPlaneNS, trustDomain: c.TrustDomain, log: c.Log}
+	s := &Service{lifetime: c.Lifetime, controlNS: c.ControlPlaneNS, trustDomain: c.TrustDomain, log: c.Log}
+	if c.Validator != nil {
+		s.SetValidator(c.Validator)
+	}
 	if c.Issuer != nil {
 		s.SetIssuer(c.Issuer)
 	}
 	return s
 }
+
+// SetValidator sets how tokens are checked.
+func (s *Service) SetValidator(v Validator) { s.validator.Store(&validatorBox{v}) }
 
 // SetIssuer swaps the issuer used for new certificates (issuer rotation).
 func (s *Service) SetIssuer(i Issuer) { s.issuer.Store(&issuerBox{i}) }
@@ -99,7 +107,11 @@ func (s *Service) certify(ctx context.Context, req *identityv1.CertifyRequest) (
 	if len(req.GetToken()) == 0 {
 		return nil, fmt.Errorf("%w: no token in the request", ErrUnauthenticated)
 	}
-	got, err := s.validator.Validate(ctx, req.GetToken())
+	vb := s.validator.Load()
+	if vb == nil {
+		return nil, fmt.Errorf("%w: no token validator configured", ErrUnavailable)
+	}
+	got, err := vb.Validate(ctx, req.GetToken())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,39 @@
+// Command weft-controller runs Weft's control-plane components, one per
+// subcommand (identity, ...), so that a single image serves every
+// control-plane Deployment.
+package main
+
+import (
+	"context"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/weftmesh/weft/internal/controller"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+func main() {
+	level := new(slog.LevelVar)
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	root := &cobra.Command{
+		Use:           "weft-controller",
+		Short:         "Weft's control plane",
+		Version:       version.Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	var logLevel string
+	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
+	root.AddCommand(controller.NewIdentityCommand(logger))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := root.ExecuteContext(ctx); err != nil {
+		log.Fatalf("weft-controller: %v", err)
+	}
+}

@@ -1,0 +1,222 @@
+// Package controller holds the control plane's components as runnable
+// commands (identity, and later destination and injector), wired from flags
+// to the packages that do the work. One weft-controller image runs each as
+// a subcommand.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+
+	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/kube"
+	"github.com/weftmesh/weft/internal/identity/localca"
+	"github.com/weftmesh/weft/internal/identity/statictoken"
+)
+
+// IdentityOptions are the identity command's flags.
+type IdentityOptions struct {
+	Kubeconfig     string
+	Namespace      string
+	TrustDomain    string
+	AnchorsFile    string
+	IssuerScheme   string
+	ExternalCA     bool
+	Lifetime       time.Duration
+	ClockSkew      time.Duration
+	Addr           string
+	AdminAddr      string
+	StaticTokens   string // hosts without Kubernetes: token file ...
+	IssuerCertFile string // ... and issuer files instead of the Secret
+	IssuerKeyFile  string
+}
+
+// NewIdentityCommand returns `weft-controller identity`.
+func NewIdentityCommand(log *slog.Logger) *cobra.Command {
+	o := IdentityOptions{}
+	cmd := &cobra.Command{
+		Use:   "identity",
+		Short: "Run the mesh's certificate authority (the Certify RPC)",
+		Long: `Runs the identity service: proxies send their ServiceAccount token and a CSR,
+and receive a short-lived certificate for <sa>.<ns>.serviceaccount.identity.<ns>.<trust-domain>.
+
+With Kubernetes, tokens are checked with TokenReview and the issuer is read from the
+linkerd-identity-issuer Secret (reloaded when cert-manager rotates it). Without Kubernetes,
+--static-tokens, --issuer-cert and --issuer-key replace both.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunIdentity(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	f.StringVar(&o.Namespace, "controller-namespace", "linkerd", "the control plane's namespace")
+	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities")
+	f.StringVar(&o.AnchorsFile, "identity-trust-anchors-file", "", "PEM file of trust anchors (identityTrustAnchorsPEM); not with --external-ca")
+	f.StringVar(&o.IssuerScheme, "identity-issuer-scheme", kube.SchemeLinkerd, "issuer Secret layout: linkerd.io/tls or kubernetes.io/tls")
+	f.BoolVar(&o.ExternalCA, "external-ca", false, "read trust anchors from ConfigMap linkerd-identity-trust-roots (identity.externalCA)")
+	f.DurationVar(&o.Lifetime, "identity-issuance-lifetime", 24*time.Hour, "lifetime of proxy certificates")
+	f.DurationVar(&o.ClockSkew, "identity-clock-skew-allowance", 20*time.Second, "how far NotBefore is backdated")
+	f.StringVar(&o.Addr, "addr", ":8080", "gRPC listen address")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.StaticTokens, "static-tokens", "", "token file (TOKEN NAMESPACE/SERVICEACCOUNT per line) instead of TokenReview")
+	f.StringVar(&o.IssuerCertFile, "issuer-cert", "", "issuer certificate PEM instead of the Secret (with --static-tokens)")
+	f.StringVar(&o.IssuerKeyFile, "issuer-key", "", "issuer key PEM instead of the Secret (with --static-tokens)")
+	return cmd
+}
+
+// RunIdentity serves until ctx ends.
+func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error {
+	if o.IssuerScheme != kube.SchemeLinkerd && o.IssuerScheme != kube.SchemeKubernetes {
+		return fmt.Errorf("--identity-issuer-scheme %q: want %s or %s", o.IssuerScheme, kube.SchemeLinkerd, kube.SchemeKubernetes)
+	}
+	var anchorsPEM []byte
+	if o.AnchorsFile != "" {
+		b, err := os.ReadFile(o.AnchorsFile)
+		if err != nil {
+			return fmt.Errorf("trust anchors: %w", err)
+		}
+		if _, _, err := identity.AnchorPool(b); err != nil {
+			return fmt.Errorf("trust anchors %s: %w", o.AnchorsFile, err)
+		}
+		anchorsPEM = b
+	} else if !o.ExternalCA {
+		return errors.New("--identity-trust-anchors-file is required (or --external-ca)")
+	}
+	reg := prometheus.NewRegistry()
+	svc := identity.NewService(identity.ServiceConfig{Lifetime: o.Lifetime, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain, Log: log})
+	var ready atomic.Bool
+	if o.StaticTokens != "" {
+		if err := staticIdentity(svc, o, anchorsPEM); err != nil {
+			return err
+		}
+	} else if err := kubeIdentity(ctx, svc, o, anchorsPEM, reg, log); err != nil {
+		return err
+	}
+	self := identity.Name{ServiceAccount: "linkerd-identity", Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
+	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
+	identityv1.RegisterIdentityServer(srv, svc)
+	l, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("identity listener: %w", err)
+	}
+	admin, err := serveAdmin(o.AdminAddr, reg, &ready)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	go srv.Serve(l)
+	ready.Store(svc.Issuer() != nil)
+	go func() {
+		for !ready.Load() && ctx.Err() == nil {
+			time.Sleep(time.Second)
+			ready.Store(svc.Issuer() != nil)
+		}
+	}()
+	log.Info("identity service started", "addr", l.Addr().String(), "self", self.DNSName())
+	<-ctx.Done()
+	ready.Store(false)
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		srv.Stop()
+	}
+	admin.Close()
+	return nil
+}
+
+func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte) error {
+	if o.IssuerCertFile == "" || o.IssuerKeyFile == "" || anchorsPEM == nil {
+		return errors.New("--static-tokens needs --issuer-cert, --issuer-key and --identity-trust-anchors-file")
+	}
+	v, err := statictoken.Load(o.StaticTokens, o.Namespace, o.TrustDomain)
+	if err != nil {
+		return err
+	}
+	crt, err := os.ReadFile(o.IssuerCertFile)
+	if err != nil {
+		return fmt.Errorf("issuer certificate: %w", err)
+	}
+	key, err := os.ReadFile(o.IssuerKeyFile)
+	if err != nil {
+		return fmt.Errorf("issuer key: %w", err)
+	}
+	anchors, _, err := identity.AnchorPool(anchorsPEM)
+	if err != nil {
+		return err
+	}
+	ca, err := localca.New(crt, key, anchors, localca.Options{ClockSkewAllowance: o.ClockSkew})
+	if err != nil {
+		return err
+	}
+	svc.SetValidator(v)
+	svc.SetIssuer(ca)
+	return nil
+}
+
+func kubeIdentity(ctx context.Context, svc *identity.Service, o IdentityOptions, anchorsPEM []byte, reg *prometheus.Registry, log *slog.Logger) error {
+	client, err := KubeClient(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	svc.SetValidator(kube.NewTokenReviewer(client, o.Namespace, o.TrustDomain))
+	bc := record.NewBroadcaster()
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(o.Namespace)})
+	w := &kube.IssuerWatcher{Client: client, Namespace: o.Namespace, Scheme: o.IssuerScheme, AnchorsPEM: anchorsPEM,
+		ExternalCA: o.ExternalCA, Target: svc, Log: log, Skew: o.ClockSkew,
+		Recorder: bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-identity"})}
+	reg.MustRegister(w.Collectors()...)
+	return w.Start(ctx)
+}
+
+// KubeClient builds a clientset from a kubeconfig path, or in-cluster config.
+func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// serveAdmin serves /metrics, /ready and /live (the admin-http port).
+func serveAdmin(addr string, reg *prometheus.Registry, ready *atomic.Bool) (*http.Server, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/live", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("live\n")) })
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	return srv, nil
+}

@@ -1,0 +1,214 @@
+package local
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/identity/pki"
+)
+
+// build compiles the named commands once per test binary run.
+func build(t *testing.T, cmds ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	args := append([]string{"build", "-o", dir + "/"}, cmds...)
+	cmd := exec.Command("go", args...)
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs a process, logs its output to the test on failure, and stops it
+// by pid with SIGTERM (then SIGKILL) at cleanup.
+func start(t *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logFile := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%s (pid %d) did not exit within 10s of SIGTERM", name, cmd.Process.Pid)
+		}
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("--- %s log:\n%s", name, b)
+		}
+	})
+	return cmd
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within 20s (last: %v)", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func metric(t *testing.T, adminAddr, name string, labels ...string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				match = false
+			}
+		}
+		if match {
+			var v float64
+			f := strings.Fields(line)
+			fmt.Sscanf(f[len(f)-1], "%g", &v)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func TestBinariesMeshWithMTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs binaries")
+	}
+	bin := build(t, "./cmd/weft-proxy", "./cmd/weft-controller")
+	dir := t.TempDir()
+	now := time.Now()
+	root, err := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", now.Add(-time.Minute), 12*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	anchors := write("ca.crt", root.CertPEM)
+	write("issuer.crt", iss.CertPEM)
+	write("issuer.key", iss.KeyPEM)
+	write("tokens", []byte("web-token-aaaaaaaaaaaaaaaa shop/web\napi-token-bbbbbbbbbbbbbbbb shop/api\n"))
+	webTok := write("web.token", []byte("web-token-aaaaaaaaaaaaaaaa"))
+	apiTok := write("api.token", []byte("api-token-bbbbbbbbbbbbbbbb"))
+
+	idAddr, idAdmin := freeAddr(t), freeAddr(t)
+	start(t, "identity", nil, bin+"/weft-controller", "identity", "--addr", idAddr, "--admin-addr", idAdmin,
+		"--identity-trust-anchors-file", anchors, "--static-tokens", dir+"/tokens",
+		"--issuer-cert", dir+"/issuer.crt", "--issuer-key", dir+"/issuer.key")
+	waitReady(t, "http://"+idAdmin+"/ready")
+
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "hello %s", r.Header.Get("l5d-client-id"))
+	})}
+	appL, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Serve(appL)
+	t.Cleanup(func() { app.Close() })
+
+	idEnv := func(name, token string) []string {
+		return []string{
+			"LINKERD2_PROXY_IDENTITY_LOCAL_NAME=" + name + ".shop.serviceaccount.identity.linkerd.cluster.local",
+			"LINKERD2_PROXY_IDENTITY_SVC_ADDR=" + idAddr,
+			"LINKERD2_PROXY_IDENTITY_SVC_NAME=linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local",
+			"LINKERD2_PROXY_IDENTITY_TOKEN_FILE=" + token,
+			"LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS=" + string(root.CertPEM),
+		}
+	}
+	bAdmin, bIn := freeAddr(t), freeAddr(t)
+	start(t, "proxy-api", idEnv("api", apiTok), bin+"/weft-proxy", "--admin-addr", bAdmin, "--control-addr", freeAddr(t),
+		"--outbound-addr", freeAddr(t), "--inbound-addr", bIn, "--inbound-forward", appL.Addr().String())
+	aAdmin, aBind := freeAddr(t), freeAddr(t)
+	apiID := "api.shop.serviceaccount.identity.linkerd.cluster.local"
+	start(t, "proxy-web", idEnv("web", webTok), bin+"/weft-proxy", "--admin-addr", aAdmin, "--control-addr", freeAddr(t),
+		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t),
+		"--dst", "api.shop:80=weft://"+apiID+"@"+bIn, "--bind", aBind+"=api.shop:80")
+	waitReady(t, "http://"+bAdmin+"/ready")
+	waitReady(t, "http://"+aAdmin+"/ready")
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := range 20 {
+		resp, err := client.Post("http://"+aBind+"/", "text/plain", strings.NewReader("x"))
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := "hello web.shop.serviceaccount.identity.linkerd.cluster.local"; string(b) != want {
+			t.Fatalf("request %d: %q, want %q", i, b, want)
+		}
+	}
+	if got := metric(t, aAdmin, "response_total", `tls="true"`, `server_id="`+apiID+`"`, `classification="success"`); got != 20 {
+		t.Errorf("web proxy: %v mTLS responses, want 20", got)
+	}
+	if got := metric(t, bAdmin, "request_total", `direction="inbound"`, `tls="true"`, `client_id="web.shop`); got != 20 {
+		t.Errorf("api proxy: %v mTLS requests from web, want 20", got)
+	}
+	if exp := metric(t, aAdmin, "identity_cert_expiration_timestamp_seconds"); exp < float64(now.Add(11*time.Hour).Unix()) {
+		t.Errorf("certificate expires at %v, want about 12h from now (capped by the issuer)", time.Unix(int64(exp), 0))
+	}
+}
