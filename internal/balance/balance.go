@@ -40,6 +40,10 @@ type Endpoint struct {
 const (
 	defaultRTT = 30 * time.Millisecond // a new endpoint's assumed latency: it gets tried
 	decay      = 10 * time.Second
+	// failurePenalty is the latency a failure counts as. Without it an
+	// endpoint that refuses connections would fail fast, look cheap, and
+	// attract the retries meant to avoid it.
+	failurePenalty = time.Second
 )
 
 // NewEndpoint makes an endpoint; weight 0 means 1.
@@ -64,6 +68,9 @@ func (e *Endpoint) Begin() (done func(success bool)) {
 func (e *Endpoint) observe(start time.Time, success bool) {
 	now := e.clock()
 	rtt := float64(now.Sub(start))
+	if !success {
+		rtt = max(rtt, float64(failurePenalty))
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if rtt > e.cost {

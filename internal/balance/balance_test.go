@@ -75,6 +75,18 @@ func TestP2CAvoidsSlowEndpoint(t *testing.T) {
 	}
 }
 
+func TestFastFailuresMakeAnEndpointCostly(t *testing.T) {
+	pool := NewPool(NewP2CPeakEWMA())
+	dead, live := NewEndpoint("dead", 1, nil), NewEndpoint("live", 1, nil)
+	pool.Update([]*Endpoint{dead, live})
+	dead.Begin()(false) // a refused connection: fails in microseconds
+	for range 100 {
+		if e, _ := pool.Pick(); e != live {
+			t.Fatal("picked the endpoint that just failed over a healthy one")
+		}
+	}
+}
+
 func TestEjectionAndBackoff(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
 	pool := newTestPool(NewP2CPeakEWMA(), clock, "bad", "good")
