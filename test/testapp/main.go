@@ -1,0 +1,89 @@
+// Command testapp is the small application Weft's tests run behind proxies:
+// an HTTP server that says who answered and who called, and a TCP echo
+// server. It knows nothing of the mesh.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	httpAddr := flag.String("http", "", "serve HTTP on this address")
+	echoAddr := flag.String("tcp-echo", "", "serve a line-echo TCP server on this address")
+	failRate := flag.Int("fail-every", 0, "answer 500 to every Nth request (0: never)")
+	delay := flag.Duration("delay", 0, "wait this long before answering")
+	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
+	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
+	flag.Parse()
+	if *send != "" {
+		if err := sendTCP(*send, *msg); err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		return
+	}
+	if *httpAddr == "" && *echoAddr == "" {
+		log.Fatal("testapp: give -http and/or -tcp-echo, or -tcp-send")
+	}
+	host, _ := os.Hostname()
+	errc := make(chan error, 2)
+	if *echoAddr != "" {
+		l, err := net.Listen("tcp", *echoAddr)
+		if err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		go func() { errc <- serveEcho(l) }()
+	}
+	if *httpAddr != "" {
+		var n int
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n++
+			time.Sleep(*delay)
+			io.Copy(io.Discard, r.Body)
+			if *failRate > 0 && n%*failRate == 0 {
+				http.Error(w, "injected failure", http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s\n", host, r.RemoteAddr, r.Header.Get("l5d-client-id"), r.URL.Path)
+		})
+		go func() { errc <- (&http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe() }()
+	}
+	log.Fatalf("testapp: %v", <-errc)
+}
+
+func sendTCP(addr, msg string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	b, err := io.ReadAll(c)
+	fmt.Print(string(b))
+	return err
+}
+
+func serveEcho(l net.Listener) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			b, _ := io.ReadAll(io.LimitReader(c, 1<<20))
+			c.Write([]byte("echo:" + strings.TrimSpace(string(b)) + "\n"))
+		}()
+	}
+}

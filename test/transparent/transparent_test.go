@@ -1,0 +1,187 @@
+package transparent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/iptables"
+)
+
+const (
+	clientIP = "198.18.250.1"
+	serverIP = "198.18.250.2"
+)
+
+func run(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// inNS runs a command inside a namespace and returns its output.
+func inNS(ns string, args ...string) (string, error) {
+	out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// background starts a process in a namespace and stops it by pid at cleanup.
+func background(t *testing.T, ns, logName string, args ...string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), logName)
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("--- %s:\n%s", logName, b)
+		}
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func metric(t *testing.T, ns, name string, labels ...string) float64 {
+	t.Helper()
+	out, err := inNS(ns, "curl", "-s", "--max-time", "5", "http://127.0.0.1:4191/metrics")
+	if err != nil {
+		t.Fatalf("metrics in %s: %v", ns, err)
+	}
+	var sum float64
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			ok = ok && strings.Contains(line, l)
+		}
+		if ok {
+			var v float64
+			f := strings.Fields(line)
+			fmt.Sscanf(f[len(f)-1], "%g", &v)
+			sum += v
+		}
+	}
+	return sum
+}
+
+func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces and iptables")
+	}
+	for _, tool := range []string{"ip", "iptables-legacy-restore", "setpriv", "curl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/weft-proxy", "./test/testapp")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	os.Chmod(bin, 0o755) // the proxy runs as UID 2102
+
+	id := fmt.Sprintf("%d", os.Getpid()%100000)
+	client, server := "weft-t"+id+"-a", "weft-t"+id+"-b"
+	vethA, vethB := "wt"+id+"a", "wt"+id+"b"
+	for _, ns := range []string{client, server} {
+		run(t, "ip", "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	}
+	run(t, "ip", "link", "add", vethA, "type", "veth", "peer", "name", vethB)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", vethA).Run() })
+	run(t, "ip", "link", "set", vethA, "netns", client)
+	run(t, "ip", "link", "set", vethB, "netns", server)
+	run(t, "ip", "-n", client, "addr", "add", clientIP+"/24", "dev", vethA)
+	run(t, "ip", "-n", server, "addr", "add", serverIP+"/24", "dev", vethB)
+	run(t, "ip", "-n", client, "link", "set", vethA, "up")
+	run(t, "ip", "-n", server, "link", "set", vethB, "up")
+
+	for _, ns := range []string{client, server} {
+		_, err := iptables.Apply(context.Background(), iptables.DefaultConfig(),
+			func(ctx context.Context, name string, args []string, stdin string) (string, error) {
+				return iptables.ExecRunner(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...), stdin)
+			})
+		if err != nil {
+			t.Fatalf("proxy-init rules in %s: %v", ns, err)
+		}
+		background(t, ns, ns+"-proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy")
+	}
+	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
+	for _, ns := range []string{client, server} {
+		waitFor(t, "proxy ready in "+ns, func() bool {
+			out, err := inNS(ns, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:4191/ready")
+			return err == nil && strings.Contains(out, "ready")
+		})
+	}
+	waitFor(t, "the app", func() bool {
+		_, err := inNS(server, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:8080/")
+		return err == nil
+	})
+
+	// An unmodified client: curl to the server's address. iptables sends it
+	// through the client's outbound proxy and the server's inbound proxy.
+	for i := range 20 {
+		out, err := inNS(client, "curl", "-sS", "--max-time", "5", fmt.Sprintf("http://%s:8080/req-%d", serverIP, i))
+		if err != nil || !strings.Contains(out, fmt.Sprintf("path=/req-%d", i)) {
+			t.Fatalf("request %d: %v: %s", i, err, out)
+		}
+		if !strings.Contains(out, "remote=127.0.0.1:") {
+			t.Fatalf("the app saw %q; want the inbound proxy's connection from 127.0.0.1", out)
+		}
+	}
+	if got := metric(t, client, "request_total", `direction="outbound"`, `target_addr="`+serverIP+`:8080"`); got != 20 {
+		t.Errorf("client proxy outbound request_total = %v, want 20", got)
+	}
+	if got := metric(t, server, "request_total", `direction="inbound"`, `target_addr="127.0.0.1:8080"`); got != 20 {
+		t.Errorf("server proxy inbound request_total = %v, want 20", got)
+	}
+
+	// Opaque TCP: a non-HTTP client, same path.
+	out, err := inNS(client, bin+"/testapp", "-tcp-send", serverIP+":9000", "-msg", "\x01\x02opaque")
+	if err != nil || !strings.Contains(out, "echo:\x01\x02opaque") {
+		t.Fatalf("opaque TCP: %v: %q", err, out)
+	}
+	waitFor(t, "tcp metrics", func() bool {
+		return metric(t, server, "tcp_open_total", `direction="inbound"`, `target_addr="127.0.0.1:9000"`, `peer="dst"`) >= 1
+	})
+	if got := metric(t, client, "tcp_open_total", `direction="outbound"`, `target_addr="`+serverIP+`:9000"`, `peer="dst"`); got < 1 {
+		t.Errorf("client proxy opened %v outbound TCP connections to :9000, want ≥ 1", got)
+	}
+}
