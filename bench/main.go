@@ -1,0 +1,261 @@
+// Command bench compares weft-proxy side by side with no proxy, haproxy,
+// nginx and Go's httputil.ReverseProxy in one run on loopback, with fortio
+// as the load generator: latency added at a fixed rate, maximum throughput,
+// memory and CPU per request. Results go to bench/results/latest.{md,json}.
+// With -quick it runs every target briefly and only checks that each one
+// answered every request with 200 (CI's correctness mode, not a timing).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	duration time.Duration
+	quick    bool
+	qps      int
+	conns    int
+	size     int
+	out      string
+	fortio   string
+}
+
+func main() {
+	var o options
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each load phase")
+	flag.BoolVar(&o.quick, "quick", false, "correctness mode: 2s phases, fail unless every request got 200")
+	flag.IntVar(&o.qps, "qps", 1000, "fixed request rate")
+	flag.IntVar(&o.conns, "c", 16, "connections")
+	flag.IntVar(&o.size, "size", 1024, "response body bytes")
+	flag.StringVar(&o.out, "out", "bench/results", "where latest.md and latest.json go")
+	flag.StringVar(&o.fortio, "fortio", "", "fortio binary (default: $HOME/.cache/weft/bin/fortio or PATH)")
+	flag.Parse()
+	if o.quick {
+		o.duration = 2 * time.Second
+	}
+	if err := run(o); err != nil {
+		log.Fatalf("bench: %v", err)
+	}
+}
+
+// target is one way of reaching the backend.
+type target struct {
+	name  string
+	start func(b *bench) (url string, procs []*proc, err error)
+	note  string
+}
+
+type bench struct {
+	o       options
+	dir     string
+	bin     string
+	backend string // host:port
+	procs   []*proc
+}
+
+func run(o options) error {
+	fortio, err := findFortio(o.fortio)
+	if err != nil {
+		return err
+	}
+	o.fortio = fortio
+	dir, err := os.MkdirTemp("", "weft-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	b := &bench{o: o, dir: dir, bin: filepath.Join(dir, "bin")}
+	defer b.stopAll()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	go func() { <-sig; b.stopAll(); os.Exit(130) }()
+
+	build := exec.Command("go", "build", "-o", b.bin+"/", "./cmd/weft-proxy", "./bench/naiveproxy")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	b.backend = "127.0.0.1:" + strconv.Itoa(port)
+	be, err := startProc(dir, "backend", 0, fortio, "server", "-http-port", b.backend, "-grpc-port", "disabled", "-redirect-port", "disabled")
+	if err != nil {
+		return err
+	}
+	b.procs = append(b.procs, be)
+	if err := waitHTTP("http://"+b.backend+"/echo", 10*time.Second); err != nil {
+		return fmt.Errorf("fortio backend: %w", err)
+	}
+
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
+	var failures []error
+	var direct *Row
+	for _, t := range targets() {
+		url, procs, err := t.start(b)
+		if err != nil {
+			log.Printf("skipping %s: %v", t.name, err)
+			rep.Rows = append(rep.Rows, Row{Target: t.name, Note: "skipped: " + err.Error()})
+			continue
+		}
+		row, err := b.measure(t.name, url, procs)
+		for _, p := range procs {
+			p.stop()
+		}
+		if err != nil {
+			failures = append(failures, fmt.Errorf("%s: %w", t.name, err))
+			continue
+		}
+		row.Note = t.note
+		if direct == nil {
+			direct = row
+		}
+		row.AddedP50Ms, row.AddedP99Ms, row.AddedP999Ms = row.P50Ms-direct.P50Ms, row.P99Ms-direct.P99Ms, row.P999Ms-direct.P999Ms
+		rep.Rows = append(rep.Rows, *row)
+		log.Printf("%-22s p50 %.3fms p99 %.3fms max %.0f rps", t.name, row.P50Ms, row.P99Ms, row.MaxQPS)
+	}
+	rep.evaluate()
+	md := rep.Markdown()
+	fmt.Println(md)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "latest.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "latest.json"), js, 0o644); err != nil {
+		return err
+	}
+	return errors.Join(failures...)
+}
+
+// measure runs the fixed-rate and max-rate phases against url.
+func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
+	if err := waitHTTP(url, 15*time.Second); err != nil {
+		return nil, err
+	}
+	row := &Row{Target: name, HasProcesses: len(procs) > 0}
+	sum := func(f func(*proc) int64) (n int64) {
+		for _, p := range procs {
+			n += f(p)
+		}
+		return n
+	}
+	cpu := func() (s float64) {
+		for _, p := range procs {
+			s += p.cpuSeconds()
+		}
+		return s
+	}
+	row.RSSIdleKiB = sum((*proc).rssKiB)
+	cpu0 := cpu()
+	stopSampling := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() {
+		var max int64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopSampling:
+				peak <- max
+				return
+			case <-t.C:
+				max = maxInt(max, sum((*proc).rssKiB))
+			}
+		}
+	}()
+	fixed, err := b.load(name+"-fixed", url, b.o.qps)
+	close(stopSampling)
+	row.RSSLoadKiB = <-peak
+	if err != nil {
+		return nil, err
+	}
+	ok, total := fixed.ok200()
+	row.Requests, row.Non200 = total, total-ok
+	if row.Non200 > 0 || total == 0 {
+		return nil, fmt.Errorf("%d of %d requests at the fixed rate did not get 200", row.Non200, total)
+	}
+	if total > 0 {
+		row.CPUPer10k = (cpu() - cpu0) / float64(total) * 10000
+	}
+	row.FixedQPS = fixed.ActualQPS
+	row.P50Ms, row.P99Ms, row.P999Ms = fixed.percentileMs(50), fixed.percentileMs(99), fixed.percentileMs(99.9)
+	row.MaxMs = fixed.DurationHistogram.Max * 1000
+	max, err := b.load(name+"-max", url, 0)
+	if err != nil {
+		return nil, err
+	}
+	if ok, total := max.ok200(); ok != total || total == 0 {
+		return nil, fmt.Errorf("%d of %d requests at max rate did not get 200", total-ok, total)
+	}
+	row.MaxQPS = max.ActualQPS
+	return row, nil
+}
+
+// load runs fortio on CPU 0 and parses its JSON.
+func (b *bench) load(name, url string, qps int) (*fortioResult, error) {
+	jsonPath := filepath.Join(b.dir, name+".json")
+	args := []string{"load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(b.o.conns), "-t", b.o.duration.String(),
+		"-p", "50,99,99.9", "-json", jsonPath, "-quiet", "-timeout", "5s", "-payload-size", "0", url}
+	cmd := exec.Command("taskset", append([]string{"-c", "0", b.o.fortio}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fortio load: %v: %s", err, stderr.String())
+	}
+	f, err := os.Open(jsonPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseFortio(f)
+}
+
+func (b *bench) stopAll() {
+	for i := len(b.procs) - 1; i >= 0; i-- {
+		b.procs[i].stop()
+	}
+	b.procs = nil
+}
+
+func maxInt(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func findFortio(flagged string) (string, error) {
+	if flagged != "" {
+		return flagged, nil
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		if p := filepath.Join(home, ".cache/weft/bin/fortio"); fileExists(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("fortio"); err == nil {
+		return p, nil
+	}
+	return "", errors.New("fortio not found: GOBIN=$HOME/.cache/weft/bin go install fortio.org/fortio@v1.66.5")
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}

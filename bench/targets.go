@@ -1,0 +1,179 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// targets in report order; "direct" first, as the baseline.
+func targets() []target {
+	return []target{
+		{name: "direct", start: func(b *bench) (string, []*proc, error) { return b.url(b.backend), nil, nil }},
+		{name: "haproxy", start: startHAProxy, note: "1 thread, http mode, keep-alive to the backend"},
+		{name: "nginx", start: startNginx, note: "1 worker, upstream keepalive 64"},
+		{name: "httputil.ReverseProxy", start: startNaive, note: "Go's ReverseProxy, MaxIdleConnsPerHost raised to 64"},
+		{name: "weft-proxy", start: startWeft, note: "single hop, explicit mode"},
+		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/2 → inbound proxy (both on CPU 1)"},
+	}
+}
+
+func (b *bench) url(hostport string) string {
+	return fmt.Sprintf("http://%s/echo?size=%d", hostport, b.o.size)
+}
+
+// proxyCPU is where proxies run; the load generator and backend use CPU 0.
+const proxyCPU = 1
+
+func listenAddr() (string, error) {
+	p, err := freePort()
+	return "127.0.0.1:" + strconv.Itoa(p), err
+}
+
+func startHAProxy(b *bench) (string, []*proc, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return "", nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
+	}
+	addr, err := listenAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	cfg := fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind %s
+  default_backend be
+backend be
+  http-reuse always
+  server s1 %s
+`, addr, b.backend)
+	path := filepath.Join(b.dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := startProc(b.dir, "haproxy", proxyCPU, bin, "-db", "-f", path)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.url(addr), []*proc{p}, nil
+}
+
+func startNginx(b *bench) (string, []*proc, error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		return "", nil, fmt.Errorf("nginx not installed (apt-get install nginx-light)")
+	}
+	addr, err := listenAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	prefix := filepath.Join(b.dir, "nginx")
+	if err := os.MkdirAll(filepath.Join(prefix, "logs"), 0o755); err != nil {
+		return "", nil, err
+	}
+	cfg := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  upstream be { server %[3]s; keepalive 64; }
+  server {
+    listen %[2]s;
+    location / {
+      proxy_pass http://be;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, prefix, addr, b.backend)
+	path := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := startProc(b.dir, "nginx", proxyCPU, bin, "-p", prefix, "-c", path)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.url(addr), []*proc{p}, nil
+}
+
+func startNaive(b *bench) (string, []*proc, error) {
+	addr, err := listenAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := startProc(b.dir, "naive", proxyCPU, filepath.Join(b.bin, "naiveproxy"), "-listen", addr, "-target", "http://"+b.backend)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.url(addr), []*proc{p}, nil
+}
+
+// weft starts one weft-proxy with its own loopback ports plus extra flags.
+func (b *bench) weft(name string, extra ...string) (*proc, string, error) {
+	addrs := make([]string, 4)
+	for i := range addrs {
+		a, err := listenAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		addrs[i] = a
+	}
+	args := append([]string{filepath.Join(b.bin, "weft-proxy"), "--log-level", "warn",
+		"--admin-addr", addrs[0], "--control-addr", addrs[1], "--outbound-addr", addrs[2], "--inbound-addr", addrs[3]}, extra...)
+	p, err := startProc(b.dir, name, proxyCPU, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitHTTP("http://"+addrs[0]+"/ready", 10*time.Second); err != nil {
+		p.stop()
+		return nil, "", err
+	}
+	return p, addrs[3], nil
+}
+
+func startWeft(b *bench) (string, []*proc, error) {
+	bind, err := listenAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	p, _, err := b.weft("weft", "--dst", "backend:80="+b.backend, "--bind", bind+"=backend:80")
+	if err != nil {
+		return "", nil, err
+	}
+	return b.url(bind), []*proc{p}, nil
+}
+
+func startWeftPair(b *bench) (string, []*proc, error) {
+	in, inbound, err := b.weft("weft-in", "--inbound-forward", b.backend)
+	if err != nil {
+		return "", nil, err
+	}
+	bind, err := listenAddr()
+	if err != nil {
+		in.stop()
+		return "", nil, err
+	}
+	out, _, err := b.weft("weft-out", "--dst", "backend:80=weft://"+inbound, "--bind", bind+"=backend:80")
+	if err != nil {
+		in.stop()
+		return "", nil, err
+	}
+	return b.url(bind), []*proc{out, in}, nil
+}

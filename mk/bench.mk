@@ -1,0 +1,18 @@
+# Proxy benchmarks (bench/README.md). fortio v1.66.5 is built into the cache;
+# haproxy and nginx come from Debian.
+FORTIO := $(HOME)/.cache/weft/bin/fortio
+
+.PHONY: bench bench-quick bench-tools
+bench-tools:
+	@test -x $(FORTIO) || GOBIN=$(HOME)/.cache/weft/bin $(GO) install fortio.org/fortio@v1.66.5
+	@command -v haproxy >/dev/null && command -v nginx >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get install -y -qq haproxy nginx-light >/dev/null; } || \
+	  echo "haproxy/nginx missing: their rows will be skipped"
+
+# The full comparison: 15 s phases, results in bench/results/latest.{md,json}.
+bench: bench-tools
+	$(GO) run ./bench -duration 15s
+
+# CI's correctness run: every target briefly, all requests must get 200.
+bench-quick: bench-tools
+	$(GO) run ./bench -quick -out $${TMPDIR:-/tmp}/weft-bench
