@@ -118,7 +118,7 @@ func TestEjectionAndBackoff(t *testing.T) {
 	if !bad.Ejected(clock.Now()) {
 		t.Fatal("second ejection did not double the backoff")
 	}
-	clock.Advance(time.Second) // 2.3s > 2s+20%
+	clock.Advance(1200 * time.Millisecond) // 2.5s after ejection > 2s+20%
 	if bad.Ejected(clock.Now()) {
 		t.Fatal("still ejected after the doubled backoff")
 	}

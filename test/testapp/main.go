@@ -53,7 +53,9 @@ func main() {
 			}
 			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s\n", host, r.RemoteAddr, r.Header.Get("l5d-client-id"), r.URL.Path)
 		})
-		go func() { errc <- (&http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe() }()
+		go func() {
+			errc <- (&http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe()
+		}()
 	}
 	log.Fatalf("testapp: %v", <-errc)
 }
