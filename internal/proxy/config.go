@@ -29,6 +29,9 @@ type Config struct {
 	InboundConnectTimeout  time.Duration
 	// ResponseTimeout bounds the time to response headers (0: none).
 	ResponseTimeout time.Duration
+	// HeaderReadTimeout bounds how long a client may take to send a request
+	// head (slowloris protection).
+	HeaderReadTimeout time.Duration
 	// ShutdownGrace is how long in-flight work may drain after SIGTERM.
 	ShutdownGrace time.Duration
 	// ShutdownEndpoint enables POST /shutdown on the admin server.
@@ -97,6 +100,7 @@ func DefaultConfig() Config {
 		DetectTimeout:          10 * time.Second,
 		OutboundConnectTimeout: time.Second,
 		InboundConnectTimeout:  time.Second,
+		HeaderReadTimeout:      10 * time.Second,
 		ShutdownGrace:          30 * time.Second,
 		Destinations:           map[string][]EndpointSpec{},
 		RetryBudgetRatio:       0.2,

@@ -200,7 +200,7 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	s.srv = &http.Server{
 		Handler:           handler,
 		Protocols:         protos,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: p.cfg.HeaderReadTimeout,
 		IdleTimeout:       10 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},

@@ -180,6 +180,40 @@ func TestBadInputKeepsServingOthers(t *testing.T) {
 	}
 }
 
+func TestSlowlorisIsCutOff(t *testing.T) {
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	tp := startProxy(t, func(c *Config) {
+		c.HeaderReadTimeout = 300 * time.Millisecond
+		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
+	}, "web.test:80")
+	c, err := net.Dial("tcp", tp.bindings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n")
+	closed := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, c)
+		close(closed)
+	}()
+	// Trickle a header byte every 50ms; the head never completes.
+	for i := 0; i < 100; i++ {
+		select {
+		case <-closed:
+			if el := time.Since(start); el > 3*time.Second {
+				t.Errorf("slow client cut off after %v, want about the 300ms header timeout", el)
+			}
+			get(t, tp.bindings[0]) // others are still served
+			return
+		case <-time.After(50 * time.Millisecond):
+			c.Write([]byte("X"))
+		}
+	}
+	t.Fatal("a client trickling its request head was never cut off")
+}
+
 func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 	release := make(chan struct{})
 	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

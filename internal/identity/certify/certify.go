@@ -114,8 +114,7 @@ func (m *Manager) Run(ctx context.Context) {
 			m.cfg.Log.Warn("identity certificate request failed", "identity", m.cfg.Identity, "err", err, "retry_in", wait)
 		} else {
 			backoff = 0
-			wait = time.Until(notAfter) * 7 / 10
-			wait = min(max(wait, m.cfg.MinRefresh), m.cfg.MaxRefresh)
+			wait = renewDelay(notAfter, time.Now(), m.cfg.MinRefresh, m.cfg.MaxRefresh)
 			m.cfg.Log.Info("identity certificate obtained", "identity", m.cfg.Identity, "valid_until", notAfter, "renew_in", wait.Round(time.Second))
 		}
 		select {
@@ -124,6 +123,11 @@ func (m *Manager) Run(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// renewDelay is 70% of the remaining lifetime, within [lo, hi].
+func renewDelay(notAfter, now time.Time, lo, hi time.Duration) time.Duration {
+	return min(max(notAfter.Sub(now)*7/10, lo), hi)
 }
 
 // Renew requests one certificate and installs it after verifying it.

@@ -161,3 +161,41 @@ func TestTokenReviewer(t *testing.T) {
 		})
 	}
 }
+
+func TestIssuerWatcherExternalCAAndLinkerdScheme(t *testing.T) {
+	now := time.Now()
+	root, _ := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
+	newRoot, _ := pki.NewRoot("root-2.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
+	iss, _ := pki.NewIssuer(newRoot, "issuer-under-new-root", now.Add(-time.Minute), 48*time.Hour)
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: IssuerSecretName, Namespace: "linkerd", ResourceVersion: "1"},
+		Data:       map[string][]byte{"crt.pem": iss.CertPEM, "key.pem": iss.KeyPEM},
+	}
+	roots := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: TrustRootsConfigMap, Namespace: "linkerd", ResourceVersion: "1"},
+		Data:       map[string]string{TrustRootsKey: string(root.CertPEM)},
+	}
+	client := fake.NewClientset(secret, roots)
+	target := &setter{}
+	w := &IssuerWatcher{Client: client, Namespace: "linkerd", Scheme: SchemeLinkerd, ExternalCA: true,
+		Target: target, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := w.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := target.last(); n != 0 {
+		t.Fatalf("loaded an issuer that does not chain to the trust roots in the ConfigMap")
+	}
+	// trust-manager adds the new root to the bundle: the issuer now chains.
+	roots = roots.DeepCopy()
+	roots.ResourceVersion = "2"
+	roots.Data[TrustRootsKey] = string(root.CertPEM) + string(newRoot.CertPEM)
+	if _, err := client.CoreV1().ConfigMaps("linkerd").Update(ctx, roots, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the issuer to load once its root is trusted", func() bool { n, _ := target.last(); return n == 1 })
+	if _, cn := target.last(); cn != "issuer-under-new-root" {
+		t.Errorf("loaded %q", cn)
+	}
+}
