@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,31 +92,49 @@ func (w *IssuerWatcher) Start(ctx context.Context) error {
 			o.FieldSelector = fields.OneTermEqualSelector("metadata.name", name).String()
 		})
 	}
-	handler := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { w.Reload() },
-		UpdateFunc: func(any, any) { w.Reload() },
+	// Until both caches have synced, a missing object only means "not
+	// listed yet": reloading then would refuse the issuer for nothing.
+	var synced atomic.Bool
+	reload := func() {
+		if synced.Load() {
+			w.Reload()
+		}
 	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { reload() },
+		UpdateFunc: func(any, any) { reload() },
+	}
+	// Every lister and handler is in place before any informer starts:
+	// a handler may call Reload, which reads both listers.
 	sf := informers.NewSharedInformerFactoryWithOptions(w.Client, 10*time.Minute, informers.WithNamespace(w.Namespace), byName(IssuerSecretName))
 	si := sf.Core().V1().Secrets()
 	w.secrets = si.Lister()
-	if _, err := si.Informer().AddEventHandler(handler); err != nil {
-		return fmt.Errorf("watching secret %s: %w", IssuerSecretName, err)
-	}
-	synced := []cache.InformerSynced{si.Informer().HasSynced}
-	sf.Start(ctx.Done())
+	hasSynced := []cache.InformerSynced{si.Informer().HasSynced}
+	factories := []informers.SharedInformerFactory{sf}
+	var cmInformer cache.SharedIndexInformer
 	if w.ExternalCA {
 		cf := informers.NewSharedInformerFactoryWithOptions(w.Client, 10*time.Minute, informers.WithNamespace(w.Namespace), byName(TrustRootsConfigMap))
 		ci := cf.Core().V1().ConfigMaps()
 		w.configMaps = ci.Lister()
-		if _, err := ci.Informer().AddEventHandler(handler); err != nil {
+		cmInformer = ci.Informer()
+		hasSynced = append(hasSynced, cmInformer.HasSynced)
+		factories = append(factories, cf)
+	}
+	if _, err := si.Informer().AddEventHandler(handler); err != nil {
+		return fmt.Errorf("watching secret %s: %w", IssuerSecretName, err)
+	}
+	if cmInformer != nil {
+		if _, err := cmInformer.AddEventHandler(handler); err != nil {
 			return fmt.Errorf("watching configmap %s: %w", TrustRootsConfigMap, err)
 		}
-		synced = append(synced, ci.Informer().HasSynced)
-		cf.Start(ctx.Done())
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+	for _, f := range factories {
+		f.Start(ctx.Done())
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), hasSynced...) {
 		return fmt.Errorf("issuer watch: caches did not sync")
 	}
+	synced.Store(true)
 	w.Reload()
 	return nil
 }
