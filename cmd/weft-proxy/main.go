@@ -57,8 +57,8 @@ func run(args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage: weft-proxy [flags]\n\nWeft's sidecar proxy. Flags override the environment (docs/proxy.md).\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", cfg.OutboundAddr, "outbound listener (env "+compat.EnvOutboundListenAddr+")")
-	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "inbound listener (env "+compat.EnvInboundListenAddr+")")
+	fs.StringVar(&cfg.OutboundAddr, "outbound-addr", cfg.OutboundAddr, "outbound listeners, comma-separated (env "+compat.EnvOutboundListenAddr+" or "+compat.EnvOutboundListenAddrs+")")
+	fs.StringVar(&cfg.InboundAddr, "inbound-addr", cfg.InboundAddr, "inbound listeners, comma-separated (env "+compat.EnvInboundListenAddr+" or "+compat.EnvInboundListenAddrs+")")
 	fs.StringVar(&cfg.AdminAddr, "admin-addr", cfg.AdminAddr, "admin listener (env "+compat.EnvAdminListenAddr+")")
 	fs.StringVar(&cfg.ControlAddr, "control-addr", cfg.ControlAddr, "control/tap listener (env "+compat.EnvControlListenAddr+")")
 	fs.StringVar(&cfg.InboundForward, "inbound-forward", cfg.InboundForward, "send inbound traffic to this address instead of 127.0.0.1:<original port> (env "+compat.EnvInboundForward+")")

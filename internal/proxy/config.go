@@ -14,6 +14,8 @@ import (
 // Config is everything the proxy needs to run. The zero value is not valid;
 // start from DefaultConfig.
 type Config struct {
+	// OutboundAddr and InboundAddr are comma-separated listen addresses
+	// (e.g. "127.0.0.1:4140,[::1]:4140" for IPv6 pods).
 	OutboundAddr string
 	InboundAddr  string
 	AdminAddr    string
@@ -120,6 +122,8 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	}
 	str(compat.EnvOutboundListenAddr, &c.OutboundAddr)
 	str(compat.EnvInboundListenAddr, &c.InboundAddr)
+	str(compat.EnvOutboundListenAddrs, &c.OutboundAddr)
+	str(compat.EnvInboundListenAddrs, &c.InboundAddr)
 	str(compat.EnvAdminListenAddr, &c.AdminAddr)
 	str(compat.EnvControlListenAddr, &c.ControlAddr)
 	str(compat.EnvInboundForward, &c.InboundForward)
@@ -348,6 +352,17 @@ func (c *Config) AddBinding(s string) error {
 	return nil
 }
 
+// SplitAddrs splits a comma-separated address list.
+func SplitAddrs(s string) []string {
+	var out []string
+	for _, a := range strings.Split(s, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func parseLabels(s string) (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range strings.Split(s, ",") {
@@ -362,12 +377,17 @@ func parseLabels(s string) (map[string]string, error) {
 
 // Validate checks addresses and cross-field rules.
 func (c *Config) Validate() error {
-	for name, addr := range map[string]string{
+	for name, addrs := range map[string]string{
 		"outbound address": c.OutboundAddr, "inbound address": c.InboundAddr,
 		"admin address": c.AdminAddr, "control address": c.ControlAddr,
 	} {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("%s %q: %v", name, addr, err)
+		for _, addr := range SplitAddrs(addrs) {
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return fmt.Errorf("%s %q: %v", name, addr, err)
+			}
+		}
+		if len(SplitAddrs(addrs)) == 0 {
+			return fmt.Errorf("%s is empty", name)
 		}
 	}
 	if c.InboundForward != "" {

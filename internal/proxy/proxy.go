@@ -125,15 +125,24 @@ func (p *Proxy) Start() error {
 		addr string
 		kind listenerKind
 	}
+	// Order matters to Addrs: the first outbound and first inbound address
+	// come before any extra ones.
+	outs, ins := SplitAddrs(p.cfg.OutboundAddr), SplitAddrs(p.cfg.InboundAddr)
 	binds := []bind{
-		{p.cfg.OutboundAddr, listenerKind{direction: compat.Outbound}},
-		{p.cfg.InboundAddr, listenerKind{direction: compat.Inbound}},
+		{outs[0], listenerKind{direction: compat.Outbound}},
+		{ins[0], listenerKind{direction: compat.Inbound}},
 	}
 	for _, b := range p.cfg.Bindings {
 		binds = append(binds, bind{b.Listen, listenerKind{direction: compat.Outbound, binding: b.Dst}})
 	}
-	var lc net.ListenConfig
+	for _, a := range outs[1:] {
+		binds = append(binds, bind{a, listenerKind{direction: compat.Outbound}})
+	}
+	for _, a := range ins[1:] {
+		binds = append(binds, bind{a, listenerKind{direction: compat.Inbound}})
+	}
 	listen := func(addr, what string) (net.Listener, error) {
+		var lc net.ListenConfig
 		l, err := lc.Listen(context.Background(), "tcp", addr)
 		if err != nil {
 			p.closeListeners()
@@ -202,8 +211,9 @@ func (p *Proxy) Start() error {
 	return nil
 }
 
-// Addrs returns the bound addresses in order: admin, control, outbound,
-// inbound, then one per binding (useful when configured with port 0).
+// Addrs returns the bound addresses in order: admin, control, the first
+// outbound, the first inbound, one per binding, then any further outbound
+// and inbound addresses (useful when configured with port 0).
 func (p *Proxy) Addrs() []net.Addr {
 	out := make([]net.Addr, len(p.listeners))
 	for i, l := range p.listeners {

@@ -15,8 +15,10 @@ import (
 )
 
 const (
-	clientIP = "198.18.250.1"
-	serverIP = "198.18.250.2"
+	clientIP  = "198.18.250.1"
+	serverIP  = "198.18.250.2"
+	clientIP6 = "fd57:5746:0:1::1"
+	serverIP6 = "fd57:5746:0:1::2"
 )
 
 func run(t *testing.T, name string, args ...string) string {
@@ -130,18 +132,23 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	run(t, "ip", "link", "set", vethB, "netns", server)
 	run(t, "ip", "-n", client, "addr", "add", clientIP+"/24", "dev", vethA)
 	run(t, "ip", "-n", server, "addr", "add", serverIP+"/24", "dev", vethB)
+	run(t, "ip", "-n", client, "addr", "add", clientIP6+"/64", "dev", vethA, "nodad")
+	run(t, "ip", "-n", server, "addr", "add", serverIP6+"/64", "dev", vethB, "nodad")
 	run(t, "ip", "-n", client, "link", "set", vethA, "up")
 	run(t, "ip", "-n", server, "link", "set", vethB, "up")
+	ipt := iptables.DefaultConfig()
+	ipt.IPv6 = true
 
 	for _, ns := range []string{client, server} {
-		_, err := iptables.Apply(context.Background(), iptables.DefaultConfig(),
+		_, err := iptables.Apply(context.Background(), ipt,
 			func(ctx context.Context, name string, args []string, stdin string) (string, error) {
 				return iptables.ExecRunner(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...), stdin)
 			})
 		if err != nil {
 			t.Fatalf("proxy-init rules in %s: %v", ns, err)
 		}
-		background(t, ns, ns+"-proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy")
+		background(t, ns, ns+"-proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy",
+			"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "[::]:4143")
 	}
 	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
 	for _, ns := range []string{client, server} {
@@ -171,6 +178,21 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	}
 	if got := metric(t, server, "request_total", `direction="inbound"`, `target_addr="127.0.0.1:8080"`); got != 20 {
 		t.Errorf("server proxy inbound request_total = %v, want 20", got)
+	}
+
+	// IPv6: the same unmodified client, to the server's IPv6 address; the
+	// proxies find the original destination with IP6T_SO_ORIGINAL_DST.
+	for i := range 10 {
+		out, err := inNS(client, "curl", "-sS", "-g", "--max-time", "5", fmt.Sprintf("http://[%s]:8080/v6-%d", serverIP6, i))
+		if err != nil || !strings.Contains(out, fmt.Sprintf("path=/v6-%d", i)) {
+			t.Fatalf("IPv6 request %d: %v: %s", i, err, out)
+		}
+	}
+	if got := metric(t, client, "request_total", `direction="outbound"`, `target_addr="[`+serverIP6+`]:8080"`); got != 10 {
+		t.Errorf("client proxy outbound IPv6 request_total = %v, want 10", got)
+	}
+	if got := metric(t, server, "request_total", `direction="inbound"`, `target_addr="127.0.0.1:8080"`); got != 30 {
+		t.Errorf("server proxy inbound request_total = %v, want 30 (20 IPv4 + 10 IPv6)", got)
 	}
 
 	// Opaque TCP: a non-HTTP client, same path.
