@@ -3,7 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -225,9 +224,6 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	}
 	return nil
 }
-
-// EnvLookup is os.LookupEnv, for ApplyEnv.
-var EnvLookup = os.LookupEnv
 
 // ParseDuration accepts Go durations ("1.5s") and bare milliseconds ("1000"),
 // and Linkerd's "100ms" style.
