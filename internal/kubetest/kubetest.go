@@ -89,7 +89,7 @@ func StartAPIServer(t testing.TB) *APIServer {
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", ports[2],
 		"--cert-dir", filepath.Join(dir, "apiserver-certs"),
 		"--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey,
-		"--client-ca-file", pki.caCert,
+		"--client-ca-file", pki.ca.CertPath,
 		"--service-account-issuer", issuer,
 		"--service-account-key-file", pki.saPub,
 		"--service-account-signing-key-file", pki.saKey,
@@ -100,7 +100,7 @@ func StartAPIServer(t testing.TB) *APIServer {
 		"--storage-backend", "etcd3")
 	a := &APIServer{URL: "https://127.0.0.1:" + ports[2], Issuer: issuer, ServiceAccountKey: pki.saKey}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: a.URL, CertificateAuthorityData: pki.caPEM}
+	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: a.URL, CertificateAuthorityData: pki.ca.PEM()}
 	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: pki.adminCertPEM, ClientKeyData: pki.adminKeyPEM}
 	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "admin"}
 	kc.CurrentContext = "kubetest"

@@ -8,14 +8,34 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.33.4}
 STAGING_VERSION=v0${K8S_VERSION#v1}          # v1.33.4 -> v0.33.4
 HELM_VERSION=${HELM_VERSION:-v3.18.6}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.12.1}
 CACHE=${WEFT_CACHE:-$HOME/.cache/weft}
 BIN=$CACHE/bin
 WORK=$CACHE/k8s-build
-STAMP=$BIN/.k8s-$K8S_VERSION-helm-$HELM_VERSION
+STAMP=$BIN/.k8s-$K8S_VERSION-helm-$HELM_VERSION-coredns-$COREDNS_VERSION
 export PATH=/usr/local/go/bin:$PATH
 
+# Debian packages the harness runs (etcd, the container runtime, CNI plugins,
+# conntrack and iptables for kube-proxy), installed when missing.
+need=()
+for pair in etcd:etcd-server containerd:containerd runc:runc conntrack:conntrack iptables:iptables ctr:containerd; do
+  command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing Debian packages: ${need[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  # Do not let the packages start their own services.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+fi
+
 if [ -f "$STAMP" ]; then
-  echo "kubernetes $K8S_VERSION and helm $HELM_VERSION already built in $BIN"
+  echo "kubernetes $K8S_VERSION, helm $HELM_VERSION and coredns $COREDNS_VERSION already built in $BIN"
   exit 0
 fi
 mkdir -p "$BIN" "$WORK"
@@ -50,10 +70,14 @@ GO
 fi
 echo "building kubernetes $K8S_VERSION (cold: ~8 min on 2 cores)"
 for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+  [ -x "$BIN/$c" ] && "$BIN/$c" --version 2>/dev/null | grep -q "$K8S_VERSION" && continue
   go build -o "$BIN/$c" "k8s.io/kubernetes/cmd/$c"
   echo "  built $c ($(( $(date +%s) - start ))s)"
 done
-GOBIN=$BIN go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+[ -x "$BIN/helm" ] && "$BIN/helm" version 2>/dev/null | grep -q "$HELM_VERSION" || GOBIN=$BIN go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 echo "  built helm ($(( $(date +%s) - start ))s)"
+[ -x "$BIN/coredns" ] && "$BIN/coredns" -version 2>/dev/null | grep -q "${COREDNS_VERSION#v}" || \
+  (cd "$WORK" && CGO_ENABLED=0 GOBIN=$BIN go install "github.com/coredns/coredns@$COREDNS_VERSION")
+echo "  built coredns ($(( $(date +%s) - start ))s)"
 touch "$STAMP"
 echo "done in $(( $(date +%s) - start ))s"

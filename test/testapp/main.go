@@ -20,9 +20,17 @@ func main() {
 	echoAddr := flag.String("tcp-echo", "", "serve a line-echo TCP server on this address")
 	failRate := flag.Int("fail-every", 0, "answer 500 to every Nth request (0: never)")
 	delay := flag.Duration("delay", 0, "wait this long before answering")
+	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
+	count := flag.Int("n", 1, "how many requests -get sends")
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
 	flag.Parse()
+	if *get != "" {
+		if err := getN(*get, *count); err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		return
+	}
 	if *send != "" {
 		if err := sendTCP(*send, *msg); err != nil {
 			log.Fatalf("testapp: %v", err)
@@ -58,6 +66,24 @@ func main() {
 		}()
 	}
 	log.Fatalf("testapp: %v", <-errc)
+}
+
+func getN(url string, n int) error {
+	// A new connection per request, so connection-level balancing (kube-proxy) shows.
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; i < n; i++ {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		fmt.Print(string(b))
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+	}
+	return nil
 }
 
 func sendTCP(addr, msg string) error {

@@ -1,0 +1,156 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func kubeconfig(t *testing.T) string {
+	t.Helper()
+	kc := os.Getenv("KUBECONFIG")
+	if kc == "" {
+		kc = "/tmp/weft-cluster/kubeconfig"
+	}
+	if _, err := os.Stat(kc); err != nil {
+		t.Fatalf("no cluster (%v): run `make cluster-up` first", err)
+	}
+	return kc
+}
+
+func kubectl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	home, _ := os.UserHomeDir()
+	bin := filepath.Join(home, ".cache/weft/bin/kubectl")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func tryKubectl(t *testing.T, args ...string) error {
+	home, _ := os.UserHomeDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"),
+		append([]string{"--kubeconfig", kubeconfig(t)}, args...)...).Run()
+}
+
+const app = `apiVersion: v1
+kind: Namespace
+metadata: {name: %[1]s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: %[1]s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-http", ":8080"]
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: %[1]s}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: %[1]s}
+spec:
+  containers:
+  - name: client
+    image: weft.local/testapp:dev
+    imagePullPolicy: IfNotPresent
+    args: ["-http", ":9090"]
+`
+
+const job = `apiVersion: batch/v1
+kind: Job
+metadata: {name: fetch, namespace: %[1]s}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      initContainers:
+      - name: init
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-get", "http://web.%[1]s.svc.cluster.local/init", "-n", "1"]
+      containers:
+      - name: fetch
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-get", "http://web/from-job", "-n", "3"]
+`
+
+func TestSmoke(t *testing.T) {
+	ns := fmt.Sprintf("smoke-%d", time.Now().Unix()%100000)
+	kubectl(t, fmt.Sprintf(app, ns), "apply", "-f", "-")
+	t.Cleanup(func() { kubectl(t, "", "delete", "namespace", ns, "--wait=false") })
+	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/web", "--timeout=90s")
+	kubectl(t, "", "-n", ns, "wait", "pod/client", "--for=condition=Ready", "--timeout=60s")
+
+	// By DNS name and by ClusterIP, from another pod (kubectl exec works).
+	ip := strings.TrimSpace(kubectl(t, "", "-n", ns, "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"))
+	if !strings.HasPrefix(ip, "198.19.") {
+		t.Errorf("ClusterIP %s is outside the service range 198.19.0.0/16", ip)
+	}
+	// kube-proxy programs a new Service shortly after it exists: wait for it.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if tryKubectl(t, "-n", ns, "exec", "client", "--", "/testapp", "-get", "http://"+ip+"/", "-n", "1") == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Service did not answer within 60s")
+		}
+		time.Sleep(time.Second)
+	}
+	hosts := map[string]bool{}
+	for _, url := range []string{"http://web." + ns + ".svc.cluster.local/dns", "http://web/short-name", "http://" + ip + "/clusterip"} {
+		out := kubectl(t, "", "-n", ns, "exec", "client", "--", "/testapp", "-get", url, "-n", "10")
+		if strings.Count(out, "host=web-") != 10 {
+			t.Fatalf("GET %s from the client pod:\n%s", url, out)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			hosts[strings.Fields(line)[0]] = true
+		}
+	}
+	if len(hosts) != 2 {
+		t.Errorf("30 requests through the Service reached %d pods (%v), want both replicas", len(hosts), hosts)
+	}
+
+	// A Job (with an init container) that completes, and its logs.
+	kubectl(t, fmt.Sprintf(job, ns), "apply", "-f", "-")
+	kubectl(t, "", "-n", ns, "wait", "job/fetch", "--for=condition=Complete", "--timeout=90s")
+	logs := kubectl(t, "", "-n", ns, "logs", "job/fetch", "-c", "fetch")
+	if strings.Count(logs, "path=/from-job") != 3 {
+		t.Errorf("job logs:\n%s", logs)
+	}
+}
