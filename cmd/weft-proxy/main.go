@@ -19,11 +19,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
+	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/discovery"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
@@ -102,7 +106,17 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id})
+	var disc proxy.Resolver
+	if cfg.DestinationAddr != "" {
+		conn, err := grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
+		if err != nil {
+			return fmt.Errorf("destination service %s: %w", cfg.DestinationAddr, err)
+		}
+		defer conn.Close()
+		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), discovery.Options{Log: logger})
+	}
+	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id, Discovery: disc})
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,13 @@ import (
 	"time"
 )
 
+// Endpoint metadata keys shared by discovery and the proxy.
+const (
+	MetaProxy    = "proxy"    // "true": the endpoint is another Weft proxy
+	MetaIdentity = "identity" // the TLS identity it must present
+	MetaZone     = "zone"
+)
+
 // ErrNoEndpoints is returned by Pick on an empty pool.
 var ErrNoEndpoints = errors.New("balance: no endpoints")
 

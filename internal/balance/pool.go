@@ -1,6 +1,7 @@
 package balance
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,8 +29,9 @@ func (p *Pool) SetEjection(e EjectionPolicy) {
 	p.mu.Unlock()
 }
 
-// Update replaces the set. Endpoints whose Addr was already present keep
-// their statistics (the old object is kept).
+// Update replaces the set. An endpoint whose Addr, weight and metadata are
+// unchanged keeps its statistics (the old object is kept); a changed one
+// is replaced.
 func (p *Pool) Update(eps []*Endpoint) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -41,7 +43,7 @@ func (p *Pool) Update(eps []*Endpoint) {
 	}
 	next := make([]*Endpoint, 0, len(eps))
 	for _, e := range eps {
-		if o, ok := old[e.Addr]; ok {
+		if o, ok := old[e.Addr]; ok && o.Weight == e.Weight && maps.Equal(o.Meta, e.Meta) {
 			e = o
 		} else {
 			policy := p.policy

@@ -47,6 +47,7 @@ const (
 	EnvIdentitySvcName     = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
 	EnvIdentityTokenFile   = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
 	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
+	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
 	EnvPodNamespace        = "_pod_ns"
 	EnvPodName             = "_pod_name"
 

@@ -52,6 +52,10 @@ type Config struct {
 	RetryBudgetRatio     float64
 	RetryBudgetMinPerSec float64
 
+	// DestinationAddr is the destination service (host:port); empty: no
+	// control plane, targets resolve to themselves or to Destinations.
+	DestinationAddr string
+
 	// Identity configures mTLS; a zero value (no local name) disables it.
 	Identity IdentityConfig
 
@@ -127,6 +131,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(compat.EnvControlListenAddr, &c.ControlAddr)
 	str(compat.EnvInboundForward, &c.InboundForward)
 	str(compat.EnvLog, &c.LogLevel)
+	str(compat.EnvDestinationSvcAddr, &c.DestinationAddr)
 	str(compat.EnvIdentityLocalName, &c.Identity.LocalName)
 	str(compat.EnvIdentitySvcAddr, &c.Identity.SvcAddr)
 	str(compat.EnvIdentitySvcName, &c.Identity.SvcName)
@@ -392,9 +397,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, b := range c.Bindings {
-		if _, ok := c.Destinations[b.Dst]; !ok {
+		if _, ok := c.Destinations[b.Dst]; !ok && c.DestinationAddr == "" {
 			if _, err := parseAddrPort(b.Dst); err != nil {
-				return fmt.Errorf("binding %s=%s: destination is neither configured with --dst nor an IP:port", b.Listen, b.Dst)
+				return fmt.Errorf("binding %s=%s: destination is not configured with --dst, not an IP:port, and there is no destination service (%s)", b.Listen, b.Dst, compat.EnvDestinationSvcAddr)
 			}
 		}
 	}

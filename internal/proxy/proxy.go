@@ -57,8 +57,9 @@ type Options struct {
 	Log     *slog.Logger
 	Level   *slog.LevelVar
 	Metrics *metrics.Registry
-	// Resolver overrides the static resolver built from the configuration.
-	Resolver Resolver
+	// Discovery, when set, resolves targets not named by Destinations (the
+	// destination service's client).
+	Discovery Resolver
 	// Identity, when set, provides the certificate for mTLS; the proxy is
 	// not ready until it holds one.
 	Identity *certify.Manager
@@ -78,15 +79,13 @@ func New(cfg Config, o Options) (*Proxy, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout})
 	}
-	if o.Resolver == nil {
-		o.Resolver = NewStaticResolver(cfg.Destinations)
-	}
+
 	p := &Proxy{
 		cfg:      cfg,
 		log:      o.Log,
 		level:    o.Level,
 		metrics:  o.Metrics,
-		resolver: o.Resolver,
+		resolver: NewStaticResolver(cfg.Destinations, o.Discovery),
 		budget:   retry.NewBudget(cfg.RetryBudgetRatio, cfg.RetryBudgetMinPerSec),
 		id:       o.Identity,
 		opaque:   map[net.Conn]struct{}{},

@@ -15,10 +15,12 @@ type Resolver interface {
 	Resolve(dst string) (*balance.Pool, error)
 }
 
-// StaticResolver serves destinations configured up front (explicit mode) and
-// forwards anything else to the address it names.
+// StaticResolver serves destinations configured up front (explicit mode);
+// anything else goes to the fallback (the destination service) or, without
+// one, to the address it names.
 type StaticResolver struct {
-	named map[string]*balance.Pool
+	named    map[string]*balance.Pool
+	fallback Resolver
 
 	mu          sync.Mutex
 	passthrough map[string]*balance.Pool
@@ -28,9 +30,9 @@ type StaticResolver struct {
 const maxPassthrough = 4096
 
 // NewStaticResolver builds pools for the configured destinations, balanced
-// with power-of-two-choices over peak-EWMA latency.
-func NewStaticResolver(dsts map[string][]EndpointSpec) *StaticResolver {
-	r := &StaticResolver{named: map[string]*balance.Pool{}, passthrough: map[string]*balance.Pool{}}
+// with power-of-two-choices over peak-EWMA latency. fallback may be nil.
+func NewStaticResolver(dsts map[string][]EndpointSpec, fallback Resolver) *StaticResolver {
+	r := &StaticResolver{named: map[string]*balance.Pool{}, passthrough: map[string]*balance.Pool{}, fallback: fallback}
 	for name, specs := range dsts {
 		eps := make([]*balance.Endpoint, 0, len(specs))
 		for _, s := range specs {
@@ -54,10 +56,10 @@ func newEndpoint(s EndpointSpec) *balance.Endpoint {
 	return balance.NewEndpoint(s.Addr, 1, meta)
 }
 
-// Endpoint metadata keys.
+// Endpoint metadata keys (shared with discovery).
 const (
-	metaProxy    = "proxy"    // the endpoint is another Weft proxy
-	metaIdentity = "identity" // the TLS identity it must present
+	metaProxy    = balance.MetaProxy
+	metaIdentity = balance.MetaIdentity
 )
 
 // Resolve returns the configured pool for dst, or a single-endpoint pool that
@@ -68,6 +70,9 @@ func (r *StaticResolver) Resolve(dst string) (*balance.Pool, error) {
 	}
 	if dst == "" {
 		return nil, fmt.Errorf("no destination")
+	}
+	if r.fallback != nil {
+		return r.fallback.Resolve(dst)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

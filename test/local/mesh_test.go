@@ -190,6 +190,13 @@ func TestBinariesMeshWithMTLS(t *testing.T) {
 	waitReady(t, "http://"+bAdmin+"/ready")
 	waitReady(t, "http://"+aAdmin+"/ready")
 
+	checkMTLS(t, aBind, aAdmin, bAdmin, apiID, now)
+}
+
+// checkMTLS sends 20 requests to bind and checks both proxies saw them as
+// mTLS between web and api.
+func checkMTLS(t *testing.T, aBind, aAdmin, bAdmin, apiID string, now time.Time) {
+	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	for i := range 20 {
 		resp, err := client.Post("http://"+aBind+"/", "text/plain", strings.NewReader("x"))

@@ -1,0 +1,211 @@
+package destination
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// FileBackend serves targets from a registry file (YAML or JSON), for hosts
+// without Kubernetes:
+//
+//	services:
+//	- name: web.shop.svc.cluster.local:80
+//	  labels: {dst_namespace: shop, dst_service: web}
+//	  opaque: false
+//	  endpoints:
+//	  - {addr: 127.0.0.1:9001, identity: web.shop.serviceaccount.identity.linkerd.cluster.local, meshed: true}
+//
+// The file is re-read when it changes; an invalid file is logged and the
+// last good registry keeps serving.
+type FileBackend struct {
+	path string
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	services map[string]fileService
+	subs     map[*fileSub]struct{}
+	stamp    string // size+mtime of what was loaded
+}
+
+type fileRegistry struct {
+	Services []fileService `json:"services"`
+}
+
+type fileService struct {
+	Name      string            `json:"name"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Opaque    bool              `json:"opaque,omitempty"`
+	Endpoints []fileEndpoint    `json:"endpoints"`
+}
+
+type fileEndpoint struct {
+	Addr        string            `json:"addr"`
+	Weight      uint32            `json:"weight,omitempty"`
+	Identity    string            `json:"identity,omitempty"`
+	Meshed      bool              `json:"meshed,omitempty"`
+	Zone        string            `json:"zone,omitempty"`
+	Terminating bool              `json:"terminating,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+type fileSub struct {
+	target string
+	mu     sync.Mutex // serialises update calls
+	update func(Snapshot)
+}
+
+var _ Backend = (*FileBackend)(nil)
+
+// NewFileBackend loads path; it fails if the first load fails.
+func NewFileBackend(path string, log *slog.Logger) (*FileBackend, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &FileBackend{path: path, log: log, subs: map[*fileSub]struct{}{}}
+	if _, err := b.reload(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// ParseRegistry parses and validates registry file contents.
+func ParseRegistry(data []byte) (map[string]fileService, error) {
+	var reg fileRegistry
+	if err := yaml.UnmarshalStrict(data, &reg); err != nil {
+		return nil, fmt.Errorf("parsing registry: %w", err)
+	}
+	out := map[string]fileService{}
+	for i, s := range reg.Services {
+		if _, _, err := net.SplitHostPort(s.Name); err != nil {
+			return nil, fmt.Errorf("service %d: name %q must be host:port", i+1, s.Name)
+		}
+		if _, dup := out[s.Name]; dup {
+			return nil, fmt.Errorf("service %q listed twice", s.Name)
+		}
+		for _, e := range s.Endpoints {
+			if _, _, err := net.SplitHostPort(e.Addr); err != nil {
+				return nil, fmt.Errorf("service %q: endpoint %q must be host:port", s.Name, e.Addr)
+			}
+			if e.Identity != "" && !e.Meshed {
+				return nil, fmt.Errorf("service %q: endpoint %s has an identity but is not meshed", s.Name, e.Addr)
+			}
+		}
+		out[s.Name] = s
+	}
+	return out, nil
+}
+
+// reload re-reads the file if it changed and reports whether it did.
+func (b *FileBackend) reload() (bool, error) {
+	fi, err := os.Stat(b.path)
+	if err != nil {
+		return false, fmt.Errorf("registry %s: %w", b.path, err)
+	}
+	stamp := fmt.Sprintf("%d/%d", fi.Size(), fi.ModTime().UnixNano())
+	b.mu.Lock()
+	same := stamp == b.stamp
+	b.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	data, err := os.ReadFile(b.path)
+	if err != nil {
+		return false, fmt.Errorf("registry %s: %w", b.path, err)
+	}
+	services, err := ParseRegistry(data)
+	if err != nil {
+		return false, fmt.Errorf("registry %s: %w", b.path, err)
+	}
+	b.mu.Lock()
+	b.services, b.stamp = services, stamp
+	subs := make([]*fileSub, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	for _, s := range subs {
+		s.refresh(b)
+	}
+	return true, nil
+}
+
+// Run re-reads the file every interval until ctx ends.
+func (b *FileBackend) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if changed, err := b.reload(); err != nil {
+				b.log.Error("registry not reloaded; serving the last good one", "err", err)
+			} else if changed {
+				b.log.Info("registry reloaded", "path", b.path)
+			}
+		}
+	}
+}
+
+// refresh reads the subscription's snapshot and delivers it under the
+// subscription's lock, so the last delivery always reflects the newest
+// registry.
+func (s *fileSub) refresh(b *FileBackend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.update(b.snapshot(s.target))
+}
+
+func (b *FileBackend) snapshot(target string) Snapshot {
+	b.mu.Lock()
+	svc, ok := b.services[target]
+	b.mu.Unlock()
+	if !ok {
+		return Snapshot{Exists: false}
+	}
+	snap := Snapshot{Exists: true, Labels: svc.Labels}
+	for _, e := range svc.Endpoints {
+		p := ProtocolUnknown
+		switch {
+		case svc.Opaque:
+			p = ProtocolOpaque
+		case e.Meshed:
+			p = ProtocolProxy
+		}
+		snap.Endpoints = append(snap.Endpoints, Endpoint{Addr: e.Addr, Weight: e.Weight, Identity: e.Identity,
+			Protocol: p, Zone: e.Zone, Terminating: e.Terminating, Labels: e.Labels})
+	}
+	return snap
+}
+
+// Subscribe implements Backend.
+func (b *FileBackend) Subscribe(target string, update func(Snapshot)) (func(), error) {
+	s := &fileSub{target: target, update: update}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	s.refresh(b)
+	return func() {
+		b.mu.Lock()
+		delete(b.subs, s)
+		b.mu.Unlock()
+	}, nil
+}
+
+// Profile implements Backend.
+func (b *FileBackend) Profile(target string) (Profile, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	svc, ok := b.services[target]
+	if !ok {
+		return Profile{}, nil
+	}
+	return Profile{FullyQualifiedName: svc.Name, Opaque: svc.Opaque}, nil
+}

@@ -1,0 +1,142 @@
+package destination
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
+)
+
+// Server implements the Destination gRPC service over a Backend.
+type Server struct {
+	destinationv1.UnimplementedDestinationServer
+	backend Backend
+	log     *slog.Logger
+}
+
+// NewServer returns a Destination server.
+func NewServer(b Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Server{backend: b, log: log}
+}
+
+// latest is a one-slot mailbox: a slow stream only ever sends the newest
+// snapshot, never a backlog.
+type latest struct {
+	mu     sync.Mutex
+	snap   Snapshot
+	have   bool
+	notify chan struct{}
+}
+
+func newLatest() *latest { return &latest{notify: make(chan struct{}, 1)} }
+
+func (l *latest) put(s Snapshot) {
+	l.mu.Lock()
+	l.snap, l.have = s, true
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (l *latest) take() (Snapshot, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.snap, l.have
+	l.have = false
+	return s, ok
+}
+
+// Watch streams the target's endpoints until the client goes away.
+func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Destination_WatchServer) error {
+	target := req.GetTarget()
+	if target == "" {
+		return status.Error(codes.InvalidArgument, "target is required (service authority or IP:port)")
+	}
+	box := newLatest()
+	cancel, err := s.backend.Subscribe(target, box.put)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, fmt.Sprintf("watching %s: %v", target, err))
+	}
+	defer cancel()
+	var d Differ
+	ctx := stream.Context()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-box.notify:
+		}
+		snap, ok := box.take()
+		if !ok {
+			continue
+		}
+		diff, changed := d.Next(snap)
+		if !changed {
+			continue
+		}
+		for _, u := range ToUpdates(diff) {
+			if err := stream.Send(u); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// WatchProfile sends the target's profile (currently once; profiles from
+// ServiceProfile and HTTPRoute resources will stream changes).
+func (s *Server) WatchProfile(req *destinationv1.WatchRequest, stream destinationv1.Destination_WatchProfileServer) error {
+	p, err := s.backend.Profile(req.GetTarget())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err := stream.Send(&destinationv1.Profile{FullyQualifiedName: p.FullyQualifiedName, OpaqueProtocol: p.Opaque}); err != nil {
+		return err
+	}
+	<-stream.Context().Done()
+	return nil
+}
+
+// ToUpdates translates a diff into wire messages: removals first, then
+// additions, so a changed endpoint is replaced in place.
+func ToUpdates(d Diff) []*destinationv1.Update {
+	if d.NoEndpoints {
+		return []*destinationv1.Update{{Kind: &destinationv1.Update_NoEndpoints{NoEndpoints: &destinationv1.NoEndpoints{Exists: d.Exists}}}}
+	}
+	var out []*destinationv1.Update
+	if len(d.Remove) > 0 {
+		out = append(out, &destinationv1.Update{Kind: &destinationv1.Update_Remove{Remove: &destinationv1.RemoveSet{Addrs: d.Remove}}})
+	}
+	if len(d.Add) > 0 || d.Labels != nil {
+		add := &destinationv1.AddSet{MetricLabels: d.Labels}
+		eps := append([]Endpoint(nil), d.Add...)
+		sort.Slice(eps, func(i, j int) bool { return eps[i].Addr < eps[j].Addr })
+		for _, e := range eps {
+			add.Endpoints = append(add.Endpoints, toWire(e))
+		}
+		out = append(out, &destinationv1.Update{Kind: &destinationv1.Update_Add{Add: add}})
+	}
+	return out
+}
+
+func toWire(e Endpoint) *destinationv1.Endpoint {
+	w := e.Weight
+	if w == 0 {
+		w = 10000
+	}
+	out := &destinationv1.Endpoint{Addr: e.Addr, Weight: w, MetricLabels: e.Labels, Zone: e.Zone, Terminating: e.Terminating,
+		ProtocolHint: &destinationv1.ProtocolHint{Protocol: destinationv1.ProtocolHint_Protocol(e.Protocol)}}
+	if e.Identity != "" {
+		out.TlsIdentity = &destinationv1.TLSIdentity{DnsName: e.Identity}
+	}
+	return out
+}
