@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,14 +14,19 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/destination"
+	dstkube "github.com/weftmesh/weft/internal/destination/kube"
 )
 
 // DestinationOptions are the destination command's flags.
 type DestinationOptions struct {
-	Registry  string
-	Addr      string
-	AdminAddr string
-	Reload    time.Duration
+	Kubeconfig    string
+	ClusterDomain string
+	ControllerNS  string
+	TrustDomain   string
+	Registry      string
+	Addr          string
+	AdminAddr     string
+	Reload        time.Duration
 }
 
 // NewDestinationCommand returns `weft-controller destination`.
@@ -34,14 +38,18 @@ func NewDestinationCommand(log *slog.Logger) *cobra.Command {
 		Long: `Runs the destination service: proxies watch a target (a service authority or an IP:port)
 and receive its endpoints as incremental updates, with each endpoint's identity and protocol.
 
-This version serves a registry file (--registry; YAML or JSON, re-read when it changes) for
-hosts without Kubernetes. The Kubernetes backend (Services, EndpointSlices, Pods) is not built
-yet. The gRPC port is plaintext: keep it on a trusted network.`,
+With Kubernetes (the default) it watches Services, EndpointSlices, Pods and Namespaces. On hosts
+without Kubernetes, --registry serves a file (YAML or JSON, re-read when it changes). The gRPC
+port is plaintext: keep it on a trusted network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return RunDestination(cmd.Context(), o, log) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Registry, "registry", "", "registry file of services and endpoints (required)")
+	f.StringVar(&o.Registry, "registry", "", "registry file of services and endpoints, instead of Kubernetes")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
+	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace (part of identities)")
+	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities")
 	f.StringVar(&o.Addr, "addr", ":8086", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9996", "admin listen address (/metrics, /ready, /live)")
 	f.DurationVar(&o.Reload, "registry-poll", time.Second, "how often the registry file is checked for changes")
@@ -50,14 +58,26 @@ yet. The gRPC port is plaintext: keep it on a trusted network.`,
 
 // RunDestination serves until ctx ends.
 func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger) error {
-	if o.Registry == "" {
-		return errors.New("--registry is required (the Kubernetes backend is not built yet)")
+	var backend destination.Backend
+	if o.Registry != "" {
+		fb, err := destination.NewFileBackend(o.Registry, log)
+		if err != nil {
+			return err
+		}
+		go fb.Run(ctx, o.Reload)
+		backend = fb
+	} else {
+		client, err := KubeClient(o.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		kb, err := dstkube.NewFromClient(client, dstkube.Config{ClusterDomain: o.ClusterDomain,
+			ControlPlaneNS: o.ControllerNS, TrustDomain: o.TrustDomain}, log, ctx.Done())
+		if err != nil {
+			return fmt.Errorf("kubernetes backend: %w", err)
+		}
+		backend = kb
 	}
-	backend, err := destination.NewFileBackend(o.Registry, log)
-	if err != nil {
-		return err
-	}
-	go backend.Run(ctx, o.Reload)
 	l, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("destination listener: %w", err)
@@ -72,7 +92,7 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 	destinationv1.RegisterDestinationServer(srv, destination.NewServer(backend, log))
 	go srv.Serve(l)
 	ready.Store(true)
-	log.Info("destination service started", "addr", l.Addr().String(), "registry", o.Registry)
+	log.Info("destination service started", "addr", l.Addr().String(), "registry", o.Registry, "kubernetes", o.Registry == "")
 	<-ctx.Done()
 	ready.Store(false)
 	stopped := make(chan struct{})

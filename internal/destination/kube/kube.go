@@ -1,0 +1,347 @@
+// Package kube is the destination service's Kubernetes backend: client-go
+// shared informers over Services, EndpointSlices, Pods and Namespaces,
+// translated into destination snapshots. A target is a service authority
+// (name.ns.svc.<cluster-domain>:port), a Service's ClusterIP:port, or a pod
+// IP:port; anything else does not exist and is forwarded as addressed.
+package kube
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	listersv1 "k8s.io/client-go/listers/core/v1"
+	discoverylisters "k8s.io/client-go/listers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/destination"
+)
+
+// Config says how names are formed.
+type Config struct {
+	ClusterDomain  string // cluster.local
+	ControlPlaneNS string // linkerd
+	TrustDomain    string // cluster.local
+}
+
+// Backend implements destination.Backend over informers.
+type Backend struct {
+	cfg        Config
+	log        *slog.Logger
+	services   listersv1.ServiceLister
+	pods       listersv1.PodLister
+	namespaces listersv1.NamespaceLister
+	slices     discoverylisters.EndpointSliceLister
+	podsByIP   cache.Indexer
+
+	mu   sync.Mutex
+	subs map[*sub]struct{}
+	kick chan struct{}
+}
+
+type sub struct {
+	target string
+	mu     sync.Mutex
+	update func(destination.Snapshot)
+}
+
+var _ destination.Backend = (*Backend)(nil)
+
+const podIPIndex = "podIP"
+
+// New builds the backend's informers on factory; start the factory and wait
+// for its caches before serving, then call Run.
+func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) (*Backend, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	b := &Backend{cfg: cfg, log: log, subs: map[*sub]struct{}{}, kick: make(chan struct{}, 1)}
+	svc := factory.Core().V1().Services()
+	pods := factory.Core().V1().Pods()
+	ns := factory.Core().V1().Namespaces()
+	es := factory.Discovery().V1().EndpointSlices()
+	if err := pods.Informer().AddIndexers(cache.Indexers{podIPIndex: func(obj any) ([]string, error) {
+		p, ok := obj.(*corev1.Pod)
+		if !ok || p.Status.PodIP == "" {
+			return nil, nil
+		}
+		ips := []string{}
+		for _, ip := range p.Status.PodIPs {
+			ips = append(ips, ip.IP)
+		}
+		return ips, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("pod IP index: %w", err)
+	}
+	b.services, b.pods, b.namespaces, b.slices = svc.Lister(), pods.Lister(), ns.Lister(), es.Lister()
+	b.podsByIP = pods.Informer().GetIndexer()
+	h := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { b.changed() },
+		UpdateFunc: func(any, any) { b.changed() },
+		DeleteFunc: func(any) { b.changed() },
+	}
+	for _, inf := range []cache.SharedIndexInformer{svc.Informer(), pods.Informer(), ns.Informer(), es.Informer()} {
+		if _, err := inf.AddEventHandler(h); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// NewFromClient is New with its own informer factory, started and synced.
+func NewFromClient(client kubernetes.Interface, cfg Config, log *slog.Logger, stop <-chan struct{}) (*Backend, error) {
+	f := informers.NewSharedInformerFactory(client, 10*time.Minute)
+	b, err := New(f, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	f.Start(stop)
+	for typ, ok := range f.WaitForCacheSync(stop) {
+		if !ok {
+			return nil, fmt.Errorf("informer cache for %v did not sync", typ)
+		}
+	}
+	go b.Run(stop)
+	return b, nil
+}
+
+// changed coalesces informer events into one recomputation.
+func (b *Backend) changed() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run recomputes every subscription after changes until stop closes. The
+// server's per-stream differ drops the ones that did not change.
+func (b *Backend) Run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-b.kick:
+		}
+		b.mu.Lock()
+		subs := make([]*sub, 0, len(b.subs))
+		for s := range b.subs {
+			subs = append(subs, s)
+		}
+		b.mu.Unlock()
+		for _, s := range subs {
+			s.refresh(b)
+		}
+	}
+}
+
+func (s *sub) refresh(b *Backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.update(b.snapshot(s.target))
+}
+
+// Subscribe implements destination.Backend.
+func (b *Backend) Subscribe(target string, update func(destination.Snapshot)) (func(), error) {
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return nil, fmt.Errorf("target %q is not host:port", target)
+	}
+	s := &sub{target: target, update: update}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	s.refresh(b)
+	return func() {
+		b.mu.Lock()
+		delete(b.subs, s)
+		b.mu.Unlock()
+	}, nil
+}
+
+// Profile implements destination.Backend.
+func (b *Backend) Profile(target string) (destination.Profile, error) {
+	svc, port, ok := b.service(target)
+	if !ok {
+		return destination.Profile{}, nil
+	}
+	fqdn := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, b.cfg.ClusterDomain)
+	return destination.Profile{FullyQualifiedName: fqdn, Opaque: b.opaque(svc, nil, port.Port)}, nil
+}
+
+// service finds the Service and port a target names.
+func (b *Backend) service(target string) (*corev1.Service, *corev1.ServicePort, bool) {
+	host, portStr, _ := net.SplitHostPort(target)
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, nil, false
+	}
+	var svc *corev1.Service
+	if ip := net.ParseIP(host); ip != nil {
+		all, _ := b.services.List(labels.Everything())
+		for _, s := range all {
+			if s.Spec.ClusterIP == host {
+				svc = s
+				break
+			}
+		}
+	} else {
+		suffix := ".svc." + b.cfg.ClusterDomain
+		name, ns, ok := strings.Cut(strings.TrimSuffix(host, suffix), ".")
+		if !ok || strings.Contains(ns, ".") {
+			return nil, nil, false
+		}
+		svc, _ = b.services.Services(ns).Get(name)
+	}
+	if svc == nil {
+		return nil, nil, false
+	}
+	for i := range svc.Spec.Ports {
+		if int(svc.Spec.Ports[i].Port) == port {
+			return svc, &svc.Spec.Ports[i], true
+		}
+	}
+	return nil, nil, false
+}
+
+// snapshot computes a target's endpoints from the caches.
+func (b *Backend) snapshot(target string) destination.Snapshot {
+	if svc, port, ok := b.service(target); ok {
+		return b.serviceSnapshot(svc, port)
+	}
+	host, portStr, _ := net.SplitHostPort(target)
+	port, _ := strconv.Atoi(portStr)
+	if objs, _ := b.podsByIP.ByIndex(podIPIndex, host); len(objs) > 0 {
+		pod := objs[0].(*corev1.Pod)
+		e := b.endpoint(pod, target, int32(port), "")
+		return destination.Snapshot{Exists: true, Endpoints: []destination.Endpoint{e}, Labels: map[string]string{"dst_namespace": pod.Namespace}}
+	}
+	return destination.Snapshot{Exists: false}
+}
+
+func (b *Backend) serviceSnapshot(svc *corev1.Service, port *corev1.ServicePort) destination.Snapshot {
+	snap := destination.Snapshot{Exists: true, Labels: map[string]string{"dst_namespace": svc.Namespace, "dst_service": svc.Name}}
+	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
+	slices, _ := b.slices.EndpointSlices(svc.Namespace).List(sel)
+	seen := map[string]bool{}
+	for _, sl := range slices {
+		var targetPort int32 = -1
+		for _, p := range sl.Ports {
+			if p.Name != nil && *p.Name == port.Name && p.Port != nil {
+				targetPort = *p.Port
+			}
+		}
+		if targetPort < 0 {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
+			serving := ep.Conditions.Serving != nil && *ep.Conditions.Serving
+			terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
+			if !ready && !(serving && terminating) {
+				continue
+			}
+			for _, addr := range ep.Addresses {
+				hp := net.JoinHostPort(addr, strconv.Itoa(int(targetPort)))
+				if seen[hp] {
+					continue
+				}
+				seen[hp] = true
+				var pod *corev1.Pod
+				if ep.TargetRef != nil && ep.TargetRef.Kind == "Pod" {
+					pod, _ = b.pods.Pods(svc.Namespace).Get(ep.TargetRef.Name)
+				}
+				zone := ""
+				if ep.Zone != nil {
+					zone = *ep.Zone
+				}
+				e := b.endpoint(pod, hp, targetPort, zone)
+				e.Terminating = !ready && terminating
+				if b.opaque(svc, pod, port.Port) {
+					e.Protocol = destination.ProtocolOpaque
+				}
+				snap.Endpoints = append(snap.Endpoints, e)
+			}
+		}
+	}
+	return snap
+}
+
+// endpoint describes addr served by pod (which may be nil).
+func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string) destination.Endpoint {
+	e := destination.Endpoint{Addr: addr, Zone: zone, Labels: map[string]string{}}
+	if zone != "" {
+		e.Labels["dst_zone"] = zone
+	}
+	if pod == nil {
+		return e
+	}
+	e.Labels["dst_pod"] = pod.Name
+	for k, v := range pod.Labels {
+		if kind, ok := strings.CutPrefix(k, "linkerd.io/proxy-"); ok {
+			e.Labels["dst_"+kind] = v // dst_deployment, dst_statefulset, ...
+		}
+	}
+	if pod.Labels[compat.LabelControlPlaneNS] != "" {
+		e.Protocol = destination.ProtocolProxy
+		sa := pod.Spec.ServiceAccountName
+		if sa == "" {
+			sa = "default"
+		}
+		e.Identity = fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, pod.Namespace, b.cfg.ControlPlaneNS, b.cfg.TrustDomain)
+	}
+	if b.opaque(nil, pod, port) {
+		e.Protocol = destination.ProtocolOpaque
+	}
+	return e
+}
+
+// opaque reports whether port is opaque per config.linkerd.io/opaque-ports
+// on the Service, the Pod, or the namespace.
+func (b *Backend) opaque(svc *corev1.Service, pod *corev1.Pod, port int32) bool {
+	var anns []map[string]string
+	ns := ""
+	if svc != nil {
+		anns, ns = append(anns, svc.Annotations), svc.Namespace
+	}
+	if pod != nil {
+		anns, ns = append(anns, pod.Annotations), pod.Namespace
+	}
+	if n, err := b.namespaces.Get(ns); err == nil {
+		anns = append(anns, n.Annotations)
+	}
+	for _, a := range anns {
+		if v, ok := a[compat.AnnotationOpaquePorts]; ok {
+			return portListed(v, int(port))
+		}
+	}
+	return false
+}
+
+func portListed(list string, port int) bool {
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil {
+			continue
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil {
+				continue
+			}
+		}
+		if port >= a && port <= b {
+			return true
+		}
+	}
+	return false
+}
