@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -437,4 +436,3 @@ func (zeros) Read(p []byte) (int, error) {
 	return len(p), nil
 }
 
-var _ = bytes.MinRead
