@@ -28,9 +28,10 @@ type FileBackend struct {
 	path string
 	log  *slog.Logger
 
+	subs *Subscriptions
+
 	mu       sync.Mutex
 	services map[string]fileService
-	subs     map[*fileSub]struct{}
 	stamp    string // size+mtime of what was loaded
 }
 
@@ -55,12 +56,6 @@ type fileEndpoint struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 }
 
-type fileSub struct {
-	target string
-	mu     sync.Mutex // serialises update calls
-	update func(Snapshot)
-}
-
 var _ Backend = (*FileBackend)(nil)
 
 // NewFileBackend loads path; it fails if the first load fails.
@@ -68,7 +63,8 @@ func NewFileBackend(path string, log *slog.Logger) (*FileBackend, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &FileBackend{path: path, log: log, subs: map[*fileSub]struct{}{}}
+	b := &FileBackend{path: path, log: log}
+	b.subs = NewSubscriptions(b.snapshot)
 	if _, err := b.reload(); err != nil {
 		return nil, err
 	}
@@ -125,14 +121,8 @@ func (b *FileBackend) reload() (bool, error) {
 	}
 	b.mu.Lock()
 	b.services, b.stamp = services, stamp
-	subs := make([]*fileSub, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
 	b.mu.Unlock()
-	for _, s := range subs {
-		s.refresh(b)
-	}
+	b.subs.RefreshAll()
 	return true, nil
 }
 
@@ -152,15 +142,6 @@ func (b *FileBackend) Run(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
-}
-
-// refresh reads the subscription's snapshot and delivers it under the
-// subscription's lock, so the last delivery always reflects the newest
-// registry.
-func (s *fileSub) refresh(b *FileBackend) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.update(b.snapshot(s.target))
 }
 
 func (b *FileBackend) snapshot(target string) Snapshot {
@@ -187,16 +168,7 @@ func (b *FileBackend) snapshot(target string) Snapshot {
 
 // Subscribe implements Backend.
 func (b *FileBackend) Subscribe(target string, update func(Snapshot)) (func(), error) {
-	s := &fileSub{target: target, update: update}
-	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
-	s.refresh(b)
-	return func() {
-		b.mu.Lock()
-		delete(b.subs, s)
-		b.mu.Unlock()
-	}, nil
+	return b.subs.Add(target, update), nil
 }
 
 // Profile implements Backend.

@@ -11,7 +11,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,15 +43,8 @@ type Backend struct {
 	slices     discoverylisters.EndpointSliceLister
 	podsByIP   cache.Indexer
 
-	mu   sync.Mutex
-	subs map[*sub]struct{}
+	subs *destination.Subscriptions
 	kick chan struct{}
-}
-
-type sub struct {
-	target string
-	mu     sync.Mutex
-	update func(destination.Snapshot)
 }
 
 var _ destination.Backend = (*Backend)(nil)
@@ -65,7 +57,8 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Backend{cfg: cfg, log: log, subs: map[*sub]struct{}{}, kick: make(chan struct{}, 1)}
+	b := &Backend{cfg: cfg, log: log, kick: make(chan struct{}, 1)}
+	b.subs = destination.NewSubscriptions(b.snapshot)
 	svc := factory.Core().V1().Services()
 	pods := factory.Core().V1().Pods()
 	ns := factory.Core().V1().Namespaces()
@@ -132,22 +125,8 @@ func (b *Backend) Run(stop <-chan struct{}) {
 			return
 		case <-b.kick:
 		}
-		b.mu.Lock()
-		subs := make([]*sub, 0, len(b.subs))
-		for s := range b.subs {
-			subs = append(subs, s)
-		}
-		b.mu.Unlock()
-		for _, s := range subs {
-			s.refresh(b)
-		}
+		b.subs.RefreshAll()
 	}
-}
-
-func (s *sub) refresh(b *Backend) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.update(b.snapshot(s.target))
 }
 
 // Subscribe implements destination.Backend.
@@ -155,16 +134,7 @@ func (b *Backend) Subscribe(target string, update func(destination.Snapshot)) (f
 	if _, _, err := net.SplitHostPort(target); err != nil {
 		return nil, fmt.Errorf("target %q is not host:port", target)
 	}
-	s := &sub{target: target, update: update}
-	b.mu.Lock()
-	b.subs[s] = struct{}{}
-	b.mu.Unlock()
-	s.refresh(b)
-	return func() {
-		b.mu.Lock()
-		delete(b.subs, s)
-		b.mu.Unlock()
-	}, nil
+	return b.subs.Add(target, update), nil
 }
 
 // Profile implements destination.Backend.
