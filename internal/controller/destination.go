@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,30 +76,10 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		}
 		backend = kb
 	}
-	l, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("destination listener: %w", err)
-	}
-	var ready atomic.Bool
-	admin, err := serveAdmin(o.AdminAddr, prometheus.NewRegistry(), &ready)
-	if err != nil {
-		l.Close()
-		return err
-	}
 	srv := grpc.NewServer()
 	destinationv1.RegisterDestinationServer(srv, destination.NewServer(backend, log))
-	go srv.Serve(l)
-	ready.Store(true)
-	log.Info("destination service started", "addr", l.Addr().String(), "registry", o.Registry, "kubernetes", o.Registry == "")
-	<-ctx.Done()
-	ready.Store(false)
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		srv.Stop() // watch streams never end by themselves
-	}
-	admin.Close()
-	return nil
+	// Watch streams never end by themselves: cut them after a short grace.
+	return serve(ctx, component{name: "destination", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
+		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
+		attrs: []any{"registry", o.Registry, "kubernetes", o.Registry == ""}})
 }

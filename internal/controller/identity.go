@@ -9,14 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -103,7 +99,6 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 	}
 	reg := prometheus.NewRegistry()
 	svc := identity.NewService(identity.ServiceConfig{Lifetime: o.Lifetime, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain, Log: log})
-	var ready atomic.Bool
 	if o.StaticTokens != "" {
 		if err := staticIdentity(svc, o, anchorsPEM); err != nil {
 			return err
@@ -114,35 +109,9 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 	self := identity.Name{ServiceAccount: "linkerd-identity", Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
 	identityv1.RegisterIdentityServer(srv, svc)
-	l, err := net.Listen("tcp", o.Addr)
-	if err != nil {
-		return fmt.Errorf("identity listener: %w", err)
-	}
-	admin, err := serveAdmin(o.AdminAddr, reg, &ready)
-	if err != nil {
-		l.Close()
-		return err
-	}
-	go srv.Serve(l)
-	ready.Store(svc.Issuer() != nil)
-	go func() {
-		for !ready.Load() && ctx.Err() == nil {
-			time.Sleep(time.Second)
-			ready.Store(svc.Issuer() != nil)
-		}
-	}()
-	log.Info("identity service started", "addr", l.Addr().String(), "self", self.DNSName())
-	<-ctx.Done()
-	ready.Store(false)
-	stopped := make(chan struct{})
-	go func() { srv.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(10 * time.Second):
-		srv.Stop()
-	}
-	admin.Close()
-	return nil
+	return serve(ctx, component{name: "identity", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv, metrics: reg,
+		ready: func() bool { return svc.Issuer() != nil }, grace: 10 * time.Second, log: log,
+		attrs: []any{"self", self.DNSName()}})
 }
 
 func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte) error {
@@ -198,25 +167,4 @@ func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
 	return kubernetes.NewForConfig(cfg)
-}
-
-// serveAdmin serves /metrics, /ready and /live (the admin-http port).
-func serveAdmin(addr string, reg *prometheus.Registry, ready *atomic.Bool) (*http.Server, error) {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("admin listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/live", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("live\n")) })
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		w.Write([]byte("ready\n"))
-	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
-	return srv, nil
 }
