@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
 // build compiles the named commands once per test binary run.
@@ -125,72 +123,13 @@ func metric(t *testing.T, adminAddr, name string, labels ...string) float64 {
 }
 
 func TestBinariesMeshWithMTLS(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs binaries")
-	}
-	bin := build(t, "./cmd/weft-proxy", "./cmd/weft-controller")
-	dir := t.TempDir()
-	now := time.Now()
-	root, err := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", now.Add(-time.Minute), 12*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	anchors := write("ca.crt", root.CertPEM)
-	write("issuer.crt", iss.CertPEM)
-	write("issuer.key", iss.KeyPEM)
-	write("tokens", []byte("web-token-aaaaaaaaaaaaaaaa shop/web\napi-token-bbbbbbbbbbbbbbbb shop/api\n"))
-	webTok := write("web.token", []byte("web-token-aaaaaaaaaaaaaaaa"))
-	apiTok := write("api.token", []byte("api-token-bbbbbbbbbbbbbbbb"))
-
-	idAddr, idAdmin := freeAddr(t), freeAddr(t)
-	start(t, "identity", nil, bin+"/weft-controller", "identity", "--addr", idAddr, "--admin-addr", idAdmin,
-		"--identity-trust-anchors-file", anchors, "--static-tokens", dir+"/tokens",
-		"--issuer-cert", dir+"/issuer.crt", "--issuer-key", dir+"/issuer.key")
-	waitReady(t, "http://"+idAdmin+"/ready")
-
-	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
-		fmt.Fprintf(w, "hello %s", r.Header.Get("l5d-client-id"))
-	})}
-	appL, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go app.Serve(appL)
-	t.Cleanup(func() { app.Close() })
-
-	idEnv := func(name, token string) []string {
-		return []string{
-			"LINKERD2_PROXY_IDENTITY_LOCAL_NAME=" + name + ".shop.serviceaccount.identity.linkerd.cluster.local",
-			"LINKERD2_PROXY_IDENTITY_SVC_ADDR=" + idAddr,
-			"LINKERD2_PROXY_IDENTITY_SVC_NAME=linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local",
-			"LINKERD2_PROXY_IDENTITY_TOKEN_FILE=" + token,
-			"LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS=" + string(root.CertPEM),
-		}
-	}
-	bAdmin, bIn := freeAddr(t), freeAddr(t)
-	start(t, "proxy-api", idEnv("api", apiTok), bin+"/weft-proxy", "--admin-addr", bAdmin, "--control-addr", freeAddr(t),
-		"--outbound-addr", freeAddr(t), "--inbound-addr", bIn, "--inbound-forward", appL.Addr().String())
-	aAdmin, aBind := freeAddr(t), freeAddr(t)
-	apiID := "api.shop.serviceaccount.identity.linkerd.cluster.local"
-	start(t, "proxy-web", idEnv("web", webTok), bin+"/weft-proxy", "--admin-addr", aAdmin, "--control-addr", freeAddr(t),
-		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t),
-		"--dst", "api.shop:80=weft://"+apiID+"@"+bIn, "--bind", aBind+"=api.shop:80")
+	m := newMesh(t)
+	bAdmin, bIn := m.startProxy(t, "api", nil, "--inbound-forward", m.app)
+	aBind := freeAddr(t)
+	aAdmin, _ := m.startProxy(t, "web", nil, "--dst", "api.shop:80=weft://"+apiID+"@"+bIn, "--bind", aBind+"=api.shop:80")
 	waitReady(t, "http://"+bAdmin+"/ready")
 	waitReady(t, "http://"+aAdmin+"/ready")
-
-	checkMTLS(t, aBind, aAdmin, bAdmin, apiID, now)
+	checkMTLS(t, aBind, aAdmin, bAdmin, apiID, m.now)
 }
 
 // checkMTLS sends 20 requests to bind and checks both proxies saw them as
