@@ -142,8 +142,17 @@ func TestSmoke(t *testing.T) {
 			hosts[strings.Fields(line)[0]] = true
 		}
 	}
+	// kube-proxy may still hold an older endpoint set (it syncs at most
+	// once a second): keep asking, bounded, until both replicas answered.
+	sent := 30
+	for deadline := time.Now().Add(30 * time.Second); len(hosts) < 2 && time.Now().Before(deadline); sent += 10 {
+		out := kubectl(t, "", "-n", ns, "exec", "client", "--", "/testapp", "-get", "http://"+ip+"/spread", "-n", "10")
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			hosts[strings.Fields(line)[0]] = true
+		}
+	}
 	if len(hosts) != 2 {
-		t.Errorf("30 requests through the Service reached %d pods (%v), want both replicas", len(hosts), hosts)
+		t.Errorf("%d requests through the Service, each on a new connection, reached %d pods (%v), want both replicas", sent, len(hosts), hosts)
 	}
 
 	// A Job (with an init container) that completes, and its logs.

@@ -55,8 +55,9 @@ func (c *cluster) preflight() error {
 	if out, err := exec.Command("iptables", "-t", "nat", "-L", "-n").CombinedOutput(); err != nil {
 		return fmt.Errorf("iptables nat table unavailable: %v: %s", err, out)
 	}
-	if _, err := os.Stat("/run/containerd/containerd.sock"); err == nil && !c.running("containerd") {
-		return errors.New("a containerd this tool did not start already runs on /run/containerd/containerd.sock: stop it first")
+	if conn, err := net.Dial("unix", containerdSock); err == nil && !c.running("containerd") {
+		conn.Close()
+		return fmt.Errorf("a containerd this tool did not start serves %s: run `make cluster-down` after a crash", containerdSock)
 	}
 	for name, addr := range ports {
 		if c.running(name) {
@@ -211,4 +212,9 @@ current-context: weft
 		}
 	}
 	return nil
+}
+
+// ctr runs containerd's client against this cluster's containerd.
+func ctr(args ...string) *exec.Cmd {
+	return exec.Command("ctr", append([]string{"--address", containerdSock}, args...)...)
 }

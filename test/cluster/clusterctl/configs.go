@@ -18,14 +18,21 @@ const (
 	pauseImage  = "weft.local/pause:3.10"
 	dnsImage    = "weft.local/coredns:dev"
 	testImage   = "weft.local/testapp:dev"
+
+	// The cluster's containerd is private: its own root, state and socket,
+	// so that a containerd the machine already runs (Debian's package starts
+	// one) neither blocks it nor sees its containers.
+	containerdRoot  = "/var/lib/weft/containerd"
+	containerdState = "/run/weft/containerd"
+	containerdSock  = containerdState + "/containerd.sock"
 )
 
 func containerdConfig(state string) string {
 	return fmt.Sprintf(`version = 2
-root = "/var/lib/containerd"
-state = "/run/containerd"
+root = %q
+state = %q
 [grpc]
-  address = "/run/containerd/containerd.sock"
+  address = %q
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = %q
   restrict_oom_score_adj = true
@@ -38,7 +45,7 @@ state = "/run/containerd"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "%s/cni/net.d"
-`, pauseImage, state)
+`, containerdRoot, containerdState, containerdSock, pauseImage, state)
 }
 
 func cniConfig() string {
@@ -62,7 +69,7 @@ cgroupDriver: cgroupfs
 cgroupsPerQOS: false
 enforceNodeAllocatable: []
 failSwapOn: false
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+containerRuntimeEndpoint: unix://%s
 podCIDR: %s
 clusterDNS: [%s]
 clusterDomain: cluster.local
@@ -79,7 +86,7 @@ serializeImagePulls: false
 evictionHard: {"memory.available": "100Mi", "nodefs.available": "1%%", "imagefs.available": "1%%"}
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, podCIDR, dnsService, state, state, nodeIP)
+`, containerdSock, podCIDR, dnsService, state, state, nodeIP)
 }
 
 // coreDNSManifests are the cluster's DNS: CoreDNS from a locally built

@@ -162,22 +162,22 @@ func (c *cluster) stop(name string) {
 // removeContainers kills and deletes every container in containerd's k8s.io
 // namespace (they were all made by this cluster's kubelet).
 func (c *cluster) removeContainers() {
-	out, _ := exec.Command("ctr", "-n", "k8s.io", "tasks", "ls", "-q").Output()
+	out, _ := ctr("-n", "k8s.io", "tasks", "ls", "-q").Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command("ctr", "-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id).Run()
+		ctr("-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL", id).Run()
 	}
 	time.Sleep(500 * time.Millisecond)
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command("ctr", "-n", "k8s.io", "tasks", "rm", "-f", id).Run()
+		ctr("-n", "k8s.io", "tasks", "rm", "-f", id).Run()
 	}
-	out, _ = exec.Command("ctr", "-n", "k8s.io", "containers", "ls", "-q").Output()
+	out, _ = ctr("-n", "k8s.io", "containers", "ls", "-q").Output()
 	for _, id := range strings.Fields(string(out)) {
-		exec.Command("ctr", "-n", "k8s.io", "containers", "rm", id).Run()
+		ctr("-n", "k8s.io", "containers", "rm", id).Run()
 	}
 }
 
-// killShims stops containerd-shim processes serving the k8s.io namespace:
-// children of this cluster's containerd, re-parented when it exited.
+// killShims stops the containerd-shim processes of this cluster's containerd
+// (re-parented when it exited), recognised by the socket they were given.
 func (c *cluster) killShims() {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -187,7 +187,7 @@ func (c *cluster) killShims() {
 		}
 		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
 		args := strings.Split(string(cmdline), "\x00")
-		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && strings.Contains(string(cmdline), "k8s.io") {
+		if len(args) > 0 && strings.HasSuffix(args[0], "containerd-shim-runc-v2") && strings.Contains(string(cmdline), containerdSock) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}

@@ -110,7 +110,7 @@ func (c *cluster) startNode(ctx context.Context) error {
 		return err
 	}
 	if err := c.waitFor("containerd", "containerd", 30*time.Second, func() error {
-		return exec.Command("ctr", "version").Run()
+		return ctr("version").Run()
 	}); err != nil {
 		return err
 	}
@@ -161,7 +161,7 @@ func (c *cluster) startDNS(ctx context.Context) error {
 
 // ensureImages builds (once) and imports the pause, CoreDNS and test-app images.
 func (c *cluster) ensureImages() error {
-	out, _ := exec.Command("ctr", "-n", "k8s.io", "images", "ls", "-q").Output()
+	out, _ := ctr("-n", "k8s.io", "images", "ls", "-q").Output()
 	have := string(out)
 	root, err := repoRoot()
 	if err != nil {
@@ -206,7 +206,7 @@ func (c *cluster) ensureImages() error {
 
 func (c *cluster) importImages(tars ...string) error {
 	for _, t := range tars {
-		if err := run("ctr", "-n", "k8s.io", "images", "import", "--no-unpack=false", t); err != nil {
+		if err := run("ctr", "--address", containerdSock, "-n", "k8s.io", "images", "import", "--no-unpack=false", t); err != nil {
 			return fmt.Errorf("importing %s: %w", t, err)
 		}
 	}
