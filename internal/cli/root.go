@@ -19,7 +19,7 @@ func NewRoot(log *slog.Logger) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCommand(log), newVersionCommand())
+	root.AddCommand(newDemoCommand(log), newInjectCommand(), newUninjectCommand(), newVersionCommand())
 	return root
 }
 

@@ -1,0 +1,194 @@
+package controller
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/injector"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+// InjectorOptions are the injector command's flags.
+type InjectorOptions struct {
+	Kubeconfig   string
+	ControllerNS string
+	Values       string
+	TrustAnchors string
+	TLSCert      string
+	TLSKey       string
+	Addr         string
+	AdminAddr    string
+}
+
+// NewInjectorCommand returns `weft-controller injector`.
+func NewInjectorCommand(log *slog.Logger) *cobra.Command {
+	o := InjectorOptions{}
+	cmd := &cobra.Command{
+		Use:   "injector",
+		Short: "Serve the proxy-injector admission webhook",
+		Long: `Runs the mutating admission webhook that adds the proxy to pods whose pod template or
+namespace carries linkerd.io/inject: enabled (or ingress), and normalises Services'
+config.linkerd.io/opaque-ports. It answers AdmissionReview v1 over TLS at / and always
+admits: what it does not inject passes unchanged, with an Event "Skipped" on the owner when
+injection was asked for but refused. The serving certificate is re-read when its files change
+(cert-manager rotation).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunInjector(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
+	f.StringVar(&o.Values, "values", "/var/run/linkerd/config/values", "the chart's rendered values (linkerd-config); empty for the defaults")
+	f.StringVar(&o.TrustAnchors, "trust-anchors-file", "/var/run/linkerd/identity/trust-roots/ca-bundle.crt", "the trust anchors given to proxies")
+	f.StringVar(&o.TLSCert, "tls-cert", "/var/run/linkerd/tls/tls.crt", "serving certificate")
+	f.StringVar(&o.TLSKey, "tls-key", "/var/run/linkerd/tls/tls.key", "serving key")
+	f.StringVar(&o.Addr, "addr", ":8443", "webhook listen address (HTTPS)")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
+	return cmd
+}
+
+// LoadValues reads the chart's values over the defaults.
+func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
+	v := inject.DefaultValues()
+	v.Version = version.Version
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return v, fmt.Errorf("values: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &v); err != nil {
+			return v, fmt.Errorf("values %s: %w", path, err)
+		}
+	}
+	if anchorsPath != "" {
+		b, err := os.ReadFile(anchorsPath)
+		if err != nil {
+			return v, fmt.Errorf("trust anchors: %w", err)
+		}
+		v.IdentityTrustAnchorsPEM = string(b)
+	}
+	if v.IdentityTrustAnchorsPEM == "" {
+		return v, errors.New("no trust anchors: give --trust-anchors-file or identityTrustAnchorsPEM in the values")
+	}
+	v.ControllerNamespace = controllerNS
+	return v, nil
+}
+
+// RunInjector serves until ctx ends.
+func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error {
+	values, err := LoadValues(o.Values, o.TrustAnchors, o.ControllerNS)
+	if err != nil {
+		return err
+	}
+	certs := &certReloader{cert: o.TLSCert, key: o.TLSKey}
+	if _, err := certs.get(nil); err != nil {
+		return err
+	}
+	cfg, err := KubeConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	cluster, err := injector.NewKubeCluster(client, meta, ctx.Done())
+	if err != nil {
+		return err
+	}
+	record, stopEvents := injector.EventRecorder(client)
+	defer stopEvents()
+	reg := prometheus.NewRegistry()
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "proxy_inject_admission_duration_seconds",
+		Help:    "Time to answer an admission review, by result (injected, skipped, normalised).",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .5},
+	}, []string{"result"})
+	reg.MustRegister(latency)
+	wh := &injector.Webhook{Values: values, CreatedBy: "weft/proxy-injector " + version.Version, Cluster: cluster,
+		Events: record, Log: log, Observe: func(d time.Duration, result string) { latency.WithLabelValues(result).Observe(d.Seconds()) }}
+
+	l, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return fmt.Errorf("webhook listener: %w", err)
+	}
+	var stopping atomic.Bool
+	admin, err := serveAdmin(o.AdminAddr, reg, func() bool { return !stopping.Load() })
+	if err != nil {
+		l.Close()
+		return err
+	}
+	srv := &http.Server{Handler: wh, ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
+	go srv.ServeTLS(l, "", "")
+	log.Info("injector started", "addr", l.Addr().String(), "proxy-image", values.Proxy.Image.Name, "version", values.Version)
+	<-ctx.Done()
+	stopping.Store(true)
+	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	srv.Shutdown(shut)
+	admin.Close()
+	return nil
+}
+
+// certReloader serves the key pair on disk, re-read when either file's
+// modification time changes (checked at most once a second).
+type certReloader struct {
+	cert, key string
+	mu        sync.Mutex
+	current   *tls.Certificate
+	stamp     [2]time.Time
+	checked   time.Time
+}
+
+func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.current != nil && time.Since(c.checked) < time.Second {
+		return c.current, nil
+	}
+	c.checked = time.Now()
+	var stamp [2]time.Time
+	for i, p := range []string{c.cert, c.key} {
+		st, err := os.Stat(p)
+		if err != nil {
+			if c.current != nil {
+				return c.current, nil // mid-rotation: keep serving the last good pair
+			}
+			return nil, fmt.Errorf("serving certificate: %w", err)
+		}
+		stamp[i] = st.ModTime()
+	}
+	if c.current != nil && stamp == c.stamp {
+		return c.current, nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+	if err != nil {
+		if c.current != nil {
+			return c.current, nil
+		}
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	c.current, c.stamp = &pair, stamp
+	return c.current, nil
+}

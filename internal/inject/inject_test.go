@@ -1,0 +1,253 @@
+package inject
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/compat"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func testValues() Values {
+	v := DefaultValues()
+	v.Version = "v0.1.0"
+	v.IdentityTrustAnchorsPEM = "-----BEGIN CERTIFICATE-----\nTEST\n-----END CERTIFICATE-----\n"
+	return v
+}
+
+func load(t *testing.T, name string) []byte {
+	t.Helper()
+	y, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := yaml.YAMLToJSON(y)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from what was computed (go test -update rewrites it):\n%s", path, got)
+	}
+}
+
+// TestPatchGolden injects each testdata workload, checks the patch against
+// its golden file, applies it, and checks the result is a valid pod with
+// the proxy where it belongs.
+func TestPatchGolden(t *testing.T) {
+	tests := []struct {
+		file          string
+		nsAnnotations map[string]string
+		native        bool
+		proxyFirst    bool
+		ingress       bool
+		opaque        string
+	}{
+		{file: "deployment.yaml", proxyFirst: true, opaque: "6379"},
+		{file: "pod-bare.yaml", nsAnnotations: map[string]string{compat.AnnotationInject: "enabled", compat.AnnotationProxyLogLevel: "debug"}, proxyFirst: true},
+		{file: "cronjob-native.yaml", native: true},
+		{file: "statefulset-ingress.yaml", ingress: true, opaque: "5432"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			raw := load(t, tt.file)
+			w, err := ParseWorkload(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Decide(w, tt.nsAnnotations, false)
+			if !r.Injectable {
+				t.Fatalf("not injectable: %v", r.Reasons)
+			}
+			ops, err := Patch(w, testValues(), Options{CreatedBy: "weft/test", NSAnnotations: tt.nsAnnotations, Mode: r.Mode})
+			if err != nil {
+				t.Fatal(err)
+			}
+			patch, err := json.MarshalIndent(ops, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, strings.TrimSuffix(tt.file, ".yaml")+".patch.json", append(patch, '\n'))
+
+			p, err := jsonpatch.DecodePatch(patch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := p.Apply(raw)
+			if err != nil {
+				t.Fatalf("applying the patch: %v", err)
+			}
+			after, err := ParseWorkload(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkInjected(t, after, tt.native, tt.proxyFirst, tt.ingress, tt.opaque)
+			if again := Decide(after, tt.nsAnnotations, false); again.Injectable || !slices.Contains(again.Reasons, ReasonSidecarExists) {
+				t.Errorf("injected twice? second decision %+v", again)
+			}
+		})
+	}
+}
+
+func checkInjected(t *testing.T, w *Workload, native, proxyFirst, ingress bool, opaque string) {
+	t.Helper()
+	spec := w.PodSpec
+	if spec.InitContainers[0].Name != compat.InitContainerName {
+		t.Errorf("first init container %q, want linkerd-init", spec.InitContainers[0].Name)
+	}
+	var proxy *corev1.Container
+	switch {
+	case native:
+		proxy = &spec.InitContainers[1]
+		if proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways || proxy.StartupProbe == nil {
+			t.Errorf("native sidecar without restartPolicy Always and a startup probe: %+v", proxy)
+		}
+	case proxyFirst:
+		proxy = &spec.Containers[0]
+		if proxy.Lifecycle == nil || proxy.Lifecycle.PostStart == nil {
+			t.Error("proxy first without an await postStart hook")
+		}
+	default:
+		proxy = &spec.Containers[len(spec.Containers)-1]
+	}
+	if proxy.Name != compat.ProxyContainerName {
+		t.Fatalf("proxy container at the expected place is %q", proxy.Name)
+	}
+	if *proxy.SecurityContext.RunAsUser != compat.ProxyUID {
+		t.Errorf("proxy runs as %d", *proxy.SecurityContext.RunAsUser)
+	}
+	env := map[string]string{}
+	for _, e := range proxy.Env {
+		env[e.Name] = e.Value
+	}
+	if (env[compat.EnvIngressMode] == "true") != ingress {
+		t.Errorf("ingress mode env %q, want %v", env[compat.EnvIngressMode], ingress)
+	}
+	if env[compat.EnvOpaquePorts] != opaque {
+		t.Errorf("opaque ports %q, want %q", env[compat.EnvOpaquePorts], opaque)
+	}
+	if env[compat.EnvTrustAnchors] == "" || env[compat.EnvIdentityTokenFile] != compat.IdentityTokenFile {
+		t.Error("identity environment incomplete")
+	}
+	if w.PodMeta.Labels[compat.LabelControlPlaneNS] != "linkerd" || w.PodMeta.Annotations[compat.AnnotationTrustRootSHA256] == "" {
+		t.Errorf("labels %v, annotations %v", w.PodMeta.Labels, w.PodMeta.Annotations)
+	}
+	var token bool
+	for _, v := range spec.Volumes {
+		if v.Projected != nil && v.Projected.Sources[0].ServiceAccountToken.Audience == compat.AudienceIdentity {
+			token = true
+		}
+	}
+	if !token {
+		t.Error("no projected token volume with audience identity.l5d.io")
+	}
+}
+
+func TestDecide(t *testing.T) {
+	no := false
+	base := func(mut func(*Workload)) *Workload {
+		w := &Workload{Kind: "Deployment", Name: "web", Namespace: "shop"}
+		w.PodMeta.Annotations = map[string]string{compat.AnnotationInject: "enabled"}
+		w.PodSpec.Containers = []corev1.Container{{Name: "web"}}
+		if mut != nil {
+			mut(w)
+		}
+		return w
+	}
+	tests := []struct {
+		name  string
+		w     *Workload
+		ns    map[string]string
+		force bool
+		want  []string
+		mode  string
+	}{
+		{"enabled on the pod", base(nil), nil, false, nil, "enabled"},
+		{"enabled on the namespace", base(func(w *Workload) { w.PodMeta.Annotations = nil }), map[string]string{compat.AnnotationInject: "enabled"}, false, nil, "enabled"},
+		{"pod disabled wins over namespace", base(func(w *Workload) { w.PodMeta.Annotations[compat.AnnotationInject] = "disabled" }), map[string]string{compat.AnnotationInject: "enabled"}, false, []string{ReasonPodDisabled}, "disabled"},
+		{"pod enabled wins over namespace disabled", base(nil), map[string]string{compat.AnnotationInject: "disabled"}, false, nil, "enabled"},
+		{"namespace disabled", base(func(w *Workload) { w.PodMeta.Annotations = nil }), map[string]string{compat.AnnotationInject: "disabled"}, false, []string{ReasonNamespaceDisabled}, "disabled"},
+		{"no annotation", base(func(w *Workload) { w.PodMeta.Annotations = nil }), nil, false, []string{ReasonNotEnabled}, ""},
+		{"no annotation, forced", base(func(w *Workload) { w.PodMeta.Annotations = nil }), nil, true, nil, "enabled"},
+		{"ingress", base(func(w *Workload) { w.PodMeta.Annotations[compat.AnnotationInject] = "ingress" }), nil, false, nil, "ingress"},
+		{"host network", base(func(w *Workload) { w.PodSpec.HostNetwork = true }), nil, false, []string{ReasonHostNetwork}, "enabled"},
+		{"sidecar exists", base(func(w *Workload) {
+			w.PodSpec.Containers = append(w.PodSpec.Containers, corev1.Container{Name: "linkerd-proxy"})
+		}), nil, false, []string{ReasonSidecarExists}, "enabled"},
+		{"automount off", base(func(w *Workload) { w.PodSpec.AutomountServiceAccountToken = &no }), nil, false, []string{ReasonAutomountDisabled}, "enabled"},
+		{"unsupported", base(func(w *Workload) { w.Kind = "Service" }), nil, false, []string{ReasonUnsupportedResource}, "enabled"},
+		{"several reasons", base(func(w *Workload) { w.PodSpec.HostNetwork = true; w.PodSpec.AutomountServiceAccountToken = &no }), nil, false,
+			[]string{ReasonHostNetwork, ReasonAutomountDisabled}, "enabled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Decide(tt.w, tt.ns, tt.force)
+			if !slices.Equal(got.Reasons, tt.want) || got.Injectable != (len(tt.want) == 0) || got.Mode != tt.mode {
+				t.Errorf("Decide = %+v, want reasons %q, mode %q", got, tt.want, tt.mode)
+			}
+		})
+	}
+}
+
+func TestBadAnnotationsAreNamed(t *testing.T) {
+	w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+	w.PodMeta.Annotations = map[string]string{
+		compat.AnnotationSkipInboundPorts:    "80,http",
+		compat.AnnotationProxyCPULimit:       "lots",
+		compat.AnnotationShutdownGracePeriod: "soon",
+	}
+	_, err := Patch(w, testValues(), Options{Mode: "enabled"})
+	if err == nil {
+		t.Fatal("no error for bad annotations")
+	}
+	for _, want := range []string{compat.AnnotationSkipInboundPorts, compat.AnnotationProxyCPULimit, compat.AnnotationShutdownGracePeriod} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+func TestFilterPorts(t *testing.T) {
+	declared := map[int32]bool{25: true, 3306: true, 8080: true, 4001: true}
+	tests := []struct{ list, want string }{
+		{"25,587,3306", "25,3306"},
+		{"4000-4002", "4001"},
+		{"", ""},
+		{"9999", ""},
+	}
+	for _, tt := range tests {
+		got, err := filterPorts(tt.list, declared)
+		if err != nil || got != tt.want {
+			t.Errorf("filterPorts(%q) = %q, %v; want %q", tt.list, got, err, tt.want)
+		}
+	}
+	if _, err := filterPorts("25,x", declared); err == nil {
+		t.Error("no error for a bad port")
+	}
+}

@@ -1,0 +1,106 @@
+// Package inject decides whether a workload gets Weft's proxy and computes
+// the JSON patch (RFC 6902) that adds it: the linkerd-init container (or the
+// proxy as a native sidecar), the linkerd-proxy container with its
+// environment, ports, probes, security context and volumes, and the
+// annotations and labels Linkerd's injector writes. It is a pure function of
+// the workload, its namespace's annotations and the Values; the admission
+// webhook and `weft inject` are thin adapters around it.
+package inject
+
+import (
+	"github.com/weftmesh/weft/internal/compat"
+)
+
+// Values are the injector's configuration: the control plane's chart values
+// that shape a proxy, with the names of Linkerd's chart (compat.md), so that
+// the linkerd-config ConfigMap's values decode into it.
+type Values struct {
+	ControllerNamespace     string `json:"-"` // the release's namespace, not a value
+	ClusterDomain           string `json:"clusterDomain"`
+	IdentityTrustDomain     string `json:"identityTrustDomain"`
+	IdentityTrustAnchorsPEM string `json:"identityTrustAnchorsPEM"`
+	ClusterNetworks         string `json:"clusterNetworks"`
+	Version                 string `json:"linkerdVersion"`
+	Proxy                   Proxy  `json:"proxy"`
+	ProxyInit               Init   `json:"proxyInit"`
+}
+
+// Image names a container image.
+type Image struct {
+	Name       string `json:"name"`
+	PullPolicy string `json:"pullPolicy"`
+	Version    string `json:"version"`
+}
+
+// Proxy shapes the linkerd-proxy container.
+type Proxy struct {
+	Image               Image     `json:"image"`
+	UID                 int64     `json:"uid"`
+	LogLevel            string    `json:"logLevel"`
+	Await               bool      `json:"await"`
+	NativeSidecar       bool      `json:"nativeSidecar"`
+	OpaquePorts         string    `json:"opaquePorts"`
+	Resources           Resources `json:"resources"`
+	ShutdownGracePeriod string    `json:"shutdownGracePeriod"`
+	EnableShutdown      bool      `json:"enableShutdownEndpoint"`
+	OutboundConnect     string    `json:"outboundConnectTimeout"`
+	InboundConnect      string    `json:"inboundConnectTimeout"`
+	// AwaitCommand is the proxy's postStart hook that holds the app
+	// containers back until the proxy is ready (Weft's own value).
+	AwaitCommand []string `json:"awaitCommand"`
+}
+
+// Resources are the proxy's requests and limits ("" leaves one unset).
+type Resources struct {
+	CPU    Quantities `json:"cpu"`
+	Memory Quantities `json:"memory"`
+}
+
+// Quantities are a request and a limit.
+type Quantities struct {
+	Request string `json:"request"`
+	Limit   string `json:"limit"`
+}
+
+// Init shapes the linkerd-init container.
+type Init struct {
+	Image               Image  `json:"image"`
+	IgnoreInboundPorts  string `json:"ignoreInboundPorts"`
+	IgnoreOutboundPorts string `json:"ignoreOutboundPorts"`
+	SkipSubnets         string `json:"skipSubnets"`
+	IptablesMode        string `json:"iptablesMode"` // legacy or nft
+	RunAsRoot           bool   `json:"runAsRoot"`
+}
+
+// DefaultValues are the chart's defaults.
+func DefaultValues() Values {
+	return Values{
+		ControllerNamespace: compat.DefaultControlPlaneNamespace,
+		ClusterDomain:       compat.DefaultClusterDomain,
+		IdentityTrustDomain: compat.DefaultIdentityTrustDomain,
+		ClusterNetworks:     compat.DefaultClusterNetworks,
+		Proxy: Proxy{
+			Image:        Image{Name: "ghcr.io/weftmesh/weft-proxy", PullPolicy: "IfNotPresent"},
+			UID:          compat.ProxyUID,
+			LogLevel:     "warn,linkerd=info",
+			Await:        true,
+			OpaquePorts:  compat.DefaultOpaquePorts,
+			AwaitCommand: []string{"/weft-await", "--timeout=2m"},
+		},
+		ProxyInit: Init{
+			Image:               Image{Name: "ghcr.io/weftmesh/weft-proxy-init"},
+			IgnoreInboundPorts:  "4567,4568",
+			IgnoreOutboundPorts: "4567,4568",
+			IptablesMode:        "legacy",
+		},
+	}
+}
+
+// version is the image tag: the image's own, else the release's.
+func (i Image) ref(release string) string {
+	v := i.Version
+	if v == "" {
+		v = release
+	}
+	return imageRef(i.Name, v)
+}
