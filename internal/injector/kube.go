@@ -13,12 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
-	"k8s.io/client-go/metadata/metadatainformer"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -113,6 +113,7 @@ func EventRecorder(client kubernetes.Interface) (recordEvent func(*corev1.Object
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
 	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-proxy-injector"})
-	return func(ref *corev1.ObjectReference, eventType, reason, msg string) { rec.Event(ref, eventType, reason, msg) }, b.Shutdown
+	return func(ref *corev1.ObjectReference, eventType, reason, msg string) {
+		rec.Event(ref, eventType, reason, msg)
+	}, b.Shutdown
 }
-

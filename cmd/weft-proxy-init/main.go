@@ -1,0 +1,74 @@
+// Command weft-proxy-init is the linkerd-init container: it writes the nat
+// rules that send a pod's TCP traffic through its proxy (package iptables),
+// idempotently, and prints what it wrote. Its flags are proxy-init's.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+func main() {
+	c := iptables.DefaultConfig()
+	fs := flag.NewFlagSet("weft-proxy-init", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: weft-proxy-init [flags]\n\nWrites the nat rules of the linkerd-init container (needs NET_ADMIN and NET_RAW).\n\n")
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&c.InboundPort, "incoming-proxy-port", c.InboundPort, "the proxy's inbound port")
+	fs.IntVar(&c.OutboundPort, "outgoing-proxy-port", c.OutboundPort, "the proxy's outbound port")
+	fs.IntVar(&c.ProxyUID, "proxy-uid", c.ProxyUID, "the proxy's UID: its own traffic is let out")
+	fs.IntVar(&c.ProxyGID, "proxy-gid", c.ProxyGID, "the proxy's GID (-1: no GID rule)")
+	inbound := fs.String("inbound-ports-to-ignore", strings.Join(c.IgnoreInboundPorts, ","), "inbound ports and ranges that bypass the proxy")
+	outbound := fs.String("outbound-ports-to-ignore", "", "outbound ports and ranges that bypass the proxy")
+	subnets := fs.String("subnets-to-ignore", "", "destination CIDRs that bypass the proxy")
+	firewall := fs.String("firewall-bin-path", "iptables-legacy", "iptables-legacy or iptables-nft")
+	fs.BoolVar(&c.IPv6, "ipv6", true, "also write the ip6tables rules")
+	dry := fs.Bool("dry-run", false, "print the rules without writing them")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Println(version.Version)
+		return
+	}
+	split := func(s string) []string {
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		return out
+	}
+	c.IgnoreInboundPorts, c.IgnoreOutboundPorts, c.SkipSubnets = split(*inbound), split(*outbound), split(*subnets)
+	switch *firewall {
+	case "iptables-legacy", "iptables":
+		c.Mode = "legacy"
+	case "iptables-nft":
+		c.Mode = "nft"
+	default:
+		log.Fatalf("weft-proxy-init: --firewall-bin-path %q: want iptables-legacy or iptables-nft", *firewall)
+	}
+	if err := c.Validate(); err != nil {
+		log.Fatalf("weft-proxy-init: %v", err)
+	}
+	if *dry {
+		fmt.Print(iptables.Rules(c, true))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := iptables.Apply(ctx, c, iptables.ExecRunner)
+	fmt.Print(out)
+	if err != nil {
+		log.Fatalf("weft-proxy-init: %v", err)
+	}
+}
