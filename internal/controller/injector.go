@@ -83,6 +83,9 @@ func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
 		}
 		v.IdentityTrustAnchorsPEM = string(b)
 	}
+	if v.IdentityTrustDomain == "" {
+		v.IdentityTrustDomain = v.ClusterDomain
+	}
 	if v.IdentityTrustAnchorsPEM == "" {
 		return v, errors.New("no trust anchors: give --trust-anchors-file or identityTrustAnchorsPEM in the values")
 	}

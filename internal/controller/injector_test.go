@@ -172,15 +172,27 @@ func TestInjectorAgainstAPIServer(t *testing.T) {
 		t.Errorf("service opaque-ports %q, want normalised 3306,5432", got)
 	}
 
-	// Admission latency, as the injector measured it: p99 ≤ 5 ms.
+	// Admission latency, as the injector measured it. The target (p99 ≤
+	// 5 ms) is asserted without the race detector, which slows everything
+	// several-fold; with it the number is only reported.
 	for i := range 100 {
 		pod("shop", fmt.Sprintf("web-5d8f-n%d", i), nil, owned, nil)
 	}
-	total, fast := histogram(t, adminAddr, "0.005")
-	if total < 100 || fast/total < 0.99 {
-		t.Errorf("%v of %v admissions answered within 5 ms, want ≥ 99%%", fast, total)
+	total, _ := histogram(t, adminAddr, "+Inf")
+	p99 := "> 0.5"
+	for _, le := range []string{"0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.5"} {
+		if _, n := histogram(t, adminAddr, le); n >= 0.99*total {
+			p99 = le
+			break
+		}
 	}
-	t.Logf("admission latency: %v of %v within 5 ms", fast, total)
+	t.Logf("admission latency over %v reviews: p99 ≤ %s s (race detector: %v)", total, p99, raceEnabled)
+	if total < 100 {
+		t.Errorf("%v admissions measured, want ≥ 100", total)
+	}
+	if _, within := histogram(t, adminAddr, "0.005"); !raceEnabled && within < 0.99*total {
+		t.Errorf("%v of %v admissions answered within 5 ms, want ≥ 99%%", within, total)
+	}
 }
 
 func registerWebhook(t *testing.T, c kubernetes.Interface, url string, caPEM []byte) {

@@ -92,6 +92,7 @@ func DefaultValues() Values {
 			IgnoreInboundPorts:  "4567,4568",
 			IgnoreOutboundPorts: "4567,4568",
 			IptablesMode:        "legacy",
+			RunAsRoot:           true, // the init image's iptables has no file capabilities
 		},
 	}
 }

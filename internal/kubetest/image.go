@@ -54,7 +54,7 @@ func (img Image) WriteArchive(path string) error {
 	diffID := sha256.Sum256(layer.Bytes())
 	config, err := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Entrypoint": img.Entrypoint, "Env": []string{"PATH=/usr/local/bin:/usr/bin:/bin"}},
+		"config": map[string]any{"Entrypoint": img.Entrypoint, "Env": []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + hex.EncodeToString(diffID[:])}},
 	})
 	if err != nil {

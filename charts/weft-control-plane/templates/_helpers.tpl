@@ -1,0 +1,25 @@
+{{- define "weft.version" -}}{{ .Values.linkerdVersion | default .Chart.AppVersion }}{{- end -}}
+{{- define "weft.controllerImage" -}}{{ .Values.controllerImage }}:{{ .Values.controllerImageVersion | default (include "weft.version" .) }}{{- end -}}
+{{- define "weft.trustDomain" -}}{{ .Values.identityTrustDomain | default .Values.clusterDomain }}{{- end -}}
+{{- define "weft.labels" -}}
+linkerd.io/control-plane-ns: {{ .Release.Namespace }}
+app.kubernetes.io/part-of: weft
+app.kubernetes.io/version: {{ include "weft.version" . }}
+{{- end -}}
+{{- define "weft.securityContext" -}}
+runAsUser: {{ .Values.controllerUID }}
+runAsGroup: {{ .Values.controllerUID }}
+runAsNonRoot: true
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
+seccompProfile: {type: RuntimeDefault}
+{{- end -}}
+{{- define "weft.probes" -}}
+livenessProbe:
+  httpGet: {path: /live, port: admin-http}
+  initialDelaySeconds: 1
+readinessProbe:
+  httpGet: {path: /ready, port: admin-http}
+  periodSeconds: 2
+{{- end -}}
