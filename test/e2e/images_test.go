@@ -55,31 +55,34 @@ func buildImages(t *testing.T) {
 	}
 }
 
-// initFiles is the init image: weft-proxy-init and Debian's iptables-legacy
-// (the multi-call binary under each name it is called by, its libraries and
-// its extensions).
+// initFiles is the init image: weft-proxy-init and Debian's iptables, legacy
+// and nft (each multi-call binary under the names it is called by, their
+// libraries and the extensions).
 func initFiles(t *testing.T, initBin string) map[string]string {
 	t.Helper()
-	multi, err := filepath.EvalSymlinks("/usr/sbin/xtables-legacy-multi")
-	if err != nil {
-		t.Fatalf("iptables-legacy is needed for the init image: apt-get install iptables (%v)", err)
-	}
 	files := map[string]string{"/weft-proxy-init": initBin}
-	for _, name := range []string{"iptables-legacy", "iptables-legacy-save", "iptables-legacy-restore",
-		"ip6tables-legacy", "ip6tables-legacy-save", "ip6tables-legacy-restore"} {
-		files["/usr/sbin/"+name] = multi
-	}
-	out, err := exec.Command("ldd", multi).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", multi, err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
-			files["/lib/x86_64-linux-gnu/"+f[0]] = f[2]
-		case len(f) >= 1 && strings.HasPrefix(f[0], "/"): // the loader
-			files[f[0]] = f[0]
+	for _, mode := range []string{"legacy", "nft"} {
+		multi, err := filepath.EvalSymlinks("/usr/sbin/xtables-" + mode + "-multi")
+		if err != nil {
+			t.Fatalf("iptables (%s) is needed for the init image: apt-get install iptables (%v)", mode, err)
+		}
+		for _, fam := range []string{"iptables", "ip6tables"} {
+			for _, suffix := range []string{"", "-save", "-restore"} {
+				files["/usr/sbin/"+fam+"-"+mode+suffix] = multi
+			}
+		}
+		out, err := exec.Command("ldd", multi).Output()
+		if err != nil {
+			t.Fatalf("ldd %s: %v", multi, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			switch {
+			case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+				files["/lib/x86_64-linux-gnu/"+f[0]] = f[2]
+			case len(f) >= 1 && strings.HasPrefix(f[0], "/"): // the loader
+				files[f[0]] = f[0]
+			}
 		}
 	}
 	exts, _ := filepath.Glob("/usr/lib/x86_64-linux-gnu/xtables/*.so")
