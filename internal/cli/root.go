@@ -19,18 +19,34 @@ func NewRoot(log *slog.Logger) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCommand(log), newInjectCommand(), newUninjectCommand(), newVersionCommand())
+	root.AddCommand(newDemoCommand(log), newInstallCommand(), newUninstallCommand(), newCheckCommand(),
+		newInjectCommand(), newUninjectCommand(), newVersionCommand())
 	return root
 }
 
 func newVersionCommand() *cobra.Command {
-	return &cobra.Command{
+	var k kubeFlags
+	var client bool
+	cmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the client's version",
+		Short: "Print the client's version and the control plane's",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(cmd.OutOrStdout(), "Client version: %s\n", version.Version)
+			fmt.Fprintf(cmd.OutOrStdout(), "Client version: %s\n", version.Version)
+			if client {
+				return nil
+			}
+			server := "unavailable"
+			if c, _, err := k.clients(); err == nil {
+				if v, err := serverVersion(cmd.Context(), c, k.namespace); err == nil {
+					server = v
+				}
+			}
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "Server version: %s\n", server)
 			return err
 		},
 	}
+	k.add(cmd)
+	cmd.Flags().BoolVar(&client, "client", false, "print the client's version only")
+	return cmd
 }

@@ -1,0 +1,116 @@
+package install
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/weftmesh/weft/internal/manifest"
+)
+
+func kinds(t *testing.T, stream string) map[string]int {
+	t.Helper()
+	docs, err := manifest.Read(strings.NewReader(stream))
+	if err != nil {
+		t.Fatalf("the rendered stream is not YAML: %v", err)
+	}
+	out := map[string]int{}
+	for _, d := range docs {
+		out[d.String("/kind")]++
+	}
+	return out
+}
+
+func TestRenderControlPlaneGeneratesIdentity(t *testing.T) {
+	vals, err := ControlPlaneValues(Options{Version: "v1.2.3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(ControlPlaneChart, "weft-control-plane", "linkerd", vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kinds(t, out)
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "MutatingWebhookConfiguration": 1, "ConfigMap": 2, "Secret": 2, "ClusterRole": 3} {
+		if got[kind] != n {
+			t.Errorf("%d %s, want %d (all: %v)", got[kind], kind, n, got)
+		}
+	}
+	if !strings.Contains(out, "image: ghcr.io/weftmesh/weft-controller:v1.2.3") {
+		t.Error("controller image not tagged with the version")
+	}
+	// The generated issuer chains to the generated anchor.
+	anchors, _ := vals["identityTrustAnchorsPEM"].(string)
+	issuer := vals["identity"].(map[string]any)["issuer"].(map[string]any)["tls"].(map[string]any)["crtPEM"].(string)
+	root, iss := parse(t, anchors), parse(t, issuer)
+	pool := x509.NewCertPool()
+	pool.AddCert(root)
+	if _, err := iss.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("generated issuer does not chain to the generated anchor: %v", err)
+	}
+	if !strings.Contains(out, strings.Split(strings.TrimSpace(anchors), "\n")[1]) {
+		t.Error("the trust anchor is not in the rendered manifests")
+	}
+}
+
+func parse(t *testing.T, s string) *x509.Certificate {
+	t.Helper()
+	b, _ := pem.Decode([]byte(s))
+	if b == nil {
+		t.Fatalf("not PEM: %q", s)
+	}
+	c, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRenderCRDs(t *testing.T) {
+	for _, tt := range []struct {
+		sets []string
+		want int
+	}{{nil, 11}, {[]string{"installGatewayAPI=false"}, 9}, {[]string{"installGatewayAPI=false", "enableHttpRoutes=false"}, 8}} {
+		vals, err := Overlay(map[string]any{}, Options{Sets: tt.sets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Render(CRDsChart, "weft-crds", "linkerd", vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := kinds(t, out)["CustomResourceDefinition"]; got != tt.want {
+			t.Errorf("--set %v: %d CRDs, want %d", tt.sets, got, tt.want)
+		}
+	}
+}
+
+func TestIdentityOptionsErrors(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "ca.crt")
+	os.WriteFile(f, []byte("x"), 0o600)
+	for _, tt := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{AnchorsFile: f}, "give all of"},
+		{Options{ExternalIssuer: true}, "--identity-trust-anchors-file"},
+		{Options{AnchorsFile: f, IssuerCertFile: f, IssuerKeyFile: filepath.Join(dir, "missing")}, "no such file"},
+		{Options{Sets: []string{"a=b,,"}}, "--set"},
+	} {
+		if _, err := ControlPlaneValues(tt.o); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: error %v, want one containing %q", tt.o, err, tt.want)
+		}
+	}
+}
+
+func TestRenderRefusesMissingIssuer(t *testing.T) {
+	vals := map[string]any{"identityTrustAnchorsPEM": "x"}
+	_, err := Render(ControlPlaneChart, "weft-control-plane", "linkerd", vals)
+	if err == nil || !strings.Contains(err.Error(), "identity.issuer.tls.crtPEM") {
+		t.Errorf("error %v, want one naming the missing issuer values", err)
+	}
+}
