@@ -168,4 +168,3 @@ func serverVersion(ctx context.Context, c kubernetes.Interface, ns string) (stri
 	}
 	return v.LinkerdVersion, nil
 }
-
