@@ -327,7 +327,11 @@ func (k *checker) dataPlane(ctx context.Context, versions bool) error {
 	}
 	var problems []string
 	for _, p := range pods.Items {
-		if p.Status.Phase == "Succeeded" || p.Status.Phase == "Failed" {
+		meshed := false
+		for _, c := range append(p.Spec.Containers, p.Spec.InitContainers...) {
+			meshed = meshed || c.Name == compat.ProxyContainerName
+		}
+		if !meshed || p.Status.Phase == "Succeeded" || p.Status.Phase == "Failed" {
 			continue
 		}
 		if versions {

@@ -49,6 +49,7 @@ func installControlPlane(t *testing.T) {
 			}
 		}
 		helm(t, "uninstall", "weft-control-plane", "-n", "linkerd", "--wait")
+		removeNamespace(t, "linkerd")
 	})
 }
 
