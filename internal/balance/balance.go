@@ -36,8 +36,9 @@ type Endpoint struct {
 	clock       func() time.Time
 
 	mu        sync.Mutex
-	cost      float64 // peak-EWMA latency, nanoseconds
-	stamp     time.Time
+	cost      float64   // peak-EWMA latency, nanoseconds
+	stamp     time.Time // of the last observation (or of joining a pool): decay runs from here
+	observed  bool      // a request has completed
 	failures  int
 	ejections int
 	policy    *EjectionPolicy
@@ -59,6 +60,16 @@ func NewEndpoint(addr string, weight float64, meta map[string]string) *Endpoint 
 		weight = 1
 	}
 	return &Endpoint{Addr: addr, Weight: weight, Meta: meta, clock: time.Now, cost: float64(defaultRTT), policy: &defaultEjection}
+}
+
+// measuredCost is the decayed latency estimate, if a request has completed.
+func (e *Endpoint) measuredCost(now time.Time) (float64, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.observed {
+		return 0, false
+	}
+	return e.cost * math.Exp(-float64(now.Sub(e.stamp))/float64(decay)), true
 }
 
 // Begin records the start of a request to e. The returned function must be
@@ -87,6 +98,7 @@ func (e *Endpoint) observe(start time.Time, success bool) {
 		e.cost = e.cost*w + rtt*(1-w)
 	}
 	e.stamp = now
+	e.observed = true
 	if success {
 		e.failures, e.ejections = 0, 0
 		return

@@ -257,3 +257,52 @@ func BenchmarkP2CPick(b *testing.B) {
 		}
 	})
 }
+
+// TestEveryEndpointServesUnderSequentialLoad: with one request at a time and
+// equally fast endpoints, none is starved (an endpoint never tried must not
+// keep the default guess while its peers' measured costs look cheaper).
+func TestEveryEndpointServesUnderSequentialLoad(t *testing.T) {
+	pool := NewPool(NewP2CPeakEWMA())
+	pool.Update([]*Endpoint{NewEndpoint("a", 1, nil), NewEndpoint("b", 1, nil), NewEndpoint("c", 1, nil)})
+	picks := map[string]int{}
+	for range 600 {
+		e, err := pool.Pick()
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := e.Begin()
+		done(true)
+		picks[e.Addr]++
+	}
+	for _, a := range []string{"a", "b", "c"} {
+		if picks[a] < 60 {
+			t.Errorf("endpoint %s served %d of 600 (%v), want at least 10%%", a, picks[a], picks)
+		}
+	}
+}
+
+// TestNewEndpointJoinsAtPeersCost: an endpoint added to a pool whose
+// endpoints are measured starts at their average cost, so it gets traffic
+// at once.
+func TestNewEndpointJoinsAtPeersCost(t *testing.T) {
+	pool := NewPool(NewP2CPeakEWMA())
+	a, b := NewEndpoint("a", 1, nil), NewEndpoint("b", 1, nil)
+	pool.Update([]*Endpoint{a, b})
+	for range 100 {
+		e, _ := pool.Pick()
+		e.Begin()(true)
+	}
+	c := NewEndpoint("c", 1, nil)
+	pool.Update([]*Endpoint{a, b, c})
+	n := 0
+	for range 300 {
+		e, _ := pool.Pick()
+		e.Begin()(true)
+		if e == c {
+			n++
+		}
+	}
+	if n < 30 {
+		t.Errorf("the new endpoint served %d of 300, want at least 10%%", n)
+	}
+}

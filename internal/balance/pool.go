@@ -41,6 +41,18 @@ func (p *Pool) Update(eps []*Endpoint) {
 			old[e.Addr] = e
 		}
 	}
+	// A new endpoint starts at the average cost of the measured ones (or
+	// the default RTT), decaying from now: it is tried soon, whatever its
+	// peers' latency, instead of waiting for a 30 ms guess to decay.
+	now := p.now()
+	var sum float64
+	var measured int
+	for _, o := range old {
+		if c, ok := o.measuredCost(now); ok {
+			sum += c
+			measured++
+		}
+	}
 	next := make([]*Endpoint, 0, len(eps))
 	for _, e := range eps {
 		if o, ok := old[e.Addr]; ok && o.Weight == e.Weight && maps.Equal(o.Meta, e.Meta) {
@@ -49,6 +61,12 @@ func (p *Pool) Update(eps []*Endpoint) {
 			policy := p.policy
 			e.policy = &policy
 			e.clock = p.now
+			e.mu.Lock()
+			if measured > 0 {
+				e.cost = sum / float64(measured)
+			}
+			e.stamp = now
+			e.mu.Unlock()
 		}
 		next = append(next, e)
 	}

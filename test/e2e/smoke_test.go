@@ -44,7 +44,7 @@ func kubectl(t *testing.T, stdin string, args ...string) string {
 
 func tryKubectl(t *testing.T, args ...string) error {
 	home, _ := os.UserHomeDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // beyond any --timeout the callers give
 	defer cancel()
 	return exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"),
 		append([]string{"--kubeconfig", kubeconfig(t)}, args...)...).Run()

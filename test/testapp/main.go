@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,11 +23,12 @@ func main() {
 	delay := flag.Duration("delay", 0, "wait this long before answering")
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
 	count := flag.Int("n", 1, "how many requests -get sends")
+	interval := flag.Duration("interval", 0, "pause between -get requests (steady traffic)")
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
 	flag.Parse()
 	if *get != "" {
-		if err := getN(*get, *count); err != nil {
+		if err := getN(*get, *count, *interval); err != nil {
 			log.Fatalf("testapp: %v", err)
 		}
 		return
@@ -50,12 +52,12 @@ func main() {
 		go func() { errc <- serveEcho(l) }()
 	}
 	if *httpAddr != "" {
-		var n int
+		var n atomic.Int64
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n++
+			i := n.Add(1)
 			time.Sleep(*delay)
 			io.Copy(io.Discard, r.Body)
-			if *failRate > 0 && n%*failRate == 0 {
+			if *failRate > 0 && i%int64(*failRate) == 0 {
 				http.Error(w, "injected failure", http.StatusInternalServerError)
 				return
 			}
@@ -68,7 +70,7 @@ func main() {
 	log.Fatalf("testapp: %v", <-errc)
 }
 
-func getN(url string, n int) error {
+func getN(url string, n int, interval time.Duration) error {
 	// A new connection per request, so connection-level balancing (kube-proxy) shows.
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < n; i++ {
@@ -82,6 +84,7 @@ func getN(url string, n int) error {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
+		time.Sleep(interval)
 	}
 	return nil
 }
