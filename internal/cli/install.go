@@ -95,6 +95,95 @@ when cert-manager writes the issuer Secret (kubernetes.io/tls). Values as with h
 	return cmd
 }
 
+func newUpgradeCommand() *cobra.Command {
+	var k kubeFlags
+	var o install.Options
+	var crds bool
+	cmd := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Print the control plane's manifests for this version, keeping the installed values",
+		Long: `Reads the installed values (linkerd-config), the issuer (linkerd-identity-issuer, for the
+linkerd.io/tls scheme) and the injector's serving certificate from the cluster, lays the
+flags over them, sets linkerdVersion to this CLI's version, and prints the control plane's
+manifests for kubectl apply. Trust anchors, issuer and webhook certificate are kept. With
+--crds it prints the CRDs, as install --crds does.`,
+		Example: "  weft upgrade --crds | kubectl apply -f -\n  weft upgrade | kubectl apply -f -",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.Version, o.Namespace = version.Version, k.namespace
+			if crds {
+				vals, err := install.Overlay(map[string]any{}, o)
+				if err != nil {
+					return err
+				}
+				out, err := install.Render(install.CRDsChart, "weft-crds", o.Namespace, vals)
+				if err != nil {
+					return err
+				}
+				_, err = io.WriteString(cmd.OutOrStdout(), out)
+				return err
+			}
+			c, _, err := k.clients()
+			if err != nil {
+				return err
+			}
+			vals, err := installedValues(cmd.Context(), c, k.namespace)
+			if err != nil {
+				return err
+			}
+			vals["linkerdVersion"] = version.Version
+			if vals, err = install.Overlay(vals, o); err != nil {
+				return err
+			}
+			out, err := install.Render(install.ControlPlaneChart, "weft-control-plane", k.namespace, vals)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), out)
+			return err
+		},
+	}
+	k.add(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&crds, "crds", false, "print the CRDs (weft-crds) instead of the control plane")
+	f.StringArrayVarP(&o.ValuesFiles, "values", "f", nil, "values file (repeatable)")
+	f.StringArrayVar(&o.Sets, "set", nil, "set a value, key=value (repeatable)")
+	f.StringArrayVar(&o.SetStrings, "set-string", nil, "set a string value, key=value (repeatable)")
+	f.StringArrayVar(&o.SetFiles, "set-file", nil, "set a value from a file, key=path (repeatable)")
+	return cmd
+}
+
+// installedValues reads what an upgrade keeps: linkerd-config's values, the
+// issuer key (not stored in linkerd-config) and the webhook certificate.
+func installedValues(ctx context.Context, c kubernetes.Interface, ns string) (map[string]any, error) {
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, "linkerd-config", metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the installed values: %w (is the control plane installed in %s?)", err, ns)
+	}
+	vals := map[string]any{}
+	if err := yaml.Unmarshal([]byte(cm.Data["values"]), &vals); err != nil {
+		return nil, fmt.Errorf("linkerd-config: %w", err)
+	}
+	identity, _ := vals["identity"].(map[string]any)
+	issuer, _ := identity["issuer"].(map[string]any)
+	if scheme, _ := issuer["scheme"].(string); scheme == "linkerd.io/tls" {
+		s, err := c.CoreV1().Secrets(ns).Get(ctx, "linkerd-identity-issuer", metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("reading the issuer: %w", err)
+		}
+		issuer["tls"] = map[string]any{"crtPEM": string(s.Data["crt.pem"]), "keyPEM": string(s.Data["key.pem"])}
+	}
+	if s, err := c.CoreV1().Secrets(ns).Get(ctx, "linkerd-proxy-injector-k8s-tls", metav1.GetOptions{}); err == nil && len(s.Data["ca.crt"]) > 0 {
+		pi, _ := vals["proxyInjector"].(map[string]any)
+		if pi == nil {
+			pi = map[string]any{}
+			vals["proxyInjector"] = pi
+		}
+		pi["existingTLS"] = map[string]any{"crtPEM": string(s.Data["tls.crt"]), "keyPEM": string(s.Data["tls.key"]), "caPEM": string(s.Data["ca.crt"])}
+	}
+	return vals, nil
+}
+
 // clusterScoped are the kinds weft uninstall looks for besides the namespace.
 var clusterScoped = []schema.GroupVersionResource{
 	{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},

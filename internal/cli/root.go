@@ -19,7 +19,7 @@ func NewRoot(log *slog.Logger) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newDemoCommand(log), newInstallCommand(), newUninstallCommand(), newCheckCommand(),
+	root.AddCommand(newDemoCommand(log), newInstallCommand(), newUpgradeCommand(), newUninstallCommand(), newCheckCommand(),
 		newInjectCommand(), newUninjectCommand(), newVersionCommand())
 	return root
 }

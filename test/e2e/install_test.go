@@ -88,6 +88,32 @@ func TestCLIInstall(t *testing.T) {
 		t.Errorf("weft version:\n%s", out)
 	}
 
+	// weft upgrade keeps the trust anchor, the issuer and the webhook
+	// certificate, and applies new values.
+	before := kubectl(t, "", "-n", "linkerd", "get", "configmap", "linkerd-identity-trust-roots", "-o", "jsonpath={.data.ca-bundle\\.crt}")
+	if !strings.Contains(before, "BEGIN CERTIFICATE") {
+		t.Fatalf("trust roots ConfigMap: %q", before)
+	}
+	webhookCA := kubectl(t, "", "get", "mutatingwebhookconfiguration", "linkerd-proxy-injector-webhook-config", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
+	up, err := weft(t, w, append([]string{"upgrade", "--set", "controllerLogLevel=debug"}, imageSets...)...)
+	if err != nil {
+		t.Fatalf("weft upgrade: %v\n%s", err, up)
+	}
+	kubectl(t, up, "apply", "-f", "-")
+	waitControlPlane(t)
+	if after := kubectl(t, "", "-n", "linkerd", "get", "configmap", "linkerd-identity-trust-roots", "-o", "jsonpath={.data.ca-bundle\\.crt}"); after != before {
+		t.Error("weft upgrade changed the trust anchors")
+	}
+	if after := kubectl(t, "", "get", "mutatingwebhookconfiguration", "linkerd-proxy-injector-webhook-config", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}"); after != webhookCA {
+		t.Error("weft upgrade changed the webhook's caBundle")
+	}
+	if args := kubectl(t, "", "-n", "linkerd", "get", "deploy", "linkerd-identity", "-o", "jsonpath={.spec.template.spec.containers[0].args}"); !strings.Contains(args, "--log-level=debug") {
+		t.Errorf("the new value did not reach the identity Deployment: %s", args)
+	}
+	if out, err := weft(t, w, "check"); err != nil {
+		t.Fatalf("weft check after upgrade: %v\n%s", err, out)
+	}
+
 	// A meshed Job, and the data-plane checks with a proxy running.
 	ns := fmt.Sprintf("cli-%d", time.Now().Unix()%100000)
 	kubectl(t, fmt.Sprintf(meshedApp, ns), "apply", "-f", "-")

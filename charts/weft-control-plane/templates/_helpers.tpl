@@ -23,3 +23,23 @@ readinessProbe:
   httpGet: {path: /ready, port: admin-http}
   periodSeconds: 2
 {{- end -}}
+{{- define "weft.strategy" -}}
+strategy:
+  {{- toYaml .Values.deploymentStrategy | nindent 2 }}
+{{- end -}}
+{{- define "weft.affinity" -}}
+{{- if .root.Values.enablePodAntiAffinity }}
+affinity:
+  podAntiAffinity:
+    requiredDuringSchedulingIgnoredDuringExecution:
+    - labelSelector:
+        matchLabels: {linkerd.io/control-plane-component: {{ .component }}}
+      topologyKey: kubernetes.io/hostname
+    preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        labelSelector:
+          matchLabels: {linkerd.io/control-plane-component: {{ .component }}}
+        topologyKey: topology.kubernetes.io/zone
+{{- end }}
+{{- end -}}
