@@ -16,3 +16,10 @@ bench: bench-tools
 # CI's correctness run: every target briefly, all requests must get 200.
 bench-quick: bench-tools
 	$(GO) run ./bench -quick -out $${TMPDIR:-/tmp}/weft-bench
+
+# The destination service at scale (bench/dstscale): 500 Services, 10,000
+# endpoints, 1,000 watch streams against a real API server. make test runs
+# the same code at a small scale.
+.PHONY: bench-destination
+bench-destination:
+	WEFT_DST_SCALE=full $(GO) test -count=1 -v -timeout 20m ./bench/dstscale | tee bench/results/destination.txt

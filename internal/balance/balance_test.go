@@ -258,51 +258,49 @@ func BenchmarkP2CPick(b *testing.B) {
 	})
 }
 
-// TestEveryEndpointServesUnderSequentialLoad: with one request at a time and
-// equally fast endpoints, none is starved (an endpoint never tried must not
-// keep the default guess while its peers' measured costs look cheaper).
-func TestEveryEndpointServesUnderSequentialLoad(t *testing.T) {
-	pool := NewPool(NewP2CPeakEWMA())
-	pool.Update([]*Endpoint{NewEndpoint("a", 1, nil), NewEndpoint("b", 1, nil), NewEndpoint("c", 1, nil)})
-	picks := map[string]int{}
-	for range 600 {
+// steady sends n requests one at a time at 20/s (simulated), each taking
+// 1 ms, and counts the picks.
+func steady(t *testing.T, pool *Pool, clock *fakeClock, n int, picks map[string]int) {
+	t.Helper()
+	for range n {
 		e, err := pool.Pick()
 		if err != nil {
 			t.Fatal(err)
 		}
 		done := e.Begin()
+		clock.Advance(time.Millisecond)
 		done(true)
+		clock.Advance(49 * time.Millisecond)
 		picks[e.Addr]++
 	}
+}
+
+// TestEveryEndpointServesUnderSequentialLoad: one request at a time to
+// equally fast endpoints; none is starved.
+func TestEveryEndpointServesUnderSequentialLoad(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	pool := newTestPool(NewP2CPeakEWMA(), clock, "a", "b", "c")
+	picks := map[string]int{}
+	steady(t, pool, clock, 1200, picks)
 	for _, a := range []string{"a", "b", "c"} {
-		if picks[a] < 60 {
-			t.Errorf("endpoint %s served %d of 600 (%v), want at least 10%%", a, picks[a], picks)
+		if picks[a] < 120 {
+			t.Errorf("endpoint %s served %d of 1200 (%v), want at least 10%%", a, picks[a], picks)
 		}
 	}
 }
 
 // TestNewEndpointJoinsAtPeersCost: an endpoint added to a pool whose
 // endpoints are measured starts at their average cost, so it gets traffic
-// at once.
+// at once instead of waiting for the default guess to decay.
 func TestNewEndpointJoinsAtPeersCost(t *testing.T) {
-	pool := NewPool(NewP2CPeakEWMA())
-	a, b := NewEndpoint("a", 1, nil), NewEndpoint("b", 1, nil)
-	pool.Update([]*Endpoint{a, b})
-	for range 100 {
-		e, _ := pool.Pick()
-		e.Begin()(true)
-	}
-	c := NewEndpoint("c", 1, nil)
-	pool.Update([]*Endpoint{a, b, c})
-	n := 0
-	for range 300 {
-		e, _ := pool.Pick()
-		e.Begin()(true)
-		if e == c {
-			n++
-		}
-	}
-	if n < 30 {
-		t.Errorf("the new endpoint served %d of 300, want at least 10%%", n)
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	pool := newTestPool(NewP2CPeakEWMA(), clock, "a", "b")
+	steady(t, pool, clock, 600, map[string]int{})
+	eps := append(pool.Endpoints()[:2:2], NewEndpoint("c", 1, nil))
+	pool.Update(eps)
+	picks := map[string]int{}
+	steady(t, pool, clock, 100, picks) // 5 simulated seconds
+	if picks["c"] < 10 {
+		t.Errorf("the new endpoint served %d of the next 100 (%v), want at least 10%%", picks["c"], picks)
 	}
 }

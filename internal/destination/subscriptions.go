@@ -41,7 +41,11 @@ func (s *Subscriptions) Add(target string, update func(Snapshot)) (cancel func()
 }
 
 // RefreshAll delivers a fresh snapshot to every subscriber.
-func (s *Subscriptions) RefreshAll() {
+func (s *Subscriptions) RefreshAll() { s.Refresh(nil) }
+
+// Refresh delivers a fresh snapshot to the subscribers whose target match
+// accepts (all of them when match is nil).
+func (s *Subscriptions) Refresh(match func(target string) bool) {
 	s.mu.Lock()
 	all := make([]*subscription, 0, len(s.subs))
 	for sub := range s.subs {
@@ -49,7 +53,9 @@ func (s *Subscriptions) RefreshAll() {
 	}
 	s.mu.Unlock()
 	for _, sub := range all {
-		s.deliver(sub)
+		if match == nil || match(sub.target) {
+			s.deliver(sub)
+		}
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -45,6 +47,13 @@ type Backend struct {
 
 	subs *destination.Subscriptions
 	kick chan struct{}
+
+	// What changed since the last refresh: services (namespace/name) and
+	// namespaces (a pod or namespace changed: all of it).
+	mu            sync.Mutex
+	dirtyServices map[string]bool
+	dirtyNS       map[string]bool
+	serviceEvent  bool // a Service came or went: targets that did not resolve may now
 }
 
 var _ destination.Backend = (*Backend)(nil)
@@ -57,7 +66,7 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Backend{cfg: cfg, log: log, kick: make(chan struct{}, 1)}
+	b := &Backend{cfg: cfg, log: log, kick: make(chan struct{}, 1), dirtyServices: map[string]bool{}, dirtyNS: map[string]bool{}}
 	b.subs = destination.NewSubscriptions(b.snapshot)
 	svc := factory.Core().V1().Services()
 	pods := factory.Core().V1().Pods()
@@ -78,13 +87,44 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	}
 	b.services, b.pods, b.namespaces, b.slices = svc.Lister(), pods.Lister(), ns.Lister(), es.Lister()
 	b.podsByIP = pods.Informer().GetIndexer()
-	h := cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { b.changed() },
-		UpdateFunc: func(any, any) { b.changed() },
-		DeleteFunc: func(any) { b.changed() },
+	handler := func(mark func(obj any)) cache.ResourceEventHandlerFuncs {
+		on := func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			b.mu.Lock()
+			mark(obj)
+			b.mu.Unlock()
+			b.changed()
+		}
+		return cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, n any) { on(n) }, DeleteFunc: on}
 	}
-	for _, inf := range []cache.SharedIndexInformer{svc.Informer(), pods.Informer(), ns.Informer(), es.Informer()} {
-		if _, err := inf.AddEventHandler(h); err != nil {
+	nsOf := func(obj any) string {
+		if m, ok := obj.(metav1.Object); ok {
+			return m.GetNamespace()
+		}
+		return ""
+	}
+	for inf, mark := range map[cache.SharedIndexInformer]func(any){
+		es.Informer(): func(obj any) {
+			if e, ok := obj.(*discoveryv1.EndpointSlice); ok {
+				b.dirtyServices[e.Namespace+"/"+e.Labels[discoveryv1.LabelServiceName]] = true
+			}
+		},
+		svc.Informer(): func(obj any) {
+			if m, ok := obj.(metav1.Object); ok {
+				b.dirtyServices[m.GetNamespace()+"/"+m.GetName()] = true
+			}
+			b.serviceEvent = true
+		},
+		pods.Informer(): func(obj any) { b.dirtyNS[nsOf(obj)] = true },
+		ns.Informer(): func(obj any) {
+			if m, ok := obj.(metav1.Object); ok {
+				b.dirtyNS[m.GetName()] = true
+			}
+		},
+	} {
+		if _, err := inf.AddEventHandler(handler(mark)); err != nil {
 			return nil, err
 		}
 	}
@@ -116,8 +156,11 @@ func (b *Backend) changed() {
 	}
 }
 
-// Run recomputes every subscription after changes until stop closes. The
-// server's per-stream differ drops the ones that did not change.
+// Run recomputes, after changes and until stop closes, the subscriptions
+// the changes can affect: those of a changed Service or EndpointSlice, all
+// of a namespace where a pod or the namespace changed, and the targets that
+// resolve to no Service when Services came or went. The server's
+// per-stream differ drops what did not change.
 func (b *Backend) Run(stop <-chan struct{}) {
 	for {
 		select {
@@ -125,7 +168,17 @@ func (b *Backend) Run(stop <-chan struct{}) {
 			return
 		case <-b.kick:
 		}
-		b.subs.RefreshAll()
+		b.mu.Lock()
+		services, namespaces, serviceEvent := b.dirtyServices, b.dirtyNS, b.serviceEvent
+		b.dirtyServices, b.dirtyNS, b.serviceEvent = map[string]bool{}, map[string]bool{}, false
+		b.mu.Unlock()
+		b.subs.Refresh(func(target string) bool {
+			svc, _, ok := b.service(target)
+			if !ok {
+				return serviceEvent || len(namespaces) > 0 // a pod IP, or nothing known yet
+			}
+			return services[svc.Namespace+"/"+svc.Name] || namespaces[svc.Namespace]
+		})
 	}
 }
 
