@@ -28,13 +28,14 @@ type Endpoint struct {
 	Protocol    Protocol          `json:"protocol,omitempty"`
 	Zone        string            `json:"zone,omitempty"`
 	Terminating bool              `json:"terminating,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"` // dst_pod, dst_deployment, ...
+	Labels      map[string]string `json:"labels,omitempty"`    // dst_pod, dst_deployment, ...
+	ForZones    []string          `json:"for_zones,omitempty"` // topology hints
 }
 
 // Equal reports whether two endpoints would be sent identically.
 func (e Endpoint) Equal(o Endpoint) bool {
 	return e.Addr == o.Addr && e.Weight == o.Weight && e.Identity == o.Identity && e.Protocol == o.Protocol &&
-		e.Zone == o.Zone && e.Terminating == o.Terminating && maps.Equal(e.Labels, o.Labels)
+		e.Zone == o.Zone && e.Terminating == o.Terminating && maps.Equal(e.Labels, o.Labels) && slices.Equal(e.ForZones, o.ForZones)
 }
 
 // Snapshot is a target's whole endpoint set at one moment.

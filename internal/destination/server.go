@@ -133,7 +133,7 @@ func toWire(e Endpoint) *destinationv1.Endpoint {
 	if w == 0 {
 		w = 10000
 	}
-	out := &destinationv1.Endpoint{Addr: e.Addr, Weight: w, MetricLabels: e.Labels, Zone: e.Zone, Terminating: e.Terminating,
+	out := &destinationv1.Endpoint{Addr: e.Addr, Weight: w, MetricLabels: e.Labels, Zone: e.Zone, Terminating: e.Terminating, ForZones: e.ForZones,
 		ProtocolHint: &destinationv1.ProtocolHint{Protocol: destinationv1.ProtocolHint_Protocol(e.Protocol)}}
 	if e.Identity != "" {
 		out.TlsIdentity = &destinationv1.TLSIdentity{DnsName: e.Identity}

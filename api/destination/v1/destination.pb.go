@@ -394,7 +394,10 @@ type Endpoint struct {
 	// zone is the endpoint's topology zone, for zone-aware balancing.
 	Zone string `protobuf:"bytes,6,opt,name=zone,proto3" json:"zone,omitempty"`
 	// terminating endpoints receive no new requests but are not cut off.
-	Terminating   bool `protobuf:"varint,7,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	Terminating bool `protobuf:"varint,7,opt,name=terminating,proto3" json:"terminating,omitempty"`
+	// for_zones are the EndpointSlice's topology hints: the zones whose
+	// clients should prefer this endpoint (empty: no hints).
+	ForZones      []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +479,13 @@ func (x *Endpoint) GetTerminating() bool {
 		return x.Terminating
 	}
 	return false
+}
+
+func (x *Endpoint) GetForZones() []string {
+	if x != nil {
+		return x.ForZones
+	}
+	return nil
 }
 
 type TLSIdentity struct {
@@ -923,7 +933,7 @@ const file_destination_v1_destination_proto_rawDesc = "" +
 	"\tRemoveSet\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\tR\x05addrs\"%\n" +
 	"\vNoEndpoints\x12\x16\n" +
-	"\x06exists\x18\x01 \x01(\bR\x06exists\"\x90\x03\n" +
+	"\x06exists\x18\x01 \x01(\bR\x06exists\"\xad\x03\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12T\n" +
@@ -931,7 +941,8 @@ const file_destination_v1_destination_proto_rawDesc = "" +
 	"\ftls_identity\x18\x04 \x01(\v2 .weft.destination.v1.TLSIdentityR\vtlsIdentity\x12F\n" +
 	"\rprotocol_hint\x18\x05 \x01(\v2!.weft.destination.v1.ProtocolHintR\fprotocolHint\x12\x12\n" +
 	"\x04zone\x18\x06 \x01(\tR\x04zone\x12 \n" +
-	"\vterminating\x18\a \x01(\bR\vterminating\x1a?\n" +
+	"\vterminating\x18\a \x01(\bR\vterminating\x12\x1b\n" +
+	"\tfor_zones\x18\b \x03(\tR\bforZones\x1a?\n" +
 	"\x11MetricLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +

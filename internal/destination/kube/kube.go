@@ -17,11 +17,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
-	discoverylisters "k8s.io/client-go/listers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftmesh/weft/internal/compat"
@@ -42,8 +40,9 @@ type Backend struct {
 	services   listersv1.ServiceLister
 	pods       listersv1.PodLister
 	namespaces listersv1.NamespaceLister
-	slices     discoverylisters.EndpointSliceLister
 	podsByIP   cache.Indexer
+	svcByIP    cache.Indexer // services by ClusterIP
+	slicesBySv cache.Indexer // EndpointSlices by namespace/service
 
 	subs *destination.Subscriptions
 	kick chan struct{}
@@ -58,7 +57,11 @@ type Backend struct {
 
 var _ destination.Backend = (*Backend)(nil)
 
-const podIPIndex = "podIP"
+const (
+	podIPIndex     = "podIP"
+	clusterIPIndex = "clusterIP"
+	serviceIndex   = "service"
+)
 
 // New builds the backend's informers on factory; start the factory and wait
 // for its caches before serving, then call Run.
@@ -72,6 +75,12 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	pods := factory.Core().V1().Pods()
 	ns := factory.Core().V1().Namespaces()
 	es := factory.Discovery().V1().EndpointSlices()
+	// Pods are most of what the caches hold: keep only the fields the
+	// backend reads (names, labels, Linkerd's annotations, service account,
+	// IPs).
+	if err := pods.Informer().SetTransform(slimPod); err != nil {
+		return nil, fmt.Errorf("pod transform: %w", err)
+	}
 	if err := pods.Informer().AddIndexers(cache.Indexers{podIPIndex: func(obj any) ([]string, error) {
 		p, ok := obj.(*corev1.Pod)
 		if !ok || p.Status.PodIP == "" {
@@ -85,8 +94,33 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	}}); err != nil {
 		return nil, fmt.Errorf("pod IP index: %w", err)
 	}
-	b.services, b.pods, b.namespaces, b.slices = svc.Lister(), pods.Lister(), ns.Lister(), es.Lister()
+	if err := svc.Informer().AddIndexers(cache.Indexers{clusterIPIndex: func(obj any) ([]string, error) {
+		s, ok := obj.(*corev1.Service)
+		if !ok {
+			return nil, nil
+		}
+		var ips []string
+		for _, ip := range s.Spec.ClusterIPs {
+			if ip != "" && ip != corev1.ClusterIPNone {
+				ips = append(ips, ip)
+			}
+		}
+		return ips, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("ClusterIP index: %w", err)
+	}
+	if err := es.Informer().AddIndexers(cache.Indexers{serviceIndex: func(obj any) ([]string, error) {
+		e, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok || e.Labels[discoveryv1.LabelServiceName] == "" {
+			return nil, nil
+		}
+		return []string{e.Namespace + "/" + e.Labels[discoveryv1.LabelServiceName]}, nil
+	}}); err != nil {
+		return nil, fmt.Errorf("EndpointSlice index: %w", err)
+	}
+	b.services, b.pods, b.namespaces = svc.Lister(), pods.Lister(), ns.Lister()
 	b.podsByIP = pods.Informer().GetIndexer()
+	b.svcByIP, b.slicesBySv = svc.Informer().GetIndexer(), es.Informer().GetIndexer()
 	handler := func(mark func(obj any)) cache.ResourceEventHandlerFuncs {
 		on := func(obj any) {
 			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
@@ -209,12 +243,8 @@ func (b *Backend) service(target string) (*corev1.Service, *corev1.ServicePort, 
 	}
 	var svc *corev1.Service
 	if ip := net.ParseIP(host); ip != nil {
-		all, _ := b.services.List(labels.Everything())
-		for _, s := range all {
-			if s.Spec.ClusterIP == host {
-				svc = s
-				break
-			}
+		if objs, _ := b.svcByIP.ByIndex(clusterIPIndex, host); len(objs) > 0 {
+			svc, _ = objs[0].(*corev1.Service)
 		}
 	} else {
 		suffix := ".svc." + b.cfg.ClusterDomain
@@ -252,10 +282,13 @@ func (b *Backend) snapshot(target string) destination.Snapshot {
 
 func (b *Backend) serviceSnapshot(svc *corev1.Service, port *corev1.ServicePort) destination.Snapshot {
 	snap := destination.Snapshot{Exists: true, Labels: map[string]string{"dst_namespace": svc.Namespace, "dst_service": svc.Name}}
-	sel := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: svc.Name})
-	slices, _ := b.slices.EndpointSlices(svc.Namespace).List(sel)
+	objs, _ := b.slicesBySv.ByIndex(serviceIndex, svc.Namespace+"/"+svc.Name)
 	seen := map[string]bool{}
-	for _, sl := range slices {
+	for _, obj := range objs {
+		sl, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok {
+			continue
+		}
 		var targetPort int32 = -1
 		for _, p := range sl.Ports {
 			if p.Name != nil && *p.Name == port.Name && p.Port != nil {
@@ -288,6 +321,11 @@ func (b *Backend) serviceSnapshot(svc *corev1.Service, port *corev1.ServicePort)
 				}
 				e := b.endpoint(pod, hp, targetPort, zone)
 				e.Terminating = !ready && terminating
+				if ep.Hints != nil {
+					for _, z := range ep.Hints.ForZones {
+						e.ForZones = append(e.ForZones, z.Name)
+					}
+				}
 				if b.opaque(svc, pod, port.Port) {
 					e.Protocol = destination.ProtocolOpaque
 				}
@@ -367,4 +405,26 @@ func portListed(list string, port int) bool {
 		}
 	}
 	return false
+}
+
+// slimPod is the pod informer's transform.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	slim := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels},
+		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName},
+		Status:     corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs, Phase: p.Status.Phase},
+	}
+	for k, v := range p.Annotations {
+		if strings.HasPrefix(k, "config.linkerd.io/") || strings.HasPrefix(k, "linkerd.io/") {
+			if slim.Annotations == nil {
+				slim.Annotations = map[string]string{}
+			}
+			slim.Annotations[k] = v
+		}
+	}
+	return slim, nil
 }

@@ -53,6 +53,9 @@ func (w *watcher) describe() string {
 		if p := e.Labels["dst_pod"]; p != "" {
 			s += "{" + p + "}"
 		}
+		if len(e.ForZones) > 0 {
+			s += "<for " + strings.Join(e.ForZones, "+") + ">"
+		}
 		out = append(out, s)
 	}
 	sort.Strings(out)
@@ -164,12 +167,20 @@ func TestBackendFollowsTheAPIServer(t *testing.T) {
 	}
 	byName.wait(t, "198.18.0.11:8080"+id+"{web-1},198.18.0.12:8080{web-2}")
 
+	// Topology hints reach the endpoint.
+	s2, _ := c.DiscoveryV1().EndpointSlices(ns).Get(ctx, "web-b", metav1.GetOptions{})
+	s2.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}, {Name: "zone-b"}}}
+	if _, err := c.DiscoveryV1().EndpointSlices(ns).Update(ctx, s2, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	byName.wait(t, "198.18.0.11:8080"+id+"{web-1},198.18.0.12:8080{web-2}<for zone-a+zone-b>")
+
 	// web-1 terminating but still serving: drained, not cut. web-2 not ready: gone.
 	s1.Endpoints = []discoveryv1.Endpoint{ep("198.18.0.11", false, true, true, "web-1")}
 	if _, err := c.DiscoveryV1().EndpointSlices(ns).Update(ctx, s1, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := c.DiscoveryV1().EndpointSlices(ns).Get(ctx, "web-b", metav1.GetOptions{})
+	s2, _ = c.DiscoveryV1().EndpointSlices(ns).Get(ctx, "web-b", metav1.GetOptions{})
 	s2.Endpoints = []discoveryv1.Endpoint{ep("198.18.0.12", false, false, false, "web-2")}
 	if _, err := c.DiscoveryV1().EndpointSlices(ns).Update(ctx, s2, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
