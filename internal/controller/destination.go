@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/destination"
@@ -65,11 +67,19 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		go fb.Run(ctx, o.Reload)
 		backend = fb
 	} else {
-		client, err := KubeClient(o.Kubeconfig)
+		cfg, err := KubeConfig(o.Kubeconfig)
 		if err != nil {
 			return err
 		}
-		kb, err := dstkube.NewFromClient(client, dstkube.Config{ClusterDomain: o.ClusterDomain,
+		client, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		dyn, err := dynamic.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		kb, err := dstkube.NewFromClient(client, dyn, dstkube.Config{ClusterDomain: o.ClusterDomain,
 			ControlPlaneNS: o.ControllerNS, TrustDomain: o.TrustDomain}, log, ctx.Done())
 		if err != nil {
 			return fmt.Errorf("kubernetes backend: %w", err)

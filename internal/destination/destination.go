@@ -9,6 +9,7 @@ package destination
 import (
 	"maps"
 	"slices"
+	"time"
 )
 
 // Protocol hints how a proxy should talk to an endpoint.
@@ -48,10 +49,43 @@ type Snapshot struct {
 	Labels map[string]string
 }
 
-// Profile is what a proxy needs to know about a target beyond endpoints.
+// Profile is what a proxy needs to know about a target beyond endpoints:
+// whether it is opaque, and its routes from a ServiceProfile.
 type Profile struct {
 	FullyQualifiedName string
 	Opaque             bool
+	Routes             []Route
+	RetryBudget        *RetryBudget
+}
+
+// Route is a ServiceProfile route: requests it matches get its timeout,
+// retries and response classes.
+type Route struct {
+	Name      string
+	Method    string // exact; empty: any
+	PathRegex string // the whole path; empty: any
+	Timeout   time.Duration
+	Retryable bool
+	Classes   []ResponseClass
+}
+
+// ResponseClass classifies responses whose status is within [Min, Max].
+type ResponseClass struct {
+	StatusMin, StatusMax uint32
+	Failure              bool
+}
+
+// RetryBudget bounds retries (a ServiceProfile's retryBudget).
+type RetryBudget struct {
+	Ratio        float32
+	MinPerSecond uint32
+	TTL          time.Duration
+}
+
+// ProfileSubscriber is implemented by backends whose profiles change over
+// time (ServiceProfiles): update is called at once and after each change.
+type ProfileSubscriber interface {
+	SubscribeProfile(target string, update func(Profile)) (cancel func(), err error)
 }
 
 // Backend is a source of snapshots. Subscribe calls update with the current

@@ -28,7 +28,7 @@ type FileBackend struct {
 	path string
 	log  *slog.Logger
 
-	subs *Subscriptions
+	subs *Subscriptions[Snapshot]
 
 	mu       sync.Mutex
 	services map[string]fileService

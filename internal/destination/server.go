@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 )
@@ -92,18 +94,72 @@ func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Des
 	}
 }
 
-// WatchProfile sends the target's profile (currently once; profiles from
-// ServiceProfile and HTTPRoute resources will stream changes).
+// WatchProfile streams the target's profile: at once, then after every
+// change when the backend follows changes (ServiceProfiles); unchanged
+// profiles are not resent.
 func (s *Server) WatchProfile(req *destinationv1.WatchRequest, stream destinationv1.Destination_WatchProfileServer) error {
-	p, err := s.backend.Profile(req.GetTarget())
+	ps, ok := s.backend.(ProfileSubscriber)
+	if !ok {
+		p, err := s.backend.Profile(req.GetTarget())
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if err := stream.Send(profileToWire(p)); err != nil {
+			return err
+		}
+		<-stream.Context().Done()
+		return nil
+	}
+	latest := make(chan *destinationv1.Profile, 1)
+	cancel, err := ps.SubscribeProfile(req.GetTarget(), func(p Profile) {
+		w := profileToWire(p)
+		select { // keep only the newest
+		case <-latest:
+		default:
+		}
+		latest <- w
+	})
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	if err := stream.Send(&destinationv1.Profile{FullyQualifiedName: p.FullyQualifiedName, OpaqueProtocol: p.Opaque}); err != nil {
-		return err
+	defer cancel()
+	var last *destinationv1.Profile
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case p := <-latest:
+			if last != nil && proto.Equal(last, p) {
+				continue
+			}
+			if err := stream.Send(p); err != nil {
+				return err
+			}
+			last = p
+		}
 	}
-	<-stream.Context().Done()
-	return nil
+}
+
+func profileToWire(p Profile) *destinationv1.Profile {
+	out := &destinationv1.Profile{FullyQualifiedName: p.FullyQualifiedName, OpaqueProtocol: p.Opaque}
+	for _, r := range p.Routes {
+		wr := &destinationv1.Route{Name: r.Name, IsRetryable: r.Retryable,
+			Condition: &destinationv1.RequestMatch{Method: r.Method, PathRegex: r.PathRegex}}
+		if r.Timeout > 0 {
+			wr.Timeout = durationpb.New(r.Timeout)
+		}
+		for _, c := range r.Classes {
+			wr.ResponseClasses = append(wr.ResponseClasses, &destinationv1.ResponseClass{StatusMin: c.StatusMin, StatusMax: c.StatusMax, IsFailure: c.Failure})
+		}
+		out.Routes = append(out.Routes, wr)
+	}
+	if b := p.RetryBudget; b != nil {
+		out.RetryBudget = &destinationv1.RetryBudget{RetryRatio: b.Ratio, MinRetriesPerSecond: b.MinPerSecond}
+		if b.TTL > 0 {
+			out.RetryBudget.Ttl = durationpb.New(b.TTL)
+		}
+	}
+	return out
 }
 
 // ToUpdates translates a diff into wire messages: removals first, then

@@ -3,32 +3,32 @@ package destination
 import "sync"
 
 // Subscriptions is the bookkeeping every Backend needs: who watches which
-// target, and delivering fresh snapshots to them. Each delivery reads the
-// snapshot under the subscription's own lock, so deliveries to one
-// subscriber never overlap and the last one always reflects the newest
-// source state.
-type Subscriptions struct {
-	snapshot func(target string) Snapshot
+// target, and delivering fresh values (endpoint snapshots, profiles) to
+// them. Each delivery computes the value under the subscription's own lock,
+// so deliveries to one subscriber never overlap and the last one always
+// reflects the newest source state.
+type Subscriptions[T any] struct {
+	compute func(target string) T
 
 	mu   sync.Mutex
-	subs map[*subscription]struct{}
+	subs map[*subscription[T]]struct{}
 }
 
-type subscription struct {
+type subscription[T any] struct {
 	target string
 	mu     sync.Mutex
-	update func(Snapshot)
+	update func(T)
 }
 
-// NewSubscriptions delivers snapshots computed by snapshot.
-func NewSubscriptions(snapshot func(target string) Snapshot) *Subscriptions {
-	return &Subscriptions{snapshot: snapshot, subs: map[*subscription]struct{}{}}
+// NewSubscriptions delivers values computed by compute.
+func NewSubscriptions[T any](compute func(target string) T) *Subscriptions[T] {
+	return &Subscriptions[T]{compute: compute, subs: map[*subscription[T]]struct{}{}}
 }
 
-// Add registers update for target, delivers the current snapshot at once,
+// Add registers update for target, delivers the current value at once,
 // and returns the function that unregisters it.
-func (s *Subscriptions) Add(target string, update func(Snapshot)) (cancel func()) {
-	sub := &subscription{target: target, update: update}
+func (s *Subscriptions[T]) Add(target string, update func(T)) (cancel func()) {
+	sub := &subscription[T]{target: target, update: update}
 	s.mu.Lock()
 	s.subs[sub] = struct{}{}
 	s.mu.Unlock()
@@ -40,14 +40,14 @@ func (s *Subscriptions) Add(target string, update func(Snapshot)) (cancel func()
 	}
 }
 
-// RefreshAll delivers a fresh snapshot to every subscriber.
-func (s *Subscriptions) RefreshAll() { s.Refresh(nil) }
+// RefreshAll delivers a fresh value to every subscriber.
+func (s *Subscriptions[T]) RefreshAll() { s.Refresh(nil) }
 
-// Refresh delivers a fresh snapshot to the subscribers whose target match
+// Refresh delivers a fresh value to the subscribers whose target match
 // accepts (all of them when match is nil).
-func (s *Subscriptions) Refresh(match func(target string) bool) {
+func (s *Subscriptions[T]) Refresh(match func(target string) bool) {
 	s.mu.Lock()
-	all := make([]*subscription, 0, len(s.subs))
+	all := make([]*subscription[T], 0, len(s.subs))
 	for sub := range s.subs {
 		all = append(all, sub)
 	}
@@ -59,8 +59,8 @@ func (s *Subscriptions) Refresh(match func(target string) bool) {
 	}
 }
 
-func (s *Subscriptions) deliver(sub *subscription) {
+func (s *Subscriptions[T]) deliver(sub *subscription[T]) {
 	sub.mu.Lock()
 	defer sub.mu.Unlock()
-	sub.update(s.snapshot(sub.target))
+	sub.update(s.compute(sub.target))
 }

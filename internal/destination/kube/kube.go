@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	listersv1 "k8s.io/client-go/listers/core/v1"
@@ -44,8 +45,10 @@ type Backend struct {
 	svcByIP    cache.Indexer // services by ClusterIP
 	slicesBySv cache.Indexer // EndpointSlices by namespace/service
 
-	subs *destination.Subscriptions
-	kick chan struct{}
+	subs        *destination.Subscriptions[destination.Snapshot]
+	profileSubs *destination.Subscriptions[destination.Profile]
+	profiles    cache.GenericLister // ServiceProfiles; nil when the CRD is not served
+	kick        chan struct{}
 
 	// What changed since the last refresh: services (namespace/name) and
 	// namespaces (a pod or namespace changed: all of it).
@@ -71,6 +74,10 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	}
 	b := &Backend{cfg: cfg, log: log, kick: make(chan struct{}, 1), dirtyServices: map[string]bool{}, dirtyNS: map[string]bool{}}
 	b.subs = destination.NewSubscriptions(b.snapshot)
+	b.profileSubs = destination.NewSubscriptions(func(target string) destination.Profile {
+		p, _ := b.Profile(target)
+		return p
+	})
 	svc := factory.Core().V1().Services()
 	pods := factory.Core().V1().Pods()
 	ns := factory.Core().V1().Namespaces()
@@ -165,8 +172,9 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 	return b, nil
 }
 
-// NewFromClient is New with its own informer factory, started and synced.
-func NewFromClient(client kubernetes.Interface, cfg Config, log *slog.Logger, stop <-chan struct{}) (*Backend, error) {
+// NewFromClient is New with its own informer factory, started and synced;
+// with dyn it also reads ServiceProfiles (when the cluster serves them).
+func NewFromClient(client kubernetes.Interface, dyn dynamic.Interface, cfg Config, log *slog.Logger, stop <-chan struct{}) (*Backend, error) {
 	f := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	b, err := New(f, cfg, log)
 	if err != nil {
@@ -176,6 +184,11 @@ func NewFromClient(client kubernetes.Interface, cfg Config, log *slog.Logger, st
 	for typ, ok := range f.WaitForCacheSync(stop) {
 		if !ok {
 			return nil, fmt.Errorf("informer cache for %v did not sync", typ)
+		}
+	}
+	if dyn != nil {
+		if err := b.watchProfiles(client, dyn, stop); err != nil {
+			return nil, fmt.Errorf("ServiceProfiles: %w", err)
 		}
 	}
 	go b.Run(stop)
@@ -206,13 +219,15 @@ func (b *Backend) Run(stop <-chan struct{}) {
 		services, namespaces, serviceEvent := b.dirtyServices, b.dirtyNS, b.serviceEvent
 		b.dirtyServices, b.dirtyNS, b.serviceEvent = map[string]bool{}, map[string]bool{}, false
 		b.mu.Unlock()
-		b.subs.Refresh(func(target string) bool {
+		affected := func(target string) bool {
 			svc, _, ok := b.service(target)
 			if !ok {
 				return serviceEvent || len(namespaces) > 0 // a pod IP, or nothing known yet
 			}
 			return services[svc.Namespace+"/"+svc.Name] || namespaces[svc.Namespace]
-		})
+		}
+		b.subs.Refresh(affected)
+		b.profileSubs.Refresh(affected)
 	}
 }
 
@@ -231,7 +246,17 @@ func (b *Backend) Profile(target string) (destination.Profile, error) {
 		return destination.Profile{}, nil
 	}
 	fqdn := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, b.cfg.ClusterDomain)
-	return destination.Profile{FullyQualifiedName: fqdn, Opaque: b.opaque(svc, nil, port.Port)}, nil
+	p := destination.Profile{FullyQualifiedName: fqdn, Opaque: b.opaque(svc, nil, port.Port)}
+	b.serviceProfile(svc.Namespace, fqdn, &p)
+	return p, nil
+}
+
+// SubscribeProfile implements destination.ProfileSubscriber.
+func (b *Backend) SubscribeProfile(target string, update func(destination.Profile)) (func(), error) {
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return nil, fmt.Errorf("target %q is not host:port", target)
+	}
+	return b.profileSubs.Add(target, update), nil
 }
 
 // service finds the Service and port a target names.

@@ -138,7 +138,7 @@ func TestBackendFollowsTheAPIServer(t *testing.T) {
 
 	stop := make(chan struct{})
 	t.Cleanup(func() { close(stop) })
-	b, err := NewFromClient(c, Config{ClusterDomain: "cluster.local", ControlPlaneNS: "linkerd", TrustDomain: "cluster.local"},
+	b, err := NewFromClient(c, nil, Config{ClusterDomain: "cluster.local", ControlPlaneNS: "linkerd", TrustDomain: "cluster.local"},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), stop)
 	if err != nil {
 		t.Fatal(err)
