@@ -23,7 +23,7 @@ type profileBackend struct {
 }
 
 func (b *profileBackend) Subscribe(string, func(Snapshot)) (func(), error) { return func() {}, nil }
-func (b *profileBackend) Profile(string) (Profile, error)                   { return b.profile, nil }
+func (b *profileBackend) Profile(string) (Profile, error)                  { return b.profile, nil }
 func (b *profileBackend) SubscribeProfile(_ string, update func(Profile)) (func(), error) {
 	b.mu.Lock()
 	b.subs = append(b.subs, update)
