@@ -1,12 +1,10 @@
-// Package dstscale measures the destination service at scale: a real
-// kube-apiserver holding many Services, EndpointSlices and Pods, the
-// weft-controller destination process watching it, and many concurrent
-// watch streams. It reports the controller's memory and CPU and how long an
-// EndpointSlice change takes to reach the streams that watch it.
+package dstscale
+
+// TestDestinationAtScale reports the controller's memory and CPU and how
+// long an EndpointSlice change takes to reach the streams that watch it.
 //
 //	go test ./bench/dstscale -v                      # small scale (CI: correctness)
 //	WEFT_DST_SCALE=full go test ./bench/dstscale -v  # 500 Services, 10,000 endpoints, 1,000 streams
-package dstscale
 
 import (
 	"context"
