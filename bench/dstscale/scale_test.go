@@ -1,11 +1,5 @@
 package dstscale
 
-// TestDestinationAtScale reports the controller's memory and CPU and how
-// long an EndpointSlice change takes to reach the streams that watch it.
-//
-//	go test ./bench/dstscale -v                      # small scale (CI: correctness)
-//	WEFT_DST_SCALE=full go test ./bench/dstscale -v  # 500 Services, 10,000 endpoints, 1,000 streams
-
 import (
 	"context"
 	"fmt"
@@ -43,6 +37,8 @@ func addr(s, i int) string {
 	return fmt.Sprintf("198.18.%d.%d", 10+n/250, 1+n%250)
 }
 
+// TestDestinationAtScale reports the controller's memory and CPU and how
+// long an EndpointSlice change takes to reach the streams that watch it.
 func TestDestinationAtScale(t *testing.T) {
 	sc := scale{services: 50, perService: 20, streams: 100, changes: 50}
 	if os.Getenv("WEFT_DST_SCALE") == "full" {
