@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"helm.sh/helm/v3/pkg/lint"
+	"helm.sh/helm/v3/pkg/lint/support"
+
 	"github.com/weftmesh/weft/internal/manifest"
 )
 
@@ -112,5 +115,22 @@ func TestRenderRefusesMissingIssuer(t *testing.T) {
 	_, err := Render(ControlPlaneChart, "weft-control-plane", "linkerd", vals)
 	if err == nil || !strings.Contains(err.Error(), "identity.issuer.tls.crtPEM") {
 		t.Errorf("error %v, want one naming the missing issuer values", err)
+	}
+}
+
+// TestChartsLint runs Helm's linter on both charts (as `helm lint` does),
+// with the values a real install gives.
+func TestChartsLint(t *testing.T) {
+	vals, err := ControlPlaneValues(Options{Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chart, v := range map[string]map[string]any{"../../charts/weft-crds": {}, "../../charts/weft-control-plane": vals} {
+		linter := lint.All(chart, v, "linkerd", false)
+		for _, m := range linter.Messages {
+			if m.Severity >= support.WarningSev {
+				t.Errorf("%s: %s", chart, m)
+			}
+		}
 	}
 }

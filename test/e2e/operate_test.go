@@ -138,6 +138,15 @@ func TestOperations(t *testing.T) {
 		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m"}, imageSets...)...)
 	waitControlPlane(t)
 
+	// The client's proxy, while it runs: responses over mTLS from the
+	// server's identity.
+	id := func(sa string) string { return sa + "." + ns + ".serviceaccount.identity.linkerd.cluster.local" }
+	clientPod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "job-name=client", "-o", "name"))[0], "pod/")
+	cm := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+clientPod+":4191/proxy/metrics")
+	if n := sum(cm, "response_total", `direction="outbound"`, `tls="true"`, `server_id="`+id("server")+`"`, `classification="success"`); n == 0 {
+		t.Errorf("the client's proxy saw no mTLS responses from %s", id("server"))
+	}
+
 	if err := tryKubectl(t, "-n", ns, "wait", "job/client", "--for=condition=Complete", "--timeout=180s"); err != nil {
 		t.Fatalf("the client's job did not complete (a request failed?): %v\n%s", err, tryOutput(t, "-n", ns, "logs", "job/client", "-c", "client", "--tail", "20"))
 	}
@@ -163,8 +172,7 @@ func TestOperations(t *testing.T) {
 			t.Errorf("replica %s served only %d of %d", h, n, requests)
 		}
 	}
-	// Both sides saw mTLS between the right identities.
-	id := func(sa string) string { return sa + "." + ns + ".serviceaccount.identity.linkerd.cluster.local" }
+	// The servers' side: every request over mTLS from the client's identity.
 	var inbound float64
 	for _, p := range strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name")) {
 		m := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/"+strings.Replace(p, "pod/", "pods/", 1)+":4191/proxy/metrics")
