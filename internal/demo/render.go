@@ -19,7 +19,7 @@ func render(w io.Writer, f Frame, live bool) {
 	}
 	fmt.Fprintf(&b, "weft demo — namespace %s — %.0fs (%s)\n\n", Namespace, f.Elapsed, state)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "SERVICE\tMESHED\tSUCCESS\tRPS\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99\tREQUESTS\t")
+	fmt.Fprintln(tw, "SERVICE\tMESHED\tSUCCESS\tRPS\tRETRIES/S\tLATENCY_P50\tLATENCY_P95\tLATENCY_P99\tREQUESTS\t")
 	for _, s := range f.Services {
 		success := "-"
 		if s.Window > 0 {
@@ -29,7 +29,7 @@ func render(w io.Writer, f Frame, live bool) {
 		if s.Side == "outbound" {
 			name += " (sent)"
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%.1f\t%s\t%s\t%s\t%.0f\t\n", name, s.Ready, s.Replicas, success, s.RPS,
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%.1f\t%.1f\t%s\t%s\t%s\t%.0f\t\n", name, s.Ready, s.Replicas, success, s.RPS, s.RetryRate,
 			formatMs(s.P50), formatMs(s.P95), formatMs(s.P99), s.Requests)
 	}
 	tw.Flush()

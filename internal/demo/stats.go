@@ -16,9 +16,10 @@ import (
 
 // sample is what one scrape of a proxy's /metrics says, summed per side.
 type sample struct {
-	ready bool
-	in    side // inbound: requests this replica served
-	out   side // outbound: requests this replica sent
+	ready   bool
+	in      side               // inbound: requests this replica served
+	out     side               // outbound: requests this replica sent
+	retries map[string]float64 // outbound retries by logical destination
 }
 
 // side sums a direction's HTTP series.
@@ -41,7 +42,7 @@ func newSide() side {
 
 // scrape reads a proxy's readiness and metrics.
 func scrape(ctx context.Context, client *http.Client, admin string) (sample, error) {
-	s := sample{in: newSide(), out: newSide()}
+	s := sample{in: newSide(), out: newSide(), retries: map[string]float64{}}
 	get := func(path string) (*http.Response, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+path, nil)
 		if err != nil {
@@ -97,6 +98,11 @@ func scrape(ctx context.Context, client *http.Client, admin string) (sample, err
 			sd.byTarget[addr] = p
 		}
 	}
+	for _, m := range fams["request_retry_total"].GetMetric() {
+		if label(m, "direction") == "outbound" {
+			s.retries[label(m, "dst")] += m.GetCounter().GetValue()
+		}
+	}
 	for _, m := range fams["response_total"].GetMetric() {
 		if sd := sideOf(m); sd != nil {
 			sd.responses += m.GetCounter().GetValue()
@@ -147,6 +153,8 @@ type ServiceStats struct {
 	Requests    float64 `json:"requests_total"`
 	Responses   float64 `json:"responses_total"`
 	Successes   float64 `json:"successes_total"`
+	Retries     float64 `json:"retries_total"` // by its clients' proxies
+	RetryRate   float64 `json:"retries_per_second"`
 	Window      float64 `json:"window_responses"`
 	RPS         float64 `json:"rps"`
 	SuccessRate float64 `json:"success_rate"` // successful responses over the window; 0 with none
@@ -219,6 +227,14 @@ func frame(reps []*replica, svcs []service, prev, cur map[string]sample, dt time
 				}
 				rs.P50 = quantile(0.5, diff(cs.buckets, ps.buckets))
 				f.Replicas = append(f.Replicas, rs)
+			}
+		}
+		for _, r := range reps {
+			for _, target := range []string{s.target(false), s.target(true)} {
+				st.Retries += cur[r.name].retries[target]
+				if secs > 0 {
+					st.RetryRate += (cur[r.name].retries[target] - prev[r.name].retries[target]) / secs
+				}
 			}
 		}
 		st.Window = win.responses

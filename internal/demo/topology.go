@@ -190,7 +190,13 @@ func registry(svcs []service, reps []*replica, transparent bool) string {
 		if !s.server {
 			continue
 		}
-		fmt.Fprintf(&b, "- name: %q\n  labels: {dst_namespace: %s, dst_service: %s}\n  endpoints:\n", s.target(transparent), Namespace, s.name)
+		fmt.Fprintf(&b, "- name: %q\n  labels: {dst_namespace: %s, dst_service: %s}\n", s.target(transparent), Namespace, s.name)
+		if s.role == "voting" {
+			// Votes are idempotent here: the client's proxy retries a
+			// failed one (what a ServiceProfile's isRetryable says).
+			b.WriteString("  routes:\n  - {name: GET /vote, method: GET, pathRegex: /vote, isRetryable: true}\n")
+		}
+		b.WriteString("  endpoints:\n")
 		for _, r := range reps {
 			if r.svc.name == s.name {
 				fmt.Fprintf(&b, "  - {addr: %q, meshed: true, identity: %s, labels: {dst_pod: %s, dst_deployment: %s}}\n",

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"sync"
 	"time"
 
@@ -28,7 +29,8 @@ type FileBackend struct {
 	path string
 	log  *slog.Logger
 
-	subs *Subscriptions[Snapshot]
+	subs        *Subscriptions[Snapshot]
+	profileSubs *Subscriptions[Profile]
 
 	mu       sync.Mutex
 	services map[string]fileService
@@ -44,6 +46,16 @@ type fileService struct {
 	Labels    map[string]string `json:"labels,omitempty"`
 	Opaque    bool              `json:"opaque,omitempty"`
 	Endpoints []fileEndpoint    `json:"endpoints"`
+	Routes    []fileRoute       `json:"routes,omitempty"`
+}
+
+// fileRoute is a ServiceProfile route, flattened.
+type fileRoute struct {
+	Name      string `json:"name"`
+	Method    string `json:"method,omitempty"`
+	PathRegex string `json:"pathRegex,omitempty"`
+	Timeout   string `json:"timeout,omitempty"`
+	Retryable bool   `json:"isRetryable,omitempty"`
 }
 
 type fileEndpoint struct {
@@ -65,6 +77,10 @@ func NewFileBackend(path string, log *slog.Logger) (*FileBackend, error) {
 	}
 	b := &FileBackend{path: path, log: log}
 	b.subs = NewSubscriptions(b.snapshot)
+	b.profileSubs = NewSubscriptions(func(target string) Profile {
+		p, _ := b.Profile(target)
+		return p
+	})
 	if _, err := b.reload(); err != nil {
 		return nil, err
 	}
@@ -91,6 +107,16 @@ func ParseRegistry(data []byte) (map[string]fileService, error) {
 			}
 			if e.Identity != "" && !e.Meshed {
 				return nil, fmt.Errorf("service %q: endpoint %s has an identity but is not meshed", s.Name, e.Addr)
+			}
+		}
+		for _, r := range s.Routes {
+			if r.Timeout != "" {
+				if _, err := time.ParseDuration(r.Timeout); err != nil {
+					return nil, fmt.Errorf("service %q: route %q: timeout %q: %v", s.Name, r.Name, r.Timeout, err)
+				}
+			}
+			if _, err := regexp.Compile(r.PathRegex); err != nil {
+				return nil, fmt.Errorf("service %q: route %q: pathRegex: %v", s.Name, r.Name, err)
 			}
 		}
 		out[s.Name] = s
@@ -123,6 +149,7 @@ func (b *FileBackend) reload() (bool, error) {
 	b.services, b.stamp = services, stamp
 	b.mu.Unlock()
 	b.subs.RefreshAll()
+	b.profileSubs.RefreshAll()
 	return true, nil
 }
 
@@ -179,5 +206,16 @@ func (b *FileBackend) Profile(target string) (Profile, error) {
 	if !ok {
 		return Profile{}, nil
 	}
-	return Profile{FullyQualifiedName: svc.Name, Opaque: svc.Opaque}, nil
+	p := Profile{FullyQualifiedName: svc.Name, Opaque: svc.Opaque}
+	for _, r := range svc.Routes {
+		d, _ := time.ParseDuration(r.Timeout) // checked at load
+		p.Routes = append(p.Routes, Route{Name: r.Name, Method: r.Method, PathRegex: r.PathRegex, Timeout: d, Retryable: r.Retryable})
+	}
+	return p, nil
+}
+
+// SubscribeProfile implements ProfileSubscriber: profiles follow edits of
+// the registry.
+func (b *FileBackend) SubscribeProfile(target string, update func(Profile)) (func(), error) {
+	return b.profileSubs.Add(target, update), nil
 }

@@ -61,6 +61,7 @@ type watch struct {
 	eps     map[string]*balance.Endpoint
 	labels  map[string]string
 	updates atomic.Int64
+	routes  atomic.Pointer[[]route] // from the profile stream
 }
 
 // Resolve returns the pool for target, starting its watch on first use.
@@ -73,6 +74,7 @@ func (r *Resolver) Resolve(target string) (*balance.Pool, error) {
 		w.direct.Update([]*balance.Endpoint{balance.NewEndpoint(target, 1, nil)})
 		r.watches[target] = w
 		go r.run(w)
+		go r.runProfile(w)
 	}
 	r.mu.Unlock()
 	select {

@@ -56,6 +56,7 @@ type Registry struct {
 	tcpRead     *prometheus.CounterVec
 	tcpWrite    *prometheus.CounterVec
 	tcpDuration *prometheus.HistogramVec
+	retries     *prometheus.CounterVec
 
 	mu   sync.Mutex // guards the maps below against the janitor
 	http map[Target]*HTTPSeries
@@ -119,12 +120,22 @@ func New(o Options) *Registry {
 		Name: compat.MetricProxyBuildInfo, Help: "Proxy build info.", ConstLabels: cl,
 	}, []string{"version", "vendor"})
 	build.WithLabelValues(o.BuildVersion, "weft").Set(1)
+	// Weft's own (Linkerd's proxy names retries differently per version):
+	// attempts beyond the first, per logical destination.
+	r.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "request_retry_total", Help: "Total count of HTTP request retries (attempts beyond the first), by logical destination.", ConstLabels: cl,
+	}, []string{compat.LabelDirection, "dst"})
 	r.reg.MustRegister(r.requests, r.responses, r.latency, r.tcpOpen, r.tcpClose, r.tcpOpenConn,
-		r.tcpRead, r.tcpWrite, r.tcpDuration, build,
+		r.tcpRead, r.tcpWrite, r.tcpDuration, r.retries, build,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector())
 	return r
 }
+
+// Retry counts one retry of a request to dst (a logical destination: a
+// service authority or an original destination address, bounded like the
+// destinations the proxy resolves).
+func (r *Registry) Retry(direction, dst string) { r.retries.WithLabelValues(direction, dst).Inc() }
 
 // Handler serves the registry in the Prometheus text format.
 func (r *Registry) Handler() http.Handler {

@@ -108,8 +108,10 @@ func ingressAuthority(r *http.Request) string {
 	return a
 }
 
-// forward sends r to an endpoint of dst, retrying idempotent bodiless
-// requests on transport failures within the retry budget.
+// forward sends r to an endpoint of dst. Idempotent bodiless requests are
+// retried on transport failures, and on failed responses when the route is
+// retryable (a ServiceProfile's isRetryable), within the retry budget; the
+// route's timeout bounds the whole request, retries included.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, dst string) {
 	pool, err := p.resolver.Resolve(dst)
 	if err != nil {
@@ -128,12 +130,23 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	if _, ok := r.Header["User-Agent"]; !ok {
 		r.Header["User-Agent"] = []string{""} // don't let the transport add its own
 	}
-	retryable := !upgrade && retry.Idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
+	bodiless := r.Body == nil || r.Body == http.NoBody
+	retryable := !upgrade && retry.Idempotent(r.Method) && bodiless
+	var route Route
+	routed := false
+	if rr, ok := p.resolver.(RouteResolver); ok && info.direction == compat.Outbound {
+		route, routed = rr.Route(dst, r.Method, r.URL.Path)
+	}
+	retryFailures := routed && route.Retryable && !upgrade && bodiless
 	p.budget.Deposit()
 	ctx := context.WithValue(r.Context(), directionKey{}, info.direction)
-	if p.cfg.ResponseTimeout > 0 {
+	timeout := p.cfg.ResponseTimeout
+	if routed && route.Timeout > 0 {
+		timeout = route.Timeout
+	}
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, p.cfg.ResponseTimeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
 	for attempt := 1; ; attempt++ {
@@ -153,8 +166,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			done(false)
 			status := errorStatus(ctx, err)
 			series.Response(status, "", false, time.Since(start))
-			if retryable && attempt < maxAttempts && ctx.Err() == nil && p.budget.Withdraw() {
+			if (retryable || retryFailures) && attempt < maxAttempts && ctx.Err() == nil && p.budget.Withdraw() {
 				p.log.Debug("retrying request", "dst", dst, "endpoint", ep.Addr, "attempt", attempt, "err", err)
+				p.metrics.Retry(info.direction, dst)
 				continue
 			}
 			p.log.Info("request failed", "direction", info.direction, "dst", dst, "endpoint", ep.Addr, "err", err)
@@ -162,9 +176,27 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			return
 		}
 		done(true)
+		if retryFailures && attempt < maxAttempts && route.failed(resp.StatusCode) && ctx.Err() == nil && p.budget.Withdraw() {
+			// The failed attempt counts as a response of its endpoint; the
+			// client sees only the last one.
+			series.Response(resp.StatusCode, resp.Header.Get("Grpc-Status"), false, time.Since(start))
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			p.log.Debug("retrying failed response", "dst", dst, "route", route.Name, "status", resp.StatusCode, "attempt", attempt)
+			p.metrics.Retry(info.direction, dst)
+			continue
+		}
 		p.respond(w, r, resp, series, start, upgrade)
 		return
 	}
+}
+
+// failed classifies a response status for retries.
+func (rt Route) failed(status int) bool {
+	if rt.Failure != nil {
+		return rt.Failure(status)
+	}
+	return status >= 500
 }
 
 func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {

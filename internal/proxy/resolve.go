@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
 )
@@ -13,6 +14,30 @@ import (
 // The destination client (control plane) implements it too.
 type Resolver interface {
 	Resolve(dst string) (*balance.Pool, error)
+}
+
+// Route is what a destination's profile says about a request: its route's
+// timeout, and whether a failed response may be retried.
+type Route struct {
+	Name      string
+	Timeout   time.Duration
+	Retryable bool
+	// Failure classifies a response status; nil: 5xx are failures.
+	Failure func(status int) bool
+}
+
+// RouteResolver finds the route of a request to dst (the destination
+// service's client implements it from ServiceProfiles).
+type RouteResolver interface {
+	Route(dst, method, path string) (Route, bool)
+}
+
+// Route delegates to the fallback (explicit destinations have no routes).
+func (r *StaticResolver) Route(dst, method, path string) (Route, bool) {
+	if rr, ok := r.fallback.(RouteResolver); ok && r.named[dst] == nil {
+		return rr.Route(dst, method, path)
+	}
+	return Route{}, false
 }
 
 // StaticResolver serves destinations configured up front (explicit mode);
