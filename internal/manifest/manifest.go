@@ -133,12 +133,16 @@ func (d *Document) apply(op Op) error {
 	if len(toks) == 0 {
 		return errors.New("cannot patch the document root")
 	}
+	// The containers on the way are written in block style once edited: a
+	// flow-style parent would force what is added onto one line.
 	parent := d.Node
+	parent.Style &^= yaml.FlowStyle
 	for _, tok := range toks[:len(toks)-1] {
 		parent = child(parent, tok)
 		if parent == nil {
 			return errors.New("parent does not exist")
 		}
+		parent.Style &^= yaml.FlowStyle
 	}
 	last := toks[len(toks)-1]
 	var value *yaml.Node
