@@ -50,3 +50,35 @@ func sum(metrics, name string, labels ...string) float64 {
 	}
 	return total
 }
+
+// waitInjector waits until the API server reaches the proxy injector:
+// a server-side dry run of a pod in an annotated namespace comes back with
+// the proxy (dry runs call mutating webhooks). Until the injector's
+// endpoints are published, pods are admitted unmeshed (failurePolicy Ignore).
+func waitInjector(t *testing.T) {
+	t.Helper()
+	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: weft-probe, annotations: {linkerd.io/inject: enabled}}\n", "apply", "-f", "-")
+	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: probe, namespace: weft-probe}\nspec: {containers: [{name: app, image: weft.local/testapp:dev}]}\n"
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
+		out := tryOutputIn(t, pod, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[*].name}")
+		if strings.Contains(out, "linkerd-proxy") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy injector did not answer admission within 90s (last: %s)", out)
+		}
+	}
+}
+
+func tryOutputIn(t *testing.T, stdin string, args ...string) string {
+	home, _ := os.UserHomeDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"), append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out)
+	}
+	return string(out)
+}

@@ -42,6 +42,7 @@ func installControlPlane(t *testing.T) {
 		"--set", "linkerdVersion="+imageVersion, "--set", "controllerImage="+controllerImage,
 		"--set", "proxy.image.name="+proxyImage, "--set", "proxyInit.image.name="+proxyInitImage,
 		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m")
+	waitInjector(t)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, d := range []string{"linkerd-identity", "linkerd-destination", "linkerd-proxy-injector"} {

@@ -80,6 +80,7 @@ func TestCLIInstall(t *testing.T) {
 		}
 	})
 	waitControlPlane(t)
+	waitInjector(t)
 	out, err := weft(t, w, "check")
 	if err != nil || !strings.Contains(out, "Status check results are √") {
 		t.Fatalf("weft check: %v\n%s", err, out)
@@ -101,6 +102,7 @@ func TestCLIInstall(t *testing.T) {
 	}
 	kubectl(t, up, "apply", "-f", "-")
 	waitControlPlane(t)
+	waitInjector(t)
 	if after := kubectl(t, "", "-n", "linkerd", "get", "configmap", "linkerd-identity-trust-roots", "-o", "jsonpath={.data.ca-bundle\\.crt}"); after != before {
 		t.Error("weft upgrade changed the trust anchors")
 	}
@@ -213,6 +215,7 @@ data: {tls.crt: %s, tls.key: %s, ca.crt: %s}
 				"../../charts/weft-control-plane", "-n", "linkerd", "--wait", "--timeout", "3m")
 			helm(t, append(args, imageSets...)...)
 			waitControlPlane(t)
+			waitInjector(t)
 
 			config := kubectl(t, "", "get", "configmap", "linkerd-config", "-n", "linkerd", "-o", "yaml")
 			anchorLine := strings.Split(strings.TrimSpace(string(ca)), "\n")[1]

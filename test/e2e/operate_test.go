@@ -109,6 +109,7 @@ func TestOperations(t *testing.T) {
 		"--set-file", "identityTrustAnchorsPEM=" + caFile, "--set", "identity.issuer.scheme=kubernetes.io/tls",
 		"--wait", "--timeout", "3m"}, imageSets...)
 	helm(t, install...)
+	waitInjector(t)
 	uninstalled := false
 	t.Cleanup(func() {
 		if !uninstalled {
