@@ -157,6 +157,7 @@ func (k *checker) groups(pre bool) []checkGroup {
 		}},
 		checkGroup{"linkerd-webhooks", []check{
 			{desc: "proxy-injector webhook has a valid certificate, trusted by its caBundle", hint: "helm upgrade (or weft install | kubectl apply) regenerates it", run: k.webhookCert},
+			{desc: "proxy-injector has a ready endpoint for the API server to call", hint: "until it has, new pods are admitted without a proxy (failurePolicy Ignore); kubectl -n " + k.ns + " get endpointslices", run: k.injectorEndpoints},
 		}},
 		checkGroup{"linkerd-data-plane", []check{
 			{desc: "data plane proxies are ready", hint: "kubectl logs POD -c linkerd-proxy", run: func(ctx context.Context) error { return k.dataPlane(ctx, false) }},
@@ -312,6 +313,21 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	}
 	_, err = certs[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: "linkerd-proxy-injector." + k.ns + ".svc"})
 	return err
+}
+
+func (k *checker) injectorEndpoints(ctx context.Context) error {
+	slices, err := k.c.DiscoveryV1().EndpointSlices(k.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=linkerd-proxy-injector"})
+	if err != nil {
+		return err
+	}
+	for _, s := range slices.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				return nil
+			}
+		}
+	}
+	return errors.New("the linkerd-proxy-injector Service has no ready endpoint")
 }
 
 func (k *checker) dataPlane(ctx context.Context, versions bool) error {
