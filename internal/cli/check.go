@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/identity"
 )
 
 // A check is one line of `weft check`; warn makes its failure a warning.
@@ -240,7 +240,7 @@ func (k *checker) anchors(ctx context.Context, margin time.Duration) ([]*x509.Ce
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCerts([]byte(cm.Data[compat.TrustRootsKey]))
+	certs, err := identity.ParseCertificates([]byte(cm.Data[compat.TrustRootsKey]))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", compat.TrustRootsConfigMap, err)
 	}
@@ -265,7 +265,7 @@ func (k *checker) issuer(ctx context.Context, margin time.Duration) error {
 	if len(data) == 0 {
 		data = s.Data["tls.crt"]
 	}
-	certs, err := parseCerts(data)
+	certs, err := identity.ParseCertificates(data)
 	if err != nil {
 		return fmt.Errorf("linkerd-identity-issuer: %w", err)
 	}
@@ -289,7 +289,7 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	certs, err := parseCerts(s.Data["tls.crt"])
+	certs, err := identity.ParseCertificates(s.Data["tls.crt"])
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	if len(wh.Webhooks) == 0 {
 		return errors.New("the webhook configuration has no webhook")
 	}
-	roots, err := parseCerts(wh.Webhooks[0].ClientConfig.CABundle)
+	roots, err := identity.ParseCertificates(wh.Webhooks[0].ClientConfig.CABundle)
 	if err != nil {
 		return fmt.Errorf("caBundle: %w", err)
 	}
@@ -370,29 +370,6 @@ func (k *checker) dataPlane(ctx context.Context, versions bool) error {
 		return errors.New(strings.Join(problems, "; "))
 	}
 	return nil
-}
-
-func parseCerts(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no certificate found")
-	}
-	return out, nil
 }
 
 func validFor(c *x509.Certificate, margin time.Duration) error {
