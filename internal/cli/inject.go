@@ -229,19 +229,10 @@ func injectOne(d *manifest.Document, o injectOptions, values *inject.Values) (st
 	if r := inject.Decide(w, nil, true); !r.Injectable {
 		return "", errors.New(strings.Join(r.Reasons, ", "))
 	}
-	prefix := inject.TemplatePath(kind)
-	if values == nil {
-		return "injected", d.Apply(annotationOps(d, prefix, ann))
-	}
-	// The flags' annotations go on the pod first; Patch reads them there.
-	if err := d.Apply(annotationOps(d, prefix, ann)); err != nil {
-		return "", err
-	}
-	if raw, err = d.JSON(); err != nil {
-		return "", err
-	}
-	if w, err = inject.ParseWorkload(raw); err != nil {
-		return "", err
+	// The annotations go on the pod (template) in the document as they
+	// already are in w, which Patch reads.
+	if err := d.Apply(annotationOps(d, inject.TemplatePath(kind), ann)); err != nil || values == nil {
+		return "injected", err
 	}
 	if w.Namespace == "" {
 		w.Namespace = "default"

@@ -130,7 +130,8 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 			return nil, nil, err
 		}
 		started(pp, r.admin)
-		ap, err := l.sup.start(r.name, nil, l.appCommand(r)[0], l.appCommand(r)[1:]...)
+		app := l.appCommand(r)
+		ap, err := l.sup.start(r.name, nil, app[0], app[1:]...)
 		if err != nil {
 			return nil, nil, err
 		}

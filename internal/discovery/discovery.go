@@ -88,17 +88,24 @@ func (r *Resolver) Resolve(target string) (*balance.Pool, error) {
 	return w.direct, nil
 }
 
-// run keeps one target's stream open until the resolver's context ends.
+// run keeps one target's endpoint stream open until the resolver's context
+// ends; the last known endpoints stay while it is down.
 func (r *Resolver) run(w *watch) {
+	r.keep(w, r.stream, slog.LevelInfo, "destination stream ended; keeping the last known endpoints")
+}
+
+// keep reruns stream with jittered backoff (100 ms doubling to 10 s) until
+// the resolver's context ends, logging msg at level after each end.
+func (r *Resolver) keep(w *watch, stream func(*watch) error, level slog.Level, msg string) {
 	backoff := time.Duration(0)
 	for r.ctx.Err() == nil {
-		err := r.stream(w)
+		err := stream(w)
 		if r.ctx.Err() != nil {
 			return
 		}
 		backoff = min(max(backoff*2, 100*time.Millisecond), 10*time.Second)
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Info("destination stream ended; keeping the last known endpoints", "target", w.target, "err", err, "retry_in", wait)
+		r.log.Log(r.ctx, level, msg, "target", w.target, "err", err, "retry_in", wait)
 		select {
 		case <-r.ctx.Done():
 			return

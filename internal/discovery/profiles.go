@@ -2,9 +2,8 @@ package discovery
 
 import (
 	"context"
-	"math/rand/v2"
+	"log/slog"
 	"regexp"
-	"time"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/proxy"
@@ -42,21 +41,7 @@ func (r *Resolver) Route(dst, method, path string) (proxy.Route, bool) {
 // runProfile keeps the target's profile stream open, like run does for
 // endpoints; the last routes stay while the control plane is away.
 func (r *Resolver) runProfile(w *watch) {
-	backoff := time.Duration(0)
-	for r.ctx.Err() == nil {
-		err := r.streamProfile(w)
-		if r.ctx.Err() != nil {
-			return
-		}
-		backoff = min(max(backoff*2, 100*time.Millisecond), 10*time.Second)
-		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Debug("profile stream ended; keeping the last routes", "target", w.target, "err", err, "retry_in", wait)
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+	r.keep(w, r.streamProfile, slog.LevelDebug, "profile stream ended; keeping the last routes")
 }
 
 func (r *Resolver) streamProfile(w *watch) error {

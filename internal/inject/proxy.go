@@ -91,10 +91,9 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	if val, ok := get(compat.AnnotationSkipSubnets); ok {
 		c.skipSubnets = joinNonEmpty(v.ProxyInit.SkipSubnets, val)
 	}
-	if val, ok := get(compat.AnnotationOpaquePorts); ok {
-		var explicit string
-		ports(compat.AnnotationOpaquePorts, &explicit, "")
-		c.opaquePorts = strings.TrimSpace(val)
+	if _, ok := get(compat.AnnotationOpaquePorts); ok {
+		ports(compat.AnnotationOpaquePorts, &c.opaquePorts, "")
+		c.opaquePorts = strings.TrimSpace(c.opaquePorts)
 	} else {
 		filtered, err := filterPorts(v.Proxy.OpaquePorts, containerPorts(w.PodSpec))
 		if err != nil {
@@ -172,19 +171,24 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvIdentityLocalName, Value: compat.ProxyIdentityLocalNameReference},
 		{Name: compat.EnvIdentitySvcName, Value: fmt.Sprintf(compat.IdentityServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
 	}
-	if c.mode == compat.InjectIngress {
-		env = append(env, corev1.EnvVar{Name: compat.EnvIngressMode, Value: "true"})
+	// The optional ones, set only when asked for, in name order.
+	ifTrue := func(b bool) string {
+		if b {
+			return "true"
+		}
+		return ""
 	}
-	if c.shutdown {
-		env = append(env, corev1.EnvVar{Name: compat.EnvShutdownEnabled, Value: "true"})
-	}
-	for name, val := range map[string]string{compat.EnvShutdownGrace: c.shutdownGrace,
-		compat.EnvOutboundConnect: c.outboundConnect, compat.EnvInboundConnect: c.inboundConnect} {
-		if val != "" {
-			env = append(env, corev1.EnvVar{Name: name, Value: val})
+	for _, e := range []corev1.EnvVar{
+		{Name: compat.EnvInboundConnect, Value: c.inboundConnect},
+		{Name: compat.EnvIngressMode, Value: ifTrue(c.mode == compat.InjectIngress)},
+		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},
+		{Name: compat.EnvShutdownEnabled, Value: ifTrue(c.shutdown)},
+		{Name: compat.EnvShutdownGrace, Value: c.shutdownGrace},
+	} {
+		if e.Value != "" {
+			env = append(env, e)
 		}
 	}
-	sortEnvTail(env, 19)
 	uid := v.Proxy.UID
 	yes, no := true, false
 	probe := func(path string) *corev1.Probe {
@@ -224,17 +228,6 @@ func proxyContainer(v Values, c config) corev1.Container {
 			Path: "/ready", Port: intstr.FromInt32(compat.AdminPort)}}, PeriodSeconds: 1, FailureThreshold: 120}
 	}
 	return pc
-}
-
-// sortEnvTail keeps the fixed variables in order and sorts the optional
-// ones after them, so that patches are stable.
-func sortEnvTail(env []corev1.EnvVar, fixed int) {
-	tail := env[fixed:]
-	for i := 1; i < len(tail); i++ {
-		for j := i; j > 0 && tail[j].Name < tail[j-1].Name; j-- {
-			tail[j], tail[j-1] = tail[j-1], tail[j]
-		}
-	}
 }
 
 func imageRef(image, version string) string {

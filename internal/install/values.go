@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
 
@@ -95,7 +96,7 @@ func Overlay(vals map[string]any, o Options) (map[string]any, error) {
 		if err := yaml.Unmarshal(b, &m); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		vals = merge(vals, m)
+		vals = chartutil.MergeTables(m, vals) // the file wins, as with helm -f
 	}
 	for _, s := range o.Sets {
 		if err := strvals.ParseInto(s, vals); err != nil {
@@ -117,22 +118,4 @@ func Overlay(vals map[string]any, o Options) (map[string]any, error) {
 		}
 	}
 	return vals, nil
-}
-
-// merge lays b over a, recursively for maps.
-func merge(a, b map[string]any) map[string]any {
-	out := make(map[string]any, len(a))
-	for k, v := range a {
-		out[k] = v
-	}
-	for k, v := range b {
-		if bm, ok := v.(map[string]any); ok {
-			if am, ok := out[k].(map[string]any); ok {
-				out[k] = merge(am, bm)
-				continue
-			}
-		}
-		out[k] = v
-	}
-	return out
 }

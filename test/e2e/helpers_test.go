@@ -3,29 +3,12 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 )
-
-// tryOutput runs kubectl and returns its output or its error, for logs.
-func tryOutput(t *testing.T, args ...string) string {
-	home, _ := os.UserHomeDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"),
-		append([]string{"--kubeconfig", kubeconfig(t)}, args...)...).CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("%v: %s", err, out)
-	}
-	return string(out)
-}
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
 
@@ -60,7 +43,7 @@ func waitInjector(t *testing.T) {
 	kubectl(t, "apiVersion: v1\nkind: Namespace\nmetadata: {name: weft-probe, annotations: {linkerd.io/inject: enabled}}\n", "apply", "-f", "-")
 	pod := "apiVersion: v1\nkind: Pod\nmetadata: {name: probe, namespace: weft-probe}\nspec: {containers: [{name: app, image: weft.local/testapp:dev}]}\n"
 	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(time.Second) {
-		out := tryOutputIn(t, pod, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[*].name}")
+		out, _ := runKubectl(t, pod, "create", "--dry-run=server", "-f", "-", "-o", "jsonpath={.spec.containers[*].name}")
 		if strings.Contains(out, "linkerd-proxy") {
 			return
 		}
@@ -68,17 +51,4 @@ func waitInjector(t *testing.T) {
 			t.Fatalf("the proxy injector did not answer admission within 90s (last: %s)", out)
 		}
 	}
-}
-
-func tryOutputIn(t *testing.T, stdin string, args ...string) string {
-	home, _ := os.UserHomeDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"), append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Sprintf("%v: %s", err, out)
-	}
-	return string(out)
 }

@@ -76,7 +76,7 @@ func TestCLIInstall(t *testing.T) {
 	kubectl(t, cp, "apply", "-f", "-")
 	t.Cleanup(func() {
 		if out, err := weft(t, w, "uninstall"); err == nil {
-			tryKubectlIn(t, out, "delete", "-f", "-", "--wait=true", "--timeout=90s")
+			runKubectl(t, out, "delete", "-f", "-", "--wait=true", "--timeout=90s")
 		}
 	})
 	waitControlPlane(t)
@@ -245,13 +245,4 @@ func indent(s, prefix string) string {
 		lines[i] = prefix + l
 	}
 	return strings.Join(lines, "\n") + "\n"
-}
-
-func tryKubectlIn(t *testing.T, stdin string, args ...string) {
-	home, _ := os.UserHomeDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"), append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Run()
 }

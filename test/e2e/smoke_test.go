@@ -25,29 +25,43 @@ func kubeconfig(t *testing.T) string {
 	return kc
 }
 
-func kubectl(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
+// runKubectl runs kubectl against the test cluster with stdin ("" for
+// none), bounded beyond any --timeout a caller gives.
+func runKubectl(t *testing.T, stdin string, args ...string) (string, error) {
 	home, _ := os.UserHomeDir()
-	bin := filepath.Join(home, ".cache/weft/bin/kubectl")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
+	cmd := exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"), append([]string{"--kubeconfig", kubeconfig(t)}, args...)...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
 	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// kubectl runs kubectl and fails the test if it fails.
+func kubectl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, err := runKubectl(t, stdin, args...)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
 }
 
+// tryKubectl runs kubectl for its exit status.
 func tryKubectl(t *testing.T, args ...string) error {
-	home, _ := os.UserHomeDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute) // beyond any --timeout the callers give
-	defer cancel()
-	return exec.CommandContext(ctx, filepath.Join(home, ".cache/weft/bin/kubectl"),
-		append([]string{"--kubeconfig", kubeconfig(t)}, args...)...).Run()
+	_, err := runKubectl(t, "", args...)
+	return err
+}
+
+// tryOutput runs kubectl and returns its output or its error, for logs.
+func tryOutput(t *testing.T, args ...string) string {
+	out, err := runKubectl(t, "", args...)
+	if err != nil {
+		return fmt.Sprintf("%v: %s", err, out)
+	}
+	return out
 }
 
 const app = `apiVersion: v1
