@@ -18,9 +18,12 @@ func TestBinariesWithDiscovery(t *testing.T) {
   endpoints:
   - {addr: %q, meshed: true, identity: %s}
 `, bIn, apiID))
-	dstAddr, dstAdmin := freeAddr(t), freeAddr(t)
-	start(t, "destination", nil, m.bin+"/weft-controller", "destination", "--registry", registry, "--addr", dstAddr, "--admin-addr", dstAdmin)
-	waitReady(t, "http://"+dstAdmin+"/ready")
+	var dstAddr string
+	startReady(t, "destination", func() ([]string, string) {
+		dstAddr = freeAddr(t)
+		dstAdmin := freeAddr(t)
+		return []string{m.bin + "/weft-controller", "destination", "--registry", registry, "--addr", dstAddr, "--admin-addr", dstAdmin}, "http://" + dstAdmin + "/ready"
+	})
 
 	discovery := []string{"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + dstAddr}
 	bAdmin := freeAddr(t)

@@ -44,12 +44,13 @@ func newMesh(t *testing.T) *mesh {
 	}
 	m.rootPEM = root.CertPEM
 	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n", tokens["web"], tokens["api"]))
-	m.idAddr = freeAddr(t)
-	idAdmin := freeAddr(t)
-	start(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", m.idAddr, "--admin-addr", idAdmin,
-		"--identity-trust-anchors-file", m.write(t, "ca.crt", string(root.CertPEM)), "--static-tokens", m.dir+"/tokens",
-		"--issuer-cert", m.write(t, "issuer.crt", string(iss.CertPEM)), "--issuer-key", m.write(t, "issuer.key", string(iss.KeyPEM)))
-	waitReady(t, "http://"+idAdmin+"/ready")
+	anchors, crt, key := m.write(t, "ca.crt", string(root.CertPEM)), m.write(t, "issuer.crt", string(iss.CertPEM)), m.write(t, "issuer.key", string(iss.KeyPEM))
+	startReady(t, "identity", func() ([]string, string) {
+		m.idAddr = freeAddr(t)
+		idAdmin := freeAddr(t)
+		return []string{m.bin + "/weft-controller", "identity", "--addr", m.idAddr, "--admin-addr", idAdmin,
+			"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir + "/tokens", "--issuer-cert", crt, "--issuer-key", key}, "http://" + idAdmin + "/ready"
+	})
 
 	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -63,6 +64,24 @@ func newMesh(t *testing.T) *mesh {
 	t.Cleanup(func() { app.Close() })
 	m.app = l.Addr().String()
 	return m
+}
+
+// startReady starts a controller on ports chosen by freeAddr and waits for
+// its /ready; a port taken in the meantime by another process (freeAddr
+// closes its listener) makes it start again on new ports, up to 3 times.
+func startReady(t *testing.T, name string, argsAndReady func() (args []string, readyURL string)) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		args, url := argsAndReady()
+		start(t, name, nil, args[0], args[1:]...)
+		if attempt == 3 {
+			waitReady(t, url)
+			return
+		}
+		if readyWithin(url, 10*time.Second) {
+			return
+		}
+	}
 }
 
 func (m *mesh) write(t *testing.T, name, content string) string {

@@ -73,6 +73,19 @@ func start(t *testing.T, name string, env []string, bin string, args ...string) 
 	return cmd
 }
 
+// readyWithin polls url until it answers 200 or d passes.
+func readyWithin(url string, d time.Duration) bool {
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func waitReady(t *testing.T, url string) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
