@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregv1 "k8s.io/api/admissionregistration/v1"
@@ -71,9 +73,18 @@ func TestMutatingWebhookIsCalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := a.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create through the webhook: %v", err)
+	// The API server picks webhook configurations up asynchronously: create
+	// probes until one goes through the webhook (bounded).
+	var cm *corev1.ConfigMap
+	for i := 0; i < 50; i++ {
+		cm, err = a.Client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("probe-%d", i)}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create through the webhook: %v", err)
+		}
+		if cm.Labels["mutated-by"] == "kubetest" {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	if cm.Labels["mutated-by"] != "kubetest" || calls.Load() == 0 {
 		t.Errorf("labels %v after %d webhook calls; want the webhook's label", cm.Labels, calls.Load())
