@@ -32,6 +32,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/target"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -73,6 +74,7 @@ func run(args []string) error {
 	fs.DurationVar(&cfg.OutboundConnectTimeout, "outbound-connect-timeout", cfg.OutboundConnectTimeout, "outbound connect timeout (env "+compat.EnvOutboundConnect+")")
 	fs.DurationVar(&cfg.InboundConnectTimeout, "inbound-connect-timeout", cfg.InboundConnectTimeout, "inbound connect timeout (env "+compat.EnvInboundConnect+")")
 	fs.DurationVar(&cfg.ResponseTimeout, "response-timeout", cfg.ResponseTimeout, "time to response headers, 0 for none (env "+compat.EnvResponseTimeout+")")
+	fs.DurationVar(&cfg.DiscoveryIdleTimeout, "discovery-idle-timeout", cfg.DiscoveryIdleTimeout, "stop discovery of a destination unused for this long (env "+compat.EnvDiscoveryIdleTimeout+")")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "drain period after SIGTERM (env "+compat.EnvShutdownGrace+")")
 	fs.BoolVar(&cfg.ShutdownEndpoint, "shutdown-endpoint", cfg.ShutdownEndpoint, "enable POST /shutdown on the admin port, loopback only (env "+compat.EnvShutdownEnabled+")")
 	fs.BoolVar(&cfg.IngressMode, "ingress", cfg.IngressMode, "ingress mode: route outbound HTTP by l5d-dst-override, :authority or Host (env "+compat.EnvIngressMode+")")
@@ -106,7 +108,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	var disc proxy.Resolver
+	var disc target.Resolver
 	if cfg.DestinationAddr != "" {
 		conn, err := grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
@@ -114,7 +116,8 @@ func run(args []string) error {
 			return fmt.Errorf("destination service %s: %w", cfg.DestinationAddr, err)
 		}
 		defer conn.Close()
-		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), discovery.Options{Log: logger})
+		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), discovery.Options{Log: logger,
+			IdleTimeout: cfg.DiscoveryIdleTimeout, ContextToken: cfg.DestinationContext})
 	}
 	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id, Discovery: disc})
 	if err != nil {
@@ -131,9 +134,14 @@ func run(args []string) error {
 	case <-p.Done():
 	}
 	signal.Stop(sig)
+	var failed error // a server that stopped on its own sends before stopping the proxy
+	select {
+	case failed = <-p.Failed():
+	default:
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
 	defer cancel()
-	return p.Shutdown(shutdownCtx)
+	return errors.Join(failed, p.Shutdown(shutdownCtx))
 }
 
 // newIdentity starts obtaining the proxy's certificate from the identity

@@ -8,6 +8,7 @@ package balance
 
 import (
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"sync"
@@ -15,21 +16,41 @@ import (
 	"time"
 )
 
-// Endpoint metadata keys shared by discovery and the proxy.
-const (
-	MetaProxy    = "proxy"    // "true": the endpoint is another Weft proxy
-	MetaIdentity = "identity" // the TLS identity it must present
-	MetaZone     = "zone"
-)
+// Peer is what discovery says about the process behind an endpoint.
+// Read-only once the endpoint is made.
+type Peer struct {
+	// Meshed: the endpoint runs a Weft proxy, so HTTP may ride the
+	// multiplexed proxy-to-proxy HTTP/2 transport.
+	Meshed bool
+	// Identity is the TLS identity the endpoint's proxy must present;
+	// when set, traffic to it is mTLS.
+	Identity string
+	// Opaque: the endpoint's port is opaque (forward bytes, no detection).
+	Opaque bool
+	// OpaquePort is the proxy's inbound port for opaque transport
+	// (internal/tunnel); 0 when the endpoint does not accept it.
+	OpaquePort uint16
+	// Zone is the endpoint's topology zone.
+	Zone string
+	// Labels name the endpoint in metrics (dst_namespace, dst_service,
+	// dst_pod, dst_deployment, …).
+	Labels map[string]string
+}
+
+// Equal reports whether two peers describe the same thing.
+func (p Peer) Equal(o Peer) bool {
+	return p.Meshed == o.Meshed && p.Identity == o.Identity && p.Opaque == o.Opaque &&
+		p.OpaquePort == o.OpaquePort && p.Zone == o.Zone && maps.Equal(p.Labels, o.Labels)
+}
 
 // ErrNoEndpoints is returned by Pick on an empty pool.
 var ErrNoEndpoints = errors.New("balance: no endpoints")
 
 // Endpoint is one backend a balancer may choose. Safe for concurrent use.
 type Endpoint struct {
-	Addr   string            // host:port dialed
-	Weight float64           // relative weight, > 0
-	Meta   map[string]string // read-only after creation
+	Addr   string  // host:port dialed
+	Weight float64 // relative weight, > 0
+	Peer   Peer    // read-only after creation
 
 	inflight    atomic.Int64
 	ejectedTill atomic.Int64 // unix nanoseconds; read on every pick without a lock
@@ -55,11 +76,11 @@ const (
 )
 
 // NewEndpoint makes an endpoint; weight 0 means 1.
-func NewEndpoint(addr string, weight float64, meta map[string]string) *Endpoint {
+func NewEndpoint(addr string, weight float64, peer Peer) *Endpoint {
 	if weight <= 0 {
 		weight = 1
 	}
-	return &Endpoint{Addr: addr, Weight: weight, Meta: meta, clock: time.Now, cost: float64(defaultRTT), policy: &defaultEjection}
+	return &Endpoint{Addr: addr, Weight: weight, Peer: peer, clock: time.Now, cost: float64(defaultRTT), policy: &defaultEjection}
 }
 
 // measuredCost is the decayed latency estimate, if a request has completed.

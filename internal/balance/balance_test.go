@@ -26,7 +26,7 @@ func newTestPool(sel Selector, clock *fakeClock, addrs ...string) *Pool {
 	p.now = clock.Now
 	var eps []*Endpoint
 	for _, a := range addrs {
-		eps = append(eps, NewEndpoint(a, 1, nil))
+		eps = append(eps, NewEndpoint(a, 1, Peer{}))
 	}
 	p.Update(eps)
 	return p
@@ -36,7 +36,7 @@ func TestP2CAvoidsSlowEndpoint(t *testing.T) {
 	pool := NewPool(NewP2CPeakEWMA())
 	var eps []*Endpoint
 	for _, a := range []string{"slow", "fast1", "fast2", "fast3"} {
-		eps = append(eps, NewEndpoint(a, 1, nil))
+		eps = append(eps, NewEndpoint(a, 1, Peer{}))
 	}
 	pool.Update(eps)
 	var counts sync.Map
@@ -77,7 +77,7 @@ func TestP2CAvoidsSlowEndpoint(t *testing.T) {
 
 func TestFastFailuresMakeAnEndpointCostly(t *testing.T) {
 	pool := NewPool(NewP2CPeakEWMA())
-	dead, live := NewEndpoint("dead", 1, nil), NewEndpoint("live", 1, nil)
+	dead, live := NewEndpoint("dead", 1, Peer{}), NewEndpoint("live", 1, Peer{})
 	pool.Update([]*Endpoint{dead, live})
 	dead.Begin()(false) // a refused connection: fails in microseconds
 	for range 100 {
@@ -167,10 +167,10 @@ func TestPickFailsOpenAndEmpty(t *testing.T) {
 
 func TestUpdateKeepsStatsOfRetainedEndpoints(t *testing.T) {
 	pool := NewPool(NewP2CPeakEWMA())
-	a := NewEndpoint("a:1", 1, nil)
-	pool.Update([]*Endpoint{a, NewEndpoint("b:1", 1, nil)})
+	a := NewEndpoint("a:1", 1, Peer{})
+	pool.Update([]*Endpoint{a, NewEndpoint("b:1", 1, Peer{})})
 	done := a.Begin()
-	pool.Update([]*Endpoint{NewEndpoint("a:1", 1, nil), NewEndpoint("c:1", 1, nil)})
+	pool.Update([]*Endpoint{NewEndpoint("a:1", 1, Peer{}), NewEndpoint("c:1", 1, Peer{})})
 	got := map[string]*Endpoint{}
 	for _, e := range pool.Endpoints() {
 		got[e.Addr] = e
@@ -189,7 +189,7 @@ func TestUpdateKeepsStatsOfRetainedEndpoints(t *testing.T) {
 			defer wg.Done()
 			for j := range 500 {
 				if i == 0 && j%50 == 0 {
-					pool.Update([]*Endpoint{NewEndpoint("a:1", 1, nil), NewEndpoint("d:1", 1, nil)})
+					pool.Update([]*Endpoint{NewEndpoint("a:1", 1, Peer{}), NewEndpoint("d:1", 1, Peer{})})
 					continue
 				}
 				if e, err := pool.Pick(); err == nil {
@@ -214,7 +214,7 @@ func TestLoadWeightAndInflight(t *testing.T) {
 		{"weight 3", 3, 2, 1},
 	}
 	for _, tt := range tests {
-		e := NewEndpoint("x", tt.weight, nil)
+		e := NewEndpoint("x", tt.weight, Peer{})
 		for range tt.inflight {
 			e.Begin()
 		}
@@ -226,7 +226,7 @@ func TestLoadWeightAndInflight(t *testing.T) {
 }
 
 func TestRoundRobinAndRandom(t *testing.T) {
-	pool := []*Endpoint{NewEndpoint("a", 1, nil), NewEndpoint("b", 1, nil), NewEndpoint("c", 1, nil)}
+	pool := []*Endpoint{NewEndpoint("a", 1, Peer{}), NewEndpoint("b", 1, Peer{}), NewEndpoint("c", 1, Peer{})}
 	rr := &RoundRobin{}
 	for i := range 9 {
 		if got := rr.Select(pool); got != pool[i%3] {
@@ -246,7 +246,7 @@ func BenchmarkP2CPick(b *testing.B) {
 	pool := NewPool(NewP2CPeakEWMA())
 	var eps []*Endpoint
 	for i := range 16 {
-		eps = append(eps, NewEndpoint(string(rune('a'+i)), 1, nil))
+		eps = append(eps, NewEndpoint(string(rune('a'+i)), 1, Peer{}))
 	}
 	pool.Update(eps)
 	b.ReportAllocs()
@@ -296,7 +296,7 @@ func TestNewEndpointJoinsAtPeersCost(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
 	pool := newTestPool(NewP2CPeakEWMA(), clock, "a", "b")
 	steady(t, pool, clock, 600, map[string]int{})
-	eps := append(pool.Endpoints()[:2:2], NewEndpoint("c", 1, nil))
+	eps := append(pool.Endpoints()[:2:2], NewEndpoint("c", 1, Peer{}))
 	pool.Update(eps)
 	picks := map[string]int{}
 	steady(t, pool, clock, 100, picks) // 5 simulated seconds

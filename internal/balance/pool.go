@@ -1,7 +1,6 @@
 package balance
 
 import (
-	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +28,7 @@ func (p *Pool) SetEjection(e EjectionPolicy) {
 	p.mu.Unlock()
 }
 
-// Update replaces the set. An endpoint whose Addr, weight and metadata are
+// Update replaces the set. An endpoint whose Addr, weight and peer are
 // unchanged keeps its statistics (the old object is kept); a changed one
 // is replaced.
 func (p *Pool) Update(eps []*Endpoint) {
@@ -55,7 +54,7 @@ func (p *Pool) Update(eps []*Endpoint) {
 	}
 	next := make([]*Endpoint, 0, len(eps))
 	for _, e := range eps {
-		if o, ok := old[e.Addr]; ok && o.Weight == e.Weight && maps.Equal(o.Meta, e.Meta) {
+		if o, ok := old[e.Addr]; ok && o.Weight == e.Weight && o.Peer.Equal(e.Peer) {
 			e = o
 		} else {
 			policy := p.policy

@@ -27,29 +27,31 @@ var DefaultIgnoredInboundPorts = []int{ControlPort, AdminPort, 4567, 4568}
 // Proxy environment variables. Names shared with Linkerd keep Linkerd's
 // spelling; Weft-only settings start with WEFT_PROXY_.
 const (
-	EnvOutboundListenAddr  = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR"
-	EnvInboundListenAddr   = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR"
-	EnvOutboundListenAddrs = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS" // comma-separated, e.g. for IPv6
-	EnvInboundListenAddrs  = "LINKERD2_PROXY_INBOUND_LISTEN_ADDRS"
-	EnvAdminListenAddr     = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR"
-	EnvControlListenAddr   = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR"
-	EnvLog                 = "LINKERD2_PROXY_LOG"
-	EnvOpaquePorts         = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
-	EnvShutdownEnabled     = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED"
-	EnvShutdownGrace       = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD"
-	EnvDetectTimeout       = "LINKERD2_PROXY_DETECT_PROTOCOL_TIMEOUT"
-	EnvOutboundConnect     = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
-	EnvInboundConnect      = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
-	EnvIngressMode         = "LINKERD2_PROXY_INGRESS_MODE"
-	EnvIdentityDisabled    = "LINKERD2_PROXY_IDENTITY_DISABLED"
-	EnvIdentityLocalName   = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME"
-	EnvIdentitySvcAddr     = "LINKERD2_PROXY_IDENTITY_SVC_ADDR"
-	EnvIdentitySvcName     = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
-	EnvIdentityTokenFile   = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
-	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
-	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
-	EnvPodNamespace        = "_pod_ns"
-	EnvPodName             = "_pod_name"
+	EnvOutboundListenAddr   = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR"
+	EnvInboundListenAddr    = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR"
+	EnvOutboundListenAddrs  = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS" // comma-separated, e.g. for IPv6
+	EnvInboundListenAddrs   = "LINKERD2_PROXY_INBOUND_LISTEN_ADDRS"
+	EnvAdminListenAddr      = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR"
+	EnvControlListenAddr    = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR"
+	EnvLog                  = "LINKERD2_PROXY_LOG"
+	EnvOpaquePorts          = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
+	EnvShutdownEnabled      = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED"
+	EnvShutdownGrace        = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD"
+	EnvDetectTimeout        = "LINKERD2_PROXY_DETECT_PROTOCOL_TIMEOUT"
+	EnvOutboundConnect      = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
+	EnvInboundConnect       = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
+	EnvIngressMode          = "LINKERD2_PROXY_INGRESS_MODE"
+	EnvIdentityDisabled     = "LINKERD2_PROXY_IDENTITY_DISABLED"
+	EnvIdentityLocalName    = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME"
+	EnvIdentitySvcAddr      = "LINKERD2_PROXY_IDENTITY_SVC_ADDR"
+	EnvIdentitySvcName      = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
+	EnvIdentityTokenFile    = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
+	EnvTrustAnchors         = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
+	EnvDestinationSvcAddr   = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
+	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT" // JSON describing the pod, sent with discovery requests
+	EnvDiscoveryIdleTimeout = "LINKERD2_PROXY_OUTBOUND_DISCOVERY_IDLE_TIMEOUT"
+	EnvPodNamespace         = "_pod_ns"
+	EnvPodName              = "_pod_name"
 
 	EnvDestinations     = "WEFT_PROXY_DESTINATIONS"
 	EnvBindings         = "WEFT_PROXY_BINDINGS"
@@ -165,6 +167,16 @@ const (
 	LabelErrno          = "errno"
 	LabelPeer           = "peer"
 )
+
+// DstLabels are the destination labels of outbound series, filled from
+// what discovery says about the endpoint (Linkerd's dst_* set; the kinds
+// follow the pod's linkerd.io/proxy-<kind> labels). Order is fixed: it is
+// the order of metrics.DstLabels.
+var DstLabels = [...]string{
+	"dst_namespace", "dst_service", "dst_pod", "dst_serviceaccount", "dst_zone",
+	"dst_deployment", "dst_replicaset", "dst_statefulset", "dst_daemonset", "dst_job", "dst_cronjob",
+	"dst_replicationcontroller", "dst_pod_template_hash",
+}
 
 // Values of the no_tls_reason label.
 const (

@@ -1,8 +1,10 @@
 // Package discovery is the proxy's client of the destination service: it
-// resolves a target to a balance.Pool kept up to date from a Watch stream,
-// keeps the last known endpoints while the control plane is unreachable,
-// reconnects with backoff, and drains terminating endpoints (no new
-// requests; requests under way finish).
+// resolves a target to a target.Destination whose endpoint pool and profile
+// are kept up to date from Watch and WatchProfile streams, keeps the last
+// known state while the control plane is unreachable, reconnects with
+// backoff, drains terminating endpoints (no new requests; requests under way
+// finish), and stops the watches of targets left unused for IdleTimeout, so
+// a long-lived transparent proxy that meets many destinations stays bounded.
 package discovery
 
 import (
@@ -15,19 +17,24 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/target"
 )
 
-// Resolver implements the proxy's Resolver over the destination service.
+// Resolver implements target.Resolver over the destination service.
 type Resolver struct {
 	client   destinationv1.DestinationClient
 	log      *slog.Logger
 	ctx      context.Context
 	wait     time.Duration // how long a first Resolve waits for discovery
+	idle     time.Duration
+	token    string
 	selector func() balance.Selector
 
 	mu      sync.Mutex
 	watches map[string]*watch
 }
+
+var _ target.Resolver = (*Resolver)(nil)
 
 // Options configure a Resolver.
 type Options struct {
@@ -36,6 +43,13 @@ type Options struct {
 	// the control plane before forwarding to the target as addressed
 	// (default 2s).
 	InitialWait time.Duration
+	// IdleTimeout stops the watches of a target not resolved for this long
+	// (default 1m); a later request starts them again.
+	IdleTimeout time.Duration
+	// ContextToken describes this proxy to the destination service
+	// (Linkerd's LINKERD2_PROXY_DESTINATION_CONTEXT JSON), for topology
+	// preferences.
+	ContextToken string
 }
 
 // New returns a Resolver whose watches live until ctx ends.
@@ -46,78 +60,144 @@ func New(ctx context.Context, client destinationv1.DestinationClient, o Options)
 	if o.InitialWait <= 0 {
 		o.InitialWait = 2 * time.Second
 	}
-	return &Resolver{client: client, log: o.Log, ctx: ctx, wait: o.InitialWait,
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = time.Minute
+	}
+	r := &Resolver{client: client, log: o.Log, ctx: ctx, wait: o.InitialWait, idle: o.IdleTimeout, token: o.ContextToken,
 		selector: func() balance.Selector { return balance.NewP2CPeakEWMA() }, watches: map[string]*watch{}}
+	go r.evictIdle()
+	return r
 }
 
+// watch is one target's pair of streams and what they said.
 type watch struct {
-	target  string
-	pool    *balance.Pool
-	direct  *balance.Pool // the target itself, when discovery knows nothing
-	known   atomic.Bool   // discovery says the target exists
-	first   chan struct{} // closed at the first update
-	once    sync.Once
+	target   string
+	ctx      context.Context
+	cancel   context.CancelFunc
+	lastUsed atomic.Int64 // unix nanoseconds of the last Resolve
+
+	pool   *balance.Pool
+	direct *balance.Pool // the target itself, when discovery knows nothing
+	known  atomic.Bool   // discovery says the target exists
+
+	first        chan struct{} // closed at the first endpoint update
+	firstProfile chan struct{} // closed at the first profile (or the profile stream's first failure)
+	onceE, onceP sync.Once
+	ready        atomic.Bool // both closed: Resolve need not wait
+
 	mu      sync.Mutex
-	eps     map[string]*balance.Endpoint
-	labels  map[string]string
+	wire    map[string]*destinationv1.Endpoint // by address
+	labels  map[string]string                  // the set's metric labels
 	updates atomic.Int64
-	routes  atomic.Pointer[[]route] // from the profile stream
+	profile atomic.Pointer[target.Profile]
 }
 
-// Resolve returns the pool for target, starting its watch on first use.
-func (r *Resolver) Resolve(target string) (*balance.Pool, error) {
+// Resolve returns target's destination, starting its watches on first use.
+// The first call for a target waits (up to InitialWait) for the destination
+// service's first answer.
+func (r *Resolver) Resolve(dst string) (target.Destination, error) {
 	r.mu.Lock()
-	w, ok := r.watches[target]
+	w, ok := r.watches[dst]
 	if !ok {
-		w = &watch{target: target, pool: balance.NewPool(r.selector()), direct: balance.NewPool(r.selector()),
-			first: make(chan struct{}), eps: map[string]*balance.Endpoint{}}
-		w.direct.Update([]*balance.Endpoint{balance.NewEndpoint(target, 1, nil)})
-		r.watches[target] = w
-		go r.run(w)
-		go r.runProfile(w)
+		w = r.start(dst)
 	}
+	w.lastUsed.Store(time.Now().UnixNano())
 	r.mu.Unlock()
-	select {
-	case <-w.first:
-	case <-time.After(r.wait):
-		r.log.Warn("no answer from the destination service yet; forwarding to the target as addressed", "target", target)
+	if !w.ready.Load() {
+		w.awaitFirst(r.wait, r.log)
 	}
+	d := target.Destination{Pool: w.direct, Profile: w.profile.Load()}
 	if w.known.Load() {
-		return w.pool, nil
+		d.Pool = w.pool
 	}
-	return w.direct, nil
+	return d, nil
 }
 
-// run keeps one target's endpoint stream open until the resolver's context
-// ends; the last known endpoints stay while it is down.
-func (r *Resolver) run(w *watch) {
-	r.keep(w, r.stream, slog.LevelInfo, "destination stream ended; keeping the last known endpoints")
+// start begins dst's watches; r.mu is held.
+func (r *Resolver) start(dst string) *watch {
+	ctx, cancel := context.WithCancel(r.ctx)
+	w := &watch{target: dst, ctx: ctx, cancel: cancel, pool: balance.NewPool(r.selector()), direct: balance.NewPool(r.selector()),
+		first: make(chan struct{}), firstProfile: make(chan struct{}), wire: map[string]*destinationv1.Endpoint{}}
+	w.direct.Update([]*balance.Endpoint{balance.NewEndpoint(dst, 1, balance.Peer{})})
+	r.watches[dst] = w
+	go r.keep(w, r.stream, slog.LevelInfo, "destination stream ended; keeping the last known endpoints")
+	go r.keep(w, r.streamProfile, slog.LevelDebug, "profile stream ended; keeping the last profile")
+	return w
+}
+
+func (w *watch) awaitFirst(wait time.Duration, log *slog.Logger) {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for _, ch := range []chan struct{}{w.first, w.firstProfile} {
+		select {
+		case <-ch:
+		case <-t.C:
+			log.Warn("no answer from the destination service yet; forwarding to the target as addressed", "target", w.target)
+			return
+		}
+	}
+	w.ready.Store(true)
+}
+
+// evictIdle stops, every half IdleTimeout, the watches of targets not
+// resolved for IdleTimeout.
+func (r *Resolver) evictIdle() {
+	t := time.NewTicker(max(r.idle/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return
+		case now := <-t.C:
+			cutoff := now.Add(-r.idle).UnixNano()
+			r.mu.Lock()
+			n := 0
+			for dst, w := range r.watches {
+				if w.lastUsed.Load() < cutoff {
+					w.cancel()
+					delete(r.watches, dst)
+					n++
+				}
+			}
+			r.mu.Unlock()
+			if n > 0 {
+				r.log.Debug("stopped idle destination watches", "count", n, "idle", r.idle)
+			}
+		}
+	}
+}
+
+// Watches is the number of targets being watched.
+func (r *Resolver) Watches() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.watches)
 }
 
 // keep reruns stream with jittered backoff (100 ms doubling to 10 s) until
-// the resolver's context ends, logging msg at level after each end.
+// the watch ends, logging msg at level after each end.
 func (r *Resolver) keep(w *watch, stream func(*watch) error, level slog.Level, msg string) {
 	backoff := time.Duration(0)
-	for r.ctx.Err() == nil {
+	for w.ctx.Err() == nil {
 		err := stream(w)
-		if r.ctx.Err() != nil {
+		if w.ctx.Err() != nil {
 			return
 		}
 		backoff = min(max(backoff*2, 100*time.Millisecond), 10*time.Second)
 		wait := backoff/2 + rand.N(backoff/2+1)
-		r.log.Log(r.ctx, level, msg, "target", w.target, "err", err, "retry_in", wait)
+		r.log.Log(w.ctx, level, msg, "target", w.target, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
 		select {
-		case <-r.ctx.Done():
+		case <-w.ctx.Done():
+			t.Stop()
 			return
-		case <-time.After(wait):
+		case <-t.C:
 		}
 	}
 }
 
 func (r *Resolver) stream(w *watch) error {
-	ctx, cancel := context.WithCancel(r.ctx)
-	defer cancel()
-	s, err := r.client.Watch(ctx, &destinationv1.WatchRequest{Target: w.target})
+	s, err := r.client.Watch(w.ctx, &destinationv1.WatchRequest{Target: w.target, ContextToken: r.token})
 	if err != nil {
 		return err
 	}
@@ -137,58 +217,64 @@ func (w *watch) apply(u *destinationv1.Update, reset bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if reset {
-		clear(w.eps)
+		clear(w.wire)
 	}
 	switch k := u.Kind.(type) {
 	case *destinationv1.Update_NoEndpoints:
-		clear(w.eps)
+		clear(w.wire)
 		w.known.Store(k.NoEndpoints.GetExists())
 	case *destinationv1.Update_Remove:
 		for _, a := range k.Remove.GetAddrs() {
-			delete(w.eps, a)
+			delete(w.wire, a)
 		}
 	case *destinationv1.Update_Add:
 		if k.Add.GetMetricLabels() != nil {
 			w.labels = k.Add.GetMetricLabels()
 		}
 		for _, e := range k.Add.GetEndpoints() {
-			w.eps[e.GetAddr()] = endpoint(e)
+			w.wire[e.GetAddr()] = e
 		}
 		w.known.Store(true)
 	}
-	var live []*balance.Endpoint
-	for _, e := range w.eps {
-		if e.Meta["terminating"] != "true" { // draining: no new requests
-			live = append(live, e)
+	live := make([]*balance.Endpoint, 0, len(w.wire))
+	for _, e := range w.wire {
+		if !e.GetTerminating() { // draining: no new requests
+			live = append(live, endpoint(e, w.labels))
 		}
 	}
 	w.pool.Update(live)
 	w.updates.Add(1)
-	w.once.Do(func() { close(w.first) })
+	w.onceE.Do(func() { close(w.first) })
 }
 
-func endpoint(e *destinationv1.Endpoint) *balance.Endpoint {
-	meta := map[string]string{}
+// endpoint types a wire endpoint; the set's labels come first, the
+// endpoint's own override them.
+func endpoint(e *destinationv1.Endpoint, setLabels map[string]string) *balance.Endpoint {
+	labels := make(map[string]string, len(setLabels)+len(e.GetMetricLabels()))
+	for k, v := range setLabels {
+		labels[k] = v
+	}
 	for k, v := range e.GetMetricLabels() {
-		meta[k] = v
+		labels[k] = v
 	}
-	if e.GetProtocolHint().GetProtocol() == destinationv1.ProtocolHint_PROXY {
-		meta[balance.MetaProxy] = "true"
-		if id := e.GetTlsIdentity().GetDnsName(); id != "" {
-			meta[balance.MetaIdentity] = id
+	hint := e.GetProtocolHint()
+	peer := balance.Peer{
+		Meshed: e.GetMeshed() || hint.GetProtocol() == destinationv1.ProtocolHint_PROXY,
+		Opaque: hint.GetProtocol() == destinationv1.ProtocolHint_OPAQUE,
+		Zone:   e.GetZone(),
+		Labels: labels,
+	}
+	if peer.Meshed {
+		peer.Identity = e.GetTlsIdentity().GetDnsName()
+		if p := hint.GetOpaqueTransport().GetInboundPort(); p > 0 && p <= 65535 {
+			peer.OpaquePort = uint16(p)
 		}
-	}
-	if z := e.GetZone(); z != "" {
-		meta[balance.MetaZone] = z
-	}
-	if e.GetTerminating() {
-		meta["terminating"] = "true"
 	}
 	weight := float64(e.GetWeight()) / 10000
 	if weight <= 0 {
 		weight = 1
 	}
-	return balance.NewEndpoint(e.GetAddr(), weight, meta)
+	return balance.NewEndpoint(e.GetAddr(), weight, peer)
 }
 
 // Updates reports how many updates a target's watch has applied (for tests

@@ -64,7 +64,7 @@ func addrs(p *balance.Pool) string {
 	var out []string
 	for _, e := range p.Endpoints() {
 		s := e.Addr
-		if id := e.Meta[balance.MetaIdentity]; id != "" {
+		if id := e.Peer.Identity; id != "" {
 			s += "@" + id
 		}
 		out = append(out, s)
@@ -110,10 +110,11 @@ func TestResolverFollowsRegistry(t *testing.T) {
 	r := New(ctx, destinationv1.NewDestinationClient(conn), Options{Log: quiet, InitialWait: 2 * time.Second})
 
 	const web = "web.shop.svc.cluster.local:80"
-	pool, err := r.Resolve(web)
+	d, err := r.Resolve(web)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pool := d.Pool
 	want := "127.0.0.1:9001@web.shop.serviceaccount.identity.linkerd.cluster.local,127.0.0.1:9002"
 	if got := addrs(pool); got != want {
 		t.Fatalf("endpoints = %s, want %s", got, want)
@@ -130,8 +131,8 @@ func TestResolverFollowsRegistry(t *testing.T) {
 	eventually(t, "scale-up with a terminating endpoint", func() bool { return addrs(pool) == "127.0.0.1:9002,127.0.0.1:9003" })
 
 	// An unknown IP:port is forwarded as addressed.
-	p2, _ := r.Resolve("198.18.7.7:8080")
-	if got := addrs(p2); got != "198.18.7.7:8080" {
+	d2, _ := r.Resolve("198.18.7.7:8080")
+	if got := addrs(d2.Pool); got != "198.18.7.7:8080" {
 		t.Errorf("unknown target resolves to %s, want itself", got)
 	}
 
@@ -158,5 +159,5 @@ func TestResolverFollowsRegistry(t *testing.T) {
 	}
 	// The service is deleted: its name now resolves as addressed.
 	writeRegistry(t, reg, "services: []")
-	eventually(t, "deletion", func() bool { p, _ := r.Resolve(web); return addrs(p) == web })
+	eventually(t, "deletion", func() bool { d, _ := r.Resolve(web); return addrs(d.Pool) == web })
 }

@@ -29,16 +29,42 @@ type Target struct {
 	NoTLS     string // no_tls_reason when TLS is not "true"
 	ServerID  string // peer identity verified by an outbound client
 	ClientID  string // peer identity presented to an inbound server
+	Dst       DstLabels
+}
+
+// DstLabels are the values of compat.DstLabels, in that order (outbound
+// series; empty values are not exported).
+type DstLabels [len(compat.DstLabels)]string
+
+// dstIndex maps a dst_* label name to its place in DstLabels.
+var dstIndex = func() map[string]int {
+	m := make(map[string]int, len(compat.DstLabels))
+	for i, n := range compat.DstLabels {
+		m[n] = i
+	}
+	return m
+}()
+
+// DstOf picks the dst_* labels out of discovery's metric labels; others
+// are ignored.
+func DstOf(labels map[string]string) DstLabels {
+	var d DstLabels
+	for k, v := range labels {
+		if i, ok := dstIndex[k]; ok {
+			d[i] = v
+		}
+	}
+	return d
 }
 
 func (t Target) values() []string {
-	return []string{t.Direction, t.Authority, t.Addr, t.TLS, t.NoTLS, t.ServerID, t.ClientID}
+	return append([]string{t.Direction, t.Authority, t.Addr, t.TLS, t.NoTLS, t.ServerID, t.ClientID}, t.Dst[:]...)
 }
 
-var targetLabels = []string{
+var targetLabels = append([]string{
 	compat.LabelDirection, compat.LabelAuthority, compat.LabelTargetAddr, compat.LabelTLS,
 	compat.LabelNoTLSReason, compat.LabelServerID, compat.LabelClientID,
-}
+}, compat.DstLabels[:]...)
 
 // Registry is the proxy's metrics registry.
 type Registry struct {

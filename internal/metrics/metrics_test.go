@@ -10,7 +10,8 @@ import (
 
 func TestNamesLabelsAndBuckets(t *testing.T) {
 	r := New(Options{ConstLabels: map[string]string{"namespace": "emojivoto", "pod": "web-1"}})
-	tgt := Target{Direction: "outbound", Authority: "web.emojivoto.svc.cluster.local:80", Addr: "198.18.0.5:8080", TLS: "disabled"}
+	tgt := Target{Direction: "outbound", Authority: "web.emojivoto.svc.cluster.local:80", Addr: "198.18.0.5:8080", TLS: "disabled",
+		Dst: DstOf(map[string]string{"dst_namespace": "emojivoto", "dst_deployment": "web", "dst_pod": "web-5d8f", "not_a_dst_label": "x"})}
 	s := r.HTTP(tgt)
 	s.Request()
 	s.Response(200, "", true, 7*time.Millisecond)
@@ -22,7 +23,7 @@ func TestNamesLabelsAndBuckets(t *testing.T) {
 	want := `
 # HELP request_total Total count of HTTP requests.
 # TYPE request_total counter
-request_total{authority="web.emojivoto.svc.cluster.local:80",client_id="",direction="outbound",namespace="emojivoto",no_tls_reason="",pod="web-1",server_id="",target_addr="198.18.0.5:8080",tls="disabled"} 1
+request_total{authority="web.emojivoto.svc.cluster.local:80",client_id="",direction="outbound",dst_cronjob="",dst_daemonset="",dst_deployment="web",dst_job="",dst_namespace="emojivoto",dst_pod="web-5d8f",dst_pod_template_hash="",dst_replicaset="",dst_replicationcontroller="",dst_service="",dst_serviceaccount="",dst_statefulset="",dst_zone="",namespace="emojivoto",no_tls_reason="",pod="web-1",server_id="",target_addr="198.18.0.5:8080",tls="disabled"} 1
 `
 	if err := testutil.GatherAndCompare(r.Gatherer(), strings.NewReader(want), "request_total"); err != nil {
 		t.Error(err)

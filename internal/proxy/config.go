@@ -55,6 +55,12 @@ type Config struct {
 	// DestinationAddr is the destination service (host:port); empty: no
 	// control plane, targets resolve to themselves or to Destinations.
 	DestinationAddr string
+	// DestinationContext describes this pod to the destination service
+	// (JSON: ns, nodeName, pod), for topology preferences.
+	DestinationContext string
+	// DiscoveryIdleTimeout stops discovery of a destination not used for
+	// this long.
+	DiscoveryIdleTimeout time.Duration
 
 	// Identity configures mTLS; a zero value (no local name) disables it.
 	Identity IdentityConfig
@@ -111,6 +117,7 @@ func DefaultConfig() Config {
 		RetryBudgetRatio:       0.2,
 		RetryBudgetMinPerSec:   10,
 		MetricsIdleTimeout:     10 * time.Minute,
+		DiscoveryIdleTimeout:   time.Minute,
 		LogLevel:               "info",
 	}
 }
@@ -132,6 +139,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(compat.EnvInboundForward, &c.InboundForward)
 	str(compat.EnvLog, &c.LogLevel)
 	str(compat.EnvDestinationSvcAddr, &c.DestinationAddr)
+	str(compat.EnvDestinationContext, &c.DestinationContext)
 	str(compat.EnvIdentityLocalName, &c.Identity.LocalName)
 	str(compat.EnvIdentitySvcAddr, &c.Identity.SvcAddr)
 	str(compat.EnvIdentitySvcName, &c.Identity.SvcName)
@@ -159,6 +167,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	dur(compat.EnvResponseTimeout, &c.ResponseTimeout)
 	dur(compat.EnvShutdownGrace, &c.ShutdownGrace)
 	dur(compat.EnvMetricsIdle, &c.MetricsIdleTimeout)
+	dur(compat.EnvDiscoveryIdleTimeout, &c.DiscoveryIdleTimeout)
 
 	boolean := func(name string, dst *bool) {
 		if v, ok := lookup(name); ok && v != "" {

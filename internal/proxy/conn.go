@@ -3,7 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
-	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/origdst"
+	"github.com/weftmesh/weft/internal/tunnel"
 )
 
 // connInfo is what the proxy knows about an accepted connection.
@@ -30,6 +31,9 @@ type connInfo struct {
 	noTLS    string // no_tls_reason label
 	clientID string // verified identity of an mTLS client
 	sni      string // SNI of TLS originated by the application
+	// opaque: the connection skipped detection (an opaque port), so toward
+	// a meshed endpoint it rides the opaque transport (internal/tunnel).
+	opaque bool
 }
 
 // handle routes one accepted connection.
@@ -39,7 +43,8 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 		c.Close()
 		return
 	}
-	if p.cfg.OpaquePorts[info.port] {
+	if info.dst != "" && p.skipDetection(info) {
+		info.opaque = true
 		p.serveTCP(c, info)
 		return
 	}
@@ -53,7 +58,27 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 		p.serveMeshTLS(dc, info)
 		return
 	}
+	if info.direction == compat.Inbound && info.dst == "" {
+		p.log.Warn("inbound connection has no original destination (not redirected by iptables), no forward address, and is not the opaque transport; closing",
+			"peer", c.RemoteAddr().String())
+		dc.Close()
+		return
+	}
 	p.route(dc, res, info)
+}
+
+// skipDetection reports whether a connection is opaque: its port is
+// configured opaque, or (outbound) discovery says its destination is, by
+// the profile's opaque_protocol or the endpoints' OPAQUE hint.
+func (p *Proxy) skipDetection(info *connInfo) bool {
+	if p.cfg.OpaquePorts[info.port] {
+		return true
+	}
+	if info.direction != compat.Outbound || info.dst == "" {
+		return false
+	}
+	d, err := p.resolver.Resolve(info.dst)
+	return err == nil && d.Opaque()
 }
 
 // route sends a detected connection to the HTTP server or the TCP forwarder.
@@ -107,6 +132,9 @@ func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 		info.port = orig.Port()
 	case k.direction == compat.Outbound && p.cfg.IngressMode:
 		info.port = orig.Port()
+	case k.direction == compat.Inbound:
+		// Dialed directly: only the opaque transport, whose header names
+		// the port, can say where it goes (checked after detection).
 	default:
 		p.log.Warn("connection has no original destination (not redirected by iptables) and the listener has no explicit destination; closing",
 			"direction", k.direction, "listener", k.self.String(), "peer", c.RemoteAddr().String())
@@ -121,9 +149,12 @@ func (info *connInfo) target(addr string) metrics.Target {
 }
 
 // serveMeshTLS terminates mTLS from another Weft proxy, then routes the
-// decrypted stream like any other connection.
+// decrypted stream: an opaque transport connection to the port its header
+// names, anything else like any other connection.
 func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
-	tc := tls.Server(dc, p.id.ServerConfig())
+	cfg := p.id.ServerConfig()
+	cfg.NextProtos = append([]string{tunnel.ALPN}, cfg.NextProtos...)
+	tc := tls.Server(dc, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
@@ -134,12 +165,48 @@ func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
 	}
 	info.tls, info.noTLS = compat.TLSTrue, ""
 	info.clientID = certify.PeerIdentity(tc.ConnectionState())
+	if tc.ConnectionState().NegotiatedProtocol == tunnel.ALPN {
+		p.serveTunnel(tc, info)
+		return
+	}
+	if info.dst == "" {
+		p.log.Warn("mTLS connection dialed directly (no original destination) without the opaque transport; closing", "client_id", info.clientID)
+		tc.Close()
+		return
+	}
 	res, inner, err := detect.Detect(tc, p.cfg.DetectTimeout)
 	if err != nil {
 		tc.Close()
 		return
 	}
 	p.route(inner, res, info)
+}
+
+// serveTunnel reads an opaque transport header and forwards the rest of
+// the stream, undetected, to the application port it names.
+func (p *Proxy) serveTunnel(tc *tls.Conn, info *connInfo) {
+	tc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	h, err := tunnel.Read(tc)
+	tc.SetReadDeadline(time.Time{})
+	switch {
+	case err != nil:
+		p.log.Info("opaque transport: bad header; closing", "peer", tc.RemoteAddr().String(), "client_id", info.clientID, "err", err)
+		tc.Close()
+		return
+	case p.ownPorts[h.Port]:
+		p.log.Warn("opaque transport: refusing a connection to the proxy's own port", "port", h.Port, "client_id", info.clientID)
+		tc.Close()
+		return
+	}
+	info.port, info.opaque = h.Port, true
+	info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(h.Port)))
+	if p.cfg.InboundForward != "" {
+		info.dst = p.cfg.InboundForward
+	}
+	if p.log.Enabled(context.Background(), slog.LevelDebug) {
+		p.log.Debug("opaque transport", "client_id", info.clientID, "port", h.Port, "name", h.Name, "to", info.dst)
+	}
+	p.serveTCP(tc, info)
 }
 
 // handshakeTimeout bounds a TLS handshake.
@@ -223,12 +290,6 @@ type connKey struct{}
 func connInfoFrom(ctx context.Context) *connInfo {
 	info, _ := ctx.Value(connKey{}).(*connInfo)
 	return info
-}
-
-func (s *httpServer) serve() {
-	if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		s.srv.ErrorLog.Printf("HTTP server stopped: %v", err)
-	}
 }
 
 func (p *Proxy) serveHTTPConn(c *detect.Conn, info *connInfo) {

@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
+	"github.com/weftmesh/weft/internal/target"
 )
 
 // maxAttempts bounds retries of one request (first try included).
@@ -113,7 +114,7 @@ func ingressAuthority(r *http.Request) string {
 // retryable (a ServiceProfile's isRetryable), within the retry budget; the
 // route's timeout bounds the whole request, retries included.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, dst string) {
-	pool, err := p.resolver.Resolve(dst)
+	d, err := p.resolver.Resolve(dst)
 	if err != nil {
 		proxyError(w, http.StatusServiceUnavailable, fmt.Sprintf("resolving %s: %v", dst, err))
 		return
@@ -132,10 +133,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	}
 	bodiless := r.Body == nil || r.Body == http.NoBody
 	retryable := !upgrade && retry.Idempotent(r.Method) && bodiless
-	var route Route
+	var route target.Route
 	routed := false
-	if rr, ok := p.resolver.(RouteResolver); ok && info.direction == compat.Outbound {
-		route, routed = rr.Route(dst, r.Method, r.URL.Path)
+	if info.direction == compat.Outbound {
+		route, routed = d.Profile.Route(r.Method, r.URL.Path)
 	}
 	retryFailures := routed && route.Retryable && !upgrade && bodiless
 	p.budget.Deposit()
@@ -150,14 +151,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 		defer cancel()
 	}
 	for attempt := 1; ; attempt++ {
-		ep, err := pool.Pick()
+		ep, err := d.Pool.Pick()
 		if err != nil {
 			proxyError(w, http.StatusServiceUnavailable, fmt.Sprintf("%s has no endpoints", dst))
 			return
 		}
-		target := p.upstreamTarget(info, ep)
-		target.Authority = r.Host
-		series := p.metrics.HTTP(target)
+		mt := p.upstreamTarget(info, ep, p.peerID(info, ep))
+		mt.Authority = r.Host
+		series := p.metrics.HTTP(mt)
 		series.Request()
 		start := time.Now()
 		done := ep.Begin()
@@ -176,7 +177,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			return
 		}
 		done(true)
-		if retryFailures && attempt < maxAttempts && route.failed(resp.StatusCode) && ctx.Err() == nil && p.budget.Withdraw() {
+		if retryFailures && attempt < maxAttempts && route.Failed(resp.StatusCode) && ctx.Err() == nil && p.budget.Withdraw() {
 			// The failed attempt counts as a response of its endpoint; the
 			// client sees only the last one.
 			series.Response(resp.StatusCode, resp.Header.Get("Grpc-Status"), false, time.Since(start))
@@ -191,12 +192,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	}
 }
 
-// failed classifies a response status for retries.
-func (rt Route) failed(status int) bool {
-	if rt.Failure != nil {
-		return rt.Failure(status)
+// peerID is the identity that secures an HTTP request to ep: outbound to
+// a meshed endpoint the transport dials mTLS (withPeer).
+func (p *Proxy) peerID(info *connInfo, ep *balance.Endpoint) string {
+	if info.direction == compat.Outbound && p.id != nil {
+		return ep.Peer.Identity
 	}
-	return status >= 500
+	return ""
 }
 
 func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {
@@ -210,7 +212,7 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	rt := p.h1
 	switch {
 	case upgrade || downgrade:
-	case info.direction == compat.Outbound && ep.Meta[metaProxy] == "true":
+	case info.direction == compat.Outbound && ep.Peer.Meshed:
 		rt = p.h2
 		if r.ProtoMajor == 1 {
 			// Ride the multiplexed proxy-to-proxy HTTP/2 connection; the

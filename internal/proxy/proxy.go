@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
+	"github.com/weftmesh/weft/internal/target"
 )
 
 // Proxy is one running sidecar proxy.
@@ -29,7 +31,7 @@ type Proxy struct {
 	log      *slog.Logger
 	level    *slog.LevelVar
 	metrics  *metrics.Registry
-	resolver Resolver
+	resolver target.Resolver
 	budget   *retry.Budget
 	id       *certify.Manager // nil: identity disabled, no mTLS
 	ready    atomic.Bool
@@ -40,8 +42,10 @@ type Proxy struct {
 	inbound  *httpServer
 
 	listeners []net.Listener
+	ownPorts  map[uint16]bool // every bound port: never a forwarding target
 	adminSrv  *http.Server
 	ctrlSrv   *http.Server
+	failed    chan error // a server that stopped serving on its own
 
 	mu       sync.Mutex
 	opaque   map[net.Conn]struct{} // live opaque connections, force-closed after the grace period
@@ -59,7 +63,7 @@ type Options struct {
 	Metrics *metrics.Registry
 	// Discovery, when set, resolves targets not named by Destinations (the
 	// destination service's client).
-	Discovery Resolver
+	Discovery target.Resolver
 	// Identity, when set, provides the certificate for mTLS; the proxy is
 	// not ready until it holds one.
 	Identity *certify.Manager
@@ -89,6 +93,8 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		budget:   retry.NewBudget(cfg.RetryBudgetRatio, cfg.RetryBudgetMinPerSec),
 		id:       o.Identity,
 		opaque:   map[net.Conn]struct{}{},
+		ownPorts: map[uint16]bool{},
+		failed:   make(chan error, 1),
 		stop:     make(chan struct{}),
 	}
 	if p.id != nil {
@@ -140,29 +146,42 @@ func (p *Proxy) Start() error {
 	for _, a := range ins[1:] {
 		binds = append(binds, bind{a, listenerKind{direction: compat.Inbound}})
 	}
-	listen := func(addr, what string) (net.Listener, error) {
-		var lc net.ListenConfig
-		l, err := lc.Listen(context.Background(), "tcp", addr)
+	listen := func(addr, what string, optional bool) (net.Listener, error) {
+		l, err := listenOn(addr)
+		if err != nil && optional && ipv6Unavailable(addr, err) {
+			// Injected pods list [::] beside 0.0.0.0 for dual-stack
+			// clusters; a pod without IPv6 simply has no such traffic.
+			p.log.Info("IPv6 is not available in this network namespace; not listening on "+addr, "listener", what, "err", err)
+			return nil, nil
+		}
 		if err != nil {
 			p.closeListeners()
 			return nil, fmt.Errorf("binding %s listener on %s: %w", what, addr, err)
 		}
 		p.listeners = append(p.listeners, l)
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			p.ownPorts[ap.Port()] = true
+		}
 		return l, nil
 	}
-	adminL, err := listen(p.cfg.AdminAddr, "admin")
+	adminL, err := listen(p.cfg.AdminAddr, "admin", false)
 	if err != nil {
 		return err
 	}
-	ctrlL, err := listen(p.cfg.ControlAddr, "control")
+	ctrlL, err := listen(p.cfg.ControlAddr, "control", false)
 	if err != nil {
 		return err
 	}
 	accepts := make([]func(), 0, len(binds))
-	for _, b := range binds {
-		l, err := listen(b.addr, b.kind.direction)
+	for i, b := range binds {
+		// The first outbound and inbound addresses must bind; extra IPv6
+		// ones may be absent when the pod has no IPv6.
+		l, err := listen(b.addr, b.kind.direction, i >= 2 && b.kind.binding == "")
 		if err != nil {
 			return err
+		}
+		if l == nil {
+			continue
 		}
 		k := b.kind
 		k.self = l.Addr()
@@ -180,11 +199,11 @@ func (p *Proxy) Start() error {
 	p.ctrlSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tap is not enabled on this proxy", http.StatusNotFound)
 	}), ReadHeaderTimeout: 10 * time.Second}
-	go p.adminSrv.Serve(adminL)
-	go p.ctrlSrv.Serve(ctrlL)
-	go p.outbound.serve()
-	go p.inbound.serve()
-	go p.metrics.RunExpiry(p.stop, time.Minute)
+	p.serve("admin", func() error { return p.adminSrv.Serve(adminL) })
+	p.serve("control", func() error { return p.ctrlSrv.Serve(ctrlL) })
+	p.serve("outbound HTTP", func() error { return p.outbound.srv.Serve(p.outbound.ln) })
+	p.serve("inbound HTTP", func() error { return p.inbound.srv.Serve(p.inbound.ln) })
+	go p.metrics.RunExpiry(p.stop, min(time.Minute, max(p.cfg.MetricsIdleTimeout/2, time.Second)))
 	for _, a := range accepts {
 		p.accepts.Add(1)
 		go func() {
@@ -221,7 +240,32 @@ func (p *Proxy) Addrs() []net.Addr {
 	return out
 }
 
-// Stop asks a running proxy to shut down; Wait performs the drain.
+// serve runs one of the proxy's servers; if it stops while the proxy is
+// not shutting down, the error is reported on Failed and the proxy stops.
+func (p *Proxy) serve(name string, run func() error) {
+	go func() {
+		err := run()
+		if p.closing.Load() || errors.Is(err, http.ErrServerClosed) {
+			return
+		}
+		if err == nil {
+			err = errors.New("stopped serving")
+		}
+		err = fmt.Errorf("%s server: %w", name, err)
+		p.log.Error("a server stopped; shutting the proxy down", "err", err)
+		select {
+		case p.failed <- err:
+		default:
+		}
+		p.Stop()
+	}()
+}
+
+// Failed delivers the error of a server that stopped serving on its own
+// (the proxy is then stopping: the process should exit non-zero).
+func (p *Proxy) Failed() <-chan error { return p.failed }
+
+// Stop asks a running proxy to shut down; Shutdown performs the drain.
 func (p *Proxy) Stop() { p.stopOnce.Do(func() { close(p.stop) }) }
 
 // Done is closed when Stop has been called.

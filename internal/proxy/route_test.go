@@ -3,29 +3,35 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/target"
 )
 
 // routedResolver is an in-process stand-in for the destination service's
-// client: one target, one endpoint, and routes.
+// client: one target, one endpoint, and a profile with routes.
 type routedResolver struct {
-	target string
-	pool   *balance.Pool
-	routes map[string]Route // "METHOD path" → route
+	target  string
+	pool    *balance.Pool
+	profile *target.Profile
 }
 
-func (r *routedResolver) Resolve(dst string) (*balance.Pool, error) { return r.pool, nil }
-func (r *routedResolver) Route(dst, method, path string) (Route, bool) {
+func (r *routedResolver) Resolve(dst string) (target.Destination, error) {
 	if dst != r.target {
-		return Route{}, false
+		return target.Destination{Pool: r.pool}, nil
 	}
-	rt, ok := r.routes[method+" "+path]
-	return rt, ok
+	return target.Destination{Pool: r.pool, Profile: r.profile}, nil
+}
+
+// exact is a route matching one method and path.
+func exact(method, path string, rt target.Route) target.Route {
+	rt.Name, rt.Method, rt.Path = method+" "+path, method, regexp.MustCompile("^"+regexp.QuoteMeta(path)+"$")
+	return rt
 }
 
 // TestRetryableRouteRetriesFailedResponses: a route marked retryable has
@@ -44,12 +50,12 @@ func TestRetryableRouteRetriesFailedResponses(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	pool := balance.NewPool(balance.NewP2CPeakEWMA())
-	pool.Update([]*balance.Endpoint{balance.NewEndpoint(backend, 1, nil)})
-	res := &routedResolver{target: "flaky.test:80", pool: pool, routes: map[string]Route{
-		"GET /vote":  {Name: "GET /vote", Retryable: true},
-		"GET /other": {Name: "GET /other"},
-		"GET /slow":  {Name: "GET /slow", Timeout: 200 * time.Millisecond},
-	}}
+	pool.Update([]*balance.Endpoint{balance.NewEndpoint(backend, 1, balance.Peer{})})
+	res := &routedResolver{target: "flaky.test:80", pool: pool, profile: &target.Profile{Routes: []target.Route{
+		exact("GET", "/vote", target.Route{Retryable: true}),
+		exact("GET", "/other", target.Route{}),
+		exact("GET", "/slow", target.Route{Timeout: 200 * time.Millisecond}),
+	}}}
 	// The address only satisfies validation: Options.Discovery answers.
 	tp := startProxyWith(t, Options{Discovery: res}, func(c *Config) { c.DestinationAddr = "127.0.0.1:1" }, "flaky.test:80")
 	client := &http.Client{Timeout: 5 * time.Second}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
 	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/tunnel"
 )
 
 // serveTCP forwards an opaque connection to one endpoint of its destination,
@@ -30,16 +32,16 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 	target := info.target(info.dst)
 	src.Open()
 
-	pool, err := p.resolver.Resolve(info.dst)
+	d, err := p.resolver.Resolve(info.dst)
 	var up net.Conn
-	var done func(bool)
 	if err == nil {
-		ep, perr := pool.Pick()
+		ep, perr := d.Pool.Pick()
 		if err = perr; err == nil {
-			done = ep.Begin()
-			target = p.upstreamTarget(info, ep)
-			up, err = p.dial(withPeer(context.Background(), ep), info.direction, ep.Addr)
+			done := ep.Begin()
+			var serverID string
+			up, serverID, err = p.connect(info, ep)
 			done(err == nil)
+			target = p.upstreamTarget(info, ep, serverID)
 		}
 	}
 	if err != nil {
@@ -53,7 +55,7 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 	dst := p.metrics.TCP(target, "dst")
 	dst.Open()
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
-		p.log.Debug("forwarding opaque TCP", "direction", info.direction, "dst", info.dst, "endpoint", target.Addr, "sni", info.sni)
+		p.log.Debug("forwarding opaque TCP", "direction", info.direction, "dst", info.dst, "endpoint", target.Addr, "tls", target.TLS, "sni", info.sni)
 	}
 
 	toUp := make(chan copyResult, 1)
@@ -65,9 +67,63 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 		up.Close()
 	}
 	fwd := <-toUp
-	d := time.Since(start)
-	src.Close(d, fwd.n, back.n, errnoOf(firstErr(fwd.err, back.err)))
-	dst.Close(d, back.n, fwd.n, errnoOf(firstErr(back.err, fwd.err)))
+	dur := time.Since(start)
+	src.Close(dur, fwd.n, back.n, errnoOf(firstErr(fwd.err, back.err)))
+	dst.Close(dur, back.n, fwd.n, errnoOf(firstErr(back.err, fwd.err)))
+}
+
+// connect opens the upstream side of a TCP connection to ep and says which
+// identity secured it ("" for plaintext). Outbound to a meshed endpoint it
+// is mTLS: an opaque connection rides the opaque transport to the peer
+// proxy's inbound port when discovery offers it (plaintext otherwise: the
+// peer's proxy would not detect TLS on an opaque port), anything else goes
+// to the endpoint's own port, where the peer's proxy detects mTLS.
+func (p *Proxy) connect(info *connInfo, ep *balance.Endpoint) (net.Conn, string, error) {
+	ctx := context.Background()
+	id := ep.Peer.Identity
+	if info.direction == compat.Inbound || p.id == nil || id == "" {
+		c, err := p.dial(ctx, info.direction, ep.Addr)
+		return c, "", err
+	}
+	if !info.opaque {
+		c, err := p.dial(withPeer(ctx, ep), info.direction, ep.Addr)
+		return c, id, err
+	}
+	if ep.Peer.OpaquePort == 0 {
+		c, err := p.dial(ctx, info.direction, ep.Addr)
+		return c, "", err
+	}
+	c, err := p.dialTunnel(ctx, info, ep)
+	return c, id, err
+}
+
+// dialTunnel opens the opaque transport to ep's proxy: mTLS to its inbound
+// port offering tunnel.ALPN, then the header naming ep's port.
+func (p *Proxy) dialTunnel(ctx context.Context, info *connInfo, ep *balance.Endpoint) (net.Conn, error) {
+	host, port, err := net.SplitHostPort(ep.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint %q: %w", ep.Addr, err)
+	}
+	h := tunnel.Header{Port: portOf(port), Name: info.dst}
+	if h.Port == ep.Peer.OpaquePort {
+		// Explicit mode: the endpoint is the peer proxy's inbound listener
+		// itself, so the port the client dialed names the application's.
+		h.Port = info.port
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(int(ep.Peer.OpaquePort)))
+	tc, err := p.dialTLS(ctx, info.direction, addr, ep.Peer.Identity, tunnel.ALPN)
+	if err != nil {
+		return nil, err
+	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != tunnel.ALPN {
+		tc.Close()
+		return nil, fmt.Errorf("opaque transport to %s: the peer proxy did not accept %s (ALPN %q)", addr, tunnel.ALPN, got)
+	}
+	if err := tunnel.Write(tc, h); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 type copyResult struct {
@@ -151,20 +207,22 @@ func errnoOf(err error) string {
 // context names the peer's identity (a meshed endpoint) the connection is
 // mTLS, and the peer must prove that identity.
 func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, error) {
-	timeout := p.cfg.OutboundConnectTimeout
-	if direction == compat.Inbound {
-		timeout = p.cfg.InboundConnectTimeout
+	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" && p.id != nil {
+		return p.dialTLS(ctx, direction, addr, id)
 	}
-	d := net.Dialer{Timeout: timeout}
+	d := net.Dialer{Timeout: p.connectTimeout(direction)}
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// dialTLS connects to addr and completes mTLS with a peer that must prove
+// identity id.
+func (p *Proxy) dialTLS(ctx context.Context, direction, addr, id string, alpn ...string) (*tls.Conn, error) {
+	d := net.Dialer{Timeout: p.connectTimeout(direction)}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	id, _ := ctx.Value(peerIDKey{}).(string)
-	if id == "" || p.id == nil {
-		return c, nil
-	}
-	tc := tls.Client(c, p.id.ClientConfig(id))
+	tc := tls.Client(c, p.id.ClientConfig(id, alpn...))
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -174,29 +232,38 @@ func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, err
 	return tc, nil
 }
 
+func (p *Proxy) connectTimeout(direction string) time.Duration {
+	if direction == compat.Inbound {
+		return p.cfg.InboundConnectTimeout
+	}
+	return p.cfg.OutboundConnectTimeout
+}
+
 type peerIDKey struct{}
 
 // withPeer records in ctx the identity ep must present, if it is meshed.
 func withPeer(ctx context.Context, ep *balance.Endpoint) context.Context {
-	if id := ep.Meta[metaIdentity]; id != "" {
+	if id := ep.Peer.Identity; id != "" {
 		return context.WithValue(ctx, peerIDKey{}, id)
 	}
 	return ctx
 }
 
-// upstreamTarget is the metrics target of traffic to ep. Inbound traffic
-// keeps the accepted side's TLS labels.
-func (p *Proxy) upstreamTarget(info *connInfo, ep *balance.Endpoint) metrics.Target {
+// upstreamTarget is the metrics target of traffic to ep, secured by
+// serverID ("" for plaintext). Inbound traffic keeps the accepted side's
+// TLS labels; outbound traffic carries discovery's dst_* labels.
+func (p *Proxy) upstreamTarget(info *connInfo, ep *balance.Endpoint, serverID string) metrics.Target {
 	t := info.target(ep.Addr)
 	if info.direction == compat.Inbound {
 		return t
 	}
 	t.ClientID = ""
-	switch id := ep.Meta[metaIdentity]; {
+	t.Dst = metrics.DstOf(ep.Peer.Labels)
+	switch {
 	case p.id == nil:
 		t.TLS, t.NoTLS = compat.TLSDisabled, ""
-	case id != "":
-		t.TLS, t.NoTLS, t.ServerID = compat.TLSTrue, "", id
+	case serverID != "":
+		t.TLS, t.NoTLS, t.ServerID = compat.TLSTrue, "", serverID
 	default:
 		t.TLS, t.NoTLS = compat.TLSNoIdentity, compat.NoTLSNotProvidedByDiscovery
 	}

@@ -83,8 +83,9 @@ type WatchRequest struct {
 	// target is a service authority "name.ns.svc.<cluster-domain>:port" or
 	// an "IP:port".
 	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
-	// context_token describes the caller (JSON: namespace, node, pod) so the
-	// server can apply zone and topology preferences.
+	// context_token describes the caller so the server can apply topology
+	// preferences: Linkerd's LINKERD2_PROXY_DESTINATION_CONTEXT JSON,
+	// {"ns": ..., "nodeName": ..., "pod": ...}.
 	ContextToken  string `protobuf:"bytes,2,opt,name=context_token,json=contextToken,proto3" json:"context_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -397,7 +398,10 @@ type Endpoint struct {
 	Terminating bool `protobuf:"varint,7,opt,name=terminating,proto3" json:"terminating,omitempty"`
 	// for_zones are the EndpointSlice's topology hints: the zones whose
 	// clients should prefer this endpoint (empty: no hints).
-	ForZones      []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
+	ForZones []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
+	// meshed is true when the endpoint runs a Weft proxy, whatever the
+	// protocol of its port: with tls_identity set, traffic to it is mTLS.
+	Meshed        bool `protobuf:"varint,9,opt,name=meshed,proto3" json:"meshed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -488,6 +492,13 @@ func (x *Endpoint) GetForZones() []string {
 	return nil
 }
 
+func (x *Endpoint) GetMeshed() bool {
+	if x != nil {
+		return x.Meshed
+	}
+	return false
+}
+
 type TLSIdentity struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// dns_name is the proxy's identity, e.g.
@@ -544,10 +555,16 @@ func (x *TLSIdentity) GetUri() string {
 }
 
 type ProtocolHint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Protocol      ProtocolHint_Protocol  `protobuf:"varint,1,opt,name=protocol,proto3,enum=weft.destination.v1.ProtocolHint_Protocol" json:"protocol,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Protocol ProtocolHint_Protocol  `protobuf:"varint,1,opt,name=protocol,proto3,enum=weft.destination.v1.ProtocolHint_Protocol" json:"protocol,omitempty"`
+	// opaque_transport is set when the endpoint's proxy accepts Weft's
+	// opaque transport: an opaque connection to this meshed endpoint goes
+	// over mTLS to the proxy's inbound_port, preceded by a header naming
+	// the target port (see internal/tunnel), instead of in plaintext to
+	// the port itself.
+	OpaqueTransport *OpaqueTransport `protobuf:"bytes,2,opt,name=opaque_transport,json=opaqueTransport,proto3" json:"opaque_transport,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProtocolHint) Reset() {
@@ -587,6 +604,58 @@ func (x *ProtocolHint) GetProtocol() ProtocolHint_Protocol {
 	return ProtocolHint_UNKNOWN
 }
 
+func (x *ProtocolHint) GetOpaqueTransport() *OpaqueTransport {
+	if x != nil {
+		return x.OpaqueTransport
+	}
+	return nil
+}
+
+type OpaqueTransport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// inbound_port is the endpoint proxy's inbound port (4143 by default).
+	InboundPort   uint32 `protobuf:"varint,1,opt,name=inbound_port,json=inboundPort,proto3" json:"inbound_port,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpaqueTransport) Reset() {
+	*x = OpaqueTransport{}
+	mi := &file_destination_v1_destination_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpaqueTransport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpaqueTransport) ProtoMessage() {}
+
+func (x *OpaqueTransport) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_v1_destination_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpaqueTransport.ProtoReflect.Descriptor instead.
+func (*OpaqueTransport) Descriptor() ([]byte, []int) {
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OpaqueTransport) GetInboundPort() uint32 {
+	if x != nil {
+		return x.InboundPort
+	}
+	return 0
+}
+
 type Profile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// fully_qualified_name is the target's canonical name, when it is a
@@ -602,7 +671,7 @@ type Profile struct {
 
 func (x *Profile) Reset() {
 	*x = Profile{}
-	mi := &file_destination_v1_destination_proto_msgTypes[8]
+	mi := &file_destination_v1_destination_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -614,7 +683,7 @@ func (x *Profile) String() string {
 func (*Profile) ProtoMessage() {}
 
 func (x *Profile) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_v1_destination_proto_msgTypes[8]
+	mi := &file_destination_v1_destination_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -627,7 +696,7 @@ func (x *Profile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Profile.ProtoReflect.Descriptor instead.
 func (*Profile) Descriptor() ([]byte, []int) {
-	return file_destination_v1_destination_proto_rawDescGZIP(), []int{8}
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Profile) GetFullyQualifiedName() string {
@@ -673,7 +742,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_destination_v1_destination_proto_msgTypes[9]
+	mi := &file_destination_v1_destination_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +754,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_v1_destination_proto_msgTypes[9]
+	mi := &file_destination_v1_destination_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +767,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_destination_v1_destination_proto_rawDescGZIP(), []int{9}
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Route) GetName() string {
@@ -748,7 +817,7 @@ type RequestMatch struct {
 
 func (x *RequestMatch) Reset() {
 	*x = RequestMatch{}
-	mi := &file_destination_v1_destination_proto_msgTypes[10]
+	mi := &file_destination_v1_destination_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +829,7 @@ func (x *RequestMatch) String() string {
 func (*RequestMatch) ProtoMessage() {}
 
 func (x *RequestMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_v1_destination_proto_msgTypes[10]
+	mi := &file_destination_v1_destination_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +842,7 @@ func (x *RequestMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestMatch.ProtoReflect.Descriptor instead.
 func (*RequestMatch) Descriptor() ([]byte, []int) {
-	return file_destination_v1_destination_proto_rawDescGZIP(), []int{10}
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RequestMatch) GetMethod() string {
@@ -802,7 +871,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_v1_destination_proto_msgTypes[11]
+	mi := &file_destination_v1_destination_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +883,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_v1_destination_proto_msgTypes[11]
+	mi := &file_destination_v1_destination_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +896,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_v1_destination_proto_rawDescGZIP(), []int{11}
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ResponseClass) GetStatusMin() uint32 {
@@ -862,7 +931,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_v1_destination_proto_msgTypes[12]
+	mi := &file_destination_v1_destination_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +943,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_v1_destination_proto_msgTypes[12]
+	mi := &file_destination_v1_destination_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +956,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_v1_destination_proto_rawDescGZIP(), []int{12}
+	return file_destination_v1_destination_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -933,7 +1002,7 @@ const file_destination_v1_destination_proto_rawDesc = "" +
 	"\tRemoveSet\x12\x14\n" +
 	"\x05addrs\x18\x01 \x03(\tR\x05addrs\"%\n" +
 	"\vNoEndpoints\x12\x16\n" +
-	"\x06exists\x18\x01 \x01(\bR\x06exists\"\xad\x03\n" +
+	"\x06exists\x18\x01 \x01(\bR\x06exists\"\xc5\x03\n" +
 	"\bEndpoint\x12\x12\n" +
 	"\x04addr\x18\x01 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x12T\n" +
@@ -942,20 +1011,24 @@ const file_destination_v1_destination_proto_rawDesc = "" +
 	"\rprotocol_hint\x18\x05 \x01(\v2!.weft.destination.v1.ProtocolHintR\fprotocolHint\x12\x12\n" +
 	"\x04zone\x18\x06 \x01(\tR\x04zone\x12 \n" +
 	"\vterminating\x18\a \x01(\bR\vterminating\x12\x1b\n" +
-	"\tfor_zones\x18\b \x03(\tR\bforZones\x1a?\n" +
+	"\tfor_zones\x18\b \x03(\tR\bforZones\x12\x16\n" +
+	"\x06meshed\x18\t \x01(\bR\x06meshed\x1a?\n" +
 	"\x11MetricLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\":\n" +
 	"\vTLSIdentity\x12\x19\n" +
 	"\bdns_name\x18\x01 \x01(\tR\adnsName\x12\x10\n" +
-	"\x03uri\x18\x02 \x01(\tR\x03uri\"\x86\x01\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\"\xd7\x01\n" +
 	"\fProtocolHint\x12F\n" +
-	"\bprotocol\x18\x01 \x01(\x0e2*.weft.destination.v1.ProtocolHint.ProtocolR\bprotocol\".\n" +
+	"\bprotocol\x18\x01 \x01(\x0e2*.weft.destination.v1.ProtocolHint.ProtocolR\bprotocol\x12O\n" +
+	"\x10opaque_transport\x18\x02 \x01(\v2$.weft.destination.v1.OpaqueTransportR\x0fopaqueTransport\".\n" +
 	"\bProtocol\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\t\n" +
 	"\x05PROXY\x10\x01\x12\n" +
 	"\n" +
-	"\x06OPAQUE\x10\x02\"\xdd\x01\n" +
+	"\x06OPAQUE\x10\x02\"4\n" +
+	"\x0fOpaqueTransport\x12!\n" +
+	"\finbound_port\x18\x01 \x01(\rR\vinboundPort\"\xdd\x01\n" +
 	"\aProfile\x120\n" +
 	"\x14fully_qualified_name\x18\x01 \x01(\tR\x12fullyQualifiedName\x12'\n" +
 	"\x0fopaque_protocol\x18\x02 \x01(\bR\x0eopaqueProtocol\x122\n" +
@@ -1000,7 +1073,7 @@ func file_destination_v1_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_v1_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_destination_v1_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_destination_v1_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_destination_v1_destination_proto_goTypes = []any{
 	(ProtocolHint_Protocol)(0),  // 0: weft.destination.v1.ProtocolHint.Protocol
 	(*WatchRequest)(nil),        // 1: weft.destination.v1.WatchRequest
@@ -1011,40 +1084,42 @@ var file_destination_v1_destination_proto_goTypes = []any{
 	(*Endpoint)(nil),            // 6: weft.destination.v1.Endpoint
 	(*TLSIdentity)(nil),         // 7: weft.destination.v1.TLSIdentity
 	(*ProtocolHint)(nil),        // 8: weft.destination.v1.ProtocolHint
-	(*Profile)(nil),             // 9: weft.destination.v1.Profile
-	(*Route)(nil),               // 10: weft.destination.v1.Route
-	(*RequestMatch)(nil),        // 11: weft.destination.v1.RequestMatch
-	(*ResponseClass)(nil),       // 12: weft.destination.v1.ResponseClass
-	(*RetryBudget)(nil),         // 13: weft.destination.v1.RetryBudget
-	nil,                         // 14: weft.destination.v1.AddSet.MetricLabelsEntry
-	nil,                         // 15: weft.destination.v1.Endpoint.MetricLabelsEntry
-	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
+	(*OpaqueTransport)(nil),     // 9: weft.destination.v1.OpaqueTransport
+	(*Profile)(nil),             // 10: weft.destination.v1.Profile
+	(*Route)(nil),               // 11: weft.destination.v1.Route
+	(*RequestMatch)(nil),        // 12: weft.destination.v1.RequestMatch
+	(*ResponseClass)(nil),       // 13: weft.destination.v1.ResponseClass
+	(*RetryBudget)(nil),         // 14: weft.destination.v1.RetryBudget
+	nil,                         // 15: weft.destination.v1.AddSet.MetricLabelsEntry
+	nil,                         // 16: weft.destination.v1.Endpoint.MetricLabelsEntry
+	(*durationpb.Duration)(nil), // 17: google.protobuf.Duration
 }
 var file_destination_v1_destination_proto_depIdxs = []int32{
 	3,  // 0: weft.destination.v1.Update.add:type_name -> weft.destination.v1.AddSet
 	4,  // 1: weft.destination.v1.Update.remove:type_name -> weft.destination.v1.RemoveSet
 	5,  // 2: weft.destination.v1.Update.no_endpoints:type_name -> weft.destination.v1.NoEndpoints
 	6,  // 3: weft.destination.v1.AddSet.endpoints:type_name -> weft.destination.v1.Endpoint
-	14, // 4: weft.destination.v1.AddSet.metric_labels:type_name -> weft.destination.v1.AddSet.MetricLabelsEntry
-	15, // 5: weft.destination.v1.Endpoint.metric_labels:type_name -> weft.destination.v1.Endpoint.MetricLabelsEntry
+	15, // 4: weft.destination.v1.AddSet.metric_labels:type_name -> weft.destination.v1.AddSet.MetricLabelsEntry
+	16, // 5: weft.destination.v1.Endpoint.metric_labels:type_name -> weft.destination.v1.Endpoint.MetricLabelsEntry
 	7,  // 6: weft.destination.v1.Endpoint.tls_identity:type_name -> weft.destination.v1.TLSIdentity
 	8,  // 7: weft.destination.v1.Endpoint.protocol_hint:type_name -> weft.destination.v1.ProtocolHint
 	0,  // 8: weft.destination.v1.ProtocolHint.protocol:type_name -> weft.destination.v1.ProtocolHint.Protocol
-	10, // 9: weft.destination.v1.Profile.routes:type_name -> weft.destination.v1.Route
-	13, // 10: weft.destination.v1.Profile.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	11, // 11: weft.destination.v1.Route.condition:type_name -> weft.destination.v1.RequestMatch
-	16, // 12: weft.destination.v1.Route.timeout:type_name -> google.protobuf.Duration
-	12, // 13: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
-	16, // 14: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	1,  // 15: weft.destination.v1.Destination.Watch:input_type -> weft.destination.v1.WatchRequest
-	1,  // 16: weft.destination.v1.Destination.WatchProfile:input_type -> weft.destination.v1.WatchRequest
-	2,  // 17: weft.destination.v1.Destination.Watch:output_type -> weft.destination.v1.Update
-	9,  // 18: weft.destination.v1.Destination.WatchProfile:output_type -> weft.destination.v1.Profile
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 9: weft.destination.v1.ProtocolHint.opaque_transport:type_name -> weft.destination.v1.OpaqueTransport
+	11, // 10: weft.destination.v1.Profile.routes:type_name -> weft.destination.v1.Route
+	14, // 11: weft.destination.v1.Profile.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	12, // 12: weft.destination.v1.Route.condition:type_name -> weft.destination.v1.RequestMatch
+	17, // 13: weft.destination.v1.Route.timeout:type_name -> google.protobuf.Duration
+	13, // 14: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	17, // 15: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	1,  // 16: weft.destination.v1.Destination.Watch:input_type -> weft.destination.v1.WatchRequest
+	1,  // 17: weft.destination.v1.Destination.WatchProfile:input_type -> weft.destination.v1.WatchRequest
+	2,  // 18: weft.destination.v1.Destination.Watch:output_type -> weft.destination.v1.Update
+	10, // 19: weft.destination.v1.Destination.WatchProfile:output_type -> weft.destination.v1.Profile
+	18, // [18:20] is the sub-list for method output_type
+	16, // [16:18] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_destination_v1_destination_proto_init() }
@@ -1063,7 +1138,7 @@ func file_destination_v1_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_v1_destination_proto_rawDesc), len(file_destination_v1_destination_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
