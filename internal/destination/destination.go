@@ -23,19 +23,25 @@ const (
 
 // Endpoint is one address serving a target.
 type Endpoint struct {
-	Addr        string            `json:"addr"`               // IP:port
-	Weight      uint32            `json:"weight,omitempty"`   // default 10000
-	Identity    string            `json:"identity,omitempty"` // TLS identity of a meshed endpoint
-	Protocol    Protocol          `json:"protocol,omitempty"`
-	Zone        string            `json:"zone,omitempty"`
-	Terminating bool              `json:"terminating,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`    // dst_pod, dst_deployment, ...
-	ForZones    []string          `json:"for_zones,omitempty"` // topology hints
+	Addr     string   `json:"addr"`               // IP:port
+	Weight   uint32   `json:"weight,omitempty"`   // default 10000
+	Identity string   `json:"identity,omitempty"` // TLS identity of a meshed endpoint
+	Protocol Protocol `json:"protocol,omitempty"`
+	// Meshed: the endpoint runs a Weft proxy, whatever its port's protocol.
+	Meshed bool `json:"meshed,omitempty"`
+	// OpaqueTransportPort is the endpoint proxy's inbound port, set on
+	// meshed endpoints of opaque ports: clients reach them over mTLS there.
+	OpaqueTransportPort uint32            `json:"opaque_transport_port,omitempty"`
+	Zone                string            `json:"zone,omitempty"`
+	Terminating         bool              `json:"terminating,omitempty"`
+	Labels              map[string]string `json:"labels,omitempty"`    // dst_pod, dst_deployment, ...
+	ForZones            []string          `json:"for_zones,omitempty"` // topology hints
 }
 
 // Equal reports whether two endpoints would be sent identically.
 func (e Endpoint) Equal(o Endpoint) bool {
 	return e.Addr == o.Addr && e.Weight == o.Weight && e.Identity == o.Identity && e.Protocol == o.Protocol &&
+		e.Meshed == o.Meshed && e.OpaqueTransportPort == o.OpaqueTransportPort &&
 		e.Zone == o.Zone && e.Terminating == o.Terminating && maps.Equal(e.Labels, o.Labels) && slices.Equal(e.ForZones, o.ForZones)
 }
 

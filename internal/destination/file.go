@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // FileBackend serves targets from a registry file (YAML or JSON), for hosts
@@ -22,6 +24,10 @@ import (
 //	  opaque: false
 //	  endpoints:
 //	  - {addr: 127.0.0.1:9001, identity: web.shop.serviceaccount.identity.linkerd.cluster.local, meshed: true}
+//
+// A meshed endpoint of an opaque service is reached over mTLS at its
+// proxy's inbound port (inboundPort, default 4143) with Weft's opaque
+// transport.
 //
 // The file is re-read when it changes; an invalid file is logged and the
 // last good registry keeps serving.
@@ -59,10 +65,13 @@ type fileRoute struct {
 }
 
 type fileEndpoint struct {
-	Addr        string            `json:"addr"`
-	Weight      uint32            `json:"weight,omitempty"`
-	Identity    string            `json:"identity,omitempty"`
-	Meshed      bool              `json:"meshed,omitempty"`
+	Addr     string `json:"addr"`
+	Weight   uint32 `json:"weight,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	Meshed   bool   `json:"meshed,omitempty"`
+	// InboundPort is a meshed endpoint's proxy inbound port, where opaque
+	// connections arrive over mTLS (default 4143).
+	InboundPort uint32            `json:"inboundPort,omitempty"`
 	Zone        string            `json:"zone,omitempty"`
 	Terminating bool              `json:"terminating,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
@@ -187,8 +196,15 @@ func (b *FileBackend) snapshot(target string) Snapshot {
 		case e.Meshed:
 			p = ProtocolProxy
 		}
-		snap.Endpoints = append(snap.Endpoints, Endpoint{Addr: e.Addr, Weight: e.Weight, Identity: e.Identity,
-			Protocol: p, Zone: e.Zone, Terminating: e.Terminating, Labels: e.Labels})
+		ep := Endpoint{Addr: e.Addr, Weight: e.Weight, Identity: e.Identity, Meshed: e.Meshed,
+			Protocol: p, Zone: e.Zone, Terminating: e.Terminating, Labels: e.Labels}
+		if e.Meshed && svc.Opaque {
+			ep.OpaqueTransportPort = e.InboundPort
+			if ep.OpaqueTransportPort == 0 {
+				ep.OpaqueTransportPort = compat.InboundPort
+			}
+		}
+		snap.Endpoints = append(snap.Endpoints, ep)
 	}
 	return snap
 }

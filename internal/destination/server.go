@@ -190,7 +190,10 @@ func toWire(e Endpoint) *destinationv1.Endpoint {
 		w = 10000
 	}
 	out := &destinationv1.Endpoint{Addr: e.Addr, Weight: w, MetricLabels: e.Labels, Zone: e.Zone, Terminating: e.Terminating, ForZones: e.ForZones,
-		ProtocolHint: &destinationv1.ProtocolHint{Protocol: destinationv1.ProtocolHint_Protocol(e.Protocol)}}
+		Meshed: e.Meshed, ProtocolHint: &destinationv1.ProtocolHint{Protocol: destinationv1.ProtocolHint_Protocol(e.Protocol)}}
+	if e.OpaqueTransportPort > 0 {
+		out.ProtocolHint.OpaqueTransport = &destinationv1.OpaqueTransport{InboundPort: e.OpaqueTransportPort}
+	}
 	if e.Identity != "" {
 		out.TlsIdentity = &destinationv1.TLSIdentity{DnsName: e.Identity}
 	}

@@ -241,7 +241,9 @@ func TestIPv6ListenerIsV6Only(t *testing.T) {
 		t.Fatal(err)
 	}
 	var v6only int
-	raw.Control(func(fd uintptr) { v6only, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY) })
+	raw.Control(func(fd uintptr) {
+		v6only, err = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_IPV6, syscall.IPV6_V6ONLY)
+	})
 	if err != nil || v6only != 1 {
 		t.Errorf("IPV6_V6ONLY = %d (%v), want 1", v6only, err)
 	}

@@ -123,13 +123,51 @@ type listenerKind struct {
 	self      net.Addr
 }
 
+// bind is one address to listen on.
+type bind struct {
+	addr string
+	kind listenerKind
+}
+
+// bindAll binds every address, returning the listeners in the same order
+// (nil for an optional IPv6 address the namespace cannot have: the extra
+// data addresses, listed after admin, control and the first outbound and
+// inbound ones). On failure everything bound so far is closed.
+func (p *Proxy) bindAll(all []bind) ([]net.Listener, error) {
+	ls := make([]net.Listener, len(all))
+	for i, b := range all {
+		l, err := listenOn(b.addr)
+		if err != nil && i >= 4 && b.kind.binding == "" && ipv6Unavailable(b.addr, err) {
+			// Injected pods list [::] beside 0.0.0.0 for dual-stack
+			// clusters; a pod without IPv6 simply has no such traffic.
+			p.log.Info("IPv6 is not available in this network namespace; not listening on "+b.addr, "listener", b.kind.direction, "err", err)
+			continue
+		}
+		if err != nil {
+			for _, l := range ls {
+				if l != nil {
+					l.Close()
+				}
+			}
+			return nil, fmt.Errorf("binding %s listener on %s: %w", b.kind.direction, b.addr, err)
+		}
+		ls[i] = l
+	}
+	for _, l := range ls {
+		if l == nil {
+			continue
+		}
+		p.listeners = append(p.listeners, l)
+		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
+			p.ownPorts[ap.Port()] = true
+		}
+	}
+	return ls, nil
+}
+
 // Start binds every listener and begins serving. It fails, having closed
 // whatever it had bound, if any address cannot be bound.
 func (p *Proxy) Start() error {
-	type bind struct {
-		addr string
-		kind listenerKind
-	}
 	// Order matters to Addrs: the first outbound and first inbound address
 	// come before any extra ones.
 	outs, ins := SplitAddrs(p.cfg.OutboundAddr), SplitAddrs(p.cfg.InboundAddr)
@@ -146,42 +184,17 @@ func (p *Proxy) Start() error {
 	for _, a := range ins[1:] {
 		binds = append(binds, bind{a, listenerKind{direction: compat.Inbound}})
 	}
-	listen := func(addr, what string, optional bool) (net.Listener, error) {
-		l, err := listenOn(addr)
-		if err != nil && optional && ipv6Unavailable(addr, err) {
-			// Injected pods list [::] beside 0.0.0.0 for dual-stack
-			// clusters; a pod without IPv6 simply has no such traffic.
-			p.log.Info("IPv6 is not available in this network namespace; not listening on "+addr, "listener", what, "err", err)
-			return nil, nil
-		}
-		if err != nil {
-			p.closeListeners()
-			return nil, fmt.Errorf("binding %s listener on %s: %w", what, addr, err)
-		}
-		p.listeners = append(p.listeners, l)
-		if ap, err := netip.ParseAddrPort(l.Addr().String()); err == nil {
-			p.ownPorts[ap.Port()] = true
-		}
-		return l, nil
-	}
-	adminL, err := listen(p.cfg.AdminAddr, "admin", false)
+	all := append([]bind{{p.cfg.AdminAddr, listenerKind{direction: "admin"}}, {p.cfg.ControlAddr, listenerKind{direction: "control"}}}, binds...)
+	ls, err := p.bindAll(all)
 	if err != nil {
 		return err
 	}
-	ctrlL, err := listen(p.cfg.ControlAddr, "control", false)
-	if err != nil {
-		return err
-	}
+	adminL, ctrlL := ls[0], ls[1]
 	accepts := make([]func(), 0, len(binds))
 	for i, b := range binds {
-		// The first outbound and inbound addresses must bind; extra IPv6
-		// ones may be absent when the pod has no IPv6.
-		l, err := listen(b.addr, b.kind.direction, i >= 2 && b.kind.binding == "")
-		if err != nil {
-			return err
-		}
+		l := ls[i+2]
 		if l == nil {
-			continue
+			continue // an optional IPv6 address in a pod without IPv6
 		}
 		k := b.kind
 		k.self = l.Addr()

@@ -147,8 +147,10 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 		if err != nil {
 			t.Fatalf("proxy-init rules in %s: %v", ns, err)
 		}
+		// The listen addresses the injector gives a dual-stack pod: one
+		// socket per family (the IPv6 ones IPv6-only).
 		background(t, ns, ns+"-proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy",
-			"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "[::]:4143")
+			"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143")
 	}
 	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
 	for _, ns := range []string{client, server} {
@@ -206,4 +208,36 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	if got := metric(t, client, "tcp_open_total", `direction="outbound"`, `target_addr="`+serverIP+`:9000"`, `peer="dst"`); got < 1 {
 		t.Errorf("client proxy opened %v outbound TCP connections to :9000, want ≥ 1", got)
 	}
+}
+
+// TestDualStackAddressesWithoutIPv6: a pod whose network namespace has IPv6
+// disabled gets the same dual-stack listen addresses from the injector; the
+// proxy serves on IPv4 and says why it does not listen on IPv6.
+func TestDualStackAddressesWithoutIPv6(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for network namespaces")
+	}
+	for _, tool := range []string{"ip", "setpriv", "curl", "sysctl"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/weft-proxy")
+	build.Dir = "../.."
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	os.Chmod(bin, 0o755)
+	ns := fmt.Sprintf("weft-t%d-v4", os.Getpid()%100000)
+	run(t, "ip", "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.lo.disable_ipv6=1")
+	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	background(t, ns, "proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy",
+		"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143")
+	waitFor(t, "proxy ready without IPv6", func() bool {
+		out, err := inNS(ns, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:4191/ready")
+		return err == nil && strings.Contains(out, "ready")
+	})
 }

@@ -352,7 +352,7 @@ func (b *Backend) serviceSnapshot(svc *corev1.Service, port *corev1.ServicePort)
 					}
 				}
 				if b.opaque(svc, pod, port.Port) {
-					e.Protocol = destination.ProtocolOpaque
+					b.markOpaque(&e, pod)
 				}
 				snap.Endpoints = append(snap.Endpoints, e)
 			}
@@ -376,18 +376,47 @@ func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string
 			e.Labels["dst_"+kind] = v // dst_deployment, dst_statefulset, ...
 		}
 	}
-	if pod.Labels[compat.LabelControlPlaneNS] != "" {
-		e.Protocol = destination.ProtocolProxy
+	meshed := pod.Labels[compat.LabelControlPlaneNS] != ""
+	if meshed {
+		e.Meshed, e.Protocol = true, destination.ProtocolProxy
 		sa := pod.Spec.ServiceAccountName
 		if sa == "" {
 			sa = "default"
 		}
 		e.Identity = fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, pod.Namespace, b.cfg.ControlPlaneNS, b.cfg.TrustDomain)
+		e.Labels["dst_serviceaccount"] = sa
 	}
 	if b.opaque(nil, pod, port) {
-		e.Protocol = destination.ProtocolOpaque
+		b.markOpaque(&e, pod)
 	}
 	return e
+}
+
+// markOpaque makes e an opaque endpoint; a meshed pod's proxy then takes
+// the connection over mTLS at its inbound port (the opaque transport).
+func (b *Backend) markOpaque(e *destination.Endpoint, pod *corev1.Pod) {
+	e.Protocol = destination.ProtocolOpaque
+	if e.Meshed {
+		e.OpaqueTransportPort = proxyInboundPort(pod)
+	}
+}
+
+// proxyInboundPort is the port the pod's proxy container declares as
+// linkerd-proxy (the injector always does), else the default 4143.
+func proxyInboundPort(pod *corev1.Pod) uint32 {
+	for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range cs {
+			if c.Name != compat.ProxyContainerName {
+				continue
+			}
+			for _, p := range c.Ports {
+				if p.Name == compat.ProxyPortName && p.ContainerPort > 0 {
+					return uint32(p.ContainerPort)
+				}
+			}
+		}
+	}
+	return compat.InboundPort
 }
 
 // opaque reports whether port is opaque per config.linkerd.io/opaque-ports
@@ -432,6 +461,19 @@ func portListed(list string, port int) bool {
 	return false
 }
 
+// proxyPorts keeps, of a pod's containers, only the proxy's ports (for
+// the opaque transport), whether it runs as a container or a native sidecar.
+func proxyPorts(p *corev1.Pod) []corev1.Container {
+	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
+		for _, c := range cs {
+			if c.Name == compat.ProxyContainerName {
+				return []corev1.Container{{Name: c.Name, Ports: c.Ports}}
+			}
+		}
+	}
+	return nil
+}
+
 // slimPod is the pod informer's transform.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
@@ -440,7 +482,7 @@ func slimPod(obj any) (any, error) {
 	}
 	slim := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels},
-		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName},
+		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, Containers: proxyPorts(p)},
 		Status:     corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs, Phase: p.Status.Phase},
 	}
 	for k, v := range p.Annotations {

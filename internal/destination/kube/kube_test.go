@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"sort"
@@ -46,6 +47,9 @@ func (w *watcher) describe() string {
 		}
 		if e.Protocol == destination.ProtocolOpaque {
 			s += "[opaque]"
+		}
+		if e.OpaqueTransportPort > 0 {
+			s += fmt.Sprintf("[transport %d]", e.OpaqueTransportPort)
 		}
 		if e.Identity != "" {
 			s += "@" + e.Identity
@@ -193,7 +197,7 @@ func TestBackendFollowsTheAPIServer(t *testing.T) {
 	if _, err := c.CoreV1().Services(ns).Update(ctx, svc, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	byName.wait(t, "198.18.0.11:8080[terminating][opaque]@web.shop.serviceaccount.identity.linkerd.cluster.local{web-1}")
+	byName.wait(t, "198.18.0.11:8080[terminating][opaque][transport 4143]@web.shop.serviceaccount.identity.linkerd.cluster.local{web-1}")
 	if p, _ := b.Profile("web.shop.svc.cluster.local:80"); !p.Opaque || p.FullyQualifiedName != "web.shop.svc.cluster.local" {
 		t.Errorf("profile = %+v, want opaque web.shop.svc.cluster.local", p)
 	}
