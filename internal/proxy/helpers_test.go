@@ -163,3 +163,19 @@ func h2cServer(t testing.TB, h http.Handler) string {
 	t.Cleanup(func() { srv.Close() })
 	return l.Addr().String()
 }
+
+// exchange sends msg over a new connection to addr, half-closes it, and
+// returns everything read back (bounded to 5 s).
+func exchange(t testing.TB, addr, msg string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, msg)
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(c)
+	return string(got)
+}

@@ -204,16 +204,7 @@ func TestMTLSOpaqueTCP(t *testing.T) {
 		c.OpaquePorts = map[uint16]bool{5432: true}
 		c.Destinations = map[string][]EndpointSpec{"db.shop:5432": {{Addr: wire, Proxy: true, Identity: apiID}}}
 	}, "db.shop:5432")
-	c, err := net.Dial("tcp", a.bindings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "\x00\x03secret-sql")
-	c.(*net.TCPConn).CloseWrite()
-	got, _ := io.ReadAll(c)
-	if string(got) != "\x00\x03secret-sql|bye" {
+	if got := exchange(t, a.bindings[0], "\x00\x03secret-sql"); got != "\x00\x03secret-sql|bye" {
 		t.Errorf("got %q", got)
 	}
 	if bytes.Contains(tp.bytes(), []byte("secret-sql")) {

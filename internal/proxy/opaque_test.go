@@ -55,16 +55,7 @@ func TestOpaqueTransport(t *testing.T) {
 	a := startProxyWith(t, Options{Identity: m.identity(t, webID), Discovery: res},
 		func(c *Config) { c.DestinationAddr = "127.0.0.1:1" }, "db.shop.svc.cluster.local:5432")
 
-	c, err := net.Dial("tcp", a.bindings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "\x00\x03secret-sql")
-	c.(*net.TCPConn).CloseWrite()
-	got, _ := io.ReadAll(c)
-	if string(got) != "\x00\x03secret-sql|bye" {
+	if got := exchange(t, a.bindings[0], "\x00\x03secret-sql"); got != "\x00\x03secret-sql|bye" {
 		t.Fatalf("echo: got %q", got)
 	}
 	sent := tp.bytes()
@@ -92,15 +83,7 @@ func TestOpaqueWithoutTransportIsPlaintext(t *testing.T) {
 	res := &routedResolver{target: "db:5432", pool: poolOf(app, balance.Peer{Meshed: true, Identity: apiID, Opaque: true})}
 	a := startProxyWith(t, Options{Identity: m.identity(t, webID), Discovery: res},
 		func(c *Config) { c.DestinationAddr = "127.0.0.1:1" }, "db:5432")
-	c, err := net.Dial("tcp", a.bindings[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	io.WriteString(c, "ping")
-	c.(*net.TCPConn).CloseWrite()
-	if got, _ := io.ReadAll(c); string(got) != "ping|bye" {
+	if got := exchange(t, a.bindings[0], "ping"); got != "ping|bye" {
 		t.Fatalf("echo: got %q", got)
 	}
 	if got := metricValue(a.metricsText(t), "tcp_open_total", map[string]string{"direction": "outbound", "peer": "dst",

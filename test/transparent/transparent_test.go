@@ -101,22 +101,30 @@ func metric(t *testing.T, ns, name string, labels ...string) float64 {
 	return sum
 }
 
-func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
+// setup skips unless root with the tools, and builds pkgs into a
+// directory the proxy's UID can read.
+func setup(t *testing.T, tools []string, pkgs ...string) (bin string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces and iptables")
 	}
-	for _, tool := range []string{"ip", "iptables-legacy-restore", "setpriv", "curl"} {
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("%s not installed", tool)
 		}
 	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/weft-proxy", "./test/testapp")
+	bin = t.TempDir()
+	build := exec.Command("go", append([]string{"build", "-o", bin + "/"}, pkgs...)...)
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	os.Chmod(bin, 0o755) // the proxy runs as UID 2102
+	return bin
+}
+
+func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
+	bin := setup(t, []string{"ip", "iptables-legacy-restore", "setpriv", "curl"}, "./cmd/weft-proxy", "./test/testapp")
 
 	id := fmt.Sprintf("%d", os.Getpid()%100000)
 	client, server := "weft-t"+id+"-a", "weft-t"+id+"-b"
@@ -214,21 +222,7 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 // disabled gets the same dual-stack listen addresses from the injector; the
 // proxy serves on IPv4 and says why it does not listen on IPv6.
 func TestDualStackAddressesWithoutIPv6(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for network namespaces")
-	}
-	for _, tool := range []string{"ip", "setpriv", "curl", "sysctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/weft-proxy")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	os.Chmod(bin, 0o755)
+	bin := setup(t, []string{"ip", "setpriv", "curl", "sysctl"}, "./cmd/weft-proxy")
 	ns := fmt.Sprintf("weft-t%d-v4", os.Getpid()%100000)
 	run(t, "ip", "netns", "add", ns)
 	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
