@@ -255,3 +255,24 @@ type osSyscallError struct{ errno syscall.Errno }
 
 func (e *osSyscallError) Error() string { return e.errno.Error() }
 func (e *osSyscallError) Unwrap() error { return e.errno }
+
+// TestLocallyOpaquePortToDetectingPeer: a port the client's proxy treats as
+// opaque (its own configuration) toward a meshed endpoint whose proxy does
+// detect on that port (discovery: meshed, not opaque, no transport) is
+// still mTLS, straight to the endpoint.
+func TestLocallyOpaquePortToDetectingPeer(t *testing.T) {
+	m := newMesh(t)
+	app := listenTCP(t, halfCloseEcho)
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = app; c.DetectTimeout = 200 * time.Millisecond })
+	wire, tp := startTap(t, b.inbound)
+	res := &routedResolver{target: "db:3306", pool: poolOf(wire, balance.Peer{Meshed: true, Identity: apiID})}
+	a := startProxyWith(t, Options{Identity: m.identity(t, webID), Discovery: res}, func(c *Config) {
+		c.DestinationAddr, c.OpaquePorts = "127.0.0.1:1", map[uint16]bool{3306: true}
+	}, "db:3306")
+	if got := exchange(t, a.bindings[0], "secret-query"); got != "secret-query|bye" {
+		t.Fatalf("echo: got %q", got)
+	}
+	if bytes.Contains(tp.bytes(), []byte("secret-query")) {
+		t.Error("payload crossed the wire in plaintext")
+	}
+}

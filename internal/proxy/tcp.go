@@ -75,26 +75,27 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 // connect opens the upstream side of a TCP connection to ep and says which
 // identity secured it ("" for plaintext). Outbound to a meshed endpoint it
 // is mTLS: an opaque connection rides the opaque transport to the peer
-// proxy's inbound port when discovery offers it (plaintext otherwise: the
-// peer's proxy would not detect TLS on an opaque port), anything else goes
-// to the endpoint's own port, where the peer's proxy detects mTLS.
+// proxy's inbound port when discovery offers it; anything else goes to the
+// endpoint's own port, where the peer's proxy detects mTLS — except on a
+// port the peer treats as opaque without offering the transport, where its
+// proxy would not detect TLS, so that one stays plaintext.
 func (p *Proxy) connect(info *connInfo, ep *balance.Endpoint) (net.Conn, string, error) {
 	ctx := context.Background()
 	id := ep.Peer.Identity
-	if info.direction == compat.Inbound || p.id == nil || id == "" {
+	switch {
+	case info.direction == compat.Inbound || p.id == nil || id == "":
 		c, err := p.dial(ctx, info.direction, ep.Addr)
 		return c, "", err
-	}
-	if !info.opaque {
+	case info.opaque && ep.Peer.OpaquePort != 0:
+		c, err := p.dialTunnel(ctx, info, ep)
+		return c, id, err
+	case ep.Peer.Opaque:
+		c, err := p.dial(ctx, info.direction, ep.Addr)
+		return c, "", err
+	default:
 		c, err := p.dial(withPeer(ctx, ep), info.direction, ep.Addr)
 		return c, id, err
 	}
-	if ep.Peer.OpaquePort == 0 {
-		c, err := p.dial(ctx, info.direction, ep.Addr)
-		return c, "", err
-	}
-	c, err := p.dialTunnel(ctx, info, ep)
-	return c, id, err
 }
 
 // dialTunnel opens the opaque transport to ep's proxy: mTLS to its inbound
