@@ -63,6 +63,19 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
+// DestinationContext is the JSON a proxy sends as the context token of its
+// discovery requests (the value of LINKERD2_PROXY_DESTINATION_CONTEXT),
+// with Linkerd's field names: where the caller runs, for topology-aware
+// answers.
+type DestinationContext struct {
+	Namespace string `json:"ns,omitempty"`
+	NodeName  string `json:"nodeName,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+}
+
+// LegacyContextTokenPrefix starts the older context token form, "ns:<namespace>".
+const LegacyContextTokenPrefix = "ns:"
+
 // HTTP headers.
 const (
 	HeaderDstOverride  = "l5d-dst-override"

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 
 	"google.golang.org/grpc/codes"
@@ -64,6 +65,7 @@ func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Des
 	if target == "" {
 		return status.Error(codes.InvalidArgument, "target is required (service authority or IP:port)")
 	}
+	zoneOf := s.callerZone(target, req.GetContextToken())
 	box := newLatest()
 	cancel, err := s.backend.Subscribe(target, box.put)
 	if err != nil {
@@ -82,7 +84,9 @@ func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Des
 		if !ok {
 			continue
 		}
-		diff, changed := d.Next(snap)
+		// Filtered per stream: callers in different zones get different
+		// sets, and the differ sends each its own changes.
+		diff, changed := d.Next(FilterByZone(snap, zoneOf()))
 		if !changed {
 			continue
 		}
@@ -92,6 +96,33 @@ func (s *Server) Watch(req *destinationv1.WatchRequest, stream destinationv1.Des
 			}
 		}
 	}
+}
+
+// callerZone returns how to look up, at each snapshot, the zone of the
+// node the context token names; it answers "" (no topology filtering) when
+// the token is empty or malformed, names no node, or the backend does not
+// know zones.
+func (s *Server) callerZone(target, token string) func() string {
+	none := func() string { return "" }
+	caller, err := ParseContextToken(token)
+	if err != nil {
+		s.log.Debug("ignoring the context token: no topology filtering", "target", target, "token", truncate(token, 200), "error", err)
+		return none
+	}
+	zr, ok := s.backend.(ZoneResolver)
+	if !ok || caller.NodeName == "" {
+		return none
+	}
+	s.log.Debug("watch with topology hints", "target", target, "node", caller.NodeName,
+		"namespace", caller.Namespace, "pod", caller.Pod, "zone", zr.ZoneOf(caller.NodeName))
+	return func() string { return zr.ZoneOf(caller.NodeName) }
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // WatchProfile streams the target's profile: at once, then after every

@@ -1,8 +1,9 @@
 // Package kube is the destination service's Kubernetes backend: client-go
-// shared informers over Services, EndpointSlices, Pods and Namespaces,
-// translated into destination snapshots. A target is a service authority
-// (name.ns.svc.<cluster-domain>:port), a Service's ClusterIP:port, or a pod
-// IP:port; anything else does not exist and is forwarded as addressed.
+// shared informers over Services, EndpointSlices, Pods, Namespaces and
+// Nodes (for callers' zones), translated into destination snapshots. A
+// target is a service authority (name.ns.svc.<cluster-domain>:port), a
+// Service's ClusterIP:port, or a pod IP:port; anything else does not exist
+// and is forwarded as addressed.
 package kube
 
 import (
@@ -41,6 +42,7 @@ type Backend struct {
 	services   listersv1.ServiceLister
 	pods       listersv1.PodLister
 	namespaces listersv1.NamespaceLister
+	nodes      listersv1.NodeLister // names and zones only
 	podsByIP   cache.Indexer
 	svcByIP    cache.Indexer // services by ClusterIP
 	slicesBySv cache.Indexer // EndpointSlices by namespace/service
@@ -56,6 +58,7 @@ type Backend struct {
 	dirtyServices map[string]bool
 	dirtyNS       map[string]bool
 	serviceEvent  bool // a Service came or went: targets that did not resolve may now
+	zoneEvent     bool // a node's zone changed: every watch filters again
 }
 
 var _ destination.Backend = (*Backend)(nil)
@@ -124,6 +127,9 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 		return []string{e.Namespace + "/" + e.Labels[discoveryv1.LabelServiceName]}, nil
 	}}); err != nil {
 		return nil, fmt.Errorf("EndpointSlice index: %w", err)
+	}
+	if err := b.watchNodes(factory.Core().V1().Nodes()); err != nil {
+		return nil, err
 	}
 	b.services, b.pods, b.namespaces = svc.Lister(), pods.Lister(), ns.Lister()
 	b.podsByIP = pods.Informer().GetIndexer()
@@ -206,8 +212,9 @@ func (b *Backend) changed() {
 // Run recomputes, after changes and until stop closes, the subscriptions
 // the changes can affect: those of a changed Service or EndpointSlice, all
 // of a namespace where a pod or the namespace changed, and the targets that
-// resolve to no Service when Services came or went. The server's
-// per-stream differ drops what did not change.
+// resolve to no Service when Services came or went; every endpoint watch
+// when a node's zone changed (streams filter by their caller's zone). The
+// server's per-stream differ drops what did not change.
 func (b *Backend) Run(stop <-chan struct{}) {
 	for {
 		select {
@@ -216,8 +223,8 @@ func (b *Backend) Run(stop <-chan struct{}) {
 		case <-b.kick:
 		}
 		b.mu.Lock()
-		services, namespaces, serviceEvent := b.dirtyServices, b.dirtyNS, b.serviceEvent
-		b.dirtyServices, b.dirtyNS, b.serviceEvent = map[string]bool{}, map[string]bool{}, false
+		services, namespaces, serviceEvent, zoneEvent := b.dirtyServices, b.dirtyNS, b.serviceEvent, b.zoneEvent
+		b.dirtyServices, b.dirtyNS, b.serviceEvent, b.zoneEvent = map[string]bool{}, map[string]bool{}, false, false
 		b.mu.Unlock()
 		affected := func(target string) bool {
 			svc, _, ok := b.service(target)
@@ -226,7 +233,11 @@ func (b *Backend) Run(stop <-chan struct{}) {
 			}
 			return services[svc.Namespace+"/"+svc.Name] || namespaces[svc.Namespace]
 		}
-		b.subs.Refresh(affected)
+		if zoneEvent {
+			b.subs.RefreshAll()
+		} else {
+			b.subs.Refresh(affected)
+		}
 		b.profileSubs.Refresh(affected)
 	}
 }
