@@ -137,6 +137,12 @@ const (
 	DestinationServiceNameFormat    = "linkerd-destination.%s.serviceaccount.identity.%s.%s"
 	DefaultClusterNetworks          = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8"
 	ProxyIdentityLocalNameReference = "$(_pod_sa).$(_pod_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)"
+
+	// AnnotationDefaultContainer is Kubernetes' (not Linkerd's): the
+	// container kubectl logs/exec/attach pick when none is named. The
+	// injector sets it to the first application container, so that the
+	// proxy placed first does not become kubectl's default.
+	AnnotationDefaultContainer = "kubectl.kubernetes.io/default-container"
 )
 
 // Metric names and label names.

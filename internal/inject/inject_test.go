@@ -251,3 +251,51 @@ func TestFilterPorts(t *testing.T) {
 		t.Error("no error for a bad port")
 	}
 }
+
+// TestDefaultContainer: the injector names the first app container for
+// kubectl, unless the pod names one already.
+func TestDefaultContainer(t *testing.T) {
+	tests := []struct {
+		name       string
+		containers []string
+		initC      []string
+		have       map[string]string
+		want       string // "" : no op on the annotation
+	}{
+		{name: "first app container", containers: []string{"web", "sidecar"}, initC: []string{"setup"}, want: "web"},
+		{name: "already set, kept", containers: []string{"web", "sidecar"}, have: map[string]string{compat.AnnotationDefaultContainer: "sidecar"}},
+		{name: "set empty, kept", containers: []string{"web"}, have: map[string]string{compat.AnnotationDefaultContainer: ""}},
+		{name: "other annotations only", containers: []string{"app"}, have: map[string]string{"team": "a"}, want: "app"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+			w.PodMeta.Annotations = tt.have
+			for _, n := range tt.containers {
+				w.PodSpec.Containers = append(w.PodSpec.Containers, corev1.Container{Name: n})
+			}
+			for _, n := range tt.initC {
+				w.PodSpec.InitContainers = append(w.PodSpec.InitContainers, corev1.Container{Name: n})
+			}
+			ops, err := Patch(w, testValues(), Options{Mode: compat.InjectEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, op := range ops {
+				switch {
+				case op.Path == "/metadata/annotations/kubectl.kubernetes.io~1default-container":
+					got = op.Value.(string)
+				case op.Path == "/metadata/annotations":
+					got = op.Value.(map[string]string)[compat.AnnotationDefaultContainer]
+				}
+			}
+			if got != tt.want {
+				t.Errorf("default-container = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := FirstAppContainer([]corev1.Container{{Name: compat.ProxyContainerName}, {Name: "app"}}); got != "app" {
+		t.Errorf("FirstAppContainer skips the proxy: got %q", got)
+	}
+}
