@@ -48,8 +48,14 @@ const (
 	EnvIdentityTokenFile   = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
 	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
 	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
-	EnvPodNamespace        = "_pod_ns"
-	EnvPodName             = "_pod_name"
+	// EnvDestinationContext is the JSON the proxy sends the destination
+	// service as its context token (see DestinationContextReference).
+	EnvDestinationContext = "LINKERD2_PROXY_DESTINATION_CONTEXT"
+	// The pod's own coordinates, from fieldRefs, referenced by $(...) in
+	// the values of later variables.
+	EnvPodNamespace = "_pod_ns"
+	EnvPodName      = "_pod_name"
+	EnvPodNodeName  = "_pod_nodeName"
 
 	EnvDestinations     = "WEFT_PROXY_DESTINATIONS"
 	EnvBindings         = "WEFT_PROXY_BINDINGS"
@@ -137,6 +143,11 @@ const (
 	DestinationServiceNameFormat    = "linkerd-destination.%s.serviceaccount.identity.%s.%s"
 	DefaultClusterNetworks          = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8"
 	ProxyIdentityLocalNameReference = "$(_pod_sa).$(_pod_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)"
+
+	// DestinationContextReference is the value of
+	// LINKERD2_PROXY_DESTINATION_CONTEXT: Linkerd's JSON shape, expanded
+	// by the kubelet from the fieldRef variables defined before it.
+	DestinationContextReference = `{"ns":"$(` + EnvPodNamespace + `)", "nodeName":"$(` + EnvPodNodeName + `)", "pod":"$(` + EnvPodName + `)"}`
 
 	// AnnotationDefaultContainer is Kubernetes' (not Linkerd's): the
 	// container kubectl logs/exec/attach pick when none is named. The

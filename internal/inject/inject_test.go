@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -297,5 +298,57 @@ func TestDefaultContainer(t *testing.T) {
 	}
 	if got := FirstAppContainer([]corev1.Container{{Name: compat.ProxyContainerName}, {Name: "app"}}); got != "app" {
 		t.Errorf("FirstAppContainer skips the proxy: got %q", got)
+	}
+}
+
+// TestEnvReferences: every $(VAR) in the proxy's environment names a
+// variable defined before it (the kubelet expands only those), and the
+// destination context expands to Linkerd's JSON shape.
+func TestEnvReferences(t *testing.T) {
+	w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+	w.PodSpec.Containers = []corev1.Container{{Name: "app"}}
+	ops, err := Patch(w, testValues(), Options{Mode: compat.InjectEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxy *corev1.Container
+	for _, op := range ops {
+		if c, ok := op.Value.(corev1.Container); ok && c.Name == compat.ProxyContainerName {
+			proxy = &c
+		}
+	}
+	if proxy == nil {
+		t.Fatal("no proxy container in the patch")
+	}
+	// What the kubelet would give the variables: fieldRefs resolved.
+	fields := map[string]string{"metadata.name": "p-1", "metadata.namespace": "shop", "spec.nodeName": "node-a", "spec.serviceAccountName": "web"}
+	defined := map[string]string{}
+	for _, e := range proxy.Env {
+		val := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			val = fields[e.ValueFrom.FieldRef.FieldPath]
+		}
+		for rest := val; strings.Contains(rest, "$("); {
+			start := strings.Index(rest, "$(")
+			end := strings.Index(rest[start:], ")")
+			if end < 0 {
+				t.Fatalf("%s: unterminated reference in %q", e.Name, e.Value)
+			}
+			ref := rest[start+2 : start+end]
+			got, ok := defined[ref]
+			if !ok {
+				t.Errorf("%s references $(%s), not defined before it", e.Name, ref)
+			}
+			val = strings.Replace(val, "$("+ref+")", got, 1)
+			rest = rest[start+end:]
+		}
+		defined[e.Name] = val
+	}
+	var ctx map[string]string
+	if err := json.Unmarshal([]byte(defined[compat.EnvDestinationContext]), &ctx); err != nil {
+		t.Fatalf("%s = %q: %v", compat.EnvDestinationContext, defined[compat.EnvDestinationContext], err)
+	}
+	if want := map[string]string{"ns": "shop", "nodeName": "node-a", "pod": "p-1"}; fmt.Sprint(ctx) != fmt.Sprint(want) {
+		t.Errorf("destination context %v, want %v", ctx, want)
 	}
 }

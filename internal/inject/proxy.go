@@ -151,10 +151,13 @@ func fieldEnv(name, path string) corev1.EnvVar {
 
 func proxyContainer(v Values, c config) corev1.Container {
 	env := []corev1.EnvVar{
-		fieldEnv("_pod_name", "metadata.name"),
+		fieldEnv(compat.EnvPodName, "metadata.name"),
 		fieldEnv(compat.EnvPodNamespace, "metadata.namespace"),
-		fieldEnv("_pod_nodeName", "spec.nodeName"),
+		fieldEnv(compat.EnvPodNodeName, "spec.nodeName"),
 		fieldEnv("_pod_sa", "spec.serviceAccountName"),
+		// After the fieldRefs it references: the kubelet expands $(...)
+		// only from variables defined earlier in the list.
+		{Name: compat.EnvDestinationContext, Value: compat.DestinationContextReference},
 		{Name: "_l5d_ns", Value: v.ControllerNamespace},
 		{Name: "_l5d_trustdomain", Value: v.IdentityTrustDomain},
 		{Name: compat.EnvLog, Value: c.logLevel},
