@@ -16,6 +16,11 @@ const (
 	DefaultAdminAddr    = "0.0.0.0:4191"
 	DefaultControlAddr  = "0.0.0.0:4190"
 
+	// The IPv6 listeners added beside the IPv4 ones when the chart's
+	// disableIPv6 is false (LINKERD2_PROXY_*_LISTEN_ADDRS).
+	DefaultOutboundAddrIPv6 = "[::1]:4140"
+	DefaultInboundAddrIPv6  = "[::]:4143"
+
 	// ProxyUID is the UID the proxy runs as; iptables lets its own traffic out.
 	ProxyUID = 2102
 )

@@ -352,3 +352,60 @@ func TestEnvReferences(t *testing.T) {
 		t.Errorf("destination context %v, want %v", ctx, want)
 	}
 }
+
+// TestIPv6: with disableIPv6 false the proxy listens on both families (the
+// _ADDRS variables, which win over the single-address ones) and
+// linkerd-init writes ip6tables rules too; with true (the default, as
+// Linkerd's) IPv4 only and linkerd-init is told --ipv6=false.
+func TestIPv6(t *testing.T) {
+	tests := []struct {
+		name          string
+		disable       bool
+		wantInbound   string
+		wantOutbound  string
+		wantInitFlags bool
+	}{
+		{name: "dual stack", disable: false, wantInbound: "0.0.0.0:4143,[::]:4143", wantOutbound: "127.0.0.1:4140,[::1]:4140"},
+		{name: "IPv6 disabled", disable: true, wantInitFlags: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := testValues()
+			v.DisableIPv6 = tt.disable
+			w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+			w.PodSpec.Containers = []corev1.Container{{Name: "app"}}
+			ops, err := Patch(w, v, Options{Mode: compat.InjectEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, args := map[string]string{}, []string(nil)
+			for _, op := range ops {
+				c, ok := op.Value.(corev1.Container)
+				switch {
+				case ok && c.Name == compat.ProxyContainerName:
+					for _, e := range c.Env {
+						env[e.Name] = e.Value
+					}
+				case ok && c.Name == compat.InitContainerName:
+					args = c.Args
+				}
+			}
+			if got := env[compat.EnvInboundListenAddrs]; got != tt.wantInbound {
+				t.Errorf("%s = %q, want %q", compat.EnvInboundListenAddrs, got, tt.wantInbound)
+			}
+			if got := env[compat.EnvOutboundListenAddrs]; got != tt.wantOutbound {
+				t.Errorf("%s = %q, want %q", compat.EnvOutboundListenAddrs, got, tt.wantOutbound)
+			}
+			// The single-address variables stay IPv4 either way.
+			if env[compat.EnvInboundListenAddr] != compat.DefaultInboundAddr || env[compat.EnvOutboundListenAddr] != compat.DefaultOutboundAddr {
+				t.Errorf("single-address listeners %q, %q", env[compat.EnvInboundListenAddr], env[compat.EnvOutboundListenAddr])
+			}
+			if got := slices.Contains(args, "--ipv6=false"); got != tt.wantInitFlags {
+				t.Errorf("linkerd-init args %q: --ipv6=false present %v, want %v", args, got, tt.wantInitFlags)
+			}
+		})
+	}
+	if !DefaultValues().DisableIPv6 {
+		t.Error("DefaultValues().DisableIPv6 is false; the chart's default (Linkerd's) is true")
+	}
+}
