@@ -93,7 +93,8 @@ func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
 	return v, nil
 }
 
-// RunInjector serves until ctx ends.
+// RunInjector serves until ctx ends, or until one of its servers fails
+// (returned as an error naming it).
 func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error {
 	values, err := LoadValues(o.Values, o.TrustAnchors, o.ControllerNS)
 	if err != nil {
@@ -135,23 +136,32 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	if err != nil {
 		return fmt.Errorf("webhook listener: %w", err)
 	}
-	var stopping atomic.Bool
-	admin, err := serveAdmin(o.AdminAddr, reg, func() bool { return !stopping.Load() })
+	al, err := net.Listen("tcp", o.AdminAddr)
 	if err != nil {
 		l.Close()
-		return err
+		return fmt.Errorf("injector admin listener: %w", err)
 	}
+	log.Info("injector started", "addr", l.Addr().String(), "admin-addr", al.Addr().String(),
+		"proxy-image", values.Proxy.Image.Name, "version", values.Version)
+	return serveWebhook(ctx, wh, certs, l, al, reg)
+}
+
+// serveWebhook serves the webhook over TLS on l and the admin server on
+// adminL until ctx ends (nil) or either fails (an error naming it).
+func serveWebhook(ctx context.Context, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
+	var stopping atomic.Bool
+	admin := adminServer(reg, func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: wh, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
-	go srv.ServeTLS(l, "", "")
-	log.Info("injector started", "addr", l.Addr().String(), "proxy-image", values.Proxy.Image.Name, "version", values.Version)
-	<-ctx.Done()
-	stopping.Store(true)
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shut)
-	admin.Close()
-	return nil
+	return runServers(ctx, func() { stopping.Store(true) },
+		server{name: fmt.Sprintf("injector webhook server on %s", l.Addr()), serve: func() error { return srv.ServeTLS(l, "", "") },
+			stop: func() {
+				shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(shut)
+			}},
+		server{name: fmt.Sprintf("injector admin server on %s", adminL.Addr()), serve: func() error { return admin.Serve(adminL) },
+			stop: func() { admin.Close() }})
 }
 
 // certReloader serves the key pair on disk, re-read when either file's
