@@ -133,6 +133,8 @@ const (
 	IdentityEndEntityVolume         = "linkerd-identity-end-entity"
 	IdentityTokenVolume             = "linkerd-identity-token"
 	TrustRootsConfigMap             = "linkerd-identity-trust-roots"
+	ConfigConfigMap                 = "linkerd-config" // the chart's rendered values
+	ConfigValuesKey                 = "values"
 	TrustRootsKey                   = "ca-bundle.crt"
 	EnvIdentityDir                  = "LINKERD2_PROXY_IDENTITY_DIR"
 	IdentityDirPath                 = "/var/run/linkerd/identity/end-entity"
