@@ -77,8 +77,16 @@ func (w *configWatcher) start(ctx context.Context, timeout time.Duration) error 
 		// The handlers check the name too: the field selector is the API
 		// server's to apply, and a fake one may not.
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { w.changed(name, obj) },
-			UpdateFunc: func(_, obj any) { w.changed(name, obj) },
+			AddFunc: func(obj any) { w.changed(name, obj) },
+			UpdateFunc: func(old, obj any) {
+				// A relist redelivers what was seen: nothing to apply or refuse again.
+				if o, ok := old.(*corev1.ConfigMap); ok {
+					if n, ok := obj.(*corev1.ConfigMap); ok && o.ResourceVersion != "" && o.ResourceVersion == n.ResourceVersion {
+						return
+					}
+				}
+				w.changed(name, obj)
+			},
 			DeleteFunc: func(obj any) { w.deleted(name, obj) },
 		}); err != nil {
 			return fmt.Errorf("watching ConfigMap %s/%s: %w", w.ns, name, err)
