@@ -76,7 +76,9 @@ func newUninjectCommand() *cobra.Command {
 		Long: `Reads resources like inject and writes them without the proxy: the linkerd-proxy and
 linkerd-init containers, their volumes, the linkerd.io/inject annotation and what the
 injector wrote (created-by, proxy-version, trust-root-sha256, identity-mode, the
-linkerd.io/control-plane-ns, workload-ns and proxy-<kind> labels).`,
+linkerd.io/control-plane-ns, workload-ns and proxy-<kind> labels, and
+kubectl.kubernetes.io/default-container when it names the first app container, as the
+injector writes it; one naming another container is kept).`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return transform(cmd.Context(), args, cmd.OutOrStdout(), cmd.ErrOrStderr(), cmd.InOrStdin(), "uninject", uninjectOne)
@@ -285,7 +287,19 @@ func uninjectOne(d *manifest.Document) (string, error) {
 		return "", nil
 	}
 	p := inject.TemplatePath(kind)
-	changed := removeKeys(d, p+"/metadata/annotations", func(k string) bool { return slices.Contains(injectedAnnotations, k) }) != ""
+	// kubectl.kubernetes.io/default-container goes only when it names the
+	// first app container, which is what inject writes; one naming another
+	// container is the user's own. (One the user set to that same
+	// container cannot be told apart and goes too: it is what Kubernetes
+	// picks without the annotation anyway.)
+	firstApp := firstAppContainer(d, p+"/spec/containers")
+	ours := firstApp != "" && d.String(p+"/metadata/annotations/"+strings.ReplaceAll(compat.AnnotationDefaultContainer, "/", "~1")) == firstApp
+	changed := removeKeys(d, p+"/metadata/annotations", func(k string) bool {
+		if k == compat.AnnotationDefaultContainer {
+			return ours
+		}
+		return slices.Contains(injectedAnnotations, k)
+	}) != ""
 	if removeKeys(d, p+"/metadata/labels", func(k string) bool {
 		return k == compat.LabelControlPlaneNS || k == compat.LabelWorkloadNS || strings.HasPrefix(k, compat.LabelProxyKindPrefix)
 	}) != "" {
@@ -306,6 +320,21 @@ func uninjectOne(d *manifest.Document) (string, error) {
 		d.Apply([]manifest.Op{{Op: "remove", Path: p + "/metadata"}})
 	}
 	return "uninjected", nil
+}
+
+// firstAppContainer is the name of the first container of the list at
+// path that is not the proxy.
+func firstAppContainer(d *manifest.Document, path string) string {
+	list := d.Get(path)
+	if list == nil {
+		return ""
+	}
+	for _, item := range list.Content {
+		if name := (&manifest.Document{Node: item}).String("/name"); name != compat.ProxyContainerName {
+			return name
+		}
+	}
+	return ""
 }
 
 // removeKeys removes the matching keys of the map at path (and the map, if

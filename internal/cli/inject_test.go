@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -153,5 +154,46 @@ func TestInjectBadInput(t *testing.T) {
 	}
 	if _, _, err := run(t, "", "inject", "--manual", "testdata/kinds.yaml"); err == nil || !strings.Contains(err.Error(), "trust anchors") {
 		t.Errorf("--manual without anchors: %v", err)
+	}
+}
+
+// TestUninjectDefaultContainer: uninject removes
+// kubectl.kubernetes.io/default-container only when it names the first app
+// container (what inject writes).
+func TestUninjectDefaultContainer(t *testing.T) {
+	const pod = `apiVersion: v1
+kind: Pod
+metadata:
+  name: p
+  annotations:
+    kubectl.kubernetes.io/default-container: %s
+    linkerd.io/inject: enabled
+spec:
+  containers:
+  - {name: linkerd-proxy, image: proxy}
+  - {name: app, image: app}
+  - {name: helper, image: helper}
+`
+	tests := []struct {
+		value string
+		kept  bool
+	}{
+		{"app", false},   // what inject wrote
+		{"helper", true}, // the user's own choice
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			out, _, err := run(t, fmt.Sprintf(pod, tt.value), "uninject", "-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := strings.Contains(out, "kubectl.kubernetes.io/default-container: "+tt.value)
+			if got != tt.kept {
+				t.Errorf("annotation kept = %v, want %v; output:\n%s", got, tt.kept, out)
+			}
+			if strings.Contains(out, "linkerd-proxy") {
+				t.Errorf("proxy left:\n%s", out)
+			}
+		})
 	}
 }

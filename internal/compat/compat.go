@@ -16,6 +16,11 @@ const (
 	DefaultAdminAddr    = "0.0.0.0:4191"
 	DefaultControlAddr  = "0.0.0.0:4190"
 
+	// The IPv6 listeners added beside the IPv4 ones when the chart's
+	// disableIPv6 is false (LINKERD2_PROXY_*_LISTEN_ADDRS).
+	DefaultOutboundAddrIPv6 = "[::1]:4140"
+	DefaultInboundAddrIPv6  = "[::]:4143"
+
 	// ProxyUID is the UID the proxy runs as; iptables lets its own traffic out.
 	ProxyUID = 2102
 )
@@ -27,31 +32,36 @@ var DefaultIgnoredInboundPorts = []int{ControlPort, AdminPort, 4567, 4568}
 // Proxy environment variables. Names shared with Linkerd keep Linkerd's
 // spelling; Weft-only settings start with WEFT_PROXY_.
 const (
-	EnvOutboundListenAddr   = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR"
-	EnvInboundListenAddr    = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR"
-	EnvOutboundListenAddrs  = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS" // comma-separated, e.g. for IPv6
-	EnvInboundListenAddrs   = "LINKERD2_PROXY_INBOUND_LISTEN_ADDRS"
-	EnvAdminListenAddr      = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR"
-	EnvControlListenAddr    = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR"
-	EnvLog                  = "LINKERD2_PROXY_LOG"
-	EnvOpaquePorts          = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
-	EnvShutdownEnabled      = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED"
-	EnvShutdownGrace        = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD"
-	EnvDetectTimeout        = "LINKERD2_PROXY_DETECT_PROTOCOL_TIMEOUT"
-	EnvOutboundConnect      = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
-	EnvInboundConnect       = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
-	EnvIngressMode          = "LINKERD2_PROXY_INGRESS_MODE"
-	EnvIdentityDisabled     = "LINKERD2_PROXY_IDENTITY_DISABLED"
-	EnvIdentityLocalName    = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME"
-	EnvIdentitySvcAddr      = "LINKERD2_PROXY_IDENTITY_SVC_ADDR"
-	EnvIdentitySvcName      = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
-	EnvIdentityTokenFile    = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
-	EnvTrustAnchors         = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
-	EnvDestinationSvcAddr   = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
-	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT" // JSON describing the pod, sent with discovery requests
+	EnvOutboundListenAddr  = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDR"
+	EnvInboundListenAddr   = "LINKERD2_PROXY_INBOUND_LISTEN_ADDR"
+	EnvOutboundListenAddrs = "LINKERD2_PROXY_OUTBOUND_LISTEN_ADDRS" // comma-separated, e.g. for IPv6
+	EnvInboundListenAddrs  = "LINKERD2_PROXY_INBOUND_LISTEN_ADDRS"
+	EnvAdminListenAddr     = "LINKERD2_PROXY_ADMIN_LISTEN_ADDR"
+	EnvControlListenAddr   = "LINKERD2_PROXY_CONTROL_LISTEN_ADDR"
+	EnvLog                 = "LINKERD2_PROXY_LOG"
+	EnvOpaquePorts         = "LINKERD2_PROXY_INBOUND_PORTS_DISABLE_PROTOCOL_DETECTION"
+	EnvShutdownEnabled     = "LINKERD2_PROXY_SHUTDOWN_ENDPOINT_ENABLED"
+	EnvShutdownGrace       = "LINKERD2_PROXY_SHUTDOWN_GRACE_PERIOD"
+	EnvDetectTimeout       = "LINKERD2_PROXY_DETECT_PROTOCOL_TIMEOUT"
+	EnvOutboundConnect     = "LINKERD2_PROXY_OUTBOUND_CONNECT_TIMEOUT"
+	EnvInboundConnect      = "LINKERD2_PROXY_INBOUND_CONNECT_TIMEOUT"
+	EnvIngressMode         = "LINKERD2_PROXY_INGRESS_MODE"
+	EnvIdentityDisabled    = "LINKERD2_PROXY_IDENTITY_DISABLED"
+	EnvIdentityLocalName   = "LINKERD2_PROXY_IDENTITY_LOCAL_NAME"
+	EnvIdentitySvcAddr     = "LINKERD2_PROXY_IDENTITY_SVC_ADDR"
+	EnvIdentitySvcName     = "LINKERD2_PROXY_IDENTITY_SVC_NAME"
+	EnvIdentityTokenFile   = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
+	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
+	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
+	// EnvDestinationContext is the JSON the proxy sends the destination
+	// service as its context token (see DestinationContextReference).
+	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT"
 	EnvDiscoveryIdleTimeout = "LINKERD2_PROXY_OUTBOUND_DISCOVERY_IDLE_TIMEOUT"
-	EnvPodNamespace         = "_pod_ns"
-	EnvPodName              = "_pod_name"
+	// The pod's own coordinates, from fieldRefs, referenced by $(...) in
+	// the values of later variables.
+	EnvPodNamespace = "_pod_ns"
+	EnvPodName      = "_pod_name"
+	EnvPodNodeName  = "_pod_nodeName"
 
 	EnvDestinations     = "WEFT_PROXY_DESTINATIONS"
 	EnvBindings         = "WEFT_PROXY_BINDINGS"
@@ -137,6 +147,8 @@ const (
 	IdentityEndEntityVolume         = "linkerd-identity-end-entity"
 	IdentityTokenVolume             = "linkerd-identity-token"
 	TrustRootsConfigMap             = "linkerd-identity-trust-roots"
+	ConfigConfigMap                 = "linkerd-config" // the chart's rendered values
+	ConfigValuesKey                 = "values"
 	TrustRootsKey                   = "ca-bundle.crt"
 	EnvIdentityDir                  = "LINKERD2_PROXY_IDENTITY_DIR"
 	IdentityDirPath                 = "/var/run/linkerd/identity/end-entity"
@@ -152,6 +164,17 @@ const (
 	DestinationServiceNameFormat    = "linkerd-destination.%s.serviceaccount.identity.%s.%s"
 	DefaultClusterNetworks          = "10.0.0.0/8,100.64.0.0/10,172.16.0.0/12,192.168.0.0/16,fd00::/8"
 	ProxyIdentityLocalNameReference = "$(_pod_sa).$(_pod_ns).serviceaccount.identity.$(_l5d_ns).$(_l5d_trustdomain)"
+
+	// DestinationContextReference is the value of
+	// LINKERD2_PROXY_DESTINATION_CONTEXT: Linkerd's JSON shape, expanded
+	// by the kubelet from the fieldRef variables defined before it.
+	DestinationContextReference = `{"ns":"$(` + EnvPodNamespace + `)", "nodeName":"$(` + EnvPodNodeName + `)", "pod":"$(` + EnvPodName + `)"}`
+
+	// AnnotationDefaultContainer is Kubernetes' (not Linkerd's): the
+	// container kubectl logs/exec/attach pick when none is named. The
+	// injector sets it to the first application container, so that the
+	// proxy placed first does not become kubectl's default.
+	AnnotationDefaultContainer = "kubectl.kubernetes.io/default-container"
 )
 
 // Metric names and label names.

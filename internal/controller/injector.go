@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/metadata"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
 	"github.com/weftmesh/weft/internal/version"
@@ -34,6 +35,12 @@ type InjectorOptions struct {
 	TLSKey       string
 	Addr         string
 	AdminAddr    string
+	// WatchConfig follows the ConfigMaps linkerd-config and
+	// linkerd-identity-trust-roots in ControllerNS (over the files, which
+	// give the values until then and are all there is without it).
+	WatchConfig bool
+	// WatchSyncTimeout bounds the wait for the ConfigMaps' first listing.
+	WatchSyncTimeout time.Duration
 }
 
 // NewInjectorCommand returns `weft-controller injector`.
@@ -47,15 +54,21 @@ namespace carries linkerd.io/inject: enabled (or ingress), and normalises Servic
 config.linkerd.io/opaque-ports. It answers AdmissionReview v1 over TLS at / and always
 admits: what it does not inject passes unchanged, with an Event "Skipped" on the owner when
 injection was asked for but refused. The serving certificate is re-read when its files change
-(cert-manager rotation).`,
+(cert-manager rotation). The values (linkerd-config's values key) and the trust anchors
+(linkerd-identity-trust-roots' ca-bundle.crt) are followed in the control plane's namespace
+as they change, so pods created after a change get it without a restart; an update that does
+not parse is refused (a Warning Event on the ConfigMap, the metric
+proxy_injector_config_reloads_total{result="rejected"}) and the last good values stay.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return RunInjector(cmd.Context(), o, log) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
-	f.StringVar(&o.Values, "values", "/var/run/linkerd/config/values", "the chart's rendered values (linkerd-config); empty for the defaults")
-	f.StringVar(&o.TrustAnchors, "trust-anchors-file", "/var/run/linkerd/identity/trust-roots/ca-bundle.crt", "the trust anchors given to proxies")
+	f.StringVar(&o.Values, "values", "/var/run/linkerd/config/values", "the chart's rendered values (linkerd-config) at start; empty for the defaults")
+	f.StringVar(&o.TrustAnchors, "trust-anchors-file", "/var/run/linkerd/identity/trust-roots/ca-bundle.crt", "the trust anchors given to proxies at start; empty for the values' identityTrustAnchorsPEM")
+	f.BoolVar(&o.WatchConfig, "watch-config", true, "follow the ConfigMaps linkerd-config and linkerd-identity-trust-roots in --controller-namespace (they win over the files)")
+	f.DurationVar(&o.WatchSyncTimeout, "watch-sync-timeout", 30*time.Second, "how long to wait for the first listing of those ConfigMaps")
 	f.StringVar(&o.TLSCert, "tls-cert", "/var/run/linkerd/tls/tls.crt", "serving certificate")
 	f.StringVar(&o.TLSKey, "tls-key", "/var/run/linkerd/tls/tls.key", "serving key")
 	f.StringVar(&o.Addr, "addr", ":8443", "webhook listen address (HTTPS)")
@@ -63,25 +76,52 @@ injection was asked for but refused. The serving certificate is re-read when its
 	return cmd
 }
 
-// LoadValues reads the chart's values over the defaults.
+// LoadValues reads the chart's values file (path; "" for the defaults)
+// and the trust anchors file (anchorsPath; "" to keep the values'
+// identityTrustAnchorsPEM) over the defaults.
 func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
-	v := inject.DefaultValues()
-	v.Version = version.Version
+	valuesYAML, anchors, err := readConfigFiles(path, anchorsPath)
+	if err != nil {
+		return inject.Values{}, err
+	}
+	v, err := BuildValues(valuesYAML, anchors, controllerNS)
+	if err != nil && path != "" {
+		return v, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, err
+}
+
+// readConfigFiles reads what LoadValues decodes; an empty path reads nothing.
+func readConfigFiles(path, anchorsPath string) (valuesYAML []byte, anchors string, err error) {
 	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return v, fmt.Errorf("values: %w", err)
-		}
-		if err := yaml.Unmarshal(b, &v); err != nil {
-			return v, fmt.Errorf("values %s: %w", path, err)
+		if valuesYAML, err = os.ReadFile(path); err != nil {
+			return nil, "", fmt.Errorf("values: %w", err)
 		}
 	}
 	if anchorsPath != "" {
 		b, err := os.ReadFile(anchorsPath)
 		if err != nil {
-			return v, fmt.Errorf("trust anchors: %w", err)
+			return nil, "", fmt.Errorf("trust anchors: %w", err)
 		}
-		v.IdentityTrustAnchorsPEM = string(b)
+		anchors = string(b)
+	}
+	return valuesYAML, anchors, nil
+}
+
+// BuildValues decodes the chart's values (the values key of linkerd-config;
+// nil for the defaults) over the defaults; anchorsPEM, when not empty (the
+// ca-bundle.crt of linkerd-identity-trust-roots), replaces the values'
+// identityTrustAnchorsPEM.
+func BuildValues(valuesYAML []byte, anchorsPEM, controllerNS string) (inject.Values, error) {
+	v := inject.DefaultValues()
+	v.Version = version.Version
+	if len(valuesYAML) > 0 {
+		if err := yaml.Unmarshal(valuesYAML, &v); err != nil {
+			return v, fmt.Errorf("values: %w", err)
+		}
+	}
+	if anchorsPEM != "" {
+		v.IdentityTrustAnchorsPEM = anchorsPEM
 	}
 	if v.IdentityTrustDomain == "" {
 		v.IdentityTrustDomain = v.ClusterDomain
@@ -93,9 +133,27 @@ func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
 	return v, nil
 }
 
-// RunInjector serves until ctx ends.
+// injectorValues is BuildValues for the injector, which also refuses
+// anchors that are not PEM certificates: every pod it admits would get them.
+func injectorValues(valuesYAML []byte, anchorsPEM, controllerNS string) (inject.Values, error) {
+	v, err := BuildValues(valuesYAML, anchorsPEM, controllerNS)
+	if err != nil {
+		return v, err
+	}
+	if _, err := identity.ParseCertificates([]byte(v.IdentityTrustAnchorsPEM)); err != nil {
+		return v, fmt.Errorf("trust anchors: %w", err)
+	}
+	return v, nil
+}
+
+// RunInjector serves until ctx ends, or until one of its servers fails
+// (returned as an error naming it).
 func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error {
-	values, err := LoadValues(o.Values, o.TrustAnchors, o.ControllerNS)
+	valuesYAML, anchors, err := readConfigFiles(o.Values, o.TrustAnchors)
+	if err != nil {
+		return err
+	}
+	values, err := injectorValues(valuesYAML, anchors, o.ControllerNS)
 	if err != nil {
 		return err
 	}
@@ -128,30 +186,47 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 		Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .5},
 	}, []string{"result"})
 	reg.MustRegister(latency)
-	wh := &injector.Webhook{Values: values, CreatedBy: "weft/proxy-injector " + version.Version, Cluster: cluster,
+	live := injector.NewLiveValues(values)
+	if o.WatchConfig {
+		w := newConfigWatcher(client, o.ControllerNS, valuesYAML, anchors, live, record, reg, log)
+		if err := w.start(ctx, o.WatchSyncTimeout); err != nil {
+			return err
+		}
+		values = live.Load()
+	}
+	wh := &injector.Webhook{Values: live, CreatedBy: "weft/proxy-injector " + version.Version, Cluster: cluster,
 		Events: record, Log: log, Observe: func(d time.Duration, result string) { latency.WithLabelValues(result).Observe(d.Seconds()) }}
 
 	l, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return fmt.Errorf("webhook listener: %w", err)
 	}
-	var stopping atomic.Bool
-	admin, err := serveAdmin(o.AdminAddr, reg, func() bool { return !stopping.Load() })
+	al, err := net.Listen("tcp", o.AdminAddr)
 	if err != nil {
 		l.Close()
-		return err
+		return fmt.Errorf("injector admin listener: %w", err)
 	}
+	log.Info("injector started", "addr", l.Addr().String(), "admin-addr", al.Addr().String(),
+		"proxy-image", values.Proxy.Image.Name, "version", values.Version, "watch-config", o.WatchConfig)
+	return serveWebhook(ctx, wh, certs, l, al, reg)
+}
+
+// serveWebhook serves the webhook over TLS on l and the admin server on
+// adminL until ctx ends (nil) or either fails (an error naming it).
+func serveWebhook(ctx context.Context, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
+	var stopping atomic.Bool
+	admin := adminServer(reg, func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: wh, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
-	go srv.ServeTLS(l, "", "")
-	log.Info("injector started", "addr", l.Addr().String(), "proxy-image", values.Proxy.Image.Name, "version", values.Version)
-	<-ctx.Done()
-	stopping.Store(true)
-	shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shut)
-	admin.Close()
-	return nil
+	return runServers(ctx, func() { stopping.Store(true) },
+		server{name: fmt.Sprintf("injector webhook server on %s", l.Addr()), serve: func() error { return srv.ServeTLS(l, "", "") },
+			stop: func() {
+				shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(shut)
+			}},
+		server{name: fmt.Sprintf("injector admin server on %s", adminL.Addr()), serve: func() error { return admin.Serve(adminL) },
+			stop: func() { admin.Close() }})
 }
 
 // certReloader serves the key pair on disk, re-read when either file's

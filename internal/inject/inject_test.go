@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -249,5 +250,162 @@ func TestFilterPorts(t *testing.T) {
 	}
 	if _, err := filterPorts("25,x", declared); err == nil {
 		t.Error("no error for a bad port")
+	}
+}
+
+// TestDefaultContainer: the injector names the first app container for
+// kubectl, unless the pod names one already.
+func TestDefaultContainer(t *testing.T) {
+	tests := []struct {
+		name       string
+		containers []string
+		initC      []string
+		have       map[string]string
+		want       string // "" : no op on the annotation
+	}{
+		{name: "first app container", containers: []string{"web", "sidecar"}, initC: []string{"setup"}, want: "web"},
+		{name: "already set, kept", containers: []string{"web", "sidecar"}, have: map[string]string{compat.AnnotationDefaultContainer: "sidecar"}},
+		{name: "set empty, kept", containers: []string{"web"}, have: map[string]string{compat.AnnotationDefaultContainer: ""}},
+		{name: "other annotations only", containers: []string{"app"}, have: map[string]string{"team": "a"}, want: "app"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+			w.PodMeta.Annotations = tt.have
+			for _, n := range tt.containers {
+				w.PodSpec.Containers = append(w.PodSpec.Containers, corev1.Container{Name: n})
+			}
+			for _, n := range tt.initC {
+				w.PodSpec.InitContainers = append(w.PodSpec.InitContainers, corev1.Container{Name: n})
+			}
+			ops, err := Patch(w, testValues(), Options{Mode: compat.InjectEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			for _, op := range ops {
+				switch {
+				case op.Path == "/metadata/annotations/kubectl.kubernetes.io~1default-container":
+					got = op.Value.(string)
+				case op.Path == "/metadata/annotations":
+					got = op.Value.(map[string]string)[compat.AnnotationDefaultContainer]
+				}
+			}
+			if got != tt.want {
+				t.Errorf("default-container = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := FirstAppContainer([]corev1.Container{{Name: compat.ProxyContainerName}, {Name: "app"}}); got != "app" {
+		t.Errorf("FirstAppContainer skips the proxy: got %q", got)
+	}
+}
+
+// TestEnvReferences: every $(VAR) in the proxy's environment names a
+// variable defined before it (the kubelet expands only those), and the
+// destination context expands to Linkerd's JSON shape.
+func TestEnvReferences(t *testing.T) {
+	w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+	w.PodSpec.Containers = []corev1.Container{{Name: "app"}}
+	ops, err := Patch(w, testValues(), Options{Mode: compat.InjectEnabled})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var proxy *corev1.Container
+	for _, op := range ops {
+		if c, ok := op.Value.(corev1.Container); ok && c.Name == compat.ProxyContainerName {
+			proxy = &c
+		}
+	}
+	if proxy == nil {
+		t.Fatal("no proxy container in the patch")
+	}
+	// What the kubelet would give the variables: fieldRefs resolved.
+	fields := map[string]string{"metadata.name": "p-1", "metadata.namespace": "shop", "spec.nodeName": "node-a", "spec.serviceAccountName": "web"}
+	defined := map[string]string{}
+	for _, e := range proxy.Env {
+		val := e.Value
+		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
+			val = fields[e.ValueFrom.FieldRef.FieldPath]
+		}
+		for rest := val; strings.Contains(rest, "$("); {
+			start := strings.Index(rest, "$(")
+			end := strings.Index(rest[start:], ")")
+			if end < 0 {
+				t.Fatalf("%s: unterminated reference in %q", e.Name, e.Value)
+			}
+			ref := rest[start+2 : start+end]
+			got, ok := defined[ref]
+			if !ok {
+				t.Errorf("%s references $(%s), not defined before it", e.Name, ref)
+			}
+			val = strings.Replace(val, "$("+ref+")", got, 1)
+			rest = rest[start+end:]
+		}
+		defined[e.Name] = val
+	}
+	var ctx map[string]string
+	if err := json.Unmarshal([]byte(defined[compat.EnvDestinationContext]), &ctx); err != nil {
+		t.Fatalf("%s = %q: %v", compat.EnvDestinationContext, defined[compat.EnvDestinationContext], err)
+	}
+	if want := map[string]string{"ns": "shop", "nodeName": "node-a", "pod": "p-1"}; fmt.Sprint(ctx) != fmt.Sprint(want) {
+		t.Errorf("destination context %v, want %v", ctx, want)
+	}
+}
+
+// TestIPv6: with disableIPv6 false the proxy listens on both families (the
+// _ADDRS variables, which win over the single-address ones) and
+// linkerd-init writes ip6tables rules too; with true (the default, as
+// Linkerd's) IPv4 only and linkerd-init is told --ipv6=false.
+func TestIPv6(t *testing.T) {
+	tests := []struct {
+		name          string
+		disable       bool
+		wantInbound   string
+		wantOutbound  string
+		wantInitFlags bool
+	}{
+		{name: "dual stack", disable: false, wantInbound: "0.0.0.0:4143,[::]:4143", wantOutbound: "127.0.0.1:4140,[::1]:4140"},
+		{name: "IPv6 disabled", disable: true, wantInitFlags: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := testValues()
+			v.DisableIPv6 = tt.disable
+			w := &Workload{Kind: "Pod", Name: "p", Namespace: "shop"}
+			w.PodSpec.Containers = []corev1.Container{{Name: "app"}}
+			ops, err := Patch(w, v, Options{Mode: compat.InjectEnabled})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env, args := map[string]string{}, []string(nil)
+			for _, op := range ops {
+				c, ok := op.Value.(corev1.Container)
+				switch {
+				case ok && c.Name == compat.ProxyContainerName:
+					for _, e := range c.Env {
+						env[e.Name] = e.Value
+					}
+				case ok && c.Name == compat.InitContainerName:
+					args = c.Args
+				}
+			}
+			if got := env[compat.EnvInboundListenAddrs]; got != tt.wantInbound {
+				t.Errorf("%s = %q, want %q", compat.EnvInboundListenAddrs, got, tt.wantInbound)
+			}
+			if got := env[compat.EnvOutboundListenAddrs]; got != tt.wantOutbound {
+				t.Errorf("%s = %q, want %q", compat.EnvOutboundListenAddrs, got, tt.wantOutbound)
+			}
+			// The single-address variables stay IPv4 either way.
+			if env[compat.EnvInboundListenAddr] != compat.DefaultInboundAddr || env[compat.EnvOutboundListenAddr] != compat.DefaultOutboundAddr {
+				t.Errorf("single-address listeners %q, %q", env[compat.EnvInboundListenAddr], env[compat.EnvOutboundListenAddr])
+			}
+			if got := slices.Contains(args, "--ipv6=false"); got != tt.wantInitFlags {
+				t.Errorf("linkerd-init args %q: --ipv6=false present %v, want %v", args, got, tt.wantInitFlags)
+			}
+		})
+	}
+	if !DefaultValues().DisableIPv6 {
+		t.Error("DefaultValues().DisableIPv6 is false; the chart's default (Linkerd's) is true")
 	}
 }

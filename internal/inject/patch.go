@@ -49,6 +49,13 @@ func Patch(w *Workload, v Values, o Options) ([]Op, error) {
 	if cfg.opaquePorts != "" && w.PodMeta.Annotations[compat.AnnotationOpaquePorts] == "" {
 		ann[compat.AnnotationOpaquePorts] = cfg.opaquePorts
 	}
+	// kubectl logs/exec pick the app, not the proxy placed first, unless
+	// the pod already names its default container.
+	if _, set := w.PodMeta.Annotations[compat.AnnotationDefaultContainer]; !set {
+		if app := FirstAppContainer(w.PodSpec.Containers); app != "" {
+			ann[compat.AnnotationDefaultContainer] = app
+		}
+	}
 	for k, val := range o.NSAnnotations { // inherited overrides, made visible on the pod
 		if strings.HasPrefix(k, "config.linkerd.io/") && k != compat.AnnotationAdmissionWebhooks {
 			if _, set := w.PodMeta.Annotations[k]; !set {
@@ -133,6 +140,18 @@ func sha256Hex(s string) string {
 
 // MarshalPatch encodes a patch.
 func MarshalPatch(ops []Op) ([]byte, error) { return json.Marshal(ops) }
+
+// FirstAppContainer is the name of the first container that is not the
+// proxy ("" when there is none): what the injector names in
+// kubectl.kubernetes.io/default-container. Init containers are not in cs.
+func FirstAppContainer(cs []corev1.Container) string {
+	for _, c := range cs {
+		if c.Name != compat.ProxyContainerName {
+			return c.Name
+		}
+	}
+	return ""
+}
 
 func names(cs []corev1.Container) []string {
 	out := make([]string, len(cs))

@@ -151,10 +151,13 @@ func fieldEnv(name, path string) corev1.EnvVar {
 
 func proxyContainer(v Values, c config) corev1.Container {
 	env := []corev1.EnvVar{
-		fieldEnv("_pod_name", "metadata.name"),
+		fieldEnv(compat.EnvPodName, "metadata.name"),
 		fieldEnv(compat.EnvPodNamespace, "metadata.namespace"),
-		fieldEnv("_pod_nodeName", "spec.nodeName"),
+		fieldEnv(compat.EnvPodNodeName, "spec.nodeName"),
 		fieldEnv("_pod_sa", "spec.serviceAccountName"),
+		// After the fieldRefs it references: the kubelet expands $(...)
+		// only from variables defined earlier in the list.
+		{Name: compat.EnvDestinationContext, Value: compat.DestinationContextReference},
 		{Name: "_l5d_ns", Value: v.ControllerNamespace},
 		{Name: "_l5d_trustdomain", Value: v.IdentityTrustDomain},
 		{Name: compat.EnvLog, Value: c.logLevel},
@@ -163,6 +166,15 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvAdminListenAddr, Value: compat.DefaultAdminAddr},
 		{Name: compat.EnvOutboundListenAddr, Value: compat.DefaultOutboundAddr},
 		{Name: compat.EnvInboundListenAddr, Value: compat.DefaultInboundAddr},
+	}
+	if !v.DisableIPv6 {
+		// Both families: linkerd-init redirects IPv6 too. These win over
+		// the single-address variables above (kept for older proxies).
+		env = append(env,
+			corev1.EnvVar{Name: compat.EnvOutboundListenAddrs, Value: compat.DefaultOutboundAddr + "," + compat.DefaultOutboundAddrIPv6},
+			corev1.EnvVar{Name: compat.EnvInboundListenAddrs, Value: compat.DefaultInboundAddr + "," + compat.DefaultInboundAddrIPv6})
+	}
+	env = append(env, []corev1.EnvVar{
 		{Name: compat.EnvOpaquePorts, Value: c.opaquePorts},
 		{Name: compat.EnvIdentityDir, Value: compat.IdentityDirPath},
 		{Name: compat.EnvTrustAnchors, Value: v.IdentityTrustAnchorsPEM},
@@ -170,7 +182,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvIdentitySvcAddr, Value: fmt.Sprintf(compat.IdentityServiceAddrFormat, v.ControllerNamespace, v.ClusterDomain)},
 		{Name: compat.EnvIdentityLocalName, Value: compat.ProxyIdentityLocalNameReference},
 		{Name: compat.EnvIdentitySvcName, Value: fmt.Sprintf(compat.IdentityServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
-	}
+	}...)
 	// The optional ones, set only when asked for, in name order.
 	ifTrue := func(b bool) string {
 		if b {
@@ -252,6 +264,9 @@ func initContainer(v Values, c config) corev1.Container {
 	}
 	if v.ProxyInit.IptablesMode != "" {
 		args = append(args, "--firewall-bin-path", "iptables-"+v.ProxyInit.IptablesMode)
+	}
+	if v.DisableIPv6 {
+		args = append(args, "--ipv6=false") // linkerd-init writes ip6tables rules unless told not to
 	}
 	yes, no := true, false
 	uid := int64(65534)

@@ -23,6 +23,9 @@ type Values struct {
 	Version                 string `json:"linkerdVersion"`
 	Proxy                   Proxy  `json:"proxy"`
 	ProxyInit               Init   `json:"proxyInit"`
+	// DisableIPv6 keeps proxies and linkerd-init to IPv4: no IPv6
+	// listeners, no ip6tables rules (linkerd-init --ipv6=false).
+	DisableIPv6 bool `json:"disableIPv6"`
 }
 
 // Image names a container image.
@@ -79,6 +82,9 @@ func DefaultValues() Values {
 		ClusterDomain:       compat.DefaultClusterDomain,
 		IdentityTrustDomain: compat.DefaultIdentityTrustDomain,
 		ClusterNetworks:     compat.DefaultClusterNetworks,
+		// Linkerd's default (its chart's values.yaml, edge-26.8.3 and
+		// stable 2.16 on): IPv6 is opt-in.
+		DisableIPv6: true,
 		Proxy: Proxy{
 			Image:        Image{Name: "ghcr.io/weftmesh/weft-proxy", PullPolicy: "IfNotPresent"},
 			UID:          compat.ProxyUID,

@@ -38,8 +38,8 @@ type Cluster interface {
 
 // Webhook answers AdmissionReviews.
 type Webhook struct {
-	Values    inject.Values
-	CreatedBy string // e.g. "weft/proxy-injector v0.1.0"
+	Values    *LiveValues // replaced as the control plane's configuration changes
+	CreatedBy string      // e.g. "weft/proxy-injector v0.1.0"
 	Cluster   Cluster
 	Events    func(ref *corev1.ObjectReference, eventType, reason, message string)
 	Log       *slog.Logger
@@ -119,7 +119,7 @@ func (h *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		}
 		return allow, "skipped"
 	}
-	ops, err := inject.Patch(w, h.Values, inject.Options{CreatedBy: h.CreatedBy, NSAnnotations: nsAnn, Mode: report.Mode})
+	ops, err := inject.Patch(w, h.Values.Load(), inject.Options{CreatedBy: h.CreatedBy, NSAnnotations: nsAnn, Mode: report.Mode})
 	if err != nil {
 		h.Log.Warn("not injected", "kind", w.Kind, "name", w.Name, "namespace", w.Namespace, "err", err)
 		if owner != nil {

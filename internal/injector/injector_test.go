@@ -75,7 +75,7 @@ func TestWebhookRules(t *testing.T) {
 			var events []event
 			v := inject.DefaultValues()
 			v.IdentityTrustAnchorsPEM = "pem"
-			wh := &Webhook{Values: v, CreatedBy: "test", Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			wh := &Webhook{Values: NewLiveValues(v), CreatedBy: "test", Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 				Cluster: fakeCluster{namespaces: map[string]map[string]string{"meshed": enabled, "plain": nil}},
 				Events: func(ref *corev1.ObjectReference, _, reason, msg string) {
 					events = append(events, event{ref.Kind, ref.Name, reason, msg})

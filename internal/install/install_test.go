@@ -10,7 +10,9 @@ import (
 
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/manifest"
 )
 
@@ -131,6 +133,46 @@ func TestChartsLint(t *testing.T) {
 			if m.Severity >= support.WarningSev {
 				t.Errorf("%s: %s", chart, m)
 			}
+		}
+	}
+}
+
+// TestDisableIPv6Value: linkerd-config carries disableIPv6 (true by
+// default, as Linkerd's chart) and the injector's Values decode it.
+func TestDisableIPv6Value(t *testing.T) {
+	for _, tt := range []struct {
+		sets []string
+		want bool
+	}{{nil, true}, {[]string{"disableIPv6=false"}, false}, {[]string{"disableIPv6=true"}, true}} {
+		vals, err := ControlPlaneValues(Options{Version: "v1", Sets: tt.sets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Render(ControlPlaneChart, "weft-control-plane", "linkerd", vals)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs, err := manifest.Read(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, d := range docs {
+			if d.String("/kind") != "ConfigMap" || d.String("/metadata/name") != "linkerd-config" {
+				continue
+			}
+			found = true
+			v := inject.DefaultValues()
+			v.DisableIPv6 = !tt.want // the ConfigMap's value must win
+			if err := yaml.Unmarshal([]byte(d.String("/data/values")), &v); err != nil {
+				t.Fatalf("linkerd-config values: %v", err)
+			}
+			if v.DisableIPv6 != tt.want {
+				t.Errorf("--set %v: disableIPv6 = %v, want %v", tt.sets, v.DisableIPv6, tt.want)
+			}
+		}
+		if !found {
+			t.Fatal("no linkerd-config rendered")
 		}
 	}
 }

@@ -1,0 +1,171 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+
+	"github.com/weftmesh/weft/internal/kubetest"
+)
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// waitReady polls the admin server's /ready, at most 10 s.
+func waitReady(t *testing.T, admin string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + admin + "/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/ready not 200 within 10s", admin)
+		}
+	}
+}
+
+// result waits (bounded) for what a server function returned.
+func result(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("still serving 10s after a server failed: the failure went unnoticed")
+		return nil
+	}
+}
+
+// TestServeEndsWhenAServerFails: a gRPC component whose gRPC or admin
+// listener is closed under it returns an error naming that server instead
+// of running on without it; ending ctx returns nil.
+func TestServeEndsWhenAServerFails(t *testing.T) {
+	tests := []struct {
+		name    string
+		close   string // grpc, admin, or "" (ctx ends)
+		wantErr string
+	}{
+		{name: "gRPC listener closed", close: "grpc", wantErr: "identity gRPC server on 127.0.0.1:"},
+		{name: "admin listener closed", close: "admin", wantErr: "identity admin server on 127.0.0.1:"},
+		{name: "context ends", close: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, al := listen(t), listen(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			c := component{name: "identity", srv: grpc.NewServer(), metrics: prometheus.NewRegistry(), ready: func() bool { return true },
+				grace: time.Second, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			done := make(chan error, 1)
+			go func() { done <- serveOn(ctx, c, l, al) }()
+			waitReady(t, al.Addr().String())
+			switch tt.close {
+			case "grpc":
+				l.Close()
+			case "admin":
+				al.Close()
+			default:
+				cancel()
+			}
+			err := result(t, done)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("serve = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("serve = %v, want an error naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestServeWebhookEndsWhenAServerFails is the same for the injector's
+// webhook and admin servers.
+func TestServeWebhookEndsWhenAServerFails(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := kubetest.NewCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key, err := ca.Issue("injector", "linkerd-proxy-injector.linkerd.svc", nil, nil, []net.IP{net.ParseIP("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		close   string
+		wantErr string
+	}{
+		{name: "webhook listener closed", close: "webhook", wantErr: "injector webhook server on 127.0.0.1:"},
+		{name: "admin listener closed", close: "admin", wantErr: "injector admin server on 127.0.0.1:"},
+		{name: "context ends", close: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l, al := listen(t), listen(t)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				done <- serveWebhook(ctx, http.NotFoundHandler(), &certReloader{cert: crt, key: key}, l, al, prometheus.NewRegistry())
+			}()
+			waitReady(t, al.Addr().String())
+			switch tt.close {
+			case "webhook":
+				l.Close()
+			case "admin":
+				al.Close()
+			default:
+				cancel()
+			}
+			err := result(t, done)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("serveWebhook = %v, want nil", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("serveWebhook = %v, want an error naming %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestRunInjectorUnusableCertificate: a serving key pair that does not load
+// stops the injector at start with an error naming it (before it needs
+// the API server).
+func TestRunInjectorUnusableCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := kubetest.NewCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := filepath.Join(dir, "ca-bundle.crt")
+	crt, key := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(anchors, ca.PEM(), 0o600)
+	os.WriteFile(crt, ca.PEM(), 0o600)
+	os.WriteFile(key, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunInjector(context.Background(), InjectorOptions{ControllerNS: "linkerd", TrustAnchors: anchors, TLSCert: crt, TLSKey: key,
+			Kubeconfig: filepath.Join(dir, "no-kubeconfig"), Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"}, slog.Default())
+	}()
+	if err := result(t, done); err == nil || !strings.Contains(err.Error(), "serving certificate") {
+		t.Errorf("RunInjector = %v, want an error naming the serving certificate", err)
+	}
+}
