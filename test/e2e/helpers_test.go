@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -51,4 +52,55 @@ func waitInjector(t *testing.T) {
 			t.Fatalf("the proxy injector did not answer admission within 90s (last: %s)", out)
 		}
 	}
+}
+
+// proxyMetrics scrapes a meshed pod's proxy admin port (4191) through the
+// API server's pod proxy.
+func proxyMetrics(t *testing.T, ns, pod string) string {
+	t.Helper()
+	return kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+pod+":4191/proxy/metrics")
+}
+
+// samples maps each sample line's series (name and labels) of the named
+// metrics to its value.
+func samples(metrics string, names ...string) map[string]float64 {
+	out := map[string]float64{}
+	for _, line := range strings.Split(metrics, "\n") {
+		for _, name := range names {
+			if !strings.HasPrefix(line, name+"{") {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			var v float64
+			fmt.Sscanf(line[i+1:], "%g", &v)
+			out[line[:i]] = v
+		}
+	}
+	return out
+}
+
+// grown lists the series of after whose value grew since before (new
+// series included), sorted, each as "series delta".
+func grown(before, after map[string]float64) []string {
+	var out []string
+	for s, v := range after {
+		if d := v - before[s]; d > 0 {
+			out = append(out, fmt.Sprintf("%s +%g", s, d))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// label returns the value of a label in a series ("" if absent).
+func label(series, name string) string {
+	i := strings.Index(series, "{"+name+`="`)
+	if i < 0 {
+		i = strings.Index(series, ","+name+`="`)
+	}
+	if i < 0 {
+		return ""
+	}
+	rest := series[i+len(name)+3:]
+	return rest[:strings.IndexByte(rest, '"')]
 }

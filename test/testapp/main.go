@@ -1,6 +1,7 @@
 // Command testapp is the small application Weft's tests run behind proxies:
 // an HTTP server that says who answered and who called, and a TCP echo
-// server. It knows nothing of the mesh.
+// server on one or more ports (as a database would listen). It knows
+// nothing of the mesh.
 package main
 
 import (
@@ -18,7 +19,7 @@ import (
 
 func main() {
 	httpAddr := flag.String("http", "", "serve HTTP on this address")
-	echoAddr := flag.String("tcp-echo", "", "serve a line-echo TCP server on this address")
+	echoAddrs := flag.String("tcp-echo", "", "serve a TCP echo server on these addresses (comma-separated, e.g. :5432,:6379)")
 	failRate := flag.Int("fail-every", 0, "answer 500 to every Nth request (0: never)")
 	delay := flag.Duration("delay", 0, "wait this long before answering")
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
@@ -39,13 +40,16 @@ func main() {
 		}
 		return
 	}
-	if *httpAddr == "" && *echoAddr == "" {
+	if *httpAddr == "" && *echoAddrs == "" {
 		log.Fatal("testapp: give -http and/or -tcp-echo, or -tcp-send")
 	}
 	host, _ := os.Hostname()
-	errc := make(chan error, 2)
-	if *echoAddr != "" {
-		l, err := net.Listen("tcp", *echoAddr)
+	errc := make(chan error, 1)
+	for _, addr := range strings.Split(*echoAddrs, ",") {
+		if addr = strings.TrimSpace(addr); addr == "" {
+			continue
+		}
+		l, err := net.Listen("tcp", addr)
 		if err != nil {
 			log.Fatalf("testapp: %v", err)
 		}
