@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
+	"github.com/weftmesh/weft/internal/destination/desttest"
 )
 
 // zoneBackend serves one snapshot to every subscriber and knows nodes'
@@ -53,74 +53,8 @@ func (b *zoneBackend) set(s Snapshot, zones map[string]string) {
 	}
 }
 
-// StreamSet folds a Watch stream into the endpoint set it describes.
-type streamSet struct {
-	mu  sync.Mutex
-	set map[string]bool
-	err error
-}
-
-func watchSet(ctx context.Context, t *testing.T, c destinationv1.DestinationClient, target, token string) *streamSet {
-	t.Helper()
-	stream, err := c.Watch(ctx, &destinationv1.WatchRequest{Target: target, ContextToken: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &streamSet{set: map[string]bool{}}
-	go func() {
-		for {
-			u, err := stream.Recv()
-			s.mu.Lock()
-			if err != nil {
-				s.err = err
-				s.mu.Unlock()
-				return
-			}
-			switch {
-			case u.GetNoEndpoints() != nil:
-				clear(s.set)
-			case u.GetRemove() != nil:
-				for _, a := range u.GetRemove().GetAddrs() {
-					delete(s.set, a)
-				}
-			case u.GetAdd() != nil:
-				for _, e := range u.GetAdd().GetEndpoints() {
-					s.set[e.GetAddr()] = true
-				}
-			}
-			s.mu.Unlock()
-		}
-	}()
-	return s
-}
-
-func (s *streamSet) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for a := range s.set {
-		out = append(out, strings.TrimSuffix(strings.TrimPrefix(a, "198.18.0."), ":80"))
-	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
-}
-
-// WaitFor waits (at most 10 s) until the stream's set is want.
-func (s *streamSet) waitFor(t *testing.T, name, want string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		got := s.String()
-		if got == want {
-			return
-		}
-		s.mu.Lock()
-		err := s.err
-		s.mu.Unlock()
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("%s: endpoints %q, want %q (stream error %v)", name, got, want, err)
-		}
-	}
-}
+// lastOctet shortens "198.18.0.N:80" to "N".
+func lastOctet(a string) string { return strings.TrimSuffix(strings.TrimPrefix(a, "198.18.0."), ":80") }
 
 func TestWatchFiltersByTheCallersZone(t *testing.T) {
 	a1, b1 := zoned("1", "zone-a"), zoned("2", "zone-b")
@@ -142,7 +76,7 @@ func TestWatchFiltersByTheCallersZone(t *testing.T) {
 	defer cancel()
 	c := destinationv1.NewDestinationClient(cc)
 	const target = "web.shop.svc.cluster.local:80"
-	streams := map[string]*streamSet{}
+	streams := map[string]*desttest.Set{}
 	for name, token := range map[string]string{
 		"node-a":       `{"ns":"shop","nodeName":"node-a","pod":"client-a"}`,
 		"node-b":       `{"ns":"shop","nodeName":"node-b","pod":"client-b"}`,
@@ -151,23 +85,23 @@ func TestWatchFiltersByTheCallersZone(t *testing.T) {
 		"malformed":    `{"nodeName":`,
 		"older form":   "ns:shop",
 	} {
-		streams[name] = watchSet(ctx, t, c, target, token)
+		streams[name] = desttest.Watch(ctx, t, c, target, token)
 	}
 	want := map[string]string{"node-a": "1", "node-b": "2", "unknown node": "1,2", "no token": "1,2", "malformed": "1,2", "older form": "1,2"}
 	for name, s := range streams {
-		s.waitFor(t, name, want[name])
+		s.WaitFor(t, name, want[name], lastOctet)
 	}
 
 	// node-b moves to zone-a; node-x appears in zone-b.
 	b.set(b.snap, map[string]string{"node-a": "zone-a", "node-b": "zone-a", "node-x": "zone-b"})
 	want["node-b"], want["unknown node"] = "1", "2"
 	for name, s := range streams {
-		s.waitFor(t, name, want[name])
+		s.WaitFor(t, name, want[name], lastOctet)
 	}
 
 	// An endpoint loses its hints: everyone gets everything.
 	b.set(Snapshot{Exists: true, Endpoints: []Endpoint{a1, zoned("2")}}, b.zones)
 	for name, s := range streams {
-		s.waitFor(t, name, "1,2")
+		s.WaitFor(t, name, "1,2", lastOctet)
 	}
 }

@@ -5,9 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/destination"
+	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/kubetest"
 )
 
@@ -45,63 +44,9 @@ func TestSlimNodeKeepsTheZoneOnly(t *testing.T) {
 	}
 }
 
-// wireSet folds a Watch stream's updates into the set it describes.
-type wireSet struct {
-	mu  sync.Mutex
-	set map[string]bool
-	err error
-}
-
-func watchWire(ctx context.Context, t *testing.T, c destinationv1.DestinationClient, target, token string) *wireSet {
-	t.Helper()
-	stream, err := c.Watch(ctx, &destinationv1.WatchRequest{Target: target, ContextToken: token})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &wireSet{set: map[string]bool{}}
-	go func() {
-		for {
-			u, err := stream.Recv()
-			w.mu.Lock()
-			if err != nil {
-				w.err = err
-				w.mu.Unlock()
-				return
-			}
-			if u.GetNoEndpoints() != nil {
-				clear(w.set)
-			}
-			for _, a := range u.GetRemove().GetAddrs() {
-				delete(w.set, a)
-			}
-			for _, e := range u.GetAdd().GetEndpoints() {
-				w.set[e.GetAddr()] = true
-			}
-			w.mu.Unlock()
-		}
-	}()
-	return w
-}
-
-// wait waits (at most 10 s) until the set's addresses' last octets are want.
-func (w *wireSet) wait(t *testing.T, name, want string) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		w.mu.Lock()
-		var got []string
-		for a := range w.set {
-			got = append(got, strings.TrimSuffix(strings.TrimPrefix(a, "198.18.1."), ":8080"))
-		}
-		err := w.err
-		w.mu.Unlock()
-		sort.Strings(got)
-		if strings.Join(got, ",") == want {
-			return
-		}
-		if err != nil || time.Now().After(deadline) {
-			t.Fatalf("%s: endpoints %q, want %q (stream error %v)", name, strings.Join(got, ","), want, err)
-		}
-	}
+// lastOctet shortens "198.18.1.N:8080" to "N".
+func lastOctet(a string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(a, "198.18.1."), ":8080")
 }
 
 func hinted(ip, zone string, forZones ...string) discoveryv1.Endpoint {
@@ -181,16 +126,16 @@ func TestWatchAppliesTopologyHints(t *testing.T) {
 	client := destinationv1.NewDestinationClient(cc)
 	const target = "web.shop.svc.cluster.local:80"
 	token := func(node string) string { return `{"ns":"shop","nodeName":"` + node + `","pod":"client"}` }
-	streams := map[string]*wireSet{
-		"node-a": watchWire(ctx, t, client, target, token("node-a")),
-		"node-b": watchWire(ctx, t, client, target, token("node-b")),
-		"node-c": watchWire(ctx, t, client, target, token("node-c")), // not a node yet
-		"none":   watchWire(ctx, t, client, target, ""),
+	streams := map[string]*desttest.Set{
+		"node-a": desttest.Watch(ctx, t, client, target, token("node-a")),
+		"node-b": desttest.Watch(ctx, t, client, target, token("node-b")),
+		"node-c": desttest.Watch(ctx, t, client, target, token("node-c")), // not a node yet
+		"none":   desttest.Watch(ctx, t, client, target, ""),
 	}
 	check := func(step string, want map[string]string) {
 		t.Helper()
 		for name, w := range streams {
-			w.wait(t, step+", "+name, want[name])
+			w.WaitFor(t, step+", "+name, want[name], lastOctet)
 		}
 	}
 	check("hinted per zone", map[string]string{"node-a": "1", "node-b": "2,3", "node-c": "1,2,3", "none": "1,2,3"})
