@@ -76,7 +76,7 @@ func (w *configWatcher) start(ctx context.Context, timeout time.Duration) error 
 		inf := f.Core().V1().ConfigMaps().Informer()
 		// The handlers check the name too: the field selector is the API
 		// server's to apply, and a fake one may not.
-		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		reg, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) { w.changed(name, obj) },
 			UpdateFunc: func(old, obj any) {
 				// A relist redelivers what was seen: nothing to apply or refuse again.
@@ -88,11 +88,14 @@ func (w *configWatcher) start(ctx context.Context, timeout time.Duration) error 
 				w.changed(name, obj)
 			},
 			DeleteFunc: func(obj any) { w.deleted(name, obj) },
-		}); err != nil {
+		})
+		if err != nil {
 			return fmt.Errorf("watching ConfigMap %s/%s: %w", w.ns, name, err)
 		}
 		f.Start(ctx.Done())
-		synced = append(synced, inf.HasSynced)
+		// The handler's sync, not the informer's: the first listing must
+		// have been applied, not only stored, before start returns.
+		synced = append(synced, reg.HasSynced)
 	}
 	if timeout <= 0 {
 		timeout = 30 * time.Second
