@@ -54,51 +54,11 @@ func result(t *testing.T, done <-chan error) error {
 	}
 }
 
-// TestServeEndsWhenAServerFails: a gRPC component whose gRPC or admin
-// listener is closed under it returns an error naming that server instead
-// of running on without it; ending ctx returns nil.
-func TestServeEndsWhenAServerFails(t *testing.T) {
-	tests := []struct {
-		name    string
-		close   string // grpc, admin, or "" (ctx ends)
-		wantErr string
-	}{
-		{name: "gRPC listener closed", close: "grpc", wantErr: "identity gRPC server on 127.0.0.1:"},
-		{name: "admin listener closed", close: "admin", wantErr: "identity admin server on 127.0.0.1:"},
-		{name: "context ends", close: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l, al := listen(t), listen(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			c := component{name: "identity", srv: grpc.NewServer(), metrics: prometheus.NewRegistry(), ready: func() bool { return true },
-				grace: time.Second, log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-			done := make(chan error, 1)
-			go func() { done <- serveOn(ctx, c, l, al) }()
-			waitReady(t, al.Addr().String())
-			switch tt.close {
-			case "grpc":
-				l.Close()
-			case "admin":
-				al.Close()
-			default:
-				cancel()
-			}
-			err := result(t, done)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("serve = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("serve = %v, want an error naming %q", err, tt.wantErr)
-			}
-		})
-	}
-}
-
-// TestServeWebhookEndsWhenAServerFails is the same for the injector's
-// webhook and admin servers.
-func TestServeWebhookEndsWhenAServerFails(t *testing.T) {
+// TestServersEndWhenOneFails: a component (identity's gRPC + admin, the
+// injector's webhook + admin) whose main or admin listener is closed under
+// it returns an error naming that server instead of running on without
+// it; ending ctx returns nil.
+func TestServersEndWhenOneFails(t *testing.T) {
 	dir := t.TempDir()
 	ca, err := kubetest.NewCA(dir)
 	if err != nil {
@@ -108,41 +68,56 @@ func TestServeWebhookEndsWhenAServerFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name    string
-		close   string
-		wantErr string
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	components := []struct {
+		name  string
+		main  string // how errors name the main server
+		serve func(ctx context.Context, l, al net.Listener) error
 	}{
-		{name: "webhook listener closed", close: "webhook", wantErr: "injector webhook server on 127.0.0.1:"},
-		{name: "admin listener closed", close: "admin", wantErr: "injector admin server on 127.0.0.1:"},
-		{name: "context ends", close: ""},
+		{"identity", "identity gRPC server", func(ctx context.Context, l, al net.Listener) error {
+			c := component{name: "identity", srv: grpc.NewServer(), metrics: prometheus.NewRegistry(), ready: func() bool { return true },
+				grace: time.Second, log: quiet}
+			return serveOn(ctx, c, l, al)
+		}},
+		{"injector", "injector webhook server", func(ctx context.Context, l, al net.Listener) error {
+			return serveWebhook(ctx, http.NotFoundHandler(), &certReloader{cert: crt, key: key}, l, al, prometheus.NewRegistry())
+		}},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			l, al := listen(t), listen(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			done := make(chan error, 1)
-			go func() {
-				done <- serveWebhook(ctx, http.NotFoundHandler(), &certReloader{cert: crt, key: key}, l, al, prometheus.NewRegistry())
-			}()
-			waitReady(t, al.Addr().String())
-			switch tt.close {
-			case "webhook":
-				l.Close()
-			case "admin":
-				al.Close()
-			default:
-				cancel()
-			}
-			err := result(t, done)
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Errorf("serveWebhook = %v, want nil", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Errorf("serveWebhook = %v, want an error naming %q", err, tt.wantErr)
-			}
-		})
+	admin := map[string]string{"identity": "identity admin server", "injector": "injector admin server"}
+	for _, c := range components {
+		for _, tt := range []struct {
+			name    string
+			close   string // main, admin, or "" (ctx ends)
+			wantErr string
+		}{
+			{"main listener closed", "main", c.main + " on 127.0.0.1:"},
+			{"admin listener closed", "admin", admin[c.name] + " on 127.0.0.1:"},
+			{"context ends", "", ""},
+		} {
+			t.Run(c.name+"/"+tt.name, func(t *testing.T) {
+				l, al := listen(t), listen(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() { done <- c.serve(ctx, l, al) }()
+				waitReady(t, al.Addr().String())
+				switch tt.close {
+				case "main":
+					l.Close()
+				case "admin":
+					al.Close()
+				default:
+					cancel()
+				}
+				err := result(t, done)
+				switch {
+				case tt.wantErr == "" && err != nil:
+					t.Errorf("got %v, want nil", err)
+				case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+					t.Errorf("got %v, want an error naming %q", err, tt.wantErr)
+				}
+			})
+		}
 	}
 }
 
