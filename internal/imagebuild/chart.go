@@ -1,0 +1,82 @@
+package imagebuild
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Chart is what the weft-control-plane chart runs when installed without
+// image values.
+type Chart struct {
+	Version string            // linkerdVersion, else the chart's appVersion
+	Refs    map[string]string // image name → reference, e.g. weft-proxy → ghcr.io/weftmesh/weft-proxy:dev
+}
+
+// ReadChart reads the default image references from a chart directory's
+// Chart.yaml and values.yaml, as the templates and the injector compute
+// them: the repository, then the image's own version, else linkerdVersion,
+// else appVersion.
+func ReadChart(dir string) (Chart, error) {
+	var meta struct {
+		AppVersion string `json:"appVersion"`
+	}
+	var values struct {
+		LinkerdVersion         string `json:"linkerdVersion"`
+		ControllerImage        string `json:"controllerImage"`
+		ControllerImageVersion string `json:"controllerImageVersion"`
+		Proxy                  struct {
+			Image image `json:"image"`
+		} `json:"proxy"`
+		ProxyInit struct {
+			Image image `json:"image"`
+		} `json:"proxyInit"`
+	}
+	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &values} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return Chart{}, fmt.Errorf("chart: %w", err)
+		}
+		if err := yaml.Unmarshal(b, v); err != nil {
+			return Chart{}, fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
+		}
+	}
+	c := Chart{Version: first(values.LinkerdVersion, meta.AppVersion)}
+	if c.Version == "" {
+		return Chart{}, fmt.Errorf("chart %s: neither linkerdVersion nor appVersion is set", dir)
+	}
+	c.Refs = map[string]string{
+		Controller: ref(values.ControllerImage, first(values.ControllerImageVersion, c.Version)),
+		Proxy:      ref(values.Proxy.Image.Name, first(values.Proxy.Image.Version, c.Version)),
+		ProxyInit:  ref(values.ProxyInit.Image.Name, first(values.ProxyInit.Image.Version, c.Version)),
+	}
+	for name, r := range c.Refs {
+		if r == "" {
+			return Chart{}, fmt.Errorf("chart %s: no repository for %s", dir, name)
+		}
+	}
+	return c, nil
+}
+
+type image struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+}
+
+func ref(repo, version string) string {
+	if repo == "" {
+		return ""
+	}
+	return repo + ":" + version
+}
+
+func first(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

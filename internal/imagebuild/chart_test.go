@@ -1,0 +1,107 @@
+package imagebuild
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestReadChart(t *testing.T) {
+	writeChart := func(t *testing.T, chart, values string) string {
+		t.Helper()
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "Chart.yaml"), []byte(chart), 0o644)
+		os.WriteFile(filepath.Join(dir, "values.yaml"), []byte(values), 0o644)
+		return dir
+	}
+	const repos = "controllerImage: r/c\nproxy: {image: {name: r/p}}\nproxyInit: {image: {name: r/i}}\n"
+	for _, tc := range []struct {
+		name          string
+		chart, values string
+		want          Chart
+		wantErr       string
+	}{
+		{name: "appVersion tags every image", chart: "appVersion: \"1.2\"\n", values: repos,
+			want: Chart{Version: "1.2", Refs: map[string]string{Controller: "r/c:1.2", Proxy: "r/p:1.2", ProxyInit: "r/i:1.2"}}},
+		{name: "linkerdVersion wins over appVersion", chart: "appVersion: dev\n", values: repos + "linkerdVersion: v9\n",
+			want: Chart{Version: "v9", Refs: map[string]string{Controller: "r/c:v9", Proxy: "r/p:v9", ProxyInit: "r/i:v9"}}},
+		{name: "an image's own version wins", chart: "appVersion: dev\n",
+			values: "controllerImage: r/c\ncontrollerImageVersion: c1\nproxy: {image: {name: r/p, version: p1}}\nproxyInit: {image: {name: r/i, version: i1}}\n",
+			want:   Chart{Version: "dev", Refs: map[string]string{Controller: "r/c:c1", Proxy: "r/p:p1", ProxyInit: "r/i:i1"}}},
+		{name: "no version", chart: "name: x\n", values: repos, wantErr: "neither linkerdVersion nor appVersion"},
+		{name: "no repository", chart: "appVersion: dev\n", values: "controllerImage: r/c\n", wantErr: "no repository"},
+		{name: "not YAML", chart: "appVersion: [\n", values: repos, wantErr: "Chart.yaml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadChart(writeChart(t, tc.chart, tc.values))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := ReadChart(t.TempDir()); err == nil {
+		t.Error("a directory without a chart was read")
+	}
+}
+
+// The images are named as the chart in this repository names them by
+// default, which is what makes helm install without image values run them.
+func TestRepositoryChartNames(t *testing.T) {
+	c, err := ReadChart("../../charts/weft-control-plane")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{Controller: "ghcr.io/weftmesh/weft-controller:", Proxy: "ghcr.io/weftmesh/weft-proxy:", ProxyInit: "ghcr.io/weftmesh/weft-proxy-init:"} {
+		if got := c.Refs[name]; got != want+c.Version {
+			t.Errorf("%s: %q, want %q", name, got, want+c.Version)
+		}
+	}
+}
+
+func TestSelectAndPlatforms(t *testing.T) {
+	for _, tc := range []struct {
+		images  []string
+		want    []string
+		wantErr bool
+	}{
+		{images: nil, want: []string{Controller, Proxy, ProxyInit}},
+		{images: []string{Proxy, Proxy}, want: []string{Proxy}},
+		{images: []string{ProxyInit, Controller}, want: []string{ProxyInit, Controller}},
+		{images: []string{"weft-nope"}, wantErr: true},
+	} {
+		got, err := selectSpecs(tc.images)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%v: error %v", tc.images, err)
+			continue
+		}
+		var names []string
+		for _, s := range got {
+			names = append(names, s.name)
+		}
+		if !tc.wantErr && !reflect.DeepEqual(names, tc.want) {
+			t.Errorf("%v: %v, want %v", tc.images, names, tc.want)
+		}
+	}
+	for _, p := range Platforms {
+		if _, err := goEnv(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+		if _, err := debianArch(p); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, bad := range []string{"windows/amd64", "linux/riscv64", "linux/arm/v5"} {
+		p := parse(t, bad)
+		if _, err := goEnv(p); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
+	}
+}

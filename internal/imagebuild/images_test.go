@@ -1,0 +1,439 @@
+package imagebuild
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/ociimage"
+)
+
+// The images are built once per test binary (what make images does, into
+// a temporary directory) and shared by the tests below.
+var fixture struct {
+	once    sync.Once
+	dir     string
+	results map[string]Result
+	took    time.Duration
+	err     error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if fixture.dir != "" {
+		os.RemoveAll(fixture.dir)
+	}
+	os.Exit(code)
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// testLog writes the builder's progress to the test's output.
+func testLog(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// built returns every image for every platform.
+func built(t *testing.T) map[string]Result {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds every image for three platforms")
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		t.Skip("dpkg-deb is needed to unpack Debian's iptables (a Debian machine)")
+	}
+	fixture.once.Do(func() {
+		fixture.dir, fixture.err = os.MkdirTemp("", "weft-images-test-")
+		if fixture.err != nil {
+			return
+		}
+		start := time.Now()
+		var rs []Result
+		rs, fixture.err = Build(context.Background(), Options{Root: repoRoot(t), OutDir: fixture.dir, Log: testLog(t)})
+		fixture.took = time.Since(start)
+		fixture.results = map[string]Result{}
+		for _, r := range rs {
+			fixture.results[r.Name] = r
+		}
+		var report bytes.Buffer
+		WriteReport(&report, rs)
+		t.Logf("built in %v:\n%s", fixture.took.Round(time.Second), report.String())
+	})
+	if fixture.err != nil {
+		t.Fatalf("building the images: %v", fixture.err)
+	}
+	return fixture.results
+}
+
+func parse(t *testing.T, s string) ociimage.Platform {
+	t.Helper()
+	p, err := ociimage.ParsePlatform(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestEveryArchiveListsThreePlatforms: one archive per image the charts
+// use, each an index of linux/amd64, linux/arm64 and linux/arm/v7 under the
+// chart's default name, each manifest's binary built for its platform.
+func TestEveryArchiveListsThreePlatforms(t *testing.T) {
+	results := built(t)
+	chart, err := ReadChart(filepath.Join(repoRoot(t), "charts", "weft-control-plane"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ociimage.Platform{parse(t, "linux/amd64"), parse(t, "linux/arm64"), parse(t, "linux/arm/v7")}
+	for _, tc := range []struct {
+		name       string
+		entrypoint string
+	}{{Controller, "/weft-controller"}, {Proxy, "/weft-proxy"}, {ProxyInit, "/weft-proxy-init"}} {
+		r, ok := results[tc.name]
+		if !ok {
+			t.Errorf("no %s archive", tc.name)
+			continue
+		}
+		if filepath.Base(r.Path) != tc.name+".tar" {
+			t.Errorf("%s: archive %s", tc.name, r.Path)
+		}
+		a, err := ociimage.ReadFile(r.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Ref != chart.Refs[tc.name] || a.MediaType != ociimage.MediaTypeIndex || a.Digest != r.Summary.Digest {
+			t.Errorf("%s: named %q (%s, %s), want %q, an image index, %s", tc.name, a.Ref, a.MediaType, a.Digest, chart.Refs[tc.name], r.Summary.Digest)
+		}
+		if got := a.Platforms(); !slices.Equal(got, want) {
+			t.Errorf("%s: platforms %v, want %v", tc.name, got, want)
+		}
+		for _, m := range a.Manifests {
+			if !slices.Equal(m.Config.Config.Entrypoint, []string{tc.entrypoint}) {
+				t.Errorf("%s %s: entrypoint %v", tc.name, m.Platform, m.Config.Config.Entrypoint)
+			}
+		}
+	}
+}
+
+// TestReproducible: building the proxy image again, into another
+// directory, gives the same archive, byte for byte.
+func TestReproducible(t *testing.T) {
+	first := built(t)[Proxy]
+	dir := t.TempDir()
+	again, err := Build(context.Background(), Options{Root: repoRoot(t), OutDir: dir, Images: []string{Proxy}, Log: testLog(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[0].Summary.Digest != first.Summary.Digest {
+		t.Fatalf("two builds of the proxy image: index %s, then %s", first.Summary.Digest, again[0].Summary.Digest)
+	}
+	a, _ := os.ReadFile(first.Path)
+	b, _ := os.ReadFile(again[0].Path)
+	if !bytes.Equal(a, b) {
+		t.Fatal("same index digest, different archives")
+	}
+	t.Logf("two builds: index %s", first.Summary.Digest)
+}
+
+// qemu returns the qemu-user emulator for p ("" for the machine's own
+// platform), skipping the test when it is not installed unless
+// WEFT_REQUIRE_QEMU is set.
+func qemu(t *testing.T, p ociimage.Platform) string {
+	t.Helper()
+	name := map[string]string{"linux/amd64": "qemu-x86_64", "linux/arm64": "qemu-aarch64", "linux/arm/v7": "qemu-arm"}[p.String()]
+	for _, n := range []string{name + "-static", name} {
+		if path, err := exec.LookPath(n); err == nil {
+			return path
+		}
+	}
+	msg := fmt.Sprintf("%s-static is not installed (Debian: apt-get install qemu-user-static)", name)
+	if os.Getenv("WEFT_REQUIRE_QEMU") != "" {
+		t.Fatalf("%s, and WEFT_REQUIRE_QEMU is set", msg)
+	}
+	t.Skipf("%s; set WEFT_REQUIRE_QEMU=1 to make this a failure", msg)
+	return ""
+}
+
+// extract unpacks one platform of an archive into a temporary directory.
+func extract(t *testing.T, archive string, p ociimage.Platform) string {
+	t.Helper()
+	a, err := ociimage.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := a.Extract(p, dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestProxyUnderQemu runs the arm64 and armv7 proxies of the proxy image
+// under qemu-user (and amd64's natively): each starts, answers /ready, and
+// forwards an HTTP request in explicit mode (--dst/--bind) on loopback.
+func TestProxyUnderQemu(t *testing.T) {
+	archive := built(t)[Proxy].Path
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from the app, %s", r.URL.Path)
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Serve(l)
+	t.Cleanup(func() { app.Close() })
+
+	for _, platform := range []string{"linux/arm64", "linux/arm/v7", "linux/amd64"} {
+		t.Run(strings.ReplaceAll(platform, "/", "-"), func(t *testing.T) {
+			p := parse(t, platform)
+			var emulator string
+			if p != ociimage.HostPlatform() {
+				emulator = qemu(t, p)
+			}
+			root := extract(t, archive, p)
+			out := run(t, emulator, root, "/weft-proxy", "--version")
+			if strings.TrimSpace(out) == "" {
+				t.Errorf("weft-proxy --version printed nothing")
+			}
+			bind := startProxy(t, emulator, root, l.Addr().String())
+			resp, err := http.Get("http://" + bind + "/through/the/proxy")
+			if err != nil {
+				t.Fatalf("request through the %s proxy: %v", platform, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 || string(body) != "hello from the app, /through/the/proxy" {
+				t.Fatalf("through the %s proxy: %d %q", platform, resp.StatusCode, body)
+			}
+			if out := run(t, emulator, root, "/weft-await", "--help"); !strings.Contains(out, "weft-await") {
+				t.Errorf("weft-await --help: %q", out)
+			}
+		})
+	}
+}
+
+// run runs an image's binary (under emulator when set, with the image's
+// root as its library prefix) and returns its combined output.
+func run(t *testing.T, emulator, root, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := command(ctx, emulator, root, bin, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func command(ctx context.Context, emulator, root, bin string, args ...string) *exec.Cmd {
+	if emulator == "" {
+		return exec.CommandContext(ctx, filepath.Join(root, bin), args...)
+	}
+	return exec.CommandContext(ctx, emulator, append([]string{"-L", root, filepath.Join(root, bin)}, args...)...)
+}
+
+// startProxy starts the image's weft-proxy with one destination (the app)
+// bound to an extra outbound listener, waits for /ready and returns that
+// listener's address. Ports are picked free and may be taken in between:
+// it tries again on new ports, three times.
+func startProxy(t *testing.T, emulator, root, appAddr string) string {
+	t.Helper()
+	var lastErr error
+	for attempt := 1; attempt <= 3; attempt++ {
+		admin, bind := freeAddr(t), freeAddr(t)
+		var logs bytes.Buffer
+		cmd := command(context.Background(), emulator, root, "/weft-proxy",
+			"--admin-addr", admin, "--control-addr", freeAddr(t), "--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t),
+			"--dst", "app.test:80="+appAddr, "--bind", bind+"=app.test:80", "--log-level", "info")
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		stop := func() {
+			cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				<-exited
+			}
+		}
+		if lastErr = waitReady("http://"+admin+"/ready", exited, 60*time.Second); lastErr == nil {
+			t.Cleanup(stop)
+			return bind
+		}
+		stop()
+		lastErr = fmt.Errorf("%w\n%s", lastErr, logs.String())
+	}
+	t.Fatalf("the proxy did not get ready: %v", lastErr)
+	return ""
+}
+
+func waitReady(url string, exited <-chan error, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		select {
+		case err := <-exited:
+			return fmt.Errorf("the proxy exited: %v", err)
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within %v (last: %v)", url, within, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestInitImageIptablesUnderQemu runs the init image's own iptables (its
+// loader and libraries, not the machine's) for arm64 and armv7 under
+// qemu-user, and for amd64 in a chroot of the image: the legacy binaries
+// print their version and load the extensions weft-proxy-init's rules use;
+// the nft binaries resolve every library (running them needs nf_tables
+// netlink, which qemu-user does not translate).
+func TestInitImageIptablesUnderQemu(t *testing.T) {
+	archive := built(t)[ProxyInit].Path
+	for _, tc := range []struct {
+		platform, triplet string
+	}{
+		{"linux/arm64", "aarch64-linux-gnu"},
+		{"linux/arm/v7", "arm-linux-gnueabihf"},
+		{"linux/amd64", "x86_64-linux-gnu"},
+	} {
+		t.Run(strings.ReplaceAll(tc.platform, "/", "-"), func(t *testing.T) {
+			p := parse(t, tc.platform)
+			in := imageRunner{root: extract(t, archive, p)}
+			if p == ociimage.HostPlatform() {
+				// qemu -L would fall back to the machine's own files for
+				// any the image lacks: run in a chroot of the image.
+				if os.Geteuid() != 0 {
+					t.Skip("needs root to chroot into the image of this machine's platform")
+				}
+				in.chroot = true
+			} else {
+				in.emulator = qemu(t, p)
+			}
+			xtables := "/usr/lib/" + tc.triplet + "/xtables"
+			if p.Architecture == "arm" {
+				// qemu-arm does not apply -L to statx, which iptables uses
+				// to find an extension: point it at the unpacked directory,
+				// and check below that libxtables looks there by default.
+				in.env = []string{"XTABLES_LIBDIR=" + filepath.Join(in.root, xtables)}
+			}
+			for _, name := range []string{"iptables", "iptables-legacy", "ip6tables-legacy-save", "iptables-legacy-restore"} {
+				if out := in.run(t, "/usr/sbin/"+name, "--version"); !strings.Contains(out, "v1.8") || !strings.Contains(out, "legacy") {
+					t.Errorf("%s --version: %q", name, out)
+				}
+			}
+			help := in.run(t, "/usr/sbin/iptables-legacy", "-p", "tcp", "-m", "tcp", "-m", "comment", "-m", "owner", "-m", "multiport", "-j", "REDIRECT", "--help")
+			for _, want := range []string{"tcp match options", "comment match options", "owner match options", "multiport match options", "REDIRECT target options"} {
+				if !strings.Contains(help, want) {
+					t.Errorf("iptables-legacy --help with the rules' extensions lacks %q", want)
+				}
+			}
+			lib, err := os.ReadFile(filepath.Join(in.root, "usr/lib", tc.triplet, "libxtables.so.12"))
+			if err != nil || !bytes.Contains(lib, []byte(xtables+"\x00")) {
+				t.Errorf("libxtables does not look for extensions in %s (%v)", xtables, err)
+			}
+			for _, name := range []string{"iptables-nft", "ip6tables-nft-restore"} {
+				out := in.output(t, []string{"LD_TRACE_LOADED_OBJECTS=1"}, "/usr/sbin/"+name)
+				if strings.Contains(out, "not found") || !strings.Contains(out, "libnftnl.so.11 => /usr/lib/"+tc.triplet+"/libnftnl.so.11") {
+					t.Errorf("%s's libraries:\n%s", name, out)
+				}
+			}
+			if out := in.run(t, "/weft-proxy-init", "--version"); strings.TrimSpace(out) == "" {
+				t.Error("weft-proxy-init --version printed nothing")
+			}
+		})
+	}
+}
+
+// imageRunner runs a program of an unpacked image: under a qemu-user
+// emulator with the image as its library prefix, or in a chroot.
+type imageRunner struct {
+	root     string
+	emulator string
+	chroot   bool
+	env      []string
+}
+
+func (r imageRunner) run(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	out, err := r.cmd(nil, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", bin, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// output runs bin with extra environment and returns its output whatever
+// its exit status.
+func (r imageRunner) output(t *testing.T, env []string, bin string) string {
+	t.Helper()
+	out, _ := r.cmd(env, bin).CombinedOutput()
+	return string(out)
+}
+
+func (r imageRunner) cmd(env []string, bin string, args ...string) *exec.Cmd {
+	env = append(append([]string{"PATH=/usr/sbin:/usr/bin"}, r.env...), env...)
+	var cmd *exec.Cmd
+	if r.chroot {
+		cmd = exec.Command(bin, args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: r.root}
+		cmd.Dir = "/"
+		cmd.Env = env
+	} else {
+		qargs := []string{"-L", r.root}
+		for _, e := range env {
+			qargs = append(qargs, "-E", e)
+		}
+		cmd = exec.Command(r.emulator, append(append(qargs, filepath.Join(r.root, bin)), args...)...)
+	}
+	cmd.WaitDelay = time.Minute
+	return cmd
+}

@@ -1,0 +1,10 @@
+# Container images without Docker (docs/install.md): weft-controller,
+# weft-proxy (with weft-await) and weft-proxy-init (with Debian's iptables),
+# each one OCI archive in bin/images/ holding linux/amd64, linux/arm64 and
+# linux/arm/v7, named as the chart's defaults name them. Debian's .debs are
+# cached under $(HOME)/.cache/weft/debs.
+IMAGES_DIR ?= $(BIN)/images
+
+.PHONY: images
+images:
+	$(GO) run ./tools/build-images -out $(IMAGES_DIR)
