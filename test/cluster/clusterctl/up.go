@@ -204,15 +204,6 @@ func (c *cluster) ensureImages() error {
 	return c.importImages(tars...)
 }
 
-func (c *cluster) importImages(tars ...string) error {
-	for _, t := range tars {
-		if err := run("ctr", "--address", containerdSock, "-n", "k8s.io", "images", "import", "--no-unpack=false", t); err != nil {
-			return fmt.Errorf("importing %s: %w", t, err)
-		}
-	}
-	return nil
-}
-
 func repoRoot() (string, error) {
 	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
 	if err != nil {
