@@ -16,7 +16,8 @@ import (
 )
 
 // installControlPlane installs charts/weft-control-plane with a fresh trust
-// anchor and issuer, from the images built from this tree.
+// anchor and issuer, from the images built from this tree (the chart's
+// default image names: no image values).
 func installControlPlane(t *testing.T) {
 	t.Helper()
 	buildImages(t)
@@ -39,8 +40,6 @@ func installControlPlane(t *testing.T) {
 		"--set-file", "identityTrustAnchorsPEM="+filepath.Join(dir, "ca.crt"),
 		"--set-file", "identity.issuer.tls.crtPEM="+filepath.Join(dir, "issuer.crt"),
 		"--set-file", "identity.issuer.tls.keyPEM="+filepath.Join(dir, "issuer.key"),
-		"--set", "linkerdVersion="+imageVersion, "--set", "controllerImage="+controllerImage,
-		"--set", "proxy.image.name="+proxyImage, "--set", "proxyInit.image.name="+proxyInitImage,
 		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m")
 	waitInjector(t)
 	t.Cleanup(func() {

@@ -14,18 +14,16 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/imagebuild"
 )
 
-// imageSets point the control plane at the images built from this tree
-// (there is no registry here); nothing else differs from the documented
-// procedures.
-var imageSets = []string{"--set", "linkerdVersion=" + imageVersion, "--set", "controllerImage=" + controllerImage,
-	"--set", "proxy.image.name=" + proxyImage, "--set", "proxyInit.image.name=" + proxyInitImage}
-
+// buildWeft builds the CLI with the images' version, as a release is: weft
+// install and upgrade then name the images make images built, with no image
+// values.
 func buildWeft(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", dir+"/", "./cmd/weft")
+	cmd := exec.Command("go", "build", "-ldflags", "-X "+imagebuild.VersionVar+"="+imageVersion(t), "-o", dir+"/", "./cmd/weft")
 	cmd.Dir = "../.."
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -69,7 +67,7 @@ func TestCLIInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	kubectl(t, crds, "apply", "-f", "-")
-	cp, err := weft(t, w, append([]string{"install"}, imageSets...)...)
+	cp, err := weft(t, w, "install")
 	if err != nil {
 		t.Fatalf("weft install: %v\n%s", err, cp)
 	}
@@ -85,7 +83,7 @@ func TestCLIInstall(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Status check results are √") {
 		t.Fatalf("weft check: %v\n%s", err, out)
 	}
-	if out, _ := weft(t, w, "version"); !strings.Contains(out, "Server version: "+imageVersion) {
+	if out, _ := weft(t, w, "version"); !strings.Contains(out, "Server version: "+imageVersion(t)) {
 		t.Errorf("weft version:\n%s", out)
 	}
 
@@ -96,7 +94,7 @@ func TestCLIInstall(t *testing.T) {
 		t.Fatalf("trust roots ConfigMap: %q", before)
 	}
 	webhookCA := kubectl(t, "", "get", "mutatingwebhookconfiguration", "linkerd-proxy-injector-webhook-config", "-o", "jsonpath={.webhooks[0].clientConfig.caBundle}")
-	up, err := weft(t, w, append([]string{"upgrade", "--set", "controllerLogLevel=debug"}, imageSets...)...)
+	up, err := weft(t, w, "upgrade", "--set", "controllerLogLevel=debug")
 	if err != nil {
 		t.Fatalf("weft upgrade: %v\n%s", err, up)
 	}
@@ -148,7 +146,8 @@ func TestCLIInstall(t *testing.T) {
 // kubectl, the CRDs chart, then the control plane with
 // identity.issuer.scheme=kubernetes.io/tls and installNamespace=false; and
 // the GitOps variant with identity.externalCA=true and the trust roots
-// ConfigMap made by someone else (trust-manager's Bundle).
+// ConfigMap made by someone else (trust-manager's Bundle). No image values:
+// the chart's defaults name the images make images built.
 func TestSeedProcedure(t *testing.T) {
 	buildImages(t)
 	for _, gitops := range []bool{false, true} {
@@ -213,7 +212,7 @@ data: {tls.crt: %s, tls.key: %s, ca.crt: %s}
 			}
 			args = append(args, "--set", "identity.issuer.scheme=kubernetes.io/tls", "--set", "installNamespace=false",
 				"../../charts/weft-control-plane", "-n", "linkerd", "--wait", "--timeout", "3m")
-			helm(t, append(args, imageSets...)...)
+			helm(t, args...) // no image values: the chart's defaults are the images built
 			waitControlPlane(t)
 			waitInjector(t)
 

@@ -105,10 +105,9 @@ func TestOperations(t *testing.T) {
 		crdArgs = append(crdArgs, "--set", "installGatewayAPI=false")
 	}
 	helm(t, crdArgs...)
-	install := append([]string{"install", "weft-control-plane", "../../charts/weft-control-plane", "-n", "linkerd",
-		"--set-file", "identityTrustAnchorsPEM=" + caFile, "--set", "identity.issuer.scheme=kubernetes.io/tls",
-		"--wait", "--timeout", "3m"}, imageSets...)
-	helm(t, install...)
+	helm(t, "install", "weft-control-plane", "../../charts/weft-control-plane", "-n", "linkerd",
+		"--set-file", "identityTrustAnchorsPEM="+caFile, "--set", "identity.issuer.scheme=kubernetes.io/tls",
+		"--wait", "--timeout", "3m")
 	waitInjector(t)
 	uninstalled := false
 	t.Cleanup(func() {
@@ -135,8 +134,8 @@ func TestOperations(t *testing.T) {
 	kubectl(t, issuerSecret(time.Now().Add(-time.Minute)), "apply", "-f", "-")
 	// ... and the control plane upgraded (its pods replaced).
 	time.Sleep(5 * time.Second)
-	helm(t, append([]string{"upgrade", "weft-control-plane", "../../charts/weft-control-plane", "-n", "linkerd", "--reuse-values",
-		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m"}, imageSets...)...)
+	helm(t, "upgrade", "weft-control-plane", "../../charts/weft-control-plane", "-n", "linkerd", "--reuse-values",
+		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m")
 	waitControlPlane(t)
 
 	// The client's proxy, while it runs: responses over mTLS from the
