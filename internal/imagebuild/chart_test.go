@@ -1,11 +1,14 @@
 package imagebuild
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/weftmesh/weft/internal/ociimage"
 )
 
 func TestReadChart(t *testing.T) {
@@ -102,6 +105,28 @@ func TestSelectAndPlatforms(t *testing.T) {
 		p := parse(t, bad)
 		if _, err := goEnv(p); err == nil {
 			t.Errorf("%s: accepted", bad)
+		}
+	}
+}
+
+// Build refuses bad options before compiling anything.
+func TestBuildRefuses(t *testing.T) {
+	root := repoRoot(t)
+	amd64 := parse(t, "linux/amd64")
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want string
+	}{
+		{"no root", Options{OutDir: t.TempDir()}, "Root and OutDir"},
+		{"no chart", Options{Root: t.TempDir(), OutDir: t.TempDir()}, "chart"},
+		{"unknown image", Options{Root: root, OutDir: t.TempDir(), Images: []string{"weft-x"}}, "unknown image"},
+		{"bad version", Options{Root: root, OutDir: t.TempDir(), Version: "1 2"}, "no spaces"},
+		{"unknown platform", Options{Root: root, OutDir: t.TempDir(), Platforms: []ociimage.Platform{parse(t, "linux/s390x")}}, "not one this builder knows"},
+		{"platform twice", Options{Root: root, OutDir: t.TempDir(), Platforms: []ociimage.Platform{amd64, amd64}}, "given twice"},
+	} {
+		if _, err := Build(context.Background(), tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error saying %q", tc.name, err, tc.want)
 		}
 	}
 }

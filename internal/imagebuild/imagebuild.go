@@ -111,9 +111,15 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range o.Platforms {
+	if strings.ContainsAny(o.Version, " \t\n'\"") {
+		return nil, fmt.Errorf("imagebuild: version %q: no spaces or quotes (it is linked in with -ldflags -X)", o.Version)
+	}
+	for i, p := range o.Platforms {
 		if _, err := goEnv(p); err != nil {
 			return nil, err
+		}
+		if slices.Contains(o.Platforms[:i], p) {
+			return nil, fmt.Errorf("imagebuild: platform %s given twice", p)
 		}
 	}
 	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
