@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/route"
 )
 
 // Resolver maps a logical destination to what serves it.
@@ -26,6 +27,11 @@ type Destination struct {
 	Pool *balance.Pool
 	// Profile is nil when nothing is known beyond the endpoints.
 	Profile *Profile
+	// Routes holds the destination's outbound routing table (HTTPRoutes,
+	// GRPCRoutes, the Service's timeout, retry and failure-accrual
+	// annotations) as the policy controller last sent it; nil, or a
+	// Current holding no table, when none is known.
+	Routes *route.Current
 }
 
 // Opaque reports whether connections to d skip protocol detection: its
