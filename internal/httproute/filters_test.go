@@ -9,7 +9,9 @@ import (
 
 func TestModifyPath(t *testing.T) {
 	full := func(v string) *route.PathModifier { return &route.PathModifier{Kind: route.ReplaceFullPath, Value: v} }
-	pre := func(v string) *route.PathModifier { return &route.PathModifier{Kind: route.ReplacePrefixMatch, Value: v} }
+	pre := func(v string) *route.PathModifier {
+		return &route.PathModifier{Kind: route.ReplacePrefixMatch, Value: v}
+	}
 	tests := []struct {
 		path   string
 		m      *route.PathModifier

@@ -153,7 +153,7 @@ func TestGRPCMatch(t *testing.T) {
 		{grpc("/emojivoto.v1.VotingService/VotePizza"), "svc"},
 		{grpc("/emojivoto.v1.VotingService/VotePizza", "x-a", "1"), "hdr"},
 		{grpc("/grpc.health.v1.Health/Check"), "regex"},
-		{grpc("/other.Svc/M"), "http-all"},                                       // falls through to HTTPRoutes
+		{grpc("/other.Svc/M"), "http-all"},                                    // falls through to HTTPRoutes
 		{req("POST", "/emojivoto.v1.VotingService/VoteDoughnut"), "http-all"}, // not gRPC
 		{grpc("/bad-path"), "http-all"},
 	}
