@@ -207,7 +207,9 @@ func DefaultEjection() EjectionPolicy { return defaultEjection }
 
 // policyRef is a pool's ejection policy, shared by its endpoints so that a
 // change applies to all of them at once.
-type policyRef struct{ p atomic.Pointer[EjectionPolicy] }
+type policyRef struct {
+	p atomic.Pointer[EjectionPolicy]
+}
 
 func newPolicyRef(e EjectionPolicy) *policyRef {
 	r := &policyRef{}
