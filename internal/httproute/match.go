@@ -262,3 +262,8 @@ func compileGRPCMatch(m route.GRPCMatch) (entry, error) {
 	e.headers, err = compileValues(m.Headers, true)
 	return e, err
 }
+
+// IsGRPCResponse reports whether resp is a gRPC response (its content type).
+func IsGRPCResponse(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc")
+}
