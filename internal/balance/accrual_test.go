@@ -77,3 +77,31 @@ func TestFailureAccrualJitter(t *testing.T) {
 		t.Errorf("penalties ranged %v..%v, want spread over 1s..1.5s", lo, hi)
 	}
 }
+
+// TestProbationGetsARealRequest: once its penalty is over, an endpoint on
+// probation gets the next request even though peak-EWMA rates it costly.
+func TestProbationGetsARealRequest(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	pool := newTestPool(NewP2CPeakEWMA(), clock, "bad", "good")
+	pool.SetEjection(EjectionPolicy{ConsecutiveFailures: 1, MinBackoff: time.Second, MaxBackoff: time.Second, FailFast: true})
+	bad := pool.Endpoints()[0]
+	bad.Begin()(false)
+	for range 20 {
+		if e, _ := pool.Pick(); e == bad {
+			t.Fatal("picked the ejected endpoint")
+		}
+	}
+	clock.Advance(time.Second)
+	e, _ := pool.Pick()
+	if e != bad {
+		t.Fatalf("after the penalty Pick = %s, want the endpoint on probation", e.Addr)
+	}
+	done := e.Begin()
+	if e2, _ := pool.Pick(); e2 == bad {
+		t.Error("a second probe while the first is in flight")
+	}
+	done(true)
+	if bad.Probation() {
+		t.Error("still on probation after a successful probe")
+	}
+}

@@ -93,16 +93,24 @@ func (p *Pool) Pick() (*Endpoint, error) {
 	}
 	now := p.now()
 	unavailable := 0
+	var probe *Endpoint
 	for _, e := range all {
 		if !e.Available(now) {
 			unavailable++
+		} else if probe == nil && e.probation.Load() {
+			probe = e
 		}
 	}
 	var e *Endpoint
-	switch unavailable {
-	case 0:
+	switch {
+	case probe != nil:
+		// An endpoint whose penalty is over gets the next request: a
+		// real request is its probe (its latency cost would otherwise
+		// keep the balancer away from it).
+		e = probe
+	case unavailable == 0:
 		e = p.sel.Select(all)
-	case len(all):
+	case unavailable == len(all):
 		if p.policy.Load().FailFast {
 			return nil, ErrUnavailable
 		}

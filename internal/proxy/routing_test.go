@@ -28,7 +28,12 @@ func newMeshResolver() *meshResolver { return &meshResolver{dsts: map[string]tar
 // service registers a Service at authority with the given endpoints and
 // returns its (initially empty) route table holder.
 func (m *meshResolver) service(authority string, addrs ...string) *route.Current {
-	pool := balance.NewPool(balance.NewP2CPeakEWMA())
+	return m.serviceWith(balance.NewP2CPeakEWMA(), authority, addrs...)
+}
+
+// serviceWith is service with the pool's selector chosen.
+func (m *meshResolver) serviceWith(sel balance.Selector, authority string, addrs ...string) *route.Current {
+	pool := balance.NewPool(sel)
 	var eps []*balance.Endpoint
 	for _, a := range addrs {
 		eps = append(eps, balance.NewEndpoint(a, 1, balance.Peer{}))
