@@ -15,16 +15,16 @@ import (
 type replayBody struct {
 	src io.ReadCloser
 
-	mu       sync.Mutex
+	mu       sync.Mutex // held across reads of src: the recorder and complete take turns
 	buf      []byte
 	eof      bool
-	overflow bool
+	overflow bool // larger than maxReplayBody, or the client's body failed
 	started  bool
 }
 
 // newReplayBody wraps r's body; nil for a bodiless request.
 func newReplayBody(r *http.Request) *replayBody {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 && r.ProtoMajor == 1 && r.TransferEncoding == nil {
+	if r.Body == nil || r.Body == http.NoBody {
 		return nil
 	}
 	return &replayBody{src: r.Body, overflow: r.ContentLength > maxReplayBody}
@@ -42,30 +42,59 @@ func (b *replayBody) attempt() io.ReadCloser {
 	return io.NopCloser(bytes.NewReader(b.buf))
 }
 
-// replayable reports whether the whole body has been recorded.
-func (b *replayBody) replayable() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.eof && !b.overflow
+// readLocked reads from the client's body and records what it read.
+func (b *replayBody) readLocked(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	if !b.overflow {
+		if len(b.buf)+n > maxReplayBody {
+			b.overflow, b.buf = true, nil
+		} else {
+			b.buf = append(b.buf, p[:n]...)
+		}
+	}
+	switch {
+	case err == io.EOF:
+		b.eof = true
+	case err != nil:
+		b.overflow, b.buf = true, nil
+	}
+	return n, err
+}
+
+// replayable reports whether the whole body is recorded. An attempt may
+// end (a response, a refused connection) before its body was read to the
+// end; then the rest is read here, waiting at most wait for the client
+// to finish sending it (a streaming client is not replayable).
+func (b *replayBody) replayable(wait time.Duration) bool {
+	done := make(chan bool, 1)
+	go func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		var tmp [4096]byte
+		for !b.eof && !b.overflow {
+			b.readLocked(tmp[:])
+		}
+		done <- b.eof && !b.overflow
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case ok := <-done:
+		return ok
+	case <-t.C:
+		return false
+	}
 }
 
 type recorder struct{ b *replayBody }
 
 func (r recorder) Read(p []byte) (int, error) {
-	n, err := r.b.src.Read(p)
 	r.b.mu.Lock()
-	if !r.b.overflow {
-		if len(r.b.buf)+n > maxReplayBody {
-			r.b.overflow, r.b.buf = true, nil
-		} else {
-			r.b.buf = append(r.b.buf, p[:n]...)
-		}
+	defer r.b.mu.Unlock()
+	if r.b.eof {
+		return 0, io.EOF
 	}
-	if err == io.EOF {
-		r.b.eof = true
-	}
-	r.b.mu.Unlock()
-	return n, err
+	return r.b.readLocked(p)
 }
 
 // Close leaves the client's body to the server, which closes it.

@@ -30,6 +30,9 @@ const (
 	// maxMirrors bounds mirrored copies in flight per proxy; past it
 	// copies are dropped (and counted).
 	maxMirrors = 100
+	// bodyWait bounds the wait for the rest of a request body that an
+	// attempt did not read to its end, before a retry or a mirror copy.
+	bodyWait = time.Second
 	// mirrorTimeout bounds one mirrored copy.
 	mirrorTimeout = 10 * time.Second
 	// maxRetryBackoff caps the exponential backoff between attempts.
@@ -137,9 +140,15 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	if body == nil {
-		p.mirror(r, info, mirrors, nil, series)
-		mirrors = nil
+	if len(mirrors) > 0 {
+		if body == nil {
+			p.mirror(r, info, mirrors, nil, series)
+		} else {
+			// A body is copied once the primary is done with it (the
+			// mirror reads the rest of it, which the primary must not
+			// miss): after the response.
+			defer p.mirror(r, info, mirrors, body, series)
+		}
 	}
 
 	pol := rule.Retry
@@ -196,9 +205,14 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 			req = shallow(req)
 			req.Body = body.attempt()
 		}
-		actx, acancel := ctx, context.CancelFunc(func() {})
+		// The attempt's context: its timeout, and canceled by an idle
+		// response body.
+		var actx context.Context
+		var acancel context.CancelFunc
 		if attemptTimeout > 0 {
 			actx, acancel = context.WithTimeout(ctx, attemptTimeout)
+		} else {
+			actx, acancel = context.WithCancel(ctx)
 		}
 		mt := p.upstreamTarget(info, ep, p.peerID(info, ep))
 		mt.Authority = r.Host
@@ -208,9 +222,6 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		astart := time.Now()
 		done := ep.Begin()
 		resp, err := p.roundTrip(actx, req, ep, info, false, false)
-		if attempt == 0 && len(mirrors) > 0 {
-			p.mirror(r, info, mirrors, body, series)
-		}
 		retryable := false
 		var why string
 		if err != nil {
@@ -300,7 +311,7 @@ func (p *Proxy) retryAgain(ctx context.Context, dst string, series *metrics.Rout
 		series.Retry(metrics.RetryLimitExceeded)
 		return false
 	}
-	if body != nil && !body.replayable() {
+	if body != nil && !body.replayable(bodyWait) {
 		series.Retry(metrics.RetryOverflow)
 		return false
 	}
@@ -419,27 +430,27 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 			continue
 		}
 		bl := metrics.BackendLabels{Namespace: m.Backend.Namespace, Name: m.Backend.Name, Port: strconv.Itoa(int(m.Backend.Port))}
-		if body != nil && !body.replayable() {
-			series.Mirror(bl, true)
-			continue
-		}
 		if p.routing.mirrors.Add(1) > maxMirrors {
 			p.routing.mirrors.Add(-1)
 			series.Mirror(bl, true)
 			continue
 		}
-		series.Mirror(bl, false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), mirrorTimeout)
 		ctx = context.WithValue(ctx, directionKey{}, info.direction)
 		req := r.Clone(ctx)
 		req.Body = http.NoBody
-		if body != nil {
-			req.Body = body.attempt()
-		}
 		authority := m.Backend.Authority
 		go func() {
 			defer p.routing.mirrors.Add(-1)
 			defer cancel()
+			if body != nil {
+				if !body.replayable(bodyWait) {
+					series.Mirror(bl, true)
+					return
+				}
+				req.Body = body.attempt()
+			}
+			series.Mirror(bl, false)
 			d, err := p.resolver.Resolve(authority)
 			if err != nil || d.Pool == nil {
 				p.log.Debug("mirror backend unresolved", "authority", authority, "err", err)

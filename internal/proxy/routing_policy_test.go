@@ -101,6 +101,15 @@ func TestRouteTimeouts(t *testing.T) {
 	res := newMeshResolver()
 	var n atomic.Int64
 	slow := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" { // headers and a first chunk, then silence
+			io.WriteString(w, "start")
+			w.(http.Flusher).Flush()
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if r.URL.Path == "/slow" || (r.URL.Path == "/first-slow" && n.Add(1)%2 == 1) {
 			select {
 			case <-time.After(3 * time.Second):
@@ -121,6 +130,7 @@ func TestRouteTimeouts(t *testing.T) {
 			{Matches: exact("/slow"), Timeouts: route.Timeouts{Request: 200 * time.Millisecond}},
 			{Matches: exact("/first-slow"), Timeouts: route.Timeouts{Request: 2 * time.Second, Backend: 150 * time.Millisecond},
 				Retry: &route.Retry{Limit: 1}},
+			{Matches: exact("/stall"), Timeouts: route.Timeouts{Idle: 200 * time.Millisecond}},
 		},
 	}}})
 	c := loadClient()
@@ -140,6 +150,18 @@ func TestRouteTimeouts(t *testing.T) {
 	t.Logf("backend timeout 150ms, first attempt slow: %d %q after %v", code, body, took.Round(time.Millisecond))
 	if code != 200 || body != "done" || took > time.Second {
 		t.Errorf("got %d %q after %v, want 200 from the retried attempt well within a second", code, body, took)
+	}
+	start = time.Now()
+	resp, err := c.Get("http://" + tp.bindings[0] + "/stall")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	took = time.Since(start)
+	t.Logf("idle timeout 200ms, body stalls after %q: read ended after %v with %v", b, took.Round(time.Millisecond), err)
+	if err == nil || string(b) != "start" || took > time.Second {
+		t.Errorf("stalled body: read %q, err %v after %v; want the stream cut after the idle timeout", b, err, took)
 	}
 	m := tp.metricsText(t)
 	if v := metricValue(m, "outbound_http_route_request_statuses_total", map[string]string{"route_name": "web-timeouts", "error": "REQUEST_TIMEOUT"}); v != 1 {
@@ -235,7 +257,11 @@ func TestRouteMirror(t *testing.T) {
 	var copies []string
 	mirror := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		time.Sleep(300 * time.Millisecond) // a slow shadow deployment
+		if r.URL.Path == "/burst" {
+			time.Sleep(3 * time.Second)
+			return
+		}
+		time.Sleep(500 * time.Millisecond) // a slow shadow deployment
 		mu.Lock()
 		copies = append(copies, fmt.Sprintf("%s %s %s %s", r.Method, r.URL.Path, r.Header.Get("X-Req"), b))
 		mu.Unlock()
@@ -260,7 +286,7 @@ func TestRouteMirror(t *testing.T) {
 		}
 	}
 	slices.Sort(lat)
-	p50, p99 := lat[n/2], lat[n*99/100]
+	p50, p95, max := lat[n/2], lat[n*95/100], lat[n-1]
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		mu.Lock()
@@ -273,17 +299,33 @@ func TestRouteMirror(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	t.Logf("%d requests mirrored to a 300ms mirror: client latency p50 %v p99 %v; mirror received %d copies", n, p50, p99, len(copies))
+	t.Logf("%d requests mirrored to a 500ms mirror: client latency p50 %v p95 %v max %v; mirror received %d copies", n, p50, p95, max, len(copies))
 	if len(copies) != n {
 		t.Errorf("mirror received %d copies, want %d", len(copies), n)
 	}
 	if !slices.Contains(copies, "POST /order 7 body-7") {
 		t.Errorf("copies %q lack request 7's method, path, header and body", copies[:min(3, len(copies))])
 	}
-	if p99 > 150*time.Millisecond {
-		t.Errorf("client p99 %v with a 300ms mirror: the mirror slowed the primary", p99)
+	if p95 > 250*time.Millisecond {
+		t.Errorf("client p95 %v with a 500ms mirror: the mirror slowed the primary", p95)
 	}
 	if v := metricValue(tp.metricsText(t), compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}); v != n {
 		t.Errorf("%s = %v, want %d", compat.MetricRouteMirrorRequests, v, n)
+	}
+
+	// A burst beyond the in-flight bound: copies are dropped and counted,
+	// the primary unaffected.
+	const burst = maxMirrors + 30
+	for i := range burst {
+		if code, body, _ := getReq(t, c, "http://"+tp.bindings[0]+"/burst"); code != 200 || body != "primary" {
+			t.Fatalf("burst request %d: %d %q", i, code, body)
+		}
+	}
+	m := tp.metricsText(t)
+	sent := metricValue(m, compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}) - n
+	dropped := metricValue(m, compat.MetricRouteMirrorDropped, map[string]string{"backend_name": "web-v2"})
+	t.Logf("burst of %d requests against a 3s mirror: %v copies sent, %v dropped", burst, sent, dropped)
+	if sent > maxMirrors || sent+dropped != burst || dropped < 1 {
+		t.Errorf("burst: %v sent, %v dropped; want at most %d in flight and the rest dropped", sent, dropped, maxMirrors)
 	}
 }
