@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -307,7 +307,10 @@ func boolInt(b bool) int {
 // and the retry budget allowing it. It counts the outcome and waits the
 // backoff.
 func (p *Proxy) retryAgain(ctx context.Context, dst string, series *metrics.RouteSeries, attempt, limit int, body *replayBody, pol *route.Retry) bool {
-	if attempt >= limit || ctx.Err() != nil {
+	if ctx.Err() != nil {
+		return false
+	}
+	if attempt >= limit {
 		series.Retry(metrics.RetryLimitExceeded)
 		return false
 	}
@@ -347,23 +350,98 @@ func retryableResponse(pol *route.Retry, status int, grpcStatus string) bool {
 	return err == nil && slices.Contains(pol.GRPCCodes, uint32(code))
 }
 
-// peekTrailers reads a small gRPC response to its end to learn its
-// grpc-status trailer, keeping the body for the client; a body larger
-// than maxReplayBody is left streaming (status unknown: not retried).
+// peekTrailers waits briefly for a gRPC response to end, to learn its
+// grpc-status trailer: a unary response ends right after its headers. The
+// body read meanwhile is kept for the client; a response still streaming
+// after peekWindow, or larger than maxReplayBody, is left to stream
+// (status unknown: not retried).
 func peekTrailers(resp *http.Response) string {
-	buf, err := io.ReadAll(io.LimitReader(resp.Body, maxReplayBody+1))
-	rest := resp.Body
-	if err != nil || len(buf) > maxReplayBody {
-		resp.Body = readCloser{io.MultiReader(bytes.NewReader(buf), rest), rest}
-		return ""
+	pb := &peekBody{src: resp.Body, chunks: make(chan peekChunk), closed: make(chan struct{})}
+	go pb.pump()
+	timer := time.NewTimer(peekWindow)
+	defer timer.Stop()
+	size := 0
+	for size <= maxReplayBody {
+		select {
+		case c := <-pb.chunks:
+			pb.pending = append(pb.pending, c)
+			size += len(c.data)
+			if c.err != nil {
+				resp.Body = pb
+				if c.err == io.EOF {
+					return resp.Trailer.Get("Grpc-Status")
+				}
+				return ""
+			}
+		case <-timer.C:
+			resp.Body = pb
+			return ""
+		}
 	}
-	resp.Body = readCloser{bytes.NewReader(buf), rest}
-	return resp.Trailer.Get("Grpc-Status")
+	resp.Body = pb
+	return ""
 }
 
-type readCloser struct {
-	io.Reader
-	io.Closer
+// peekWindow is how long peekTrailers waits for a response to end.
+const peekWindow = 100 * time.Millisecond
+
+type peekChunk struct {
+	data []byte
+	err  error
+}
+
+// peekBody reads a body in its own goroutine so that its start can be
+// inspected with a deadline; reads return the chunks in order.
+type peekBody struct {
+	src       io.ReadCloser
+	chunks    chan peekChunk
+	closed    chan struct{}
+	closeOnce sync.Once
+	pending   []peekChunk
+	cur       []byte
+	err       error
+}
+
+func (b *peekBody) pump() {
+	for {
+		buf := make([]byte, 16<<10)
+		n, err := b.src.Read(buf)
+		select {
+		case b.chunks <- peekChunk{buf[:n], err}:
+		case <-b.closed:
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (b *peekBody) Read(p []byte) (int, error) {
+	for len(b.cur) == 0 {
+		if b.err != nil {
+			return 0, b.err
+		}
+		var c peekChunk
+		if len(b.pending) > 0 {
+			c, b.pending = b.pending[0], b.pending[1:]
+		} else {
+			select {
+			case c = <-b.chunks:
+			case <-b.closed:
+				return 0, errors.New("read on a closed body")
+			}
+		}
+		b.cur, b.err = c.data, c.err
+	}
+	n := copy(p, b.cur)
+	b.cur = b.cur[n:]
+	return n, nil
+}
+
+func (b *peekBody) Close() error {
+	b.closeOnce.Do(func() { close(b.closed) })
+	return b.src.Close()
 }
 
 // shallow copies a request so that an attempt can get its own body.

@@ -36,6 +36,13 @@ func grpcServer(t testing.TB, name string, fail func(int64) bool) string {
 			return status.Error(codes.Unavailable, "injected")
 		}
 		method, _ := grpc.MethodFromServerStream(stream)
+		if method == "/test.Echo/Stream" { // server streaming: a message, a pause, another
+			if err := stream.SendMsg(wrapperspb.String("first")); err != nil {
+				return err
+			}
+			time.Sleep(time.Second)
+			return stream.SendMsg(wrapperspb.String("second"))
+		}
 		return stream.SendMsg(wrapperspb.String(name + " " + method + " " + in.GetValue()))
 	}))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,6 +95,33 @@ func TestGRPCRouteMatchAndRetry(t *testing.T) {
 			t.Fatalf("unmatched method: %q, %v; want the Service's own answer", got, err)
 		}
 	}
+	// A server-streaming call on a route that retries by gRPC code: the
+	// proxy's wait for trailers is bounded, the first message is not held
+	// back until the stream ends.
+	web.Store(&route.Table{Parent: webParent(), Defaults: route.Policy{Retry: &route.Retry{GRPCCodes: []uint32{uint32(codes.Unavailable)}}}})
+	start := time.Now()
+	stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, "/test.Echo/Stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.SendMsg(wrapperspb.String("go")); err != nil {
+		t.Fatal(err)
+	}
+	stream.CloseSend()
+	var first wrapperspb.StringValue
+	if err := stream.RecvMsg(&first); err != nil || first.GetValue() != "first" {
+		t.Fatalf("stream: %q, %v", first.GetValue(), err)
+	}
+	firstAfter := time.Since(start)
+	var second wrapperspb.StringValue
+	if err := stream.RecvMsg(&second); err != nil || second.GetValue() != "second" {
+		t.Fatalf("stream second message: %q, %v", second.GetValue(), err)
+	}
+	t.Logf("server stream through a retrying route: first message after %v, second after %v", firstAfter.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	if firstAfter > 600*time.Millisecond {
+		t.Errorf("first streamed message arrived after %v: held back waiting for trailers", firstAfter)
+	}
+
 	m := tp.metricsText(t)
 	lbl := map[string]string{"route_name": "echo-get", "route_kind": "GRPCRoute", "parent_name": "web"}
 	retries := metricValue(m, "outbound_grpc_route_retry_requests_total", lbl)
