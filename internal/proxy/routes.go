@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -49,8 +50,32 @@ const (
 
 // routeState is the per-proxy state of the routing engine.
 type routeState struct {
-	cache   httproute.Cache
-	mirrors atomic.Int64 // copies in flight
+	cache    httproute.Cache
+	lastGood sync.Map     // parent authority → *httproute.Table, the last table that compiled
+	mirrors  atomic.Int64 // copies in flight
+	warned   sync.Map     // tables that failed to compile, logged once
+}
+
+// compile returns the compiled tbl. The control plane validates tables;
+// one that does not compile here is not applied, not even in part: the
+// parent's last good table stays in use, or, without one, requests go to
+// the Service itself under its annotations.
+func (s *routeState) compile(tbl *route.Table, log *slog.Logger) *httproute.Table {
+	ct, err := s.cache.Compile(tbl)
+	if err == nil {
+		if prev, ok := s.lastGood.Load(tbl.Parent.Authority); !ok || prev.(*httproute.Table) != ct {
+			s.lastGood.Store(tbl.Parent.Authority, ct)
+		}
+		return ct
+	}
+	if _, seen := s.warned.LoadOrStore(tbl, true); !seen {
+		log.Warn("ignoring a route table that does not compile", "parent", tbl.Parent.Authority, "err", err)
+	}
+	if prev, ok := s.lastGood.Load(tbl.Parent.Authority); ok {
+		return prev.(*httproute.Table)
+	}
+	ct, _ = httproute.Compile(&route.Table{Parent: tbl.Parent, Defaults: tbl.Defaults, Accrual: tbl.Accrual})
+	return ct
 }
 
 // outcome is what the client was answered, for the route metrics.
@@ -67,16 +92,9 @@ type outcome struct {
 func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *connInfo, dst string, d target.Destination, tbl *route.Table) {
 	start := time.Now()
 	grpcReq := httproute.IsGRPC(r)
-	ct, err := p.routing.cache.Compile(tbl)
-	var m httproute.Match
-	if err != nil {
-		// The control plane validates tables; one that does not compile
-		// here is ignored rather than half applied.
-		p.log.Warn("ignoring a route table that does not compile", "dst", dst, "err", err)
-		m.Rule = &httproute.Rule{Kind: httproute.KindDefault, Timeouts: tbl.Defaults.Timeouts, Retry: tbl.Defaults.Retry}
-	} else {
-		m = ct.Match(r)
-	}
+	ct := p.routing.compile(tbl, p.log)
+	m := ct.Match(r)
+	tbl = ct.Source
 	rule := m.Rule
 	series := p.metrics.Route(routeLabels(tbl, rule, grpcReq))
 	var out outcome
@@ -163,6 +181,7 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 	}
 	accrual := accrualPolicy(tbl.Accrual)
 
+	var err error
 	for attempt := 0; ; attempt++ {
 		b, weighted := rule.PickBackend()
 		bd, bl := d, parentBackend(tbl)

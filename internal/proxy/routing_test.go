@@ -337,3 +337,28 @@ func countingServer(t testing.TB, name string, n *atomic.Int64, fail func(int64)
 		fmt.Fprintf(w, "%s %d", name, len(body))
 	}))
 }
+
+// TestRouteInvalidTableKeepsLastGood: a table that does not compile (a bad
+// regular expression the control plane should have refused) is not
+// applied at all: the last good table stays in use.
+func TestRouteInvalidTableKeepsLastGood(t *testing.T) {
+	_, tp, web := routedMesh(t)
+	c := loadClient()
+	url := "http://" + tp.bindings[0] + "/"
+	bad := splitTable(1, 0)
+	bad.HTTP[0].Rules[0].Matches = []route.HTTPMatch{{Path: &route.PathMatch{Kind: route.PathRegex, Value: "(["}}}
+	web.Store(bad)
+	if _, body, _ := getReq(t, c, url); body != "web" {
+		t.Errorf("invalid first table: served by %q, want the Service itself", body)
+	}
+	web.Store(splitTable(0, 1))
+	if _, body, _ := getReq(t, c, url); body != "v2" {
+		t.Fatalf("good table: served by %q, want v2", body)
+	}
+	web.Store(bad)
+	for range 10 {
+		if _, body, _ := getReq(t, c, url); body != "v2" {
+			t.Fatalf("after an invalid table: served by %q, want v2 from the last good table", body)
+		}
+	}
+}
