@@ -65,8 +65,8 @@ type routeMetrics struct {
 	mirrorRequests *prometheus.CounterVec
 	mirrorDropped  *prometheus.CounterVec
 
-	mu     sync.Mutex
-	series map[RouteLabels]*RouteSeries
+	mu     sync.Mutex // serialises creation
+	series sync.Map   // RouteLabels → *RouteSeries; lock-free on the request path
 }
 
 func newRouteFamily(cl prometheus.Labels, grpc bool) routeFamily {
@@ -117,7 +117,6 @@ func newRouteMetrics(cl prometheus.Labels) *routeMetrics {
 			Help: "Mirrored copies of requests sent (Weft).", ConstLabels: cl}, backendLabelNames),
 		mirrorDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: compat.MetricRouteMirrorDropped,
 			Help: "Mirrored copies not sent because too many were in flight (Weft).", ConstLabels: cl}, backendLabelNames),
-		series: map[RouteLabels]*RouteSeries{},
 	}
 }
 
@@ -137,10 +136,13 @@ type RouteSeries struct {
 // Route returns the cached series of a route, creating them on first use.
 func (r *Registry) Route(l RouteLabels) *RouteSeries {
 	m := r.routes
+	if s, ok := m.series.Load(l); ok {
+		return s.(*RouteSeries)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if s := m.series[l]; s != nil {
-		return s
+	if s, ok := m.series.Load(l); ok {
+		return s.(*RouteSeries)
 	}
 	fam := &m.http
 	if l.GRPC {
@@ -150,7 +152,7 @@ func (r *Registry) Route(l RouteLabels) *RouteSeries {
 	s := &RouteSeries{fam: fam, m: m, values: v, duration: fam.duration.WithLabelValues(v...),
 		retries: [4]prometheus.Counter{fam.retryRequests.WithLabelValues(v...), fam.retrySuccesses.WithLabelValues(v...),
 			fam.retryLimit.WithLabelValues(v...), fam.retryOverflow.WithLabelValues(v...)}}
-	m.series[l] = s
+	m.series.Store(l, s)
 	return s
 }
 

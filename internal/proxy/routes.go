@@ -196,6 +196,9 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		}
 		if accrual != nil {
 			bd.Pool.SetEjection(*accrual)
+		} else if bd.Pool.Ejection().FailFast {
+			// The annotation was removed: back to the default policy.
+			bd.Pool.SetEjection(balance.DefaultEjection())
 		}
 		ep, err := bd.Pool.Pick()
 		if err != nil {

@@ -246,6 +246,46 @@ func TestRouteFailureAccrual(t *testing.T) {
 	if v := metricValue(tp2.metricsText(t), "outbound_http_route_request_statuses_total", map[string]string{"error": "FAIL_FAST", "http_status": "503"}); v != 1 {
 		t.Errorf("request_statuses_total{error=FAIL_FAST} = %v, want 1", v)
 	}
+	// Without the annotation the pool fails open again: the request
+	// reaches the (still failing) endpoint instead of failing fast.
+	web2.Store(oneRule(route.HTTPRule{}, nil))
+	if code, _, h := getReq(t, c, url2); code != 500 {
+		t.Errorf("accrual removed: %d (l5d-proxy-error %q), want the endpoint's own 500", code, h.Get(compat.HeaderProxyError))
+	}
+}
+
+// TestRouteRetryBackoff: attempts are spaced by the rule's backoff.
+func TestRouteRetryBackoff(t *testing.T) {
+	res := newMeshResolver()
+	var n atomic.Int64
+	var mu sync.Mutex
+	var times []time.Time
+	web := res.service(webAuthority, h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		mu.Unlock()
+		if n.Add(1) < 3 {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})))
+	tp := startProxyWith(t, Options{Discovery: res}, func(c *Config) { c.DestinationAddr = "127.0.0.1:1" }, webAuthority)
+	web.Store(oneRule(route.HTTPRule{Retry: &route.Retry{HTTPStatuses: []uint16{503}, Limit: 3, Backoff: 100 * time.Millisecond}}, nil))
+	if code, body, _ := getReq(t, loadClient(), "http://"+tp.bindings[0]+"/"); code != 200 || body != "ok" {
+		t.Fatalf("got %d %q, want 200 after two retries", code, body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 3 {
+		t.Fatalf("%d attempts, want 3", len(times))
+	}
+	first, second := times[1].Sub(times[0]), times[2].Sub(times[1])
+	t.Logf("backoff 100ms: attempts spaced %v, %v", first.Round(time.Millisecond), second.Round(time.Millisecond))
+	// 100ms then 200ms, each ×[0.5, 1.5)
+	if first < 50*time.Millisecond || second < 100*time.Millisecond || second > 400*time.Millisecond {
+		t.Errorf("attempts spaced %v and %v, want 50–150ms then 100–300ms", first, second)
+	}
 }
 
 // TestRouteMirror: every request is copied to a slow mirror; the client
@@ -255,8 +295,13 @@ func TestRouteMirror(t *testing.T) {
 	res := newMeshResolver()
 	var mu sync.Mutex
 	var copies []string
+	var pct atomic.Int64
 	mirror := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
+		if r.URL.Path == "/pct" {
+			pct.Add(1)
+			return
+		}
 		if r.URL.Path == "/burst" {
 			time.Sleep(3 * time.Second)
 			return
@@ -327,5 +372,22 @@ func TestRouteMirror(t *testing.T) {
 	t.Logf("burst of %d requests against a 3s mirror: %v copies sent, %v dropped", burst, sent, dropped)
 	if sent > maxMirrors || sent+dropped != burst || dropped < 1 {
 		t.Errorf("burst: %v sent, %v dropped; want at most %d in flight and the rest dropped", sent, dropped, maxMirrors)
+	}
+
+	// percent: a quarter of the requests are mirrored.
+	web.Store(oneRule(route.HTTPRule{Filters: []route.Filter{{Kind: route.RequestMirror,
+		Mirror: &route.Mirror{Backend: backend("web-v2", 1), Percent: 25}}}}, nil))
+	time.Sleep(3 * time.Second) // the burst's copies time out of the in-flight bound
+	const reqs = 400
+	for range reqs {
+		getReq(t, c, "http://"+tp.bindings[0]+"/pct")
+	}
+	deadline = time.Now().Add(2 * time.Second)
+	for last := int64(-1); time.Now().Before(deadline) && pct.Load() != last; time.Sleep(200 * time.Millisecond) {
+		last = pct.Load()
+	}
+	t.Logf("percent 25: %d of %d requests mirrored", pct.Load(), reqs)
+	if got := pct.Load(); got < 65 || got > 135 {
+		t.Errorf("percent 25 mirrored %d of %d, want about 100", got, reqs)
 	}
 }
