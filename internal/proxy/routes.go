@@ -51,27 +51,27 @@ const (
 // routeState is the per-proxy state of the routing engine.
 type routeState struct {
 	cache    httproute.Cache
-	lastGood sync.Map     // parent authority → *httproute.Table, the last table that compiled
-	mirrors  atomic.Int64 // copies in flight
-	warned   sync.Map     // tables that failed to compile, logged once
+	lastGood sync.Map                    // destination → *httproute.Table, the last table that compiled
+	mirrors  atomic.Int64                // copies in flight
+	warned   atomic.Pointer[route.Table] // the last table that failed to compile, logged once
 }
 
-// compile returns the compiled tbl. The control plane validates tables;
+// compile returns the compiled tbl of dst. The control plane validates tables;
 // one that does not compile here is not applied, not even in part: the
 // parent's last good table stays in use, or, without one, requests go to
 // the Service itself under its annotations.
-func (s *routeState) compile(tbl *route.Table, log *slog.Logger) *httproute.Table {
+func (s *routeState) compile(dst string, tbl *route.Table, log *slog.Logger) *httproute.Table {
 	ct, err := s.cache.Compile(tbl)
 	if err == nil {
-		if prev, ok := s.lastGood.Load(tbl.Parent.Authority); !ok || prev.(*httproute.Table) != ct {
-			s.lastGood.Store(tbl.Parent.Authority, ct)
+		if prev, ok := s.lastGood.Load(dst); !ok || prev.(*httproute.Table) != ct {
+			s.lastGood.Store(dst, ct)
 		}
 		return ct
 	}
-	if _, seen := s.warned.LoadOrStore(tbl, true); !seen {
-		log.Warn("ignoring a route table that does not compile", "parent", tbl.Parent.Authority, "err", err)
+	if s.warned.Swap(tbl) != tbl {
+		log.Warn("ignoring a route table that does not compile", "dst", dst, "err", err)
 	}
-	if prev, ok := s.lastGood.Load(tbl.Parent.Authority); ok {
+	if prev, ok := s.lastGood.Load(dst); ok {
 		return prev.(*httproute.Table)
 	}
 	ct, _ = httproute.Compile(&route.Table{Parent: tbl.Parent, Defaults: tbl.Defaults, Accrual: tbl.Accrual})
@@ -92,7 +92,7 @@ type outcome struct {
 func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *connInfo, dst string, d target.Destination, tbl *route.Table) {
 	start := time.Now()
 	grpcReq := httproute.IsGRPC(r)
-	ct := p.routing.compile(tbl, p.log)
+	ct := p.routing.compile(dst, tbl, p.log)
 	m := ct.Match(r)
 	tbl = ct.Source
 	rule := m.Rule
