@@ -187,6 +187,12 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		bd, bl := d, parentBackend(tbl)
 		if weighted {
 			bl = metrics.BackendLabels{Namespace: b.Namespace, Name: b.Name, Port: strconv.Itoa(int(b.Port))}
+			if b.Authority == "" {
+				// A backend the control plane could not resolve to a
+				// Service (its status says why): the Gateway API's 500.
+				fail(http.StatusInternalServerError, grpcUnavailable, compat.RouteErrorUnexpected, fmt.Sprintf("backend %s/%s is not a Service port", b.Namespace, b.Name))
+				return
+			}
 			if b.Authority != dst && b.Authority != tbl.Parent.Authority {
 				if bd, err = p.resolver.Resolve(b.Authority); err != nil || bd.Pool == nil {
 					fail(http.StatusServiceUnavailable, grpcUnavailable, compat.RouteErrorUnexpected, fmt.Sprintf("resolving backend %s: %v", b.Authority, err))
