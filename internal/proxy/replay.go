@@ -37,7 +37,7 @@ func (b *replayBody) attempt() io.ReadCloser {
 	defer b.mu.Unlock()
 	if !b.started {
 		b.started = true
-		return recorder{b}
+		return &recorder{b: b}
 	}
 	return io.NopCloser(bytes.NewReader(b.buf))
 }
@@ -86,19 +86,34 @@ func (b *replayBody) replayable(wait time.Duration) bool {
 	}
 }
 
-type recorder struct{ b *replayBody }
+// recorder is the first attempt's body: what replayable already read
+// ahead (when no attempt got to read it), then the client's body.
+type recorder struct {
+	b   *replayBody
+	pos int // bytes of buf delivered
+}
 
-func (r recorder) Read(p []byte) (int, error) {
-	r.b.mu.Lock()
-	defer r.b.mu.Unlock()
-	if r.b.eof {
+func (r *recorder) Read(p []byte) (int, error) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.overflow && r.pos < len(b.buf) {
+		n := copy(p, b.buf[r.pos:])
+		r.pos += n
+		return n, nil
+	}
+	if b.eof {
 		return 0, io.EOF
 	}
-	return r.b.readLocked(p)
+	n, err := b.readLocked(p)
+	if !b.overflow {
+		r.pos += n
+	}
+	return n, err
 }
 
 // Close leaves the client's body to the server, which closes it.
-func (recorder) Close() error { return nil }
+func (*recorder) Close() error { return nil }
 
 // idleBody cancels a response whose body stays silent longer than d.
 type idleBody struct {
