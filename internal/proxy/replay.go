@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type replayBody struct {
 	eof      bool
 	overflow bool // larger than maxReplayBody, or the client's body failed
 	started  bool
+	recorded atomic.Bool // eof && !overflow
 }
 
 // newReplayBody wraps r's body; nil for a bodiless request.
@@ -58,6 +60,7 @@ func (b *replayBody) readLocked(p []byte) (int, error) {
 	case err != nil:
 		b.overflow, b.buf = true, nil
 	}
+	b.recorded.Store(b.eof && !b.overflow)
 	return n, err
 }
 
@@ -88,6 +91,10 @@ func (b *replayBody) replayable(wait time.Duration) bool {
 
 // recorder is the first attempt's body: what replayable already read
 // ahead (when no attempt got to read it), then the client's body.
+// complete reports, without waiting (a read may hold the lock), whether
+// the whole body is recorded.
+func (b *replayBody) complete() bool { return b.recorded.Load() }
+
 type recorder struct {
 	b   *replayBody
 	pos int // bytes of buf delivered

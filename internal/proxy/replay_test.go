@@ -47,6 +47,9 @@ func TestReplayBody(t *testing.T) {
 		if !strings.HasPrefix(tt.body, string(got)) {
 			t.Errorf("%s: first attempt read %d bytes not from the body", tt.name, len(got))
 		}
+		if tt.firstReads < 0 && b.complete() != tt.replayable {
+			t.Errorf("%s: after the first attempt read it all, complete = %v, want %v", tt.name, b.complete(), tt.replayable)
+		}
 		if ok := b.replayable(time.Second); ok != tt.replayable {
 			t.Errorf("%s: replayable = %v, want %v", tt.name, ok, tt.replayable)
 			continue

@@ -162,9 +162,8 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		if body == nil {
 			p.mirror(r, info, mirrors, nil, series)
 		} else {
-			// A body is copied once the primary is done with it (the
-			// mirror reads the rest of it, which the primary must not
-			// miss): after the response.
+			// A body is copied once the primary has read all of it:
+			// after the response.
 			defer p.mirror(r, info, mirrors, body, series)
 		}
 	}
@@ -536,11 +535,18 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 			continue
 		}
 		bl := metrics.BackendLabels{Namespace: m.Backend.Namespace, Name: m.Backend.Name, Port: strconv.Itoa(int(m.Backend.Port))}
+		// A body the primary did not read to its end (or over 64 KiB) is
+		// not copied: waiting for it would hold the primary's response.
+		if body != nil && !body.complete() {
+			series.Mirror(bl, true)
+			continue
+		}
 		if p.routing.mirrors.Add(1) > maxMirrors {
 			p.routing.mirrors.Add(-1)
 			series.Mirror(bl, true)
 			continue
 		}
+		series.Mirror(bl, false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), mirrorTimeout)
 		ctx = context.WithValue(ctx, directionKey{}, info.direction)
 		req := r.Clone(ctx)
@@ -550,13 +556,8 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 			defer p.routing.mirrors.Add(-1)
 			defer cancel()
 			if body != nil {
-				if !body.replayable(bodyWait) {
-					series.Mirror(bl, true)
-					return
-				}
 				req.Body = body.attempt()
 			}
-			series.Mirror(bl, false)
 			d, err := p.resolver.Resolve(authority)
 			if err != nil || d.Pool == nil {
 				p.log.Debug("mirror backend unresolved", "authority", authority, "err", err)
