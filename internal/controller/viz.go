@@ -1,0 +1,112 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftmesh/weft/internal/version"
+	"github.com/weftmesh/weft/internal/viz/metricsapi"
+)
+
+// MetricsAPIOptions are the metrics-api command's flags.
+type MetricsAPIOptions struct {
+	Addr, AdminAddr string
+	PrometheusURL   string
+	// Kubeconfig, unless NoKube: the API lists resources and counts pods
+	// from Kubernetes. Without it, resources come from Prometheus alone.
+	Kubeconfig string
+	NoKube     bool
+}
+
+// NewMetricsAPICommand returns `weft-controller metrics-api`.
+func NewMetricsAPICommand(log *slog.Logger) *cobra.Command {
+	o := MetricsAPIOptions{}
+	cmd := &cobra.Command{
+		Use:   "metrics-api",
+		Short: "Serve viz's metrics API (golden metrics and edges from Prometheus, as JSON)",
+		Long: `Serves GET /api/v1/stat (success rate, requests per second, latency p50/p95/p99, TCP
+connections, meshed/total pods of namespaces, deployments, statefulsets, daemonsets, jobs,
+pods and services, optionally restricted to traffic --from or --to one resource),
+GET /api/v1/edges (who talks to whom, with mTLS identities) and GET /api/v1/version, computed
+from the proxies' metrics in Prometheus. Resources and pod counts come from the Kubernetes
+API; with --no-kube, from Prometheus alone (meshed pods only). Errors are JSON
+{"error":{"code","message"}}: 400 unknown-kind or bad-request, 404 not-found or not-meshed,
+503 prometheus-unavailable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunMetricsAPI(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", ":8085", "API listen address")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.PrometheusURL, "prometheus-url", "http://prometheus.linkerd-viz.svc.cluster.local:9090", "Prometheus to query")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	f.BoolVar(&o.NoKube, "no-kube", false, "no Kubernetes API: resources are those whose proxies Prometheus scrapes")
+	return cmd
+}
+
+// NewMetricsAPIService builds the metrics API's service from the options.
+func NewMetricsAPIService(o MetricsAPIOptions) (*metricsapi.Service, error) {
+	prom, err := metricsapi.NewPromQuerier(o.PrometheusURL)
+	if err != nil {
+		return nil, err
+	}
+	svc := &metricsapi.Service{Prom: prom, Lister: &metricsapi.PromLister{Prom: prom}}
+	if !o.NoKube {
+		cfg, err := KubeConfig(o.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w (or run with --no-kube)", err)
+		}
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		svc.Lister = &metricsapi.KubeLister{Client: c}
+	}
+	return svc, nil
+}
+
+// RunMetricsAPI serves until ctx ends or a server fails.
+func RunMetricsAPI(ctx context.Context, o MetricsAPIOptions, log *slog.Logger) error {
+	svc, err := NewMetricsAPIService(o)
+	if err != nil {
+		return err
+	}
+	return serveHTTPComponent(ctx, log, "metrics-api", o.Addr, o.AdminAddr,
+		metricsapi.Handler(svc, version.Version, log), "prometheus-url", o.PrometheusURL, "kube", !o.NoKube)
+}
+
+// serveHTTPComponent serves handler on addr and the admin server on
+// adminAddr until ctx ends.
+func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, adminAddr string, handler http.Handler, attrs ...any) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	al, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("%s admin listener: %w", name, err)
+	}
+	var stopping atomic.Bool
+	admin := adminServer(prometheus.NewRegistry(), func() bool { return !stopping.Load() })
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Info(name+" started", append([]any{"addr", l.Addr().String(), "admin-addr", al.Addr().String()}, attrs...)...)
+	return runServers(ctx, func() { stopping.Store(true) },
+		server{name: fmt.Sprintf("%s server on %s", name, l.Addr()), serve: func() error { return srv.Serve(l) },
+			stop: func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}},
+		server{name: fmt.Sprintf("%s admin server on %s", name, al.Addr()), serve: func() error { return admin.Serve(al) },
+			stop: func() { admin.Close() }})
+}
