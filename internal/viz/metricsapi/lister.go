@@ -124,6 +124,9 @@ func (l *KubeLister) List(ctx context.Context, k Kind, ns, name string) ([]Resou
 		listOpts.FieldSelector = "metadata.name=" + name
 	}
 	addSel := func(ons, oname string, ls *metav1.LabelSelector) error {
+		if name != "" && oname != name {
+			return nil
+		}
 		s, err := metav1.LabelSelectorAsSelector(ls)
 		if err != nil {
 			return fmt.Errorf("%s %s/%s: selector: %w", k, ons, oname, err)
@@ -137,6 +140,9 @@ func (l *KubeLister) List(ctx context.Context, k Kind, ns, name string) ([]Resou
 		var list *corev1.NamespaceList
 		if list, err = l.Client.CoreV1().Namespaces().List(ctx, listOpts); err == nil {
 			for _, o := range list.Items {
+				if name != "" && o.Name != name {
+					continue
+				}
 				objs = append(objs, object{o.Name, o.Name, nil})
 			}
 		}
@@ -169,6 +175,9 @@ func (l *KubeLister) List(ctx context.Context, k Kind, ns, name string) ([]Resou
 		var out []Resource
 		for i := 0; lerr == nil && i < len(list.Items); i++ {
 			p := &list.Items[i]
+			if name != "" && p.Name != name {
+				continue
+			}
 			m, t := countPods([]corev1.Pod{*p}, labels.Everything())
 			out = append(out, Resource{Namespace: p.Namespace, Name: p.Name, MeshedPods: m, TotalPods: t})
 		}
@@ -183,6 +192,9 @@ func (l *KubeLister) List(ctx context.Context, k Kind, ns, name string) ([]Resou
 		list, lerr := l.Client.CoreV1().Services(ns).List(ctx, listOpts)
 		var out []Resource
 		for i := 0; lerr == nil && i < len(list.Items); i++ {
+			if name != "" && list.Items[i].Name != name {
+				continue
+			}
 			out = append(out, Resource{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name, MeshedPods: -1, TotalPods: -1})
 		}
 		if lerr != nil {
