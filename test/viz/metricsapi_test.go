@@ -127,6 +127,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 			t.Errorf("edges = %+v, want [%+v]", resp.Edges, want)
 		}
 	})
+	t.Run("cli", func(t *testing.T) { checkCLI(t, m, wantRPS, wantSR) })
 	t.Run("bad input", func(t *testing.T) {
 		for _, tc := range []struct {
 			path, code, msg string
