@@ -31,7 +31,7 @@ func main() {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
 	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger),
-		controller.NewMetricsAPICommand(logger))
+		controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

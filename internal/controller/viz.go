@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/version"
+	"github.com/weftmesh/weft/internal/viz/dashboard"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
@@ -109,4 +112,52 @@ func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, admin
 			}},
 		server{name: fmt.Sprintf("%s admin server on %s", name, al.Addr()), serve: func() error { return admin.Serve(al) },
 			stop: func() { admin.Close() }})
+}
+
+// WebOptions are the web command's flags.
+type WebOptions struct {
+	Addr, AdminAddr                string
+	MetricsAPIAddr                 string
+	EnforcedHost                   string
+	GrafanaURL, GrafanaExternalURL string
+	JaegerURL                      string
+}
+
+// NewWebCommand returns `weft-controller web`.
+func NewWebCommand(log *slog.Logger) *cobra.Command {
+	o := WebOptions{}
+	cmd := &cobra.Command{
+		Use:   "web",
+		Short: "Serve viz's web dashboard",
+		Long: `Serves the dashboard (assets embedded): namespaces and their workloads with golden metrics
+and edges, from the metrics API. Requests whose Host header does not match --enforced-host
+are refused with 403 (DNS-rebinding protection; the chart's dashboard.enforcedHostRegexp).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunWeb(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", ":8084", "dashboard listen address")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9994", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.MetricsAPIAddr, "metrics-api-addr", "metrics-api.linkerd-viz.svc.cluster.local:8085", "the metrics API (host:port or URL)")
+	f.StringVar(&o.EnforcedHost, "enforced-host", dashboard.DefaultEnforcedHost("linkerd-viz", "cluster.local"), "regexp the Host header must match")
+	f.StringVar(&o.GrafanaURL, "grafana-url", "", "Grafana's address, for links to its dashboards")
+	f.StringVar(&o.GrafanaExternalURL, "grafana-external-url", "", "Grafana's address as the browser reaches it")
+	f.StringVar(&o.JaegerURL, "jaeger-url", "", "Jaeger's address")
+	return cmd
+}
+
+// RunWeb serves the dashboard until ctx ends or a server fails.
+func RunWeb(ctx context.Context, o WebOptions, log *slog.Logger) error {
+	re, err := regexp.Compile(o.EnforcedHost)
+	if err != nil {
+		return fmt.Errorf("--enforced-host %q: %w", o.EnforcedHost, err)
+	}
+	base := o.MetricsAPIAddr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	api := &metricsapi.Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Timeout: 20 * time.Second}}
+	h := dashboard.Handler(api, re, dashboard.Config{GrafanaURL: o.GrafanaURL, GrafanaExternalURL: o.GrafanaExternalURL,
+		JaegerURL: o.JaegerURL, Version: version.Version}, log)
+	return serveHTTPComponent(ctx, log, "web", o.Addr, o.AdminAddr, h, "metrics-api", api.Base, "enforced-host", o.EnforcedHost)
 }

@@ -128,6 +128,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 	})
 	t.Run("cli", func(t *testing.T) { checkCLI(t, m, wantRPS, wantSR) })
+	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, m, wantSR) })
 	t.Run("bad input", func(t *testing.T) {
 		for _, tc := range []struct {
 			path, code, msg string

@@ -3,6 +3,7 @@ package metricsapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -244,6 +245,10 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the cause, without the query's URL
+		}
 		return fmt.Errorf("metrics API at %s is unreachable: %w", c.Base, err)
 	}
 	defer resp.Body.Close()
