@@ -69,7 +69,7 @@ func argValue(args []string, flag string) (string, bool) {
 func TestRenderVizDefaults(t *testing.T) {
 	out, args := vizRender(t)
 	got := kinds(t, out)
-	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "Service": 3, "ConfigMap": 1, "ClusterRole": 2, "ServiceAccount": 3} {
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "Service": 3, "ConfigMap": 2, "ClusterRole": 2, "ServiceAccount": 3} {
 		if got[kind] != n {
 			t.Errorf("%d %s, want %d (all: %v)", got[kind], kind, n, got)
 		}
@@ -102,7 +102,7 @@ func TestRenderVizDefaults(t *testing.T) {
 func TestRenderVizExternalPrometheusAndGrafana(t *testing.T) {
 	out, args := vizRender(t, "prometheus.enabled=false", "prometheusUrl=http://prometheus.monitoring.svc.cluster.local:9090",
 		"grafana.url=grafana.grafana:3000", "grafana.externalUrl=https://grafana.example.com", "jaegerUrl=jaeger.tracing:16686",
-		"installNamespace=false",
+		"installNamespace=false", "grafana.dashboards=false",
 		"metricsAPI.resources.memory.limit=256Mi")
 	if got := kinds(t, out); got["Deployment"] != 2 || got["Namespace"] != 0 || got["ConfigMap"] != 0 {
 		t.Errorf("objects %v, want no Prometheus and no Namespace", got)
@@ -181,5 +181,35 @@ func TestVizPrometheusConfigIsValid(t *testing.T) {
 	}
 	if b, err := exec.Command(promtool, "check", "config", p).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check config: %v\n%s\n%s", err, b, cfg)
+	}
+}
+
+func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
+	out, _ := vizRender(t)
+	docs, err := manifest.Read(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := 0
+	for _, d := range docs {
+		if d.String("/metadata/name") != "weft-grafana-dashboards" {
+			continue
+		}
+		if d.String("/metadata/labels/grafana_dashboard") != "1" {
+			t.Error("no grafana_dashboard label")
+		}
+		for _, f := range []string{"top-line.json", "namespace.json", "deployment.json", "pod.json", "service.json"} {
+			var dash struct {
+				UID    string `json:"uid"`
+				Panels []any  `json:"panels"`
+			}
+			if err := yaml.Unmarshal([]byte(d.String("/data/"+f)), &dash); err != nil || dash.UID == "" || len(dash.Panels) == 0 {
+				t.Errorf("%s: %v, uid %q, %d panels", f, err, dash.UID, len(dash.Panels))
+			}
+			found++
+		}
+	}
+	if found != 5 {
+		t.Errorf("%d dashboards in the ConfigMap, want 5", found)
 	}
 }

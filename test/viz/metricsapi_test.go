@@ -128,6 +128,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 	})
 	t.Run("cli", func(t *testing.T) { checkCLI(t, m, wantRPS, wantSR) })
+	t.Run("grafana panels", func(t *testing.T) { checkGrafanaPanels(t, m) })
 	t.Run("dashboard", func(t *testing.T) { checkDashboard(t, m, wantSR) })
 	t.Run("bad input", func(t *testing.T) {
 		for _, tc := range []struct {

@@ -39,7 +39,7 @@ function meshed(r) {
 }
 
 function grafanaLink(kind, ns, name) {
-  if (!config.grafanaUrl) return "";
+  if (!config.grafanaUrl || kind !== "deployment") return ""; // the chart's dashboards: deployment, pod, service, namespace, top line
   const base = config.grafanaUrl.replace(/\/$/, "");
   const url = `${base}/d/linkerd-${kind}/linkerd-${kind}?var-namespace=${encodeURIComponent(ns)}&var-${kind}=${encodeURIComponent(name)}`;
   return ` <a href="${esc(url)}" target="_blank" rel="noopener" title="Grafana dashboard" class="grafana">grafana</a>`;
