@@ -12,8 +12,11 @@ import (
 )
 
 // weft runs the CLI against the test's metrics API.
-func (m *vizMesh) weft(args ...string) (string, error) {
-	out, err := exec.Command(m.bin+"/weft", append(args, "--metrics-api-addr", m.apiURL)...).CombinedOutput()
+func (m *vizMesh) weft(args ...string) (string, error) { return m.weftAt(m.apiURL, args...) }
+
+// weftAt runs the CLI against the metrics API at url.
+func (m *vizMesh) weftAt(url string, args ...string) (string, error) {
+	out, err := exec.Command(m.bin+"/weft", append(args, "--metrics-api-addr", url)...).CombinedOutput()
 	return string(out), err
 }
 
