@@ -303,46 +303,55 @@ func newVizCheckCommand(v *vizFlags) *cobra.Command {
 		Short: "Check the viz extension: its pods, the metrics API and its Prometheus",
 		Long: `Checks that the viz extension's Deployments are available (skipped with
 --metrics-api-addr), that the metrics API answers, and that it can query Prometheus. Exits
-non-zero if a check fails.`,
+non-zero if a check fails. weft check runs the same checks when the viz namespace exists.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out := cmd.OutOrStdout()
-			failed := false
-			report := func(name string, err error) {
-				if err != nil {
-					failed = true
-					fmt.Fprintf(out, "× %s\n    %v\n", name, err)
-					return
-				}
-				fmt.Fprintf(out, "√ %s\n", name)
-			}
-			fmt.Fprintln(out, "weft-viz")
-			fmt.Fprintln(out, "--------")
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
-			if v.metricsAPIAddr == "" {
-				report("the viz extension's Deployments are available", v.checkDeployments(ctx))
+			if !runChecks(ctx, cmd.OutOrStdout(), []checkGroup{v.checkGroup()}) {
+				return errors.New("viz checks failed")
 			}
-			c, err := v.client()
-			if err == nil {
-				_, err = c.Version(ctx)
-			}
-			report("the metrics API answers", err)
-			if err == nil {
+			return nil
+		},
+	}
+}
+
+// checkGroup is the viz extension's checks (weft viz check, weft check).
+func (v *vizFlags) checkGroup() checkGroup {
+	var checks []check
+	if v.metricsAPIAddr == "" {
+		checks = append(checks, check{desc: "the viz extension's Deployments are available",
+			hint: "kubectl get pods -n " + v.vizNamespace + "; install with weft viz install | kubectl apply -f -",
+			run:  v.checkDeployments})
+	}
+	var answered bool
+	checks = append(checks,
+		check{desc: "the metrics API answers", hint: "is the metrics-api Deployment ready? (or give --metrics-api-addr)",
+			run: func(ctx context.Context) error {
+				c, err := v.client()
+				if err == nil {
+					_, err = c.Version(ctx)
+				}
+				answered = err == nil
+				return err
+			}},
+		check{desc: "the metrics API can query Prometheus", hint: "with prometheus.enabled=false, is prometheusUrl right and reachable from the metrics API?",
+			run: func(ctx context.Context) error {
+				if !answered {
+					return errors.New("skipped: the metrics API does not answer")
+				}
+				c, err := v.client()
+				if err != nil {
+					return err
+				}
 				_, err = c.Stat(ctx, metricsapi.StatRequest{Kind: metricsapi.KindNamespace, Window: time.Minute})
 				var ae *metricsapi.APIError
 				if errors.As(err, &ae) && ae.Code != "prometheus-unavailable" {
 					err = nil // Prometheus answered; the rest is about the query
 				}
-				report("the metrics API can query Prometheus", err)
-			}
-			if failed {
-				return errors.New("viz checks failed")
-			}
-			fmt.Fprintln(out, "\nStatus check results are √")
-			return nil
-		},
-	}
+				return err
+			}})
+	return checkGroup{name: "linkerd-viz", checks: checks}
 }
 
 func (v *vizFlags) checkDeployments(ctx context.Context) error {
@@ -380,4 +389,10 @@ func deploymentAvailable(d *appsv1.Deployment) bool {
 		}
 	}
 	return false
+}
+
+// vizInstalled tells whether the viz extension's namespace exists.
+func vizInstalled(ctx context.Context, c kubernetes.Interface, ns string) bool {
+	_, err := c.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	return err == nil
 }

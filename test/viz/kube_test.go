@@ -3,7 +3,9 @@ package viz
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"regexp"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -48,6 +50,19 @@ func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
 		}, metav1.CreateOptions{})
 		mustCreate("deployment "+w.name, err)
 		createRunningPod(t, c, w.pod, labels, w.meshed)
+	}
+
+	// weft check adds the viz group once the viz namespace exists.
+	out, _ := exec.Command(m.bin+"/weft", "check", "--kubeconfig", api.Kubeconfig).CombinedOutput()
+	if strings.Contains(string(out), "linkerd-viz\n---") {
+		t.Errorf("weft check shows viz checks without viz:\n%s", out)
+	}
+	_, err = c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "linkerd-viz"}}, metav1.CreateOptions{})
+	mustCreate("namespace linkerd-viz", err)
+	out, err = exec.Command(m.bin+"/weft", "check", "--kubeconfig", api.Kubeconfig).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "linkerd-viz\n-----------\n× the viz extension's Deployments are available\n    no viz Deployments in namespace linkerd-viz") ||
+		!strings.Contains(string(out), "× the metrics API answers") {
+		t.Errorf("weft check with an empty viz namespace: %v\n%s", err, out)
 	}
 
 	addr, admin := freeAddr(t), freeAddr(t)
