@@ -213,3 +213,42 @@ func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
 		t.Errorf("%d dashboards in the ConfigMap, want 5", found)
 	}
 }
+
+// TestRenderVizSeedValues renders the seeds' linkerd-viz-values.yaml (an
+// external kube-prometheus-stack Prometheus and Grafana, the namespace made
+// by the user).
+func TestRenderVizSeedValues(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "linkerd-viz-values.yaml")
+	seed := `installNamespace: false
+prometheus:
+  enabled: false
+prometheusUrl: http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090
+grafana:
+  url: http://kube-prometheus-stack-grafana.monitoring.svc.cluster.local
+`
+	if err := os.WriteFile(f, []byte(seed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vals, err := Overlay(map[string]any{}, Options{ValuesFiles: []string{f}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(VizChart, "linkerd-viz", "linkerd-viz", vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := kinds(t, out)
+	if got["Namespace"] != 0 || got["Deployment"] != 2 {
+		t.Errorf("objects %v, want metrics-api and web only, no namespace", got)
+	}
+	for _, want := range []string{
+		"--prometheus-url=http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+		"--grafana-url=http://kube-prometheus-stack-grafana.monitoring.svc.cluster.local",
+		// The seeds' Ingress sets upstream-vhost web.linkerd-viz.svc.cluster.local:8084: admitted.
+		`--enforced-host=^(localhost|127\.0\.0\.1|web\.linkerd-viz\.svc\.cluster\.local|web\.linkerd-viz\.svc|\[::1\])(:\d+)?$`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("rendered manifests lack %s", want)
+		}
+	}
+}
