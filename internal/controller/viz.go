@@ -40,7 +40,8 @@ func NewMetricsAPICommand(log *slog.Logger) *cobra.Command {
 connections, meshed/total pods of namespaces, deployments, statefulsets, daemonsets, jobs,
 pods and services, optionally restricted to traffic --from or --to one resource),
 GET /api/v1/edges (who talks to whom, with mTLS identities) and GET /api/v1/version, computed
-from the proxies' metrics in Prometheus. Resources and pod counts come from the Kubernetes
+from the proxies' metrics in Prometheus, and GET /api/v1/prometheus-sd: the cluster's pods for
+Prometheus's http_sd_configs, with the labels of its Kubernetes discovery (role: pod). Resources and pod counts come from the Kubernetes
 API; with --no-kube, from Prometheus alone (meshed pods only). Errors are JSON
 {"error":{"code","message"}}: 400 unknown-kind or bad-request, 404 not-found or not-meshed,
 503 prometheus-unavailable.`,
@@ -72,7 +73,7 @@ func NewMetricsAPIService(o MetricsAPIOptions) (*metricsapi.Service, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kubernetes client: %w", err)
 		}
-		svc.Lister = &metricsapi.KubeLister{Client: c}
+		svc.Lister, svc.Kube = &metricsapi.KubeLister{Client: c}, c
 	}
 	return svc, nil
 }

@@ -137,17 +137,25 @@ func TestVizPrometheusConfigIsValid(t *testing.T) {
 		}
 		t.Skip("promtool not installed (apt-get install prometheus)")
 	}
-	out, _ := vizRender(t)
-	docs, err := manifest.Read(strings.NewReader(out))
-	if err != nil {
+	// With http discovery the configuration is checked as it is.
+	out, _ := vizRender(t, "prometheus.discovery=http")
+	p := filepath.Join(t.TempDir(), "prometheus-http.yml")
+	if err := os.WriteFile(p, []byte(prometheusYML(t, out)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var cfg string
-	for _, d := range docs {
-		if d.String("/kind") == "ConfigMap" && d.String("/metadata/name") == "prometheus-config" {
-			cfg = d.String("/data/prometheus.yml")
-		}
+	if b, err := exec.Command(promtool, "check", "config", p).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config (http discovery): %v\n%s", err, b)
 	}
+	if !strings.Contains(prometheusYML(t, out), "url: http://metrics-api.linkerd-viz.svc.cluster.local:8085/api/v1/prometheus-sd") {
+		t.Error("http discovery does not ask the metrics API")
+	}
+	if _, err := Render(VizChart, "weft-viz", "linkerd-viz", map[string]any{"prometheus": map[string]any{"discovery": "dns"}}); err == nil ||
+		!strings.Contains(err.Error(), `prometheus.discovery "dns": want kubernetes or http`) {
+		t.Errorf("prometheus.discovery=dns: %v", err)
+	}
+
+	out, _ = vizRender(t)
+	cfg := prometheusYML(t, out)
 	if !strings.Contains(cfg, "regex: ^linkerd-proxy;linkerd-admin;linkerd$") {
 		t.Fatalf("prometheus.yml lacks the proxy job's keep rule:\n%s", cfg)
 	}
@@ -175,7 +183,7 @@ func TestVizPrometheusConfigIsValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(t.TempDir(), "prometheus.yml")
+	p = filepath.Join(t.TempDir(), "prometheus.yml")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -251,4 +259,20 @@ grafana:
 			t.Errorf("rendered manifests lack %s", want)
 		}
 	}
+}
+
+// prometheusYML is the bundled Prometheus's configuration in a rendering.
+func prometheusYML(t *testing.T, out string) string {
+	t.Helper()
+	docs, err := manifest.Read(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		if d.String("/kind") == "ConfigMap" && d.String("/metadata/name") == "prometheus-config" {
+			return d.String("/data/prometheus.yml")
+		}
+	}
+	t.Fatal("no prometheus-config ConfigMap")
+	return ""
 }

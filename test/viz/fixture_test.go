@@ -171,18 +171,6 @@ type scrapeTarget struct {
 // __meta_kubernetes_* labels that kubernetes_sd_configs (role: pod) sets.
 func prometheusConfig(t *testing.T, targets []scrapeTarget) string {
 	t.Helper()
-	raw, err := charts.FS.ReadFile("weft-viz/files/proxy-relabel-configs.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var relabel bytes.Buffer
-	if err := template.Must(template.New("relabel").Parse(string(raw))).Execute(&relabel, map[string]string{"controlPlaneNamespace": "linkerd"}); err != nil {
-		t.Fatal(err)
-	}
-	var rules []any
-	if err := yaml.Unmarshal(relabel.Bytes(), &rules); err != nil {
-		t.Fatal(err)
-	}
 	var groups []any
 	for _, tg := range targets {
 		ls := map[string]string{
@@ -202,12 +190,37 @@ func prometheusConfig(t *testing.T, targets []scrapeTarget) string {
 		}
 		groups = append(groups, map[string]any{"targets": []string{tg.addr}, "labels": ls})
 	}
+	return prometheusJob(t, "static_configs", groups)
+}
+
+// relabelRules are the chart's relabel_configs for control plane linkerd.
+func relabelRules(t *testing.T) []any {
+	t.Helper()
+	raw, err := charts.FS.ReadFile("weft-viz/files/proxy-relabel-configs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relabel bytes.Buffer
+	if err := template.Must(template.New("relabel").Parse(string(raw))).Execute(&relabel, map[string]string{"controlPlaneNamespace": "linkerd"}); err != nil {
+		t.Fatal(err)
+	}
+	var rules []any
+	if err := yaml.Unmarshal(relabel.Bytes(), &rules); err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// prometheusJob is a Prometheus configuration with the job linkerd-proxy:
+// the chart's relabel rules over the given discovery.
+func prometheusJob(t *testing.T, discovery string, config any) string {
+	t.Helper()
 	cfg := map[string]any{
 		"global": map[string]any{"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
 		"scrape_configs": []any{map[string]any{
 			"job_name":        "linkerd-proxy",
-			"static_configs":  groups,
-			"relabel_configs": rules,
+			discovery:         config,
+			"relabel_configs": relabelRules(t),
 		}},
 	}
 	b, err := json.Marshal(cfg) // JSON is YAML

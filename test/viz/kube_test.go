@@ -3,10 +3,14 @@ package viz
 import (
 	"context"
 	"errors"
+	"net"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -36,9 +40,9 @@ func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
 	_, err = c.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	mustCreate("service account", err)
 	for _, w := range []struct {
-		name, pod string
-		meshed    bool
-	}{{"web", "web-0", true}, {"api", "api-0", true}, {"legacy", "legacy-0", false}} {
+		name, pod, admin string
+		meshed           bool
+	}{{"web", "web-0", m.webAdmin, true}, {"api", "api-0", m.apiAdmin, true}, {"legacy", "legacy-0", "", false}} {
 		labels := map[string]string{"app": w.name}
 		_, err := c.AppsV1().Deployments("shop").Create(ctx, &appsv1.Deployment{
 			ObjectMeta: metav1.ObjectMeta{Name: w.name},
@@ -49,7 +53,11 @@ func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
 			},
 		}, metav1.CreateOptions{})
 		mustCreate("deployment "+w.name, err)
-		createRunningPod(t, c, w.pod, labels, w.meshed)
+		podLabels := map[string]string{"app": w.name}
+		if w.meshed {
+			podLabels["linkerd.io/control-plane-ns"], podLabels["linkerd.io/proxy-deployment"] = "linkerd", w.name
+		}
+		createRunningPod(t, c, w.pod, podLabels, w.admin)
 	}
 
 	// weft check adds the viz group once the viz namespace exists.
@@ -119,12 +127,18 @@ func checkKubeMode(t *testing.T, m *vizMesh, url string, wantRPS float64) {
 	}
 }
 
-func createRunningPod(t *testing.T, c kubernetes.Interface, name string, labels map[string]string, meshed bool) {
+// createRunningPod creates a running pod at 127.0.0.1 whose app container
+// has an http port; with proxyAdmin (host:port), it also has the
+// linkerd-proxy container whose linkerd-admin port is that proxy's.
+func createRunningPod(t *testing.T, c kubernetes.Interface, name string, labels map[string]string, proxyAdmin string) {
 	t.Helper()
 	ctx := context.Background()
-	containers := []corev1.Container{{Name: "app", Image: "app:1"}}
-	if meshed {
-		containers = append(containers, corev1.Container{Name: "linkerd-proxy", Image: "proxy:1"})
+	containers := []corev1.Container{{Name: "app", Image: "app:1", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 1, Protocol: corev1.ProtocolTCP}}}}
+	if proxyAdmin != "" {
+		_, port, _ := net.SplitHostPort(proxyAdmin)
+		n, _ := strconv.Atoi(port)
+		containers = append(containers, corev1.Container{Name: "linkerd-proxy", Image: "proxy:1",
+			Ports: []corev1.ContainerPort{{Name: "linkerd-admin", ContainerPort: int32(n), Protocol: corev1.ProtocolTCP}}})
 	}
 	p, err := c.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
@@ -133,8 +147,49 @@ func createRunningPod(t *testing.T, c kubernetes.Interface, name string, labels 
 	if err != nil {
 		t.Fatalf("creating pod %s: %v", name, err)
 	}
-	p.Status.Phase = corev1.PodRunning
+	p.Status.Phase, p.Status.PodIP, p.Status.PodIPs = corev1.PodRunning, "127.0.0.1", []corev1.PodIP{{IP: "127.0.0.1"}}
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	if _, err := c.CoreV1().Pods("shop").UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("pod %s status: %v", name, err)
+	}
+}
+
+// checkHTTPSD runs a second real Prometheus whose only discovery is the
+// metrics API's http_sd endpoint (pods from the kube-apiserver), with the
+// chart's relabel rules: it must scrape exactly the two proxies, labelled
+// as Kubernetes discovery would have them labelled.
+func checkHTTPSD(t *testing.T, m *vizMesh, url string) {
+	promAddr := freeAddr(t)
+	cfg := m.write(t, "prometheus-sd.yml", prometheusJob(t, "http_sd_configs",
+		[]any{map[string]any{"url": url + "/api/v1/prometheus-sd", "refresh_interval": "1s"}}))
+	bin := requirePrometheus(t)
+	start(t, "prometheus-sd", nil, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb-sd"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	waitReady(t, "http://"+promAddr+"/-/ready")
+	var got map[string]map[string]string
+	var dropped int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		got, dropped = promTargets(t, "http://"+promAddr)
+		if len(got) == 2 && got["web-0"]["health"] == "up" && got["api-0"]["health"] == "up" || time.Now().After(deadline) {
+			break
+		}
+	}
+	want := map[string]map[string]string{
+		"web-0": {"instance": m.webAdmin, "job": "linkerd-proxy", "namespace": "shop", "pod": "web-0", "deployment": "web",
+			"app": "web", "control_plane_ns": "linkerd", "health": "up"},
+		"api-0": {"instance": m.apiAdmin, "job": "linkerd-proxy", "namespace": "shop", "pod": "api-0", "deployment": "api",
+			"app": "api", "control_plane_ns": "linkerd", "health": "up"},
+	}
+	if len(got) != 2 {
+		t.Errorf("targets %v, want web-0 and api-0", got)
+	}
+	for pod, w := range want {
+		if !equalMaps(got[pod], w) {
+			t.Errorf("target %s = %v, want %v", pod, got[pod], w)
+		}
+	}
+	// Dropped: the three app containers' http ports.
+	if dropped != 3 {
+		t.Errorf("%d dropped targets, want 3 (the app containers' ports)", dropped)
 	}
 }

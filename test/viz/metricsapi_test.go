@@ -90,6 +90,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 	})
 	t.Run("kubernetes", func(t *testing.T) { checkKubeMode(t, m, kubeAPI, wantRPS) })
+	t.Run("http service discovery", func(t *testing.T) { checkHTTPSD(t, m, kubeAPI) })
 	t.Run("to", func(t *testing.T) {
 		rows := stat(metricsapi.StatRequest{Kind: metricsapi.KindDeployment, Namespace: "shop", Name: "web", ToKind: "deployment", ToName: "api"})
 		within(t, "web → api rps", rows["web"].RPS, wantRPS)
@@ -254,4 +255,33 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// promTargets returns Prometheus's active targets by pod (their labels and
+// "health") and the number of dropped ones.
+func promTargets(t *testing.T, promURL string) (map[string]map[string]string, int) {
+	t.Helper()
+	var answer struct {
+		Data struct {
+			ActiveTargets []struct {
+				Labels map[string]string `json:"labels"`
+				Health string            `json:"health"`
+			} `json:"activeTargets"`
+			DroppedTargets []json.RawMessage `json:"droppedTargets"`
+		} `json:"data"`
+	}
+	resp, err := http.Get(promURL + "/api/v1/targets?state=any")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]map[string]string{}
+	for _, a := range answer.Data.ActiveTargets {
+		a.Labels["health"] = a.Health
+		out[a.Labels["pod"]] = a.Labels
+	}
+	return out, len(answer.Data.DroppedTargets)
 }

@@ -55,3 +55,15 @@ readinessProbe:
   httpGet: {path: /ready, port: admin-http}
   periodSeconds: 2
 {{- end -}}
+{{- define "viz.podDiscovery" -}}
+{{- if eq .Values.prometheus.discovery "kubernetes" }}
+kubernetes_sd_configs:
+- role: pod
+{{- else if eq .Values.prometheus.discovery "http" }}
+http_sd_configs:
+- url: http://metrics-api.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:8085/api/v1/prometheus-sd
+  refresh_interval: 30s
+{{- else }}
+{{- fail (printf "prometheus.discovery %q: want kubernetes or http" .Values.prometheus.discovery) }}
+{{- end }}
+{{- end -}}

@@ -60,6 +60,18 @@ func Handler(svc *Service, version string, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+	mux.HandleFunc("GET "+PathPrometheusSD, func(w http.ResponseWriter, r *http.Request) {
+		if svc.Kube == nil {
+			writeError(w, log, &BadRequestError{Msg: "Prometheus service discovery needs Kubernetes access (the metrics API runs with --no-kube)"})
+			return
+		}
+		groups, err := PodTargets(r.Context(), svc.Kube)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, groups)
+	})
 	mux.HandleFunc("GET "+PathVersion, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version})
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/compat"
 )
@@ -16,7 +17,10 @@ import (
 type Service struct {
 	Prom   Querier
 	Lister Lister
-	Now    func() time.Time // default time.Now
+	// Kube, when set, also serves Prometheus HTTP service discovery of the
+	// cluster's pods (PathPrometheusSD).
+	Kube kubernetes.Interface
+	Now  func() time.Time // default time.Now
 }
 
 func (s *Service) now() time.Time {
