@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -191,5 +192,22 @@ func checkHTTPSD(t *testing.T, m *vizMesh, url string) {
 	// Dropped: the three app containers' http ports.
 	if dropped != 3 {
 		t.Errorf("%d dropped targets, want 3 (the app containers' ports)", dropped)
+	}
+}
+
+// haveKubeBins tells whether kube-apiserver and etcd are here (with
+// WEFT_REQUIRE_K8S=1 they must be: kubetest then fails the test).
+func haveKubeBins() bool {
+	if os.Getenv("WEFT_REQUIRE_K8S") == "1" {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(kubetest.BinDir(), "kube-apiserver"))
+	_, lerr := exec.LookPath("etcd")
+	return err == nil && lerr == nil
+}
+
+func skipWithoutKube(t *testing.T, url string) {
+	if url == "" {
+		t.Skip("kube-apiserver or etcd missing: run `make k8s-bins` (and apt-get install etcd-server)")
 	}
 }
