@@ -159,3 +159,48 @@ func TestMatchClient(t *testing.T) {
 		}
 	}
 }
+
+func TestPodTargets(t *testing.T) {
+	yes := true
+	p := pod("shop", "web-0", map[string]string{"app": "web", "linkerd.io/proxy-deployment": "web"}, corev1.PodRunning, "web")
+	p.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}}
+	p.Spec.InitContainers = []corev1.Container{{Name: "linkerd-proxy", Image: "proxy:1", Ports: []corev1.ContainerPort{{Name: "linkerd-admin", ContainerPort: 4191, Protocol: corev1.ProtocolTCP}}}}
+	p.Status.PodIP = "198.18.0.7"
+	p.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	p.OwnerReferences = []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d9f", Controller: &yes}}
+	pending := pod("shop", "web-1", nil, corev1.PodPending, "web")
+	pending.Spec.Containers[0].Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}
+	got, err := PodTargets(context.Background(), fake.NewSimpleClientset(p, pending))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d target groups, want the running pod's 2 ports: %+v", len(got), got)
+	}
+	byPort := map[string]TargetGroup{}
+	for _, g := range got {
+		byPort[g.Labels["__meta_kubernetes_pod_container_port_name"]] = g
+	}
+	admin := byPort["linkerd-admin"]
+	for k, want := range map[string]string{
+		"__meta_kubernetes_namespace":                             "shop",
+		"__meta_kubernetes_pod_name":                              "web-0",
+		"__meta_kubernetes_pod_container_name":                    "linkerd-proxy",
+		"__meta_kubernetes_pod_container_init":                    "true",
+		"__meta_kubernetes_pod_container_port_number":             "4191",
+		"__meta_kubernetes_pod_ready":                             "true",
+		"__meta_kubernetes_pod_controller_kind":                   "ReplicaSet",
+		"__meta_kubernetes_pod_label_linkerd_io_proxy_deployment": "web",
+		"__meta_kubernetes_pod_labelpresent_app":                  "true",
+	} {
+		if admin.Labels[k] != want {
+			t.Errorf("%s = %q, want %q", k, admin.Labels[k], want)
+		}
+	}
+	if len(admin.Targets) != 1 || admin.Targets[0] != "198.18.0.7:4191" {
+		t.Errorf("targets %v, want 198.18.0.7:4191", admin.Targets)
+	}
+	if byPort["http"].Labels["__meta_kubernetes_pod_container_init"] != "false" {
+		t.Errorf("app container: %v", byPort["http"].Labels)
+	}
+}
