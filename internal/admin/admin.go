@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Server is the admin HTTP handler.
@@ -121,7 +123,7 @@ func (s *Server) serveEnv(w http.ResponseWriter) {
 	env := map[string]string{}
 	for _, kv := range s.environ() {
 		k, v, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "LINKERD2_PROXY_") || strings.HasPrefix(k, "WEFT_PROXY_") || strings.HasPrefix(k, "_pod_") {
+		if strings.HasPrefix(k, compat.EnvProxyPrefix) || strings.HasPrefix(k, "WEFT_PROXY_") || strings.HasPrefix(k, "_pod_") {
 			env[k] = v
 		}
 	}

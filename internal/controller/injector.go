@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
@@ -63,13 +64,13 @@ proxy_injector_config_reloads_total{result="rejected"}) and the last good values
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
-	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
-	f.StringVar(&o.Values, "values", "/var/run/linkerd/config/values", "the chart's rendered values (linkerd-config) at start; empty for the defaults")
-	f.StringVar(&o.TrustAnchors, "trust-anchors-file", "/var/run/linkerd/identity/trust-roots/ca-bundle.crt", "the trust anchors given to proxies at start; empty for the values' identityTrustAnchorsPEM")
+	f.StringVar(&o.ControllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
+	f.StringVar(&o.Values, "values", compat.ConfigValuesPath, "the chart's rendered values (linkerd-config) at start; empty for the defaults")
+	f.StringVar(&o.TrustAnchors, "trust-anchors-file", compat.TrustRootsPath, "the trust anchors given to proxies at start; empty for the values' identityTrustAnchorsPEM")
 	f.BoolVar(&o.WatchConfig, "watch-config", true, "follow the ConfigMaps linkerd-config and linkerd-identity-trust-roots in --controller-namespace (they win over the files)")
 	f.DurationVar(&o.WatchSyncTimeout, "watch-sync-timeout", 30*time.Second, "how long to wait for the first listing of those ConfigMaps")
-	f.StringVar(&o.TLSCert, "tls-cert", "/var/run/linkerd/tls/tls.crt", "serving certificate")
-	f.StringVar(&o.TLSKey, "tls-key", "/var/run/linkerd/tls/tls.key", "serving key")
+	f.StringVar(&o.TLSCert, "tls-cert", compat.InjectorTLSCertPath, "serving certificate")
+	f.StringVar(&o.TLSKey, "tls-key", compat.InjectorTLSKeyPath, "serving key")
 	f.StringVar(&o.Addr, "addr", ":8443", "webhook listen address (HTTPS)")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
 	return cmd
