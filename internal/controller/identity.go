@@ -1,5 +1,5 @@
 // Package controller holds the control plane's components as runnable
-// commands (identity, and later destination and injector), wired from flags
+// commands (identity, destination, injector, policy), wired from flags
 // to the packages that do the work. One weft-controller image runs each as
 // a subcommand.
 package controller
