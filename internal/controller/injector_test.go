@@ -24,16 +24,6 @@ import (
 	"github.com/weftmesh/weft/internal/kubetest"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestInjectorAgainstAPIServer runs `weft-controller injector` against a
 // real kube-apiserver, registered as Linkerd's webhook configuration is,
 // and creates pods and services through it.
@@ -52,13 +42,24 @@ func TestInjectorAgainstAPIServer(t *testing.T) {
 	values := filepath.Join(dir, "values")
 	os.WriteFile(anchors, ca.PEM(), 0o600)
 	os.WriteFile(values, []byte("linkerdVersion: test\nproxy:\n  image: {name: weft.local/weft-proxy}\n"), 0o600)
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	bound := make(chan [2]string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- RunInjector(ctx, InjectorOptions{Kubeconfig: a.Kubeconfig, ControllerNS: "linkerd", Values: values,
-			TrustAnchors: anchors, TLSCert: crt, TLSKey: key, Addr: addr, AdminAddr: adminAddr}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			TrustAnchors: anchors, TLSCert: crt, TLSKey: key, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			Bound: func(addr, adminAddr string) { bound <- [2]string{addr, adminAddr} }}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}()
+	var addr, adminAddr string
+	select {
+	case a := <-bound:
+		addr, adminAddr = a[0], a[1]
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("injector: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("injector not listening within 20s")
+	}
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
