@@ -78,16 +78,7 @@ func TestInjectorFollowsConfigMaps(t *testing.T) {
 			Bound:       func(addr, adminAddr string) { bound <- [2]string{addr, adminAddr} },
 			WatchConfig: true, WatchSyncTimeout: 20 * time.Second}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}()
-	var addr, adminAddr string
-	select {
-	case a := <-bound:
-		addr, adminAddr = a[0], a[1]
-	case err := <-done:
-		done <- err // for the cleanup
-		t.Fatalf("injector: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("injector not listening within 20s")
-	}
+	addr, adminAddr := boundAddrs(t, bound, done)
 	t.Cleanup(func() {
 		cancel()
 		select {

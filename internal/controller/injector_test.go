@@ -24,6 +24,22 @@ import (
 	"github.com/weftmesh/weft/internal/kubetest"
 )
 
+// boundAddrs waits (at most 20 s) for the addresses an injector started
+// on port 0 reports through InjectorOptions.Bound.
+func boundAddrs(t *testing.T, bound <-chan [2]string, done chan error) (addr, adminAddr string) {
+	t.Helper()
+	select {
+	case a := <-bound:
+		return a[0], a[1]
+	case err := <-done:
+		done <- err // for the cleanup
+		t.Fatalf("injector: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("injector not listening within 20s")
+	}
+	return "", ""
+}
+
 // TestInjectorAgainstAPIServer runs `weft-controller injector` against a
 // real kube-apiserver, registered as Linkerd's webhook configuration is,
 // and creates pods and services through it.
@@ -50,16 +66,7 @@ func TestInjectorAgainstAPIServer(t *testing.T) {
 			TrustAnchors: anchors, TLSCert: crt, TLSKey: key, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 			Bound: func(addr, adminAddr string) { bound <- [2]string{addr, adminAddr} }}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}()
-	var addr, adminAddr string
-	select {
-	case a := <-bound:
-		addr, adminAddr = a[0], a[1]
-	case err := <-done:
-		done <- err // for the cleanup
-		t.Fatalf("injector: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("injector not listening within 20s")
-	}
+	addr, adminAddr := boundAddrs(t, bound, done)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
