@@ -251,3 +251,32 @@ const (
 	PolicyGRPCPort          = 8090
 	PolicyAdminPort         = 9990
 )
+
+// Outbound policy annotations, on a Service or on a route attached to it
+// (Linkerd's names; a route's set replaces the Service's).
+const (
+	AnnotationTimeoutRequest  = "timeout.linkerd.io/request"
+	AnnotationTimeoutResponse = "timeout.linkerd.io/response"
+	AnnotationTimeoutIdle     = "timeout.linkerd.io/idle"
+	AnnotationRetryHTTP       = "retry.linkerd.io/http"  // "5xx", "500-504", "429"
+	AnnotationRetryGRPC       = "retry.linkerd.io/grpc"  // "cancelled,deadline-exceeded,..."
+	AnnotationRetryLimit      = "retry.linkerd.io/limit" // default 1
+	AnnotationRetryTimeout    = "retry.linkerd.io/timeout"
+	DefaultRetryLimit         = 1
+
+	// Failure accrual (circuit breaking), on a Service only.
+	AnnotationFailureAccrual            = "balancer.linkerd.io/failure-accrual" // "consecutive"
+	FailureAccrualConsecutive           = "consecutive"
+	AnnotationFailureAccrualMaxFailures = "balancer.linkerd.io/failure-accrual-consecutive-max-failures"
+	AnnotationFailureAccrualMinPenalty  = "balancer.linkerd.io/failure-accrual-consecutive-min-penalty"
+	AnnotationFailureAccrualMaxPenalty  = "balancer.linkerd.io/failure-accrual-consecutive-max-penalty"
+	AnnotationFailureAccrualJitter      = "balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio"
+	DefaultFailureAccrualMaxFailures    = 7
+	DefaultFailureAccrualMinPenalty     = "1s"
+	DefaultFailureAccrualMaxPenalty     = "1m"
+	DefaultFailureAccrualJitter         = 0.5
+
+	// PolicyControllerName is the controllerName of the route status
+	// parents the policy controller writes.
+	PolicyControllerName = "linkerd.io/policy-controller"
+)

@@ -2,14 +2,19 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
+	"github.com/weftmesh/weft/internal/policy/outbound"
+	outboundkube "github.com/weftmesh/weft/internal/policy/outbound/kube"
 )
 
 // PolicyOptions are the policy command's flags.
@@ -48,9 +53,27 @@ network.`,
 // RunPolicy serves until ctx ends. Every policy service shares the one
 // gRPC server; each is registered here explicitly.
 func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
+	cfg, err := KubeConfig(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ix := outbound.NewIndex(o.ClusterDomain, log)
+	outKube, err := outboundkube.Start(ctx, client, dyn, ix, log)
+	if err != nil {
+		return fmt.Errorf("outbound policy: %w", err)
+	}
 	srv := grpc.NewServer()
-	policyv1.RegisterOutboundPoliciesServer(srv, policyv1.UnimplementedOutboundPoliciesServer{})
+	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
+	// Watch streams never end by themselves: cut them after a short grace.
 	return serve(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
+		metrics: prometheus.NewRegistry(), ready: outKube.Ready, grace: 5 * time.Second, log: log,
 		attrs: []any{"cluster-domain", o.ClusterDomain}})
 }

@@ -1,0 +1,401 @@
+// Package outbound is the policy controller's outbound index: it holds the
+// Services and the HTTPRoutes/GRPCRoutes attached to them (as a kube
+// adapter feeds them), validates and translates each route once, builds
+// each watched Service port's route.Table on demand, pushes a new table to
+// its watchers when it changes, and says which status each route should
+// have. The OutboundPolicies gRPC server streams the tables.
+//
+// A route that fails validation is left out of every table whole (never
+// half-applied) and reported in its status; the rest of the table stays.
+package outbound
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/weftmesh/weft/internal/route"
+)
+
+// Service is what the index needs of a Kubernetes Service.
+type Service struct {
+	Namespace, Name string
+	ClusterIPs      []string
+	Ports           []uint16
+	Annotations     map[string]string
+}
+
+type svcEntry struct {
+	svc      Service
+	defaults route.Policy
+	accrual  *route.FailureAccrual
+}
+
+type routeEntry struct {
+	obj *Route
+	tr  *translated
+}
+
+// WatchKey is what a watcher asks for: a target and the caller's
+// namespace (consumer routes apply to their namespace only).
+type WatchKey struct {
+	Target   string
+	ClientNS string
+}
+
+type watchState struct {
+	table *route.Table
+	subs  map[chan struct{}]struct{}
+}
+
+// Index holds the outbound state. Safe for concurrent use.
+type Index struct {
+	domain string
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	services map[string]*svcEntry       // ns/name
+	byIP     map[string]string          // cluster IP → ns/name
+	routes   map[string]*routeEntry     // Route.Key()
+	byParent map[string]map[string]bool // parent ns/name → route keys
+	byRef    map[string]map[string]bool // any referenced ns/name (parent or backend) → route keys
+	watches  map[WatchKey]*watchState
+	changed  chan struct{}
+	onStatus func(routeKeys []string) // routes whose status may have changed
+}
+
+// NewIndex returns an empty index for a cluster domain.
+func NewIndex(domain string, log *slog.Logger) *Index {
+	return &Index{domain: strings.TrimSuffix(domain, "."), log: log, services: map[string]*svcEntry{}, byIP: map[string]string{},
+		routes: map[string]*routeEntry{}, byParent: map[string]map[string]bool{}, byRef: map[string]map[string]bool{},
+		watches: map[WatchKey]*watchState{}, changed: make(chan struct{}, 1)}
+}
+
+// OnStatus sets the function told which routes' status may have changed
+// (the status writer). Call before feeding the index.
+func (ix *Index) OnStatus(f func(routeKeys []string)) { ix.onStatus = f }
+
+func nsName(ns, name string) string { return ns + "/" + name }
+
+func (ix *Index) poke() {
+	select {
+	case ix.changed <- struct{}{}:
+	default:
+	}
+}
+
+// affected returns the routes referencing ns/name; ix.mu is held.
+func (ix *Index) affected(key string) []string {
+	var out []string
+	for k := range ix.byRef[key] {
+		out = append(out, k)
+	}
+	return out
+}
+
+func (ix *Index) tellStatus(keys []string) {
+	if ix.onStatus != nil && len(keys) > 0 {
+		ix.onStatus(keys)
+	}
+}
+
+// SetService adds or replaces a Service.
+func (ix *Index) SetService(s Service) {
+	e := &svcEntry{svc: s}
+	var errs []error
+	e.defaults, errs = parsePolicy(s.Annotations, true, true)
+	var aerrs []error
+	e.accrual, aerrs = parseAccrual(s.Annotations)
+	for _, err := range append(errs, aerrs...) {
+		ix.log.Warn("ignoring a Service annotation", "service", nsName(s.Namespace, s.Name), "err", err)
+	}
+	key := nsName(s.Namespace, s.Name)
+	ix.mu.Lock()
+	if old, ok := ix.services[key]; ok {
+		for _, ip := range old.svc.ClusterIPs {
+			delete(ix.byIP, ip)
+		}
+	}
+	ix.services[key] = e
+	for _, ip := range s.ClusterIPs {
+		if ip != "" && ip != "None" {
+			ix.byIP[ip] = key
+		}
+	}
+	keys := ix.affected(key)
+	ix.mu.Unlock()
+	ix.poke()
+	ix.tellStatus(keys)
+}
+
+// DeleteService removes a Service.
+func (ix *Index) DeleteService(ns, name string) {
+	key := nsName(ns, name)
+	ix.mu.Lock()
+	if old, ok := ix.services[key]; ok {
+		for _, ip := range old.svc.ClusterIPs {
+			if ix.byIP[ip] == key {
+				delete(ix.byIP, ip)
+			}
+		}
+	}
+	delete(ix.services, key)
+	keys := ix.affected(key)
+	ix.mu.Unlock()
+	ix.poke()
+	ix.tellStatus(keys)
+}
+
+func addTo(m map[string]map[string]bool, k, v string) {
+	if m[k] == nil {
+		m[k] = map[string]bool{}
+	}
+	m[k][v] = true
+}
+
+func removeFrom(m map[string]map[string]bool, k, v string) {
+	delete(m[k], v)
+	if len(m[k]) == 0 {
+		delete(m, k)
+	}
+}
+
+// unlink removes a route's index entries; ix.mu is held.
+func (ix *Index) unlink(key string) {
+	e, ok := ix.routes[key]
+	if !ok {
+		return
+	}
+	for _, p := range e.tr.parents {
+		removeFrom(ix.byParent, nsName(p.Namespace, p.Name), key)
+		removeFrom(ix.byRef, nsName(p.Namespace, p.Name), key)
+	}
+	for _, b := range e.tr.backends {
+		removeFrom(ix.byRef, nsName(b.Namespace, b.Name), key)
+	}
+	delete(ix.routes, key)
+}
+
+// SetRoute adds or replaces a route (validated and translated here, once).
+func (ix *Index) SetRoute(r *Route) {
+	tr := translate(r, ix.domain)
+	key := r.Key()
+	ix.mu.Lock()
+	ix.unlink(key)
+	if len(tr.parents) > 0 {
+		ix.routes[key] = &routeEntry{obj: r, tr: tr}
+		for _, p := range tr.parents {
+			addTo(ix.byParent, nsName(p.Namespace, p.Name), key)
+			addTo(ix.byRef, nsName(p.Namespace, p.Name), key)
+		}
+		for _, b := range tr.backends {
+			addTo(ix.byRef, nsName(b.Namespace, b.Name), key)
+		}
+	}
+	// Routes sharing a parent may see their conflicts change.
+	keys := []string{key}
+	for _, p := range tr.parents {
+		for k := range ix.byParent[nsName(p.Namespace, p.Name)] {
+			if k != key {
+				keys = append(keys, k)
+			}
+		}
+	}
+	ix.mu.Unlock()
+	if tr.invalid != nil {
+		ix.log.Info("route not applied", "route", key, "err", tr.invalid)
+	}
+	ix.poke()
+	ix.tellStatus(keys)
+}
+
+// DeleteRoute removes a route.
+func (ix *Index) DeleteRoute(group, kind, ns, name string) {
+	key := (&Route{Group: group, Kind: kind, Namespace: ns, Name: name}).Key()
+	ix.mu.Lock()
+	var keys []string
+	if e, ok := ix.routes[key]; ok {
+		for _, p := range e.tr.parents {
+			for k := range ix.byParent[nsName(p.Namespace, p.Name)] {
+				if k != key {
+					keys = append(keys, k)
+				}
+			}
+		}
+	}
+	ix.unlink(key)
+	ix.mu.Unlock()
+	ix.poke()
+	ix.tellStatus(keys)
+}
+
+// resolve finds the Service port a target names; ix.mu is held.
+func (ix *Index) resolve(target string) (*svcEntry, uint16, bool) {
+	host, portStr, err := net.SplitHostPort(target)
+	if err != nil {
+		return nil, 0, false
+	}
+	p, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || p == 0 {
+		return nil, 0, false
+	}
+	port := uint16(p)
+	var key string
+	if ip := net.ParseIP(host); ip != nil {
+		key = ix.byIP[ip.String()]
+	} else {
+		host = strings.TrimSuffix(host, ".")
+		suffix := ".svc." + ix.domain
+		rest, ok := strings.CutSuffix(host, suffix)
+		if !ok {
+			return nil, 0, false
+		}
+		name, ns, ok := strings.Cut(rest, ".")
+		if !ok || strings.Contains(ns, ".") {
+			return nil, 0, false
+		}
+		key = nsName(ns, name)
+	}
+	e, ok := ix.services[key]
+	if !ok {
+		return nil, 0, false
+	}
+	for _, sp := range e.svc.Ports {
+		if sp == port {
+			return e, port, true
+		}
+	}
+	return nil, 0, false
+}
+
+// Table builds the current table of k: nil when the target is not a
+// known Service port.
+func (ix *Index) Table(k WatchKey) *route.Table {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.table(k)
+}
+
+// table is Table with ix.mu held.
+func (ix *Index) table(k WatchKey) *route.Table {
+	e, port, ok := ix.resolve(k.Target)
+	if !ok {
+		return nil
+	}
+	s := e.svc
+	t := &route.Table{
+		Parent:   route.Parent{Namespace: s.Namespace, Name: s.Name, Port: port, Authority: fmt.Sprintf("%s.%s.svc.%s:%d", s.Name, s.Namespace, ix.domain, port)},
+		Defaults: e.defaults,
+		Accrual:  e.accrual,
+	}
+	// Producer routes live in the Service's namespace; consumer routes in
+	// the caller's, and replace the producer routes for that caller.
+	var producer, consumer []*routeEntry
+	for key := range ix.byParent[nsName(s.Namespace, s.Name)] {
+		re := ix.routes[key]
+		if re.tr.invalid != nil || !attaches(re.tr, s.Namespace, s.Name, port) {
+			continue
+		}
+		switch re.obj.Namespace {
+		case s.Namespace:
+			producer = append(producer, re)
+		case k.ClientNS:
+			consumer = append(consumer, re)
+		}
+	}
+	use := producer
+	if len(consumer) > 0 {
+		use = consumer
+	}
+	sort.Slice(use, func(i, j int) bool { return olderFirst(use[i].obj, use[j].obj) })
+	for _, re := range use {
+		if re.tr.http != nil {
+			t.HTTP = append(t.HTTP, *re.tr.http)
+		}
+		if re.tr.grpc != nil {
+			t.GRPC = append(t.GRPC, *re.tr.grpc)
+		}
+	}
+	return t
+}
+
+func olderFirst(a, b *Route) bool {
+	if !a.Created.Equal(b.Created) {
+		return a.Created.Before(b.Created)
+	}
+	return a.Key() < b.Key()
+}
+
+func attaches(tr *translated, ns, name string, port uint16) bool {
+	for _, p := range tr.parents {
+		if p.Namespace == ns && p.Name == name && (p.Port == 0 || p.Port == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// Watch subscribes to k: the returned channel receives a signal (never
+// blocking, coalesced) whenever k's table changes; read it with Current.
+// cancel ends the subscription.
+func (ix *Index) Watch(k WatchKey) (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	ix.mu.Lock()
+	ws, ok := ix.watches[k]
+	if !ok {
+		ws = &watchState{table: ix.table(k), subs: map[chan struct{}]struct{}{}}
+		ix.watches[k] = ws
+	}
+	ws.subs[ch] = struct{}{}
+	ix.mu.Unlock()
+	return ch, func() {
+		ix.mu.Lock()
+		delete(ws.subs, ch)
+		if len(ws.subs) == 0 && ix.watches[k] == ws {
+			delete(ix.watches, k)
+		}
+		ix.mu.Unlock()
+	}
+}
+
+// Current is the table last published for a watched key.
+func (ix *Index) Current(k WatchKey) *route.Table {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ws, ok := ix.watches[k]; ok {
+		return ws.table
+	}
+	return ix.table(k)
+}
+
+// Run publishes changed tables to their watchers until ctx ends.
+func (ix *Index) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ix.changed:
+		}
+		ix.mu.Lock()
+		for k, ws := range ix.watches {
+			t := ix.table(k)
+			if reflect.DeepEqual(t, ws.table) {
+				continue
+			}
+			ws.table = t
+			for ch := range ws.subs {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+		ix.mu.Unlock()
+	}
+}
