@@ -55,6 +55,10 @@ type Config struct {
 	// DestinationAddr is the destination service (host:port); empty: no
 	// control plane, targets resolve to themselves or to Destinations.
 	DestinationAddr string
+	// PolicyAddr is the policy controller (host:port) whose
+	// OutboundPolicies stream each Service's routing table; empty: no
+	// routes beyond ServiceProfiles.
+	PolicyAddr string
 	// DestinationContext describes this pod to the destination service
 	// (JSON: ns, nodeName, pod), for topology preferences.
 	DestinationContext string
@@ -139,6 +143,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 	str(compat.EnvInboundForward, &c.InboundForward)
 	str(compat.EnvLog, &c.LogLevel)
 	str(compat.EnvDestinationSvcAddr, &c.DestinationAddr)
+	str(compat.EnvPolicySvcAddr, &c.PolicyAddr)
 	str(compat.EnvDestinationContext, &c.DestinationContext)
 	str(compat.EnvIdentityLocalName, &c.Identity.LocalName)
 	str(compat.EnvIdentitySvcAddr, &c.Identity.SvcAddr)

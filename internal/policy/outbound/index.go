@@ -399,3 +399,14 @@ func (ix *Index) Run(ctx context.Context) {
 		ix.mu.Unlock()
 	}
 }
+
+// Watchers is the number of subscriptions (streams) open.
+func (ix *Index) Watchers() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	n := 0
+	for _, ws := range ix.watches {
+		n += len(ws.subs)
+	}
+	return n
+}
