@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,7 +51,8 @@ type Adapter struct {
 	dyn     dynamic.Interface
 	log     *slog.Logger
 	queue   workqueue.TypedRateLimitingInterface[string]
-	kinds   map[string]RouteKind // group/kind → resource
+	mu      sync.Mutex
+	kinds   map[string]RouteKind // group/kind → resource, once watched
 	listers map[string]cache.GenericLister
 	synced  []cache.InformerSynced
 	ready   atomic.Bool
@@ -89,29 +91,16 @@ func Start(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interfa
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
 	for _, rk := range RouteKinds {
 		if !served(client, rk.GVR) {
-			log.Warn("route resource not served; not watching it (install the CRDs and restart)", "resource", rk.GVR.String())
+			// CRDs installed after the control plane: watched once served.
+			log.Warn("route resource not served yet; watching it once it is", "resource", rk.GVR.String())
+			go a.awaitServed(ctx, client, df, rk)
 			continue
 		}
-		key := rk.GVR.Group + "/" + rk.Kind
-		a.kinds[key] = rk
-		inf := df.ForResource(rk.GVR)
-		a.listers[key] = inf.Lister()
-		group, kind := rk.GVR.Group, rk.Kind
-		if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(o any) { a.setRoute(group, kind, o) },
-			UpdateFunc: func(_, o any) { a.setRoute(group, kind, o) },
-			DeleteFunc: func(o any) {
-				if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
-					o = t.Obj
-				}
-				if u, ok := o.(*unstructured.Unstructured); ok {
-					ix.DeleteRoute(group, kind, u.GetNamespace(), u.GetName())
-				}
-			},
-		}); err != nil {
-			return nil, fmt.Errorf("%s informer: %w", rk.GVR.Resource, err)
+		synced, err := a.watchKind(df, rk)
+		if err != nil {
+			return nil, err
 		}
-		a.synced = append(a.synced, inf.Informer().HasSynced)
+		a.synced = append(a.synced, synced)
 	}
 	f.Start(ctx.Done())
 	df.Start(ctx.Done())
@@ -123,11 +112,59 @@ func Start(ctx context.Context, client kubernetes.Interface, dyn dynamic.Interfa
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), a.synced...) {
 			a.ready.Store(true)
-			log.Info("outbound policy index synced", "route-kinds", len(a.kinds))
+			log.Info("outbound policy index synced")
 			a.writeStatus(ctx)
 		}
 	}()
 	return a, nil
+}
+
+// watchKind adds rk's informer to df (started by the caller).
+func (a *Adapter) watchKind(df dynamicinformer.DynamicSharedInformerFactory, rk RouteKind) (cache.InformerSynced, error) {
+	key := rk.GVR.Group + "/" + rk.Kind
+	inf := df.ForResource(rk.GVR)
+	group, kind := rk.GVR.Group, rk.Kind
+	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(o any) { a.setRoute(group, kind, o) },
+		UpdateFunc: func(_, o any) { a.setRoute(group, kind, o) },
+		DeleteFunc: func(o any) {
+			if t, ok := o.(cache.DeletedFinalStateUnknown); ok {
+				o = t.Obj
+			}
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				a.ix.DeleteRoute(group, kind, u.GetNamespace(), u.GetName())
+			}
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("%s informer: %w", rk.GVR.Resource, err)
+	}
+	a.mu.Lock()
+	a.kinds[key], a.listers[key] = rk, inf.Lister()
+	a.mu.Unlock()
+	return inf.Informer().HasSynced, nil
+}
+
+// awaitServed polls (every 5 s) until rk is served, then watches it.
+func (a *Adapter) awaitServed(ctx context.Context, client kubernetes.Interface, df dynamicinformer.DynamicSharedInformerFactory, rk RouteKind) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !served(client, rk.GVR) {
+			continue
+		}
+		if _, err := a.watchKind(df, rk); err != nil {
+			a.log.Error("cannot watch route resource", "resource", rk.GVR.String(), "err", err)
+			return
+		}
+		df.Start(ctx.Done())
+		a.log.Info("route resource served now; watching it", "resource", rk.GVR.String())
+		return
+	}
 }
 
 // Ready reports whether every informer has synced.
@@ -228,11 +265,14 @@ func (a *Adapter) syncStatus(ctx context.Context, key string) error {
 		return nil
 	}
 	gk := r.Group + "/" + r.Kind
+	a.mu.Lock()
 	rk, ok := a.kinds[gk]
+	lister := a.listers[gk]
+	a.mu.Unlock()
 	if !ok {
 		return nil
 	}
-	obj, err := a.listers[gk].ByNamespace(r.Namespace).Get(r.Name)
+	obj, err := lister.ByNamespace(r.Namespace).Get(r.Name)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

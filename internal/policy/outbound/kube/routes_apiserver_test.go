@@ -10,7 +10,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
+	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/policy/outbound"
+	"github.com/weftmesh/weft/internal/policy/outbound/kube"
 	"github.com/weftmesh/weft/internal/route"
 )
 
@@ -203,5 +207,37 @@ spec:
 	eventually(t, 20*time.Second, "the conflict cleared", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "conflicting")
 		return got["Conflicted"] == "False/NoConflict"
+	})
+}
+
+// TestCRDsInstalledAfterTheController: the route kinds are watched once
+// their CRDs are served, without a restart.
+func TestCRDsInstalledAfterTheController(t *testing.T) {
+	a := kubetest.StartAPIServer(t)
+	dyn, err := dynamic.NewForConfig(a.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ix := outbound.NewIndex("cluster.local", quiet)
+	ad, err := kube.Start(ctx, a.Client, dyn, ix, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "Services synced", ad.Ready)
+	installCRDs(t, dyn, a.Client)
+	c := &cluster{client: a.Client, dyn: dyn, ix: ix, ad: ad}
+	c.namespace(t, "vastaya")
+	c.service(t, "vastaya", "projects-vastaya-svc", nil)
+	c.service(t, "vastaya", "projects-canary-vastaya-svc", nil)
+	c.apply(t, seed(t, "seed003-canary.yaml", "vastaya"))
+	eventually(t, 30*time.Second, "the route in the table", func() bool {
+		tab := ix.Table(outbound.WatchKey{Target: "projects-vastaya-svc.vastaya.svc.cluster.local:80"})
+		return tab != nil && len(tab.HTTP) == 1
+	})
+	eventually(t, 20*time.Second, "its status", func() bool {
+		got, _ := c.conditions(t, gwHTTP, "vastaya", "project-vastaya-split")
+		return got["Accepted"] == "True/Accepted"
 	})
 }
