@@ -130,11 +130,17 @@ func TestResolverFollowsRoutingTable(t *testing.T) {
 
 	// A weight change reaches the proxy.
 	ix.SetRoute(split(0, 1))
-	eventually(t, "the 0/1 table", func() bool { return sameWeights(d.Routes.Load(), 0, 1) })
+	eventually(t, "the 0/1 table", func() bool {
+		r.Resolve(web) // in use: not evicted
+		return sameWeights(d.Routes.Load(), 0, 1)
+	})
 
 	// The control plane goes away: the last good table stays.
 	pp.srv.Stop()
-	time.Sleep(300 * time.Millisecond)
+	for range 6 {
+		time.Sleep(50 * time.Millisecond)
+		r.Resolve(web)
+	}
 	d2, _ := r.Resolve(web)
 	if !sameWeights(d2.Routes.Load(), 0, 1) {
 		t.Fatalf("table during the outage = %+v, want the last one (0/1)", d2.Routes.Load())

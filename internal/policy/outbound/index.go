@@ -67,6 +67,11 @@ type Index struct {
 	byRef    map[string]map[string]bool // any referenced ns/name (parent or backend) → route keys
 	watches  map[WatchKey]*watchState
 	changed  chan struct{}
+	// What changed since Run last published: tables of these parents
+	// (ns/name), or of every watched key (a Service change may make a
+	// target resolve differently).
+	dirty    map[string]bool
+	dirtyAll bool
 	onStatus func(routeKeys []string) // routes whose status may have changed
 }
 
@@ -74,7 +79,7 @@ type Index struct {
 func NewIndex(domain string, log *slog.Logger) *Index {
 	return &Index{domain: strings.TrimSuffix(domain, "."), log: log, services: map[string]*svcEntry{}, byIP: map[string]string{},
 		routes: map[string]*routeEntry{}, byParent: map[string]map[string]bool{}, byRef: map[string]map[string]bool{},
-		watches: map[WatchKey]*watchState{}, changed: make(chan struct{}, 1)}
+		watches: map[WatchKey]*watchState{}, changed: make(chan struct{}, 1), dirty: map[string]bool{}}
 }
 
 // OnStatus sets the function told which routes' status may have changed
@@ -129,6 +134,7 @@ func (ix *Index) SetService(s Service) {
 		}
 	}
 	keys := ix.affected(key)
+	ix.dirtyAll = true
 	ix.mu.Unlock()
 	ix.poke()
 	ix.tellStatus(keys)
@@ -147,6 +153,7 @@ func (ix *Index) DeleteService(ns, name string) {
 	}
 	delete(ix.services, key)
 	keys := ix.affected(key)
+	ix.dirtyAll = true
 	ix.mu.Unlock()
 	ix.poke()
 	ix.tellStatus(keys)
@@ -183,10 +190,24 @@ func (ix *Index) unlink(key string) {
 }
 
 // SetRoute adds or replaces a route (validated and translated here, once).
+// An update that changes only the status (the status writer's own) keeps
+// the translation and changes no table.
 func (ix *Index) SetRoute(r *Route) {
-	tr := translate(r, ix.domain)
 	key := r.Key()
 	ix.mu.Lock()
+	if old, ok := ix.routes[key]; ok && old.obj.Generation == r.Generation && r.Generation != 0 &&
+		old.obj.Created.Equal(r.Created) && reflect.DeepEqual(old.obj.Annotations, r.Annotations) {
+		old.obj = r
+		ix.mu.Unlock()
+		return
+	}
+	ix.mu.Unlock()
+	tr := translate(r, ix.domain)
+	ix.mu.Lock()
+	if old, ok := ix.routes[key]; ok {
+		ix.markParents(old.tr)
+	}
+	ix.markParents(tr)
 	ix.unlink(key)
 	if len(tr.parents) > 0 {
 		ix.routes[key] = &routeEntry{obj: r, tr: tr}
@@ -229,10 +250,20 @@ func (ix *Index) DeleteRoute(group, kind, ns, name string) {
 			}
 		}
 	}
+	if e, ok := ix.routes[key]; ok {
+		ix.markParents(e.tr)
+	}
 	ix.unlink(key)
 	ix.mu.Unlock()
 	ix.poke()
 	ix.tellStatus(keys)
+}
+
+// markParents marks the tables of a route's parents dirty; ix.mu is held.
+func (ix *Index) markParents(tr *translated) {
+	for _, p := range tr.parents {
+		ix.dirty[nsName(p.Namespace, p.Name)] = true
+	}
 }
 
 // resolve finds the Service port a target names; ix.mu is held.
@@ -383,7 +414,15 @@ func (ix *Index) Run(ctx context.Context) {
 		case <-ix.changed:
 		}
 		ix.mu.Lock()
+		all, dirty := ix.dirtyAll, ix.dirty
+		ix.dirtyAll, ix.dirty = false, map[string]bool{}
 		for k, ws := range ix.watches {
+			if !all {
+				e, _, ok := ix.resolve(k.Target)
+				if !ok || !dirty[nsName(e.svc.Namespace, e.svc.Name)] {
+					continue // unresolved targets change only with Services
+				}
+			}
 			t := ix.table(k)
 			if reflect.DeepEqual(t, ws.table) {
 				continue
