@@ -107,7 +107,65 @@ spec:
       - name: client
         image: %[3]s
         imagePullPolicy: IfNotPresent
-        args: ["-get", "http://server/", "-n", "%[4]d", "-interval", "%[5]s", "-stamp"]
+        args: ["-get", "http://server/", "-n", "%[4]d", "-interval", "%[5]s", "-stamp"%[6]s]
+`
+
+// The seed's A/B route: Firefox users with en-US split 10/90, the others
+// on the stable Service.
+const abRoute = `apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: server-split, namespace: %[1]s}
+spec:
+  parentRefs:
+    - name: server
+      group: core
+      kind: Service
+      namespace: %[1]s
+      port: 80
+  rules:
+    - matches:
+      - headers:
+        - name: "User-Agent"
+          type: RegularExpression
+          value: ".*Firefox.*"
+        - name: Accept-Language
+          type: RegularExpression
+          value: "en-US.*"
+      backendRefs:
+        - name: server
+          port: 80
+          weight: 10
+        - name: server-v2
+          port: 80
+          weight: 90
+    - backendRefs:
+        - name: server
+          port: 80
+`
+
+// The seed's shadow deployment: the stable Service serves (its weight 0
+// notwithstanding, docs/traffic.md), v2 gets copies.
+const mirrorRoute = `apiVersion: gateway.networking.k8s.io/v1beta1
+kind: HTTPRoute
+metadata: {name: server-split, namespace: %[1]s}
+spec:
+  parentRefs:
+    - name: server
+      group: core
+      kind: Service
+      namespace: %[1]s
+      port: 80
+  rules:
+  - backendRefs:
+    - name: server
+      port: 80
+      weight: 0
+    filters:
+    - type: RequestMirror
+      requestMirror:
+        backendRef:
+          name: server-v2
+          port: 80
 `
 
 type answer struct {
@@ -140,9 +198,13 @@ func answers(t *testing.T, ns, job string) []answer {
 	return out
 }
 
-func runClient(t *testing.T, ns, job string, n int, interval string) {
+func runClient(t *testing.T, ns, job string, n int, interval string, headers ...string) {
 	t.Helper()
-	kubectl(t, fmt.Sprintf(routeClient, ns, job, clientImage, n, interval), "apply", "-f", "-")
+	extra := ""
+	for _, h := range headers {
+		extra += fmt.Sprintf(", \"-header\", %q", h)
+	}
+	kubectl(t, fmt.Sprintf(routeClient, ns, job, clientImage, n, interval, extra), "apply", "-f", "-")
 	kubectl(t, "", "-n", ns, "wait", "pod", "-l", "job-name="+job, "--for=condition=Ready", "--timeout=90s")
 }
 
@@ -249,5 +311,56 @@ func TestRoutes(t *testing.T) {
 	}
 	if lateV1 > 0 {
 		t.Errorf("%d of %d requests sent more than 1s after the switch still reached v1", lateV1, late)
+	}
+
+	// A/B on headers: the matching users split 10/90, the others stay on v1.
+	kubectl(t, fmt.Sprintf(abRoute, ns), "apply", "-f", "-")
+	awaitAccepted(t, ns)
+	runClient(t, ns, "ab-firefox", 400, "0s", "User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Accept-Language: en-US,en;q=0.5")
+	runClient(t, ns, "ab-other", 200, "0s", "User-Agent: curl/8.5.0")
+	awaitClient(t, ns, "ab-firefox")
+	awaitClient(t, ns, "ab-other")
+	ab := map[string]map[string]int{}
+	for _, job := range []string{"ab-firefox", "ab-other"} {
+		ab[job] = map[string]int{}
+		for _, a := range answers(t, ns, job) {
+			ab[job][a.version]++
+		}
+	}
+	t.Logf("A/B: matching users %v, others %v", ab["ab-firefox"], ab["ab-other"])
+	if f := ab["ab-firefox"]; f["v1"]+f["v2"] != 400 || f["v2"] < 340 || f["v2"] > 380 {
+		t.Errorf("matching users: %v, want about 90 %% of 400 on v2", f)
+	}
+	if o := ab["ab-other"]; o["v1"] != 200 {
+		t.Errorf("other users: %v, want all 200 on v1", o)
+	}
+
+	// Shadow: the client sees only v1; v2's proxy receives the copies.
+	v2pod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "version=v2", "-o", "name"))[0], "pod/")
+	inbound := func() float64 {
+		return sum(proxyMetrics(t, ns, v2pod), "request_total", `direction="inbound"`)
+	}
+	kubectl(t, fmt.Sprintf(mirrorRoute, ns), "apply", "-f", "-")
+	awaitAccepted(t, ns)
+	time.Sleep(2 * time.Second)
+	before2 := inbound()
+	runClient(t, ns, "shadow", 200, "10ms")
+	awaitClient(t, ns, "shadow")
+	seen := map[string]int{}
+	for _, a := range answers(t, ns, "shadow") {
+		seen[a.version]++
+	}
+	var copies float64
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if copies = inbound() - before2; copies >= 200 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("shadow: the client saw %v; v2 received %v copies", seen, copies)
+	if seen["v1"] != 200 {
+		t.Errorf("the client saw %v, want all 200 answers from v1", seen)
+	}
+	if copies < 190 || copies > 200 {
+		t.Errorf("v2 received %v mirrored requests, want about 200", copies)
 	}
 }
