@@ -315,9 +315,9 @@ func (r *Registry) Expire() int {
 		return 0
 	}
 	cutoff := r.now().Add(-r.idle).UnixNano()
+	n := r.routes.expire(cutoff)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
 	for t, s := range r.http {
 		if s.last.Load() >= cutoff {
 			continue

@@ -3,6 +3,7 @@ package metrics
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -131,13 +132,16 @@ type RouteSeries struct {
 	values   []string
 	duration prometheus.Observer
 	retries  [4]prometheus.Counter // requests, successes, limit exceeded, overflow
+	last     atomic.Int64          // last use, for expiry
 }
 
 // Route returns the cached series of a route, creating them on first use.
 func (r *Registry) Route(l RouteLabels) *RouteSeries {
 	m := r.routes
 	if s, ok := m.series.Load(l); ok {
-		return s.(*RouteSeries)
+		s := s.(*RouteSeries)
+		s.last.Store(r.stamp())
+		return s
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -152,6 +156,7 @@ func (r *Registry) Route(l RouteLabels) *RouteSeries {
 	s := &RouteSeries{fam: fam, m: m, values: v, duration: fam.duration.WithLabelValues(v...),
 		retries: [4]prometheus.Counter{fam.retryRequests.WithLabelValues(v...), fam.retrySuccesses.WithLabelValues(v...),
 			fam.retryLimit.WithLabelValues(v...), fam.retryOverflow.WithLabelValues(v...)}}
+	s.last.Store(r.stamp())
 	m.series.Store(l, s)
 	return s
 }
@@ -226,4 +231,42 @@ func GRPCStatusName(code string) string {
 		return "UNKNOWN"
 	}
 	return grpcCodeNames[n]
+}
+
+// expire removes the series of routes not used since cutoff (a route
+// deleted or renamed, a Service no longer called) and returns how many
+// routes it removed.
+func (m *routeMetrics) expire(cutoff int64) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	m.series.Range(func(k, v any) bool {
+		s := v.(*RouteSeries)
+		if s.last.Load() >= cutoff {
+			return true
+		}
+		l := prometheus.Labels{}
+		for i, name := range routeLabelNames {
+			l[name] = s.values[i]
+		}
+		for _, c := range s.fam.collectorsVec() {
+			c.DeletePartialMatch(l)
+		}
+		m.mirrorRequests.DeletePartialMatch(l)
+		m.mirrorDropped.DeletePartialMatch(l)
+		m.series.Delete(k)
+		n++
+		return true
+	})
+	return n
+}
+
+// deleter is a metric vector that can drop label sets.
+type deleter interface {
+	DeletePartialMatch(prometheus.Labels) int
+}
+
+func (f *routeFamily) collectorsVec() []deleter {
+	return []deleter{f.duration, f.statuses, f.backendRequests, f.backendDuration, f.backendStatuses,
+		f.retryRequests, f.retrySuccesses, f.retryLimit, f.retryOverflow}
 }

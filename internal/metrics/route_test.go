@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -56,5 +57,40 @@ func TestGRPCStatusName(t *testing.T) {
 		if got := GRPCStatusName(tt.in); got != tt.want {
 			t.Errorf("GRPCStatusName(%q) = %q, want %q", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestIdleRouteSeriesExpire: a route no longer used (deleted, renamed)
+// loses its series after the idle timeout; a used one keeps them.
+func TestIdleRouteSeriesExpire(t *testing.T) {
+	clock := time.Unix(1000, 0)
+	r := New(Options{IdleTimeout: time.Minute})
+	r.now = func() time.Time { return clock }
+	b := BackendLabels{Namespace: "shop", Name: "web-v1", Port: "80"}
+	old := r.Route(RouteLabels{ParentName: "web", RouteKind: "HTTPRoute", RouteName: "old"})
+	old.BackendRequest(b)
+	old.BackendResponse(b, 200, "", "", time.Millisecond)
+	old.Response(200, "", "", time.Millisecond)
+	old.Mirror(b, false)
+	clock = clock.Add(2 * time.Minute)
+	fresh := r.Route(RouteLabels{ParentName: "web", RouteKind: "HTTPRoute", RouteName: "fresh"})
+	fresh.Response(200, "", "", time.Millisecond)
+	if n := r.Expire(); n != 1 {
+		t.Errorf("Expire removed %d label sets, want 1 (the old route)", n)
+	}
+	for name, c := range map[string]prometheus.Collector{
+		"statuses": r.routes.http.statuses, "backend requests": r.routes.http.backendRequests,
+		"backend statuses": r.routes.http.backendStatuses, "mirror": r.routes.mirrorRequests,
+	} {
+		want := 0
+		if name == "statuses" {
+			want = 1 // fresh
+		}
+		if got := testutil.CollectAndCount(c); got != want {
+			t.Errorf("%s series after expiry = %d, want %d", name, got, want)
+		}
+	}
+	if r.Route(RouteLabels{ParentName: "web", RouteKind: "HTTPRoute", RouteName: "fresh"}) != fresh {
+		t.Error("the fresh route's series were replaced")
 	}
 }

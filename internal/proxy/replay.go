@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,6 +21,7 @@ type replayBody struct {
 	eof      bool
 	overflow bool // larger than maxReplayBody, or the client's body failed
 	started  bool
+	recorded atomic.Bool // eof && !overflow
 }
 
 // newReplayBody wraps r's body; nil for a bodiless request.
@@ -37,7 +39,7 @@ func (b *replayBody) attempt() io.ReadCloser {
 	defer b.mu.Unlock()
 	if !b.started {
 		b.started = true
-		return recorder{b}
+		return &recorder{b: b}
 	}
 	return io.NopCloser(bytes.NewReader(b.buf))
 }
@@ -58,6 +60,7 @@ func (b *replayBody) readLocked(p []byte) (int, error) {
 	case err != nil:
 		b.overflow, b.buf = true, nil
 	}
+	b.recorded.Store(b.eof && !b.overflow)
 	return n, err
 }
 
@@ -86,19 +89,38 @@ func (b *replayBody) replayable(wait time.Duration) bool {
 	}
 }
 
-type recorder struct{ b *replayBody }
+// recorder is the first attempt's body: what replayable already read
+// ahead (when no attempt got to read it), then the client's body.
+// complete reports, without waiting (a read may hold the lock), whether
+// the whole body is recorded.
+func (b *replayBody) complete() bool { return b.recorded.Load() }
 
-func (r recorder) Read(p []byte) (int, error) {
-	r.b.mu.Lock()
-	defer r.b.mu.Unlock()
-	if r.b.eof {
+type recorder struct {
+	b   *replayBody
+	pos int // bytes of buf delivered
+}
+
+func (r *recorder) Read(p []byte) (int, error) {
+	b := r.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.overflow && r.pos < len(b.buf) {
+		n := copy(p, b.buf[r.pos:])
+		r.pos += n
+		return n, nil
+	}
+	if b.eof {
 		return 0, io.EOF
 	}
-	return r.b.readLocked(p)
+	n, err := b.readLocked(p)
+	if !b.overflow {
+		r.pos += n
+	}
+	return n, err
 }
 
 // Close leaves the client's body to the server, which closes it.
-func (recorder) Close() error { return nil }
+func (*recorder) Close() error { return nil }
 
 // idleBody cancels a response whose body stays silent longer than d.
 type idleBody struct {

@@ -51,27 +51,27 @@ const (
 // routeState is the per-proxy state of the routing engine.
 type routeState struct {
 	cache    httproute.Cache
-	lastGood sync.Map     // parent authority → *httproute.Table, the last table that compiled
-	mirrors  atomic.Int64 // copies in flight
-	warned   sync.Map     // tables that failed to compile, logged once
+	lastGood sync.Map                    // destination → *httproute.Table, the last table that compiled
+	mirrors  atomic.Int64                // copies in flight
+	warned   atomic.Pointer[route.Table] // the last table that failed to compile, logged once
 }
 
-// compile returns the compiled tbl. The control plane validates tables;
+// compile returns the compiled tbl of dst. The control plane validates tables;
 // one that does not compile here is not applied, not even in part: the
 // parent's last good table stays in use, or, without one, requests go to
 // the Service itself under its annotations.
-func (s *routeState) compile(tbl *route.Table, log *slog.Logger) *httproute.Table {
+func (s *routeState) compile(dst string, tbl *route.Table, log *slog.Logger) *httproute.Table {
 	ct, err := s.cache.Compile(tbl)
 	if err == nil {
-		if prev, ok := s.lastGood.Load(tbl.Parent.Authority); !ok || prev.(*httproute.Table) != ct {
-			s.lastGood.Store(tbl.Parent.Authority, ct)
+		if prev, ok := s.lastGood.Load(dst); !ok || prev.(*httproute.Table) != ct {
+			s.lastGood.Store(dst, ct)
 		}
 		return ct
 	}
-	if _, seen := s.warned.LoadOrStore(tbl, true); !seen {
-		log.Warn("ignoring a route table that does not compile", "parent", tbl.Parent.Authority, "err", err)
+	if s.warned.Swap(tbl) != tbl {
+		log.Warn("ignoring a route table that does not compile", "dst", dst, "err", err)
 	}
-	if prev, ok := s.lastGood.Load(tbl.Parent.Authority); ok {
+	if prev, ok := s.lastGood.Load(dst); ok {
 		return prev.(*httproute.Table)
 	}
 	ct, _ = httproute.Compile(&route.Table{Parent: tbl.Parent, Defaults: tbl.Defaults, Accrual: tbl.Accrual})
@@ -92,7 +92,7 @@ type outcome struct {
 func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *connInfo, dst string, d target.Destination, tbl *route.Table) {
 	start := time.Now()
 	grpcReq := httproute.IsGRPC(r)
-	ct := p.routing.compile(tbl, p.log)
+	ct := p.routing.compile(dst, tbl, p.log)
 	m := ct.Match(r)
 	tbl = ct.Source
 	rule := m.Rule
@@ -162,9 +162,8 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		if body == nil {
 			p.mirror(r, info, mirrors, nil, series)
 		} else {
-			// A body is copied once the primary is done with it (the
-			// mirror reads the rest of it, which the primary must not
-			// miss): after the response.
+			// A body is copied once the primary has read all of it:
+			// after the response.
 			defer p.mirror(r, info, mirrors, body, series)
 		}
 	}
@@ -187,6 +186,12 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 		bd, bl := d, parentBackend(tbl)
 		if weighted {
 			bl = metrics.BackendLabels{Namespace: b.Namespace, Name: b.Name, Port: strconv.Itoa(int(b.Port))}
+			if b.Authority == "" {
+				// A backend the control plane could not resolve to a
+				// Service (its status says why): the Gateway API's 500.
+				fail(http.StatusInternalServerError, grpcUnavailable, compat.RouteErrorUnexpected, fmt.Sprintf("backend %s/%s is not a Service port", b.Namespace, b.Name))
+				return
+			}
 			if b.Authority != dst && b.Authority != tbl.Parent.Authority {
 				if bd, err = p.resolver.Resolve(b.Authority); err != nil || bd.Pool == nil {
 					fail(http.StatusServiceUnavailable, grpcUnavailable, compat.RouteErrorUnexpected, fmt.Sprintf("resolving backend %s: %v", b.Authority, err))
@@ -530,11 +535,18 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 			continue
 		}
 		bl := metrics.BackendLabels{Namespace: m.Backend.Namespace, Name: m.Backend.Name, Port: strconv.Itoa(int(m.Backend.Port))}
+		// A body the primary did not read to its end (or over 64 KiB) is
+		// not copied: waiting for it would hold the primary's response.
+		if body != nil && !body.complete() {
+			series.Mirror(bl, true)
+			continue
+		}
 		if p.routing.mirrors.Add(1) > maxMirrors {
 			p.routing.mirrors.Add(-1)
 			series.Mirror(bl, true)
 			continue
 		}
+		series.Mirror(bl, false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), mirrorTimeout)
 		ctx = context.WithValue(ctx, directionKey{}, info.direction)
 		req := r.Clone(ctx)
@@ -544,13 +556,8 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 			defer p.routing.mirrors.Add(-1)
 			defer cancel()
 			if body != nil {
-				if !body.replayable(bodyWait) {
-					series.Mirror(bl, true)
-					return
-				}
 				req.Body = body.attempt()
 			}
-			series.Mirror(bl, false)
 			d, err := p.resolver.Resolve(authority)
 			if err != nil || d.Pool == nil {
 				p.log.Debug("mirror backend unresolved", "authority", authority, "err", err)

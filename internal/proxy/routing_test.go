@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/route"
 	"github.com/weftmesh/weft/internal/target"
 )
@@ -253,6 +254,9 @@ func TestRouteHeaderAB(t *testing.T) {
 				Backends: []route.Backend{backend("web-v2", 1)}},
 			{Matches: []route.HTTPMatch{{Path: &route.PathMatch{Kind: route.PathPrefix, Value: "/app"}}},
 				Backends: []route.Backend{backend("web-v1", 1)}},
+			// a backendRef the control plane could not resolve (no authority)
+			{Matches: []route.HTTPMatch{{Path: &route.PathMatch{Kind: route.PathExact, Value: "/invalid"}}},
+				Backends: []route.Backend{{Namespace: "shop", Name: "not-a-service", Weight: 1}}},
 		},
 	}}})
 	c := loadClient()
@@ -267,10 +271,18 @@ func TestRouteHeaderAB(t *testing.T) {
 		{"/app", nil, "v1"},
 		{"/application", []string{"x-ab-test", "b"}, "web"},
 		{"/", nil, "web"},
+		{"/invalid", nil, "500"},
 	}
 	for _, tt := range tests {
 		for range 20 {
-			if code, got, _ := getReq(t, c, base+tt.path, tt.hdr...); code != 200 || got != tt.want {
+			code, got, h := getReq(t, c, base+tt.path, tt.hdr...)
+			if tt.want == "500" {
+				if code != 500 || h.Get(compat.HeaderProxyError) == "" {
+					t.Fatalf("GET %s: %d, want 500 with l5d-proxy-error", tt.path, code)
+				}
+				continue
+			}
+			if code != 200 || got != tt.want {
 				t.Fatalf("GET %s %v: %d %q, want 200 %q", tt.path, tt.hdr, code, got, tt.want)
 			}
 		}
