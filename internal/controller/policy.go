@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
+	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	outboundkube "github.com/weftmesh/weft/internal/policy/outbound/kube"
 )
@@ -53,7 +54,7 @@ network.`,
 // RunPolicy serves until ctx ends. Every policy service shares the one
 // gRPC server; each is registered here explicitly.
 func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
-	cfg, err := KubeConfig(o.Kubeconfig)
+	cfg, err := kubeclient.Config(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
