@@ -347,13 +347,60 @@ func (ix *Index) table(k WatchKey) *route.Table {
 	sort.Slice(use, func(i, j int) bool { return olderFirst(use[i].obj, use[j].obj) })
 	for _, re := range use {
 		if re.tr.http != nil {
-			t.HTTP = append(t.HTTP, *re.tr.http)
+			t.HTTP = append(t.HTTP, ix.resolvedHTTP(re.tr.http))
 		}
 		if re.tr.grpc != nil {
-			t.GRPC = append(t.GRPC, *re.tr.grpc)
+			t.GRPC = append(t.GRPC, ix.resolvedGRPC(re.tr.grpc))
 		}
 	}
 	return t
+}
+
+// unresolved reports backends whose Service does not exist: the proxy is
+// sent them without an authority, and answers 500 for requests picked for
+// them, as the Gateway API asks; ix.mu is held.
+func (ix *Index) unresolved(bs []route.Backend) ([]route.Backend, bool) {
+	var out []route.Backend
+	for i, b := range bs {
+		if b.Authority == "" || ix.services[nsName(b.Namespace, b.Name)] != nil {
+			continue
+		}
+		if out == nil {
+			out = append([]route.Backend(nil), bs...)
+		}
+		out[i].Authority = ""
+	}
+	return out, out != nil
+}
+
+// resolvedHTTP is r with missing backends blanked (copied only then).
+func (ix *Index) resolvedHTTP(r *route.HTTPRoute) route.HTTPRoute {
+	c := *r
+	copied := false
+	for i, rule := range r.Rules {
+		if bs, ok := ix.unresolved(rule.Backends); ok {
+			if !copied {
+				c.Rules, copied = append([]route.HTTPRule(nil), r.Rules...), true
+			}
+			c.Rules[i].Backends = bs
+		}
+	}
+	return c
+}
+
+// resolvedGRPC is resolvedHTTP for a GRPCRoute.
+func (ix *Index) resolvedGRPC(r *route.GRPCRoute) route.GRPCRoute {
+	c := *r
+	copied := false
+	for i, rule := range r.Rules {
+		if bs, ok := ix.unresolved(rule.Backends); ok {
+			if !copied {
+				c.Rules, copied = append([]route.GRPCRule(nil), r.Rules...), true
+			}
+			c.Rules[i].Backends = bs
+		}
+	}
+	return c
 }
 
 func olderFirst(a, b *Route) bool {

@@ -75,6 +75,17 @@ timeouts: {request: 1s, backendRequest: 2s}`), "False/UnsupportedValue", "True/R
 			if names["bad"] != tt.inTable {
 				t.Errorf("bad route in table = %v, want %v", names["bad"], tt.inTable)
 			}
+			// A backend that is no existing Service goes out without an
+			// authority: the proxy answers 500 for its share.
+			for _, r := range tab.HTTP {
+				for _, rule := range r.Rules {
+					for _, b := range rule.Backends {
+						if (b.Authority == "") != (b.Name == "nowhere" || b.Name == "web") {
+							t.Errorf("route %s backend %s: authority %q", r.Meta.Name, b.Name, b.Authority)
+						}
+					}
+				}
+			}
 			_, st, _ := ix.Status(bad.Key(), created)
 			if len(st) != 1 {
 				t.Fatalf("status parents = %+v, want 1", st)

@@ -190,8 +190,23 @@ spec:
 		t.Errorf("defaults = %+v, accrual %+v", r, tab.Accrual)
 	}
 
-	// The missing backend appears: its route's refs resolve.
+	// The missing backend goes out without an authority (the proxy answers
+	// 500 for its share) until it appears: then its route's refs resolve.
+	backendAuthority := func(tab *route.Table) string {
+		for _, r := range tab.HTTP {
+			if r.Meta.Name == "missing-backend" {
+				return r.Rules[0].Backends[0].Authority
+			}
+		}
+		return "no route"
+	}
+	if a := backendAuthority(byName.await(t, "a table", func(*route.Table) bool { return true })); a != "" {
+		t.Errorf("missing backend's authority = %q, want none", a)
+	}
 	c.service(t, "vastaya", "nowhere", nil)
+	byName.await(t, "the backend's authority", func(tab *route.Table) bool {
+		return backendAuthority(tab) == "nowhere.vastaya.svc.cluster.local:80"
+	})
 	eventually(t, 20*time.Second, "missing-backend resolved", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "missing-backend")
 		return got["ResolvedRefs"] == "True/ResolvedRefs"
