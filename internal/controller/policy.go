@@ -73,8 +73,17 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	}
 	srv := grpc.NewServer()
 	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_watches",
+			Help: "OutboundPolicies streams open."}, func() float64 { return float64(ix.Watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_routes",
+			Help: "Routes with a Service parent in the index, valid or not."}, func() float64 { return float64(ix.Routes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "policy_route_status_writes_total",
+			Help: "Route status updates written."}, func() float64 { return float64(outKube.StatusWrites.Load()) }),
+	)
 	// Watch streams never end by themselves: cut them after a short grace.
 	return serve(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: outKube.Ready, grace: 5 * time.Second, log: log,
+		metrics: reg, ready: outKube.Ready, grace: 5 * time.Second, log: log,
 		attrs: []any{"cluster-domain", o.ClusterDomain}})
 }

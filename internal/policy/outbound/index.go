@@ -496,3 +496,10 @@ func (ix *Index) Watchers() int {
 	}
 	return n
 }
+
+// Routes is the number of routes with a Service parent in the index.
+func (ix *Index) Routes() int {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.routes)
+}
