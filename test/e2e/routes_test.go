@@ -69,6 +69,61 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
+// Servers that misbehave: every 10th answer a 500, or every answer after
+// a second; Services annotated with Linkerd's retry and timeout annotations.
+const policyApp = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: flaky, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: flaky}}
+  template:
+    metadata: {labels: {app: flaky}}
+    spec:
+      containers:
+      - name: server
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-http", "0.0.0.0:8080", "-fail-every", "10"]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: slow, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: slow}}
+  template:
+    metadata: {labels: {app: slow}}
+    spec:
+      containers:
+      - name: server
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-http", "0.0.0.0:8080", "-delay", "2s"]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: flaky
+  namespace: %[1]s
+  annotations: {retry.linkerd.io/http: "5xx", retry.linkerd.io/limit: "2"}
+spec:
+  selector: {app: flaky}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: slow
+  namespace: %[1]s
+  annotations: {timeout.linkerd.io/request: 300ms}
+spec:
+  selector: {app: slow}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
 // The seed's HTTPRoute, with the weights given.
 const splitRoute = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -107,7 +162,7 @@ spec:
       - name: client
         image: %[3]s
         imagePullPolicy: IfNotPresent
-        args: ["-get", "http://server/", "-n", "%[4]d", "-interval", "%[5]s", "-stamp"%[6]s]
+        args: ["-get", "http://%[7]s/", "-n", "%[4]d", "-interval", "%[5]s", "-stamp"%[6]s]
 `
 
 // The seed's A/B route: Firefox users with en-US split 10/90, the others
@@ -200,11 +255,16 @@ func answers(t *testing.T, ns, job string) []answer {
 
 func runClient(t *testing.T, ns, job string, n int, interval string, headers ...string) {
 	t.Helper()
+	runClientTo(t, ns, job, "server", n, interval, headers...)
+}
+
+func runClientTo(t *testing.T, ns, job, host string, n int, interval string, headers ...string) {
+	t.Helper()
 	extra := ""
 	for _, h := range headers {
 		extra += fmt.Sprintf(", \"-header\", %q", h)
 	}
-	kubectl(t, fmt.Sprintf(routeClient, ns, job, clientImage, n, interval, extra), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(routeClient, ns, job, clientImage, n, interval, extra, host), "apply", "-f", "-")
 	kubectl(t, "", "-n", ns, "wait", "pod", "-l", "job-name="+job, "--for=condition=Ready", "--timeout=90s")
 }
 
@@ -362,5 +422,28 @@ func TestRoutes(t *testing.T) {
 	}
 	if copies < 190 || copies > 200 {
 		t.Errorf("v2 received %v mirrored requests, want about 200", copies)
+	}
+
+	// The Services' annotations: retries turn a 10 % failure rate into
+	// none; a request timeout answers 504.
+	kubectl(t, fmt.Sprintf(policyApp, ns), "apply", "-f", "-")
+	for _, d := range []string{"flaky", "slow"} {
+		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
+	}
+	runClientTo(t, ns, "retried", "flaky", 500, "0s")
+	awaitClient(t, ns, "retried") // any failed request fails the Job
+	flakyPod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=flaky", "-o", "name"))[0], "pod/")
+	fm := proxyMetrics(t, ns, flakyPod)
+	served, failed := sum(fm, "response_total", `direction="inbound"`), sum(fm, "response_total", `direction="inbound"`, `status_code="500"`)
+	t.Logf("retries: 500 requests succeeded; the flaky server answered %v, %v of them 500", served, failed)
+	if failed < 45 {
+		t.Errorf("the flaky server failed only %v requests: the retries were not exercised", failed)
+	}
+	kubectl(t, fmt.Sprintf(routeClient, ns, "timed-out", clientImage, 1, "0s", "", "slow"), "apply", "-f", "-")
+	if err := tryKubectl(t, "-n", ns, "wait", "job/timed-out", "--for=condition=Failed", "--timeout=120s"); err != nil {
+		t.Fatalf("the request to the slow Service did not fail: %v", err)
+	}
+	if logs := tryOutput(t, "-n", ns, "logs", "job/timed-out", "-c", "client"); !strings.Contains(logs, "504") {
+		t.Errorf("the slow Service's request: %q, want a 504", logs)
 	}
 }
