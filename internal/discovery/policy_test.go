@@ -171,3 +171,73 @@ func TestResolverFollowsRoutingTable(t *testing.T) {
 		t.Errorf("table of an IP target = %+v, want none", tab)
 	}
 }
+
+// scripted is an OutboundPolicies server that sends what the test gives it.
+type scripted struct {
+	policyv1.UnimplementedOutboundPoliciesServer
+	msgs chan *policyv1.OutboundPolicy
+}
+
+func (s *scripted) Watch(_ *policyv1.OutboundRequest, stream policyv1.OutboundPolicies_WatchServer) error {
+	for {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case m := <-s.msgs:
+			if err := stream.Send(m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// TestResolverRefusesUnusableTables: a table the proxy cannot use whole
+// (a mirror of 150 %) is refused, and the last good one stays.
+func TestResolverRefusesUnusableTables(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	reg := filepath.Join(t.TempDir(), "registry.yaml")
+	writeRegistry(t, reg, "services:\n- name: web.shop.svc.cluster.local:80\n  endpoints: [{addr: 127.0.0.1:9001}]\n")
+	backend, err := destination.NewFileBackend(reg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := &controlPlane{addr: "127.0.0.1:0", backend: backend}
+	cp.start(t)
+	defer func() { cp.srv.Stop() }()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &scripted{msgs: make(chan *policyv1.OutboundPolicy, 4)}
+	srv := grpc.NewServer()
+	policyv1.RegisterOutboundPoliciesServer(srv, sc)
+	go srv.Serve(l)
+	defer srv.Stop()
+	dconn, _ := grpc.NewClient(cp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer dconn.Close()
+	pconn, _ := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	defer pconn.Close()
+	r := New(ctx, destinationv1.NewDestinationClient(dconn), Options{Log: quiet, Policy: policyv1.NewOutboundPoliciesClient(pconn)})
+
+	good := func(weight uint32) *policyv1.OutboundPolicy {
+		return &policyv1.OutboundPolicy{Found: true, Parent: &policyv1.ParentRef{Namespace: "shop", Name: "web", Port: 80},
+			HttpRoutes: []*policyv1.HttpRoute{{Meta: &policyv1.RouteMeta{Name: "r"}, Rules: []*policyv1.HttpRule{{
+				Backends: []*policyv1.Backend{{Name: "web", Port: 80, Authority: "web.shop.svc.cluster.local:80", Weight: weight}}}}}}}
+	}
+	sc.msgs <- good(7)
+	const web = "web.shop.svc.cluster.local:80"
+	d, _ := r.Resolve(web)
+	if !sameWeights(d.Routes.Load(), 7) {
+		t.Fatalf("first table = %+v", d.Routes.Load())
+	}
+	bad := good(8)
+	bad.HttpRoutes[0].Rules[0].Filters = []*policyv1.Filter{{Kind: &policyv1.Filter_RequestMirror{RequestMirror: &policyv1.Mirror{
+		Backend: &policyv1.Backend{Name: "shadow", Port: 80}, Percent: 150}}}}
+	sc.msgs <- bad
+	sc.msgs <- good(9)
+	eventually(t, "the next good table", func() bool { return sameWeights(d.Routes.Load(), 9) })
+	if n := r.PolicyUpdates(web); n != 2 {
+		t.Errorf("%d tables stored, want 2 (the bad one refused)", n)
+	}
+}
