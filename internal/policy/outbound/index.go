@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/route"
 )
 
@@ -209,7 +210,9 @@ func (ix *Index) SetRoute(r *Route) {
 	}
 	ix.markParents(tr)
 	ix.unlink(key)
-	if len(tr.parents) > 0 {
+	// A route without Service parents is kept only while our old status
+	// entries on it need clearing (Status then returns none of ours).
+	if len(tr.parents) > 0 || hasOurStatus(r) {
 		ix.routes[key] = &routeEntry{obj: r, tr: tr}
 		for _, p := range tr.parents {
 			addTo(ix.byParent, nsName(p.Namespace, p.Name), key)
@@ -257,6 +260,15 @@ func (ix *Index) DeleteRoute(group, kind, ns, name string) {
 	ix.mu.Unlock()
 	ix.poke()
 	ix.tellStatus(keys)
+}
+
+func hasOurStatus(r *Route) bool {
+	for _, ps := range r.Status {
+		if ps.ControllerName == compat.PolicyControllerName {
+			return true
+		}
+	}
+	return false
 }
 
 // markParents marks the tables of a route's parents dirty; ix.mu is held.

@@ -162,7 +162,7 @@ func parentID(p ParentRef, routeNS string) string {
 func truncate(s string) string {
 	const max = 1024
 	if len(s) > max {
-		return s[:max-3] + "..."
+		return strings.ToValidUTF8(s[:max-3], "") + "..."
 	}
 	return s
 }

@@ -183,3 +183,25 @@ func TestConsumerRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusClearedWhenTheServiceParentGoes: a route moved from a Service
+// to a Gateway keeps other controllers' entries and loses ours.
+func TestStatusClearedWhenTheServiceParentGoes(t *testing.T) {
+	ix := vastaya()
+	r := parse(t, good, "")
+	r.Generation = 1
+	ix.SetRoute(r)
+	_, st, _ := ix.Status(r.Key(), created)
+	moved := parse(t, strings.Replace(good, "parentRefs: [{name: projects-vastaya-svc, kind: Service, group: core, port: 80}]",
+		"parentRefs: [{name: gw}]", 1), "")
+	moved.Generation = 2
+	moved.Status = append(st, outbound.RouteParentStatus{ControllerName: "example.com/gateway", ParentRef: outbound.ParentRef{Name: "gw"}})
+	ix.SetRoute(moved)
+	_, got, ok := ix.Status(moved.Key(), created)
+	if !ok || len(got) != 1 || got[0].ControllerName != "example.com/gateway" {
+		t.Errorf("status after the move = %+v (known %v), want only the gateway's entry", got, ok)
+	}
+	if tab := ix.Table(outbound.WatchKey{Target: stable}); len(tab.HTTP) != 0 {
+		t.Errorf("the moved route is still in the Service's table")
+	}
+}
