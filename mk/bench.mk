@@ -23,3 +23,10 @@ bench-quick: bench-tools
 .PHONY: bench-destination
 bench-destination:
 	WEFT_DST_SCALE=full $(GO) test -count=1 -v -timeout 20m ./bench/dstscale | tee bench/results/destination.txt
+
+# The policy controller's route propagation at scale (bench/policyscale):
+# 500 HTTPRoutes, 1,000 watch streams against a real API server. make test
+# runs the same code at a small scale.
+.PHONY: bench-policy
+bench-policy:
+	WEFT_POLICY_SCALE=full $(GO) test -count=1 -v -timeout 20m ./bench/policyscale | tee bench/results/policy.txt

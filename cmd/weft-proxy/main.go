@@ -25,6 +25,7 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/discovery"
@@ -100,8 +101,17 @@ func run(args []string) error {
 			return fmt.Errorf("destination service %s: %w", cfg.DestinationAddr, err)
 		}
 		defer conn.Close()
-		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), discovery.Options{Log: logger,
-			IdleTimeout: cfg.DiscoveryIdleTimeout, ContextToken: cfg.DestinationContext})
+		opts := discovery.Options{Log: logger, IdleTimeout: cfg.DiscoveryIdleTimeout, ContextToken: cfg.DestinationContext}
+		if cfg.PolicyAddr != "" {
+			pconn, err := grpc.NewClient(cfg.PolicyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
+			if err != nil {
+				return fmt.Errorf("policy service %s: %w", cfg.PolicyAddr, err)
+			}
+			defer pconn.Close()
+			opts.Policy = policyv1.NewOutboundPoliciesClient(pconn)
+		}
+		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), opts)
 	}
 	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id, Discovery: disc})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/version"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
@@ -23,7 +24,7 @@ import (
 
 // Viz defaults, as Linkerd viz's.
 const (
-	vizDefaultNamespace = "linkerd-viz"
+	vizDefaultNamespace = compat.VizNamespace
 	vizMetricsAPIName   = "metrics-api"
 	vizMetricsAPIPort   = 8085
 )
@@ -226,7 +227,7 @@ grafana.url, grafana.externalUrl, dashboard.enforcedHostRegexp, jaegerUrl, ...):
 		Example: "  weft viz install | kubectl apply -f -\n  weft viz install --set prometheus.enabled=false --set prometheusUrl=http://prometheus.monitoring:9090 | kubectl apply -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			vals, err := install.Overlay(map[string]any{"installNamespace": true, "linkerdVersion": version.Version}, o)
+			vals, err := install.Overlay(map[string]any{"installNamespace": true, compat.ValuesVersionKey: version.Version}, o)
 			if err != nil {
 				return err
 			}
@@ -269,7 +270,7 @@ linkerd.io/extension=viz) as a List for kubectl delete -f -.`,
 			if _, err := c.CoreV1().Namespaces().Get(ctx, v.vizNamespace, metav1.GetOptions{}); err == nil {
 				items = append(items, item("v1", "Namespace", v.vizNamespace))
 			}
-			sel := metav1.ListOptions{LabelSelector: "linkerd.io/extension=viz"}
+			sel := metav1.ListOptions{LabelSelector: compat.VizSelector}
 			crs, err := c.RbacV1().ClusterRoles().List(ctx, sel)
 			if err != nil {
 				return fmt.Errorf("listing clusterroles: %w", err)
@@ -351,7 +352,7 @@ func (v *vizFlags) checkGroup() checkGroup {
 				}
 				return err
 			}})
-	return checkGroup{name: "linkerd-viz", checks: checks}
+	return checkGroup{name: compat.CheckViz, checks: checks}
 }
 
 func (v *vizFlags) checkDeployments(ctx context.Context) error {
@@ -363,7 +364,7 @@ func (v *vizFlags) checkDeployments(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := c.AppsV1().Deployments(v.vizNamespace).List(ctx, metav1.ListOptions{LabelSelector: "linkerd.io/extension=viz"})
+	list, err := c.AppsV1().Deployments(v.vizNamespace).List(ctx, metav1.ListOptions{LabelSelector: compat.VizSelector})
 	if err != nil {
 		return fmt.Errorf("listing Deployments in %s: %w", v.vizNamespace, err)
 	}

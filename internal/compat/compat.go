@@ -315,3 +315,47 @@ const (
 	CheckWebhooks  = "linkerd-webhooks"
 	CheckDataPlane = "linkerd-data-plane"
 )
+
+// Outbound policy annotations, on a Service or on a route attached to it
+// (Linkerd's names; a route's set replaces the Service's).
+const (
+	AnnotationTimeoutRequest  = "timeout.linkerd.io/request"
+	AnnotationTimeoutResponse = "timeout.linkerd.io/response"
+	AnnotationTimeoutIdle     = "timeout.linkerd.io/idle"
+	AnnotationRetryHTTP       = "retry.linkerd.io/http"  // "5xx", "500-504", "429"
+	AnnotationRetryGRPC       = "retry.linkerd.io/grpc"  // "cancelled,deadline-exceeded,..."
+	AnnotationRetryLimit      = "retry.linkerd.io/limit" // default 1
+	AnnotationRetryTimeout    = "retry.linkerd.io/timeout"
+	DefaultRetryLimit         = 1
+
+	// Failure accrual (circuit breaking), on a Service only.
+	AnnotationFailureAccrual            = "balancer.linkerd.io/failure-accrual" // "consecutive"
+	FailureAccrualConsecutive           = "consecutive"
+	AnnotationFailureAccrualMaxFailures = "balancer.linkerd.io/failure-accrual-consecutive-max-failures"
+	AnnotationFailureAccrualMinPenalty  = "balancer.linkerd.io/failure-accrual-consecutive-min-penalty"
+	AnnotationFailureAccrualMaxPenalty  = "balancer.linkerd.io/failure-accrual-consecutive-max-penalty"
+	AnnotationFailureAccrualJitter      = "balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio"
+	DefaultFailureAccrualMaxFailures    = 7
+	DefaultFailureAccrualMinPenalty     = "1s"
+	DefaultFailureAccrualMaxPenalty     = "1m"
+	DefaultFailureAccrualJitter         = 0.5
+
+	// PolicyControllerName is the controllerName of the route status
+	// parents the policy controller writes.
+	PolicyControllerName = "linkerd.io/policy-controller"
+)
+
+// The viz extension (linkerd-viz's names).
+const (
+	VizNamespace = "linkerd-viz"
+	// VizSelector selects the extension's objects (label linkerd.io/extension).
+	VizSelector = "linkerd.io/extension=viz"
+	CheckViz    = "linkerd-viz"
+	// The in-cluster addresses of viz's Prometheus and metrics API.
+	VizPrometheusURL  = "http://prometheus.linkerd-viz.svc.cluster.local:9090"
+	VizMetricsAPIAddr = "metrics-api.linkerd-viz.svc.cluster.local:8085"
+)
+
+// PolicyGroup is the API group of Linkerd's policy CRDs (Server,
+// AuthorizationPolicy, HTTPRoute, ...).
+const PolicyGroup = "policy.linkerd.io"

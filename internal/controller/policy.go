@@ -2,15 +2,22 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/kubeclient"
+	"github.com/weftmesh/weft/internal/policy/outbound"
+	outboundkube "github.com/weftmesh/weft/internal/policy/outbound/kube"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // PolicyOptions are the policy command's flags.
@@ -20,6 +27,9 @@ type PolicyOptions struct {
 	ControllerNS  string
 	Addr          string
 	AdminAddr     string
+	// Bound, when set, is told the gRPC and admin addresses once both are
+	// bound (with port 0 the system picks them).
+	Bound func(addr, adminAddr string)
 }
 
 // NewPolicyCommand returns `weft-controller policy`.
@@ -49,9 +59,43 @@ network.`,
 // RunPolicy serves until ctx ends. Every policy service shares the one
 // gRPC server; each is registered here explicitly.
 func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
+	cfg, err := kubeclient.Config(o.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	ix := outbound.NewIndex(o.ClusterDomain, log)
+	outKube, err := outboundkube.Start(ctx, client, dyn, ix, log)
+	if err != nil {
+		return fmt.Errorf("outbound policy: %w", err)
+	}
 	srv := grpc.NewServer()
-	policyv1.RegisterOutboundPoliciesServer(srv, policyv1.UnimplementedOutboundPoliciesServer{})
-	return serve(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
-		attrs: []any{"cluster-domain", o.ClusterDomain}})
+	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_watches",
+			Help: "OutboundPolicies streams open."}, func() float64 { return float64(ix.Watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_routes",
+			Help: "Routes with a Service parent in the index, valid or not."}, func() float64 { return float64(ix.Routes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "policy_route_status_writes_total",
+			Help: "Route status updates written."}, func() float64 { return float64(outKube.StatusWrites.Load()) }),
+	)
+	ls, err := serving.Listen(o.Addr, o.AdminAddr)
+	if err != nil {
+		return err
+	}
+	if o.Bound != nil {
+		o.Bound(ls[0].Addr().String(), ls[1].Addr().String())
+	}
+	// Watch streams never end by themselves: cut them after a short grace.
+	return serveOn(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
+		metrics: reg, ready: outKube.Ready, grace: 5 * time.Second, log: log,
+		attrs: []any{"cluster-domain", o.ClusterDomain}}, ls[0], ls[1])
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/version"
@@ -52,7 +53,7 @@ API; with --no-kube, from Prometheus alone (meshed pods only). Errors are JSON
 	f := cmd.Flags()
 	f.StringVar(&o.Addr, "addr", ":8085", "API listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
-	f.StringVar(&o.PrometheusURL, "prometheus-url", "http://prometheus.linkerd-viz.svc.cluster.local:9090", "Prometheus to query")
+	f.StringVar(&o.PrometheusURL, "prometheus-url", compat.VizPrometheusURL, "Prometheus to query")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	f.BoolVar(&o.NoKube, "no-kube", false, "no Kubernetes API: resources are those whose proxies Prometheus scrapes")
 	return cmd
@@ -129,8 +130,8 @@ are refused with 403 (DNS-rebinding protection; the chart's dashboard.enforcedHo
 	f := cmd.Flags()
 	f.StringVar(&o.Addr, "addr", ":8084", "dashboard listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9994", "admin listen address (/metrics, /ready, /live)")
-	f.StringVar(&o.MetricsAPIAddr, "metrics-api-addr", "metrics-api.linkerd-viz.svc.cluster.local:8085", "the metrics API (host:port or URL)")
-	f.StringVar(&o.EnforcedHost, "enforced-host", dashboard.DefaultEnforcedHost("linkerd-viz", "cluster.local"), "regexp the Host header must match")
+	f.StringVar(&o.MetricsAPIAddr, "metrics-api-addr", compat.VizMetricsAPIAddr, "the metrics API (host:port or URL)")
+	f.StringVar(&o.EnforcedHost, "enforced-host", dashboard.DefaultEnforcedHost(compat.VizNamespace, "cluster.local"), "regexp the Host header must match")
 	f.StringVar(&o.GrafanaURL, "grafana-url", "", "Grafana's address, for links to its dashboards")
 	f.StringVar(&o.GrafanaExternalURL, "grafana-external-url", "", "Grafana's address as the browser reaches it")
 	f.StringVar(&o.JaegerURL, "jaeger-url", "", "Jaeger's address")

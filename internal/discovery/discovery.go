@@ -1,6 +1,7 @@
 // Package discovery is the proxy's client of the destination service: it
 // resolves a target to a target.Destination whose endpoint pool and profile
-// are kept up to date from Watch and WatchProfile streams, keeps the last
+// are kept up to date from Watch and WatchProfile streams (and, with a
+// policy controller, its routing table from OutboundPolicies), keeps the last
 // known state while the control plane is unreachable, reconnects with
 // backoff, drains terminating endpoints (no new requests; requests under way
 // finish), and stops the watches of targets left unused for IdleTimeout, so
@@ -16,13 +17,16 @@ import (
 	"time"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
+	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/balance"
+	"github.com/weftmesh/weft/internal/route"
 	"github.com/weftmesh/weft/internal/target"
 )
 
 // Resolver implements target.Resolver over the destination service.
 type Resolver struct {
 	client   destinationv1.DestinationClient
+	policy   policyv1.OutboundPoliciesClient // nil: no routing tables
 	log      *slog.Logger
 	ctx      context.Context
 	wait     time.Duration // how long a first Resolve waits for discovery
@@ -50,6 +54,9 @@ type Options struct {
 	// (Linkerd's LINKERD2_PROXY_DESTINATION_CONTEXT JSON), for topology
 	// preferences.
 	ContextToken string
+	// Policy, when set, streams each target's routing table from the
+	// policy controller's OutboundPolicies into Destination.Routes.
+	Policy policyv1.OutboundPoliciesClient
 }
 
 // New returns a Resolver whose watches live until ctx ends.
@@ -63,7 +70,7 @@ func New(ctx context.Context, client destinationv1.DestinationClient, o Options)
 	if o.IdleTimeout <= 0 {
 		o.IdleTimeout = time.Minute
 	}
-	r := &Resolver{client: client, log: o.Log, ctx: ctx, wait: o.InitialWait, idle: o.IdleTimeout, token: o.ContextToken,
+	r := &Resolver{client: client, policy: o.Policy, log: o.Log, ctx: ctx, wait: o.InitialWait, idle: o.IdleTimeout, token: o.ContextToken,
 		selector: func() balance.Selector { return balance.NewP2CPeakEWMA() }, watches: map[string]*watch{}}
 	go r.evictIdle()
 	return r
@@ -82,7 +89,9 @@ type watch struct {
 
 	first        chan struct{} // closed at the first endpoint update
 	firstProfile chan struct{} // closed at the first profile (or the profile stream's first failure)
+	firstPolicy  chan struct{} // closed at the first table (or the policy stream's first failure); nil without Policy
 	onceE, onceP sync.Once
+	oncePolicy   sync.Once
 	ready        atomic.Bool // both closed: Resolve need not wait
 
 	mu      sync.Mutex
@@ -90,6 +99,9 @@ type watch struct {
 	labels  map[string]string                  // the set's metric labels
 	updates atomic.Int64
 	profile atomic.Pointer[target.Profile]
+
+	routes        *route.Current // nil without Policy
+	policyUpdates atomic.Int64
 }
 
 // Resolve returns target's destination, starting its watches on first use.
@@ -106,7 +118,7 @@ func (r *Resolver) Resolve(dst string) (target.Destination, error) {
 	if !w.ready.Load() {
 		w.awaitFirst(r.wait, r.log)
 	}
-	d := target.Destination{Pool: w.direct, Profile: w.profile.Load()}
+	d := target.Destination{Pool: w.direct, Profile: w.profile.Load(), Routes: w.routes}
 	if w.known.Load() {
 		d.Pool = w.pool
 	}
@@ -122,13 +134,20 @@ func (r *Resolver) start(dst string) *watch {
 	r.watches[dst] = w
 	go r.keep(w, r.stream, slog.LevelInfo, "destination stream ended; keeping the last known endpoints")
 	go r.keep(w, r.streamProfile, slog.LevelDebug, "profile stream ended; keeping the last profile")
+	if r.policy != nil {
+		w.routes, w.firstPolicy = &route.Current{}, make(chan struct{})
+		go r.keep(w, r.streamPolicy, slog.LevelDebug, "policy stream ended; keeping the last routing table")
+	}
 	return w
 }
 
 func (w *watch) awaitFirst(wait time.Duration, log *slog.Logger) {
 	t := time.NewTimer(wait)
 	defer t.Stop()
-	for _, ch := range []chan struct{}{w.first, w.firstProfile} {
+	for _, ch := range []chan struct{}{w.first, w.firstProfile, w.firstPolicy} {
+		if ch == nil {
+			continue
+		}
 		select {
 		case <-ch:
 		case <-t.C:

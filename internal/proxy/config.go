@@ -55,6 +55,10 @@ type Config struct {
 	// DestinationAddr is the destination service (host:port); empty: no
 	// control plane, targets resolve to themselves or to Destinations.
 	DestinationAddr string
+	// PolicyAddr is the policy controller (host:port) whose
+	// OutboundPolicies stream each Service's routing table; empty: no
+	// routes beyond ServiceProfiles.
+	PolicyAddr string
 	// DestinationContext describes this pod to the destination service
 	// (JSON: ns, nodeName, pod), for topology preferences.
 	DestinationContext string

@@ -157,6 +157,8 @@ var Settings = []Setting{
 		Set: setDuration(func(c *Config) *time.Duration { return &c.MetricsIdleTimeout })},
 	{Env: []string{compat.EnvDestinationSvcAddr}, Help: "destination service `host:port`: see [destination.md](destination.md)",
 		Set: setString(func(c *Config) *string { return &c.DestinationAddr })},
+	{Env: []string{compat.EnvPolicySvcAddr}, Help: "policy controller `host:port` (routes: HTTPRoute, GRPCRoute, Service annotations): see [traffic.md](traffic.md)",
+		Set: setString(func(c *Config) *string { return &c.PolicyAddr })},
 	{Env: []string{compat.EnvDestinationContext}, Help: "JSON describing the pod (`ns`, `nodeName`, `pod`), sent with every discovery request",
 		Set: setString(func(c *Config) *string { return &c.DestinationContext })},
 	{Flag: "discovery-idle-timeout", Env: []string{compat.EnvDiscoveryIdleTimeout}, Default: "1m", Help: "stop discovery of a destination unused this long",

@@ -27,11 +27,20 @@ func main() {
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
 	count := flag.Int("n", 1, "how many requests -get sends")
 	interval := flag.Duration("interval", 0, "pause between -get requests (steady traffic)")
+	stamp := flag.Bool("stamp", false, "-get prints when each request was sent (unix nanoseconds) before its answer")
+	var headers []string
+	flag.Func("header", `"Name: value" header -get sends (repeatable)`, func(v string) error {
+		if !strings.Contains(v, ":") {
+			return fmt.Errorf("want Name: value, got %q", v)
+		}
+		headers = append(headers, v)
+		return nil
+	})
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
 	flag.Parse()
 	if *get != "" {
-		if err := getN(*get, *count, *interval); err != nil {
+		if err := getN(*get, *count, *interval, *stamp, headers); err != nil {
 			log.Fatalf("testapp: %v", err)
 		}
 		return
@@ -76,16 +85,28 @@ func main() {
 	log.Fatalf("testapp: %v", <-errc)
 }
 
-func getN(url string, n int, interval time.Duration) error {
+func getN(url string, n int, interval time.Duration, stamp bool, headers []string) error {
 	// A new connection per request, so connection-level balancing (kube-proxy) shows.
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < n; i++ {
-		resp, err := c.Get(url)
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ":")
+			req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+		sent := time.Now()
+		resp, err := c.Do(req)
 		if err != nil {
 			return err
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if stamp {
+			fmt.Printf("t=%d ", sent.UnixNano())
+		}
 		fmt.Print(string(b))
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
