@@ -124,6 +124,44 @@ spec:
   ports: [{port: 80, targetPort: 8080}]
 `
 
+// A Service over two servers, one answering 500 to its first 5 requests,
+// with Linkerd's consecutive failure accrual (3 failures eject; penalties
+// 1 s, then doubled; no jitter) and retries that hide the failures.
+const accrualApp = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: breaker-%[2]s, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: breaker, variant: %[2]s}}
+  template:
+    metadata: {labels: {app: breaker, variant: %[2]s}}
+    spec:
+      containers:
+      - name: server
+        image: weft.local/testapp:dev
+        imagePullPolicy: IfNotPresent
+        args: ["-http", "0.0.0.0:8080", "-fail-first", "%[3]d"]
+        ports: [{containerPort: 8080}]
+`
+
+const accrualService = `apiVersion: v1
+kind: Service
+metadata:
+  name: breaker
+  namespace: %[1]s
+  annotations:
+    balancer.linkerd.io/failure-accrual: consecutive
+    balancer.linkerd.io/failure-accrual-consecutive-max-failures: "3"
+    balancer.linkerd.io/failure-accrual-consecutive-min-penalty: 1s
+    balancer.linkerd.io/failure-accrual-consecutive-max-penalty: 10s
+    balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio: "0"
+    retry.linkerd.io/http: 5xx
+    retry.linkerd.io/limit: "3"
+spec:
+  selector: {app: breaker}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
 // The seed's HTTPRoute, with the weights given.
 const splitRoute = `apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -445,5 +483,50 @@ func TestRoutes(t *testing.T) {
 	}
 	if logs := tryOutput(t, "-n", ns, "logs", "job/timed-out", "-c", "client"); !strings.Contains(logs, "504") {
 		t.Errorf("the slow Service's request: %q, want a 504", logs)
+	}
+
+	testFailureAccrual(t, ns)
+}
+
+// testFailureAccrual: the failing server gets 3 requests, is ejected, and
+// is probed with one real request after 1 s, then (failing again) after
+// 2 s, then after 4 s, when it has recovered and takes requests again.
+// Without failure accrual its 5 failures would come within a few
+// requests of each other.
+func testFailureAccrual(t *testing.T, ns string) {
+	kubectl(t, fmt.Sprintf(accrualApp, ns, "good", 0)+"---\n"+fmt.Sprintf(accrualApp, ns, "bad", 5)+"---\n"+fmt.Sprintf(accrualService, ns), "apply", "-f", "-")
+	for _, d := range []string{"breaker-good", "breaker-bad"} {
+		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
+	}
+	runClientTo(t, ns, "breaker-client", "breaker", 300, "50ms")
+	awaitClient(t, ns, "breaker-client") // the retries hide every failure
+	var failures []time.Time
+	for _, line := range strings.Split(kubectl(t, "", "-n", ns, "logs", "deploy/breaker-bad", "-c", "server"), "\n") {
+		_, ts, ok := strings.Cut(line, " t=")
+		if !ok || !strings.HasPrefix(line, "failed request") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(ts), 10, 64)
+		if err != nil {
+			t.Fatalf("bad log line %q", line)
+		}
+		failures = append(failures, time.Unix(0, n))
+	}
+	if len(failures) != 5 {
+		t.Fatalf("the failing server answered %d failures, want 5", len(failures))
+	}
+	gaps := make([]time.Duration, 4)
+	for i := range gaps {
+		gaps[i] = failures[i+1].Sub(failures[i]).Round(time.Millisecond)
+	}
+	t.Logf("failure accrual: gaps between the failing server's 5 failures: %v", gaps)
+	if gaps[2] < 900*time.Millisecond || gaps[3] < 1800*time.Millisecond {
+		t.Errorf("failures 3→4 and 4→5 came %v and %v apart, want ≥ 1 s and ≥ 2 s (ejected, probed after each penalty)", gaps[2], gaps[3])
+	}
+	badPod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=breaker,variant=bad", "-o", "name"))[0], "pod/")
+	recovered := sum(t, proxyMetrics(t, ns, badPod), "response_total", `direction="inbound"`, `status_code="200"`)
+	t.Logf("failure accrual: the recovered server then answered %v of 300 requests", recovered)
+	if recovered < 20 {
+		t.Errorf("the recovered server answered %v requests after its probe succeeded, want it back in rotation (≥ 20)", recovered)
 	}
 }

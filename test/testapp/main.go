@@ -23,6 +23,7 @@ func main() {
 	httpAddr := flag.String("http", "", "serve HTTP on this address")
 	echoAddrs := flag.String("tcp-echo", "", "serve a TCP echo server on these addresses (comma-separated, e.g. :5432,:6379)")
 	failRate := flag.Int("fail-every", 0, "answer 500 to every Nth request (0: never)")
+	failFirst := flag.Int("fail-first", 0, "answer 500 to the first N requests, logging when each arrived (t=unix nanoseconds)")
 	delay := flag.Duration("delay", 0, "wait this long before answering")
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
 	count := flag.Int("n", 1, "how many requests -get sends")
@@ -72,6 +73,11 @@ func main() {
 			i := n.Add(1)
 			time.Sleep(*delay)
 			io.Copy(io.Discard, r.Body)
+			if i <= int64(*failFirst) {
+				fmt.Printf("failed request %d t=%d\n", i, time.Now().UnixNano())
+				http.Error(w, "injected failure", http.StatusInternalServerError)
+				return
+			}
 			if *failRate > 0 && i%int64(*failRate) == 0 {
 				http.Error(w, "injected failure", http.StatusInternalServerError)
 				return
