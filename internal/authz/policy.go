@@ -382,3 +382,8 @@ func ParseProbes(s string) (map[uint16][]string, error) {
 	}
 	return out, nil
 }
+
+// Source gives the current policy of one of the pod's inbound ports.
+type Source interface {
+	Policy(port uint16) *Policy
+}

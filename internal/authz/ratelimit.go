@@ -18,8 +18,9 @@ const (
 const MaxTrackedIdentities = 10000
 
 // burstWindow is how much of a second's worth of requests may arrive at
-// once: a bucket holds rate×burstWindow tokens (at least one), so the
-// admitted rate tracks the limit closely over short windows.
+// once: a bucket holds rate×burstWindow tokens (at least two, so that a
+// token earned while a client waits is not lost), so the admitted rate
+// tracks the limit closely over short windows.
 const burstWindow = 100 * time.Millisecond
 
 // Limiter enforces an HTTPLocalRateLimitPolicy: token buckets for the total
@@ -43,7 +44,7 @@ type bucket struct {
 }
 
 func newBucket(rate float64, now time.Time) *bucket {
-	burst := math.Max(1, rate*burstWindow.Seconds())
+	burst := math.Max(2, rate*burstWindow.Seconds())
 	return &bucket{rate: rate, burst: burst, tokens: burst, last: now}
 }
 

@@ -64,6 +64,8 @@ type Config struct {
 
 	// Identity configures mTLS; a zero value (no local name) disables it.
 	Identity IdentityConfig
+	// Policy is the static inbound authorization policy (authz.go).
+	Policy PolicyConfig
 
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
@@ -119,6 +121,7 @@ func DefaultConfig() Config {
 		MetricsIdleTimeout:     10 * time.Minute,
 		DiscoveryIdleTimeout:   time.Minute,
 		LogLevel:               "info",
+		Policy:                 defaultPolicyConfig(),
 	}
 }
 
@@ -179,6 +182,7 @@ func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
 			*dst = b
 		}
 	}
+	c.applyPolicyEnv(lookup, fail)
 	boolean(compat.EnvShutdownEnabled, &c.ShutdownEndpoint)
 	boolean(compat.EnvIngressMode, &c.IngressMode)
 
