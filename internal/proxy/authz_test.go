@@ -247,7 +247,9 @@ func load(t *testing.T, addr string, rps int, d time.Duration) (map[int]int, tim
 	return counts, elapsed
 }
 
-func within(got, want, tolerance float64) bool { return got >= want*(1-tolerance) && got <= want*(1+tolerance) }
+func within(got, want, tolerance float64) bool {
+	return got >= want*(1-tolerance) && got <= want*(1+tolerance)
+}
 
 func TestPolicyRateLimitTotal(t *testing.T) {
 	backend := h2cServer(t, http.HandlerFunc(echo))
