@@ -28,8 +28,8 @@ import (
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/discovery"
-	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
+	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/target"
@@ -152,7 +152,7 @@ func newIdentity(ctx context.Context, c proxy.IdentityConfig, log *slog.Logger) 
 		log.Warn("identity is disabled: traffic between proxies is not mTLS")
 		return nil, nil
 	}
-	anchors, _, err := identity.AnchorPool([]byte(c.TrustAnchorsPEM))
+	anchors, _, err := pki.AnchorPool([]byte(c.TrustAnchorsPEM))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", compat.EnvTrustAnchors, err)
 	}

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
 // A check is one line of `weft check`; warn makes its failure a warning.
@@ -240,7 +240,7 @@ func (k *checker) anchors(ctx context.Context, margin time.Duration) ([]*x509.Ce
 	if err != nil {
 		return nil, err
 	}
-	certs, err := identity.ParseCertificates([]byte(cm.Data[compat.TrustRootsKey]))
+	certs, err := pki.ParseCertificates([]byte(cm.Data[compat.TrustRootsKey]))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", compat.TrustRootsConfigMap, err)
 	}
@@ -265,7 +265,7 @@ func (k *checker) issuer(ctx context.Context, margin time.Duration) error {
 	if len(data) == 0 {
 		data = s.Data["tls.crt"]
 	}
-	certs, err := identity.ParseCertificates(data)
+	certs, err := pki.ParseCertificates(data)
 	if err != nil {
 		return fmt.Errorf("linkerd-identity-issuer: %w", err)
 	}
@@ -289,7 +289,7 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	certs, err := identity.ParseCertificates(s.Data["tls.crt"])
+	certs, err := pki.ParseCertificates(s.Data["tls.crt"])
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	if len(wh.Webhooks) == 0 {
 		return errors.New("the webhook configuration has no webhook")
 	}
-	roots, err := identity.ParseCertificates(wh.Webhooks[0].ClientConfig.CABundle)
+	roots, err := pki.ParseCertificates(wh.Webhooks[0].ClientConfig.CABundle)
 	if err != nil {
 		return fmt.Errorf("caBundle: %w", err)
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/controller"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/version"
@@ -44,7 +43,7 @@ written unchanged, reported as "failed to inject KIND/NAME: REASON", and the com
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var values *inject.Values
 			if o.manual {
-				v, err := controller.LoadValues(o.values, o.anchors, o.controllerNS)
+				v, err := inject.LoadValues(o.values, o.anchors, o.controllerNS)
 				if err != nil {
 					return fmt.Errorf("--manual: %w", err)
 				}

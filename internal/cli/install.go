@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/controller"
 	"github.com/weftmesh/weft/internal/install"
+	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -31,7 +31,7 @@ func (k *kubeFlags) add(cmd *cobra.Command) {
 }
 
 func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
-	cfg, err := controller.KubeConfig(k.kubeconfig)
+	cfg, err := kubeclient.Config(k.kubeconfig)
 	if err != nil {
 		return nil, nil, err
 	}

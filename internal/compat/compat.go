@@ -53,6 +53,7 @@ const (
 	EnvIdentityTokenFile   = "LINKERD2_PROXY_IDENTITY_TOKEN_FILE"
 	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
 	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
+	EnvPolicySvcAddr       = "LINKERD2_PROXY_POLICY_SVC_ADDR"
 	// EnvDestinationContext is the JSON the proxy sends the destination
 	// service as its context token (see DestinationContextReference).
 	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT"
@@ -284,3 +285,14 @@ var ResponseLatencyBucketsMs = []float64{
 	1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
 	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
 }
+
+// The policy controller (weft-controller policy, the policy container of
+// the linkerd-destination Deployment) and its Service.
+const (
+	// PolicyServiceAddrFormat is the proxy's LINKERD2_PROXY_POLICY_SVC_ADDR
+	// (namespace, cluster domain), Linkerd's spelling with the FQDN's
+	// trailing dot.
+	PolicyServiceAddrFormat = "linkerd-policy.%s.svc.%s.:8090"
+	PolicyGRPCPort          = 8090
+	PolicyAdminPort         = 9990
+)

@@ -15,6 +15,7 @@ import (
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/destination"
 	dstkube "github.com/weftmesh/weft/internal/destination/kube"
+	"github.com/weftmesh/weft/internal/kubeclient"
 )
 
 // DestinationOptions are the destination command's flags.
@@ -67,7 +68,7 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		go fb.Run(ctx, o.Reload)
 		backend = fb
 	} else {
-		cfg, err := KubeConfig(o.Kubeconfig)
+		cfg, err := kubeclient.Config(o.Kubeconfig)
 		if err != nil {
 			return err
 		}

@@ -17,18 +17,17 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/kube"
 	"github.com/weftmesh/weft/internal/identity/localca"
+	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/identity/statictoken"
+	"github.com/weftmesh/weft/internal/kubeclient"
 )
 
 // IdentityOptions are the identity command's flags.
@@ -91,7 +90,7 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 		if err != nil {
 			return fmt.Errorf("trust anchors: %w", err)
 		}
-		if _, _, err := identity.AnchorPool(b); err != nil {
+		if _, _, err := pki.AnchorPool(b); err != nil {
 			return fmt.Errorf("trust anchors %s: %w", o.AnchorsFile, err)
 		}
 		anchorsPEM = b
@@ -131,7 +130,7 @@ func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte)
 	if err != nil {
 		return fmt.Errorf("issuer key: %w", err)
 	}
-	anchors, _, err := identity.AnchorPool(anchorsPEM)
+	anchors, _, err := pki.AnchorPool(anchorsPEM)
 	if err != nil {
 		return err
 	}
@@ -145,7 +144,7 @@ func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte)
 }
 
 func kubeIdentity(ctx context.Context, svc *identity.Service, o IdentityOptions, anchorsPEM []byte, reg *prometheus.Registry, log *slog.Logger) error {
-	client, err := KubeClient(o.Kubeconfig)
+	client, err := kubeclient.Clientset(o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -157,24 +156,4 @@ func kubeIdentity(ctx context.Context, svc *identity.Service, o IdentityOptions,
 		Recorder: bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-identity"})}
 	reg.MustRegister(w.Collectors()...)
 	return w.Start(ctx)
-}
-
-// KubeClient builds a clientset from a kubeconfig path, or in-cluster config.
-func KubeClient(kubeconfig string) (kubernetes.Interface, error) {
-	cfg, err := KubeConfig(kubeconfig)
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(cfg)
-}
-
-// KubeConfig loads a kubeconfig path, or the in-cluster config.
-func KubeConfig(kubeconfig string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client config: %w", err)
-	}
-	return cfg, nil
 }

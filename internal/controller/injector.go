@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,11 +16,11 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
-	"sigs.k8s.io/yaml"
 
-	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
+	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -76,71 +75,14 @@ proxy_injector_config_reloads_total{result="rejected"}) and the last good values
 	return cmd
 }
 
-// LoadValues reads the chart's values file (path; "" for the defaults)
-// and the trust anchors file (anchorsPath; "" to keep the values'
-// identityTrustAnchorsPEM) over the defaults.
-func LoadValues(path, anchorsPath, controllerNS string) (inject.Values, error) {
-	valuesYAML, anchors, err := readConfigFiles(path, anchorsPath)
-	if err != nil {
-		return inject.Values{}, err
-	}
-	v, err := BuildValues(valuesYAML, anchors, controllerNS)
-	if err != nil && path != "" {
-		return v, fmt.Errorf("%s: %w", path, err)
-	}
-	return v, err
-}
-
-// readConfigFiles reads what LoadValues decodes; an empty path reads nothing.
-func readConfigFiles(path, anchorsPath string) (valuesYAML []byte, anchors string, err error) {
-	if path != "" {
-		if valuesYAML, err = os.ReadFile(path); err != nil {
-			return nil, "", fmt.Errorf("values: %w", err)
-		}
-	}
-	if anchorsPath != "" {
-		b, err := os.ReadFile(anchorsPath)
-		if err != nil {
-			return nil, "", fmt.Errorf("trust anchors: %w", err)
-		}
-		anchors = string(b)
-	}
-	return valuesYAML, anchors, nil
-}
-
-// BuildValues decodes the chart's values (the values key of linkerd-config;
-// nil for the defaults) over the defaults; anchorsPEM, when not empty (the
-// ca-bundle.crt of linkerd-identity-trust-roots), replaces the values'
-// identityTrustAnchorsPEM.
-func BuildValues(valuesYAML []byte, anchorsPEM, controllerNS string) (inject.Values, error) {
-	v := inject.DefaultValues()
-	v.Version = version.Version
-	if len(valuesYAML) > 0 {
-		if err := yaml.Unmarshal(valuesYAML, &v); err != nil {
-			return v, fmt.Errorf("values: %w", err)
-		}
-	}
-	if anchorsPEM != "" {
-		v.IdentityTrustAnchorsPEM = anchorsPEM
-	}
-	if v.IdentityTrustDomain == "" {
-		v.IdentityTrustDomain = v.ClusterDomain
-	}
-	if v.IdentityTrustAnchorsPEM == "" {
-		return v, errors.New("no trust anchors: give --trust-anchors-file or identityTrustAnchorsPEM in the values")
-	}
-	v.ControllerNamespace = controllerNS
-	return v, nil
-}
-
-// injectorValues is BuildValues for the injector, which also refuses
+// injectorValues is inject.BuildValues for the injector, which also refuses
 // anchors that are not PEM certificates: every pod it admits would get them.
 func injectorValues(valuesYAML []byte, anchorsPEM, controllerNS string) (inject.Values, error) {
-	v, err := BuildValues(valuesYAML, anchorsPEM, controllerNS)
+	v, err := inject.BuildValues(valuesYAML, anchorsPEM, controllerNS)
 	if err != nil {
 		return v, err
 	}
-	if _, err := identity.ParseCertificates([]byte(v.IdentityTrustAnchorsPEM)); err != nil {
+	if _, err := pki.ParseCertificates([]byte(v.IdentityTrustAnchorsPEM)); err != nil {
 		return v, fmt.Errorf("trust anchors: %w", err)
 	}
 	return v, nil
@@ -149,7 +91,7 @@ func injectorValues(valuesYAML []byte, anchorsPEM, controllerNS string) (inject.
 // RunInjector serves until ctx ends, or until one of its servers fails
 // (returned as an error naming it).
 func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error {
-	valuesYAML, anchors, err := readConfigFiles(o.Values, o.TrustAnchors)
+	valuesYAML, anchors, err := inject.ReadValuesFiles(o.Values, o.TrustAnchors)
 	if err != nil {
 		return err
 	}
@@ -161,7 +103,7 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	if _, err := certs.get(nil); err != nil {
 		return err
 	}
-	cfg, err := KubeConfig(o.Kubeconfig)
+	cfg, err := kubeclient.Config(o.Kubeconfig)
 	if err != nil {
 		return err
 	}

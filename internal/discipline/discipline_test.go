@@ -5,6 +5,7 @@ import (
 	"io"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -83,5 +84,35 @@ func TestProxyDoesNotImportKubernetesClients(t *testing.T) {
 	}
 	if checked != 1 {
 		t.Fatalf("cmd/weft-proxy not found by go list")
+	}
+}
+
+// The CLI renders, applies and checks; it must not carry the control
+// plane's servers (or the proxy) in its binary. Shared helpers live where
+// both can use them (kubeclient, inject, identity/pki).
+func TestCLIDoesNotImportTheControlPlane(t *testing.T) {
+	const mod = "github.com/weftmesh/weft/"
+	forbidden := []string{mod + "internal/controller", mod + "internal/destination", mod + "internal/identity",
+		mod + "internal/injector", mod + "internal/proxy", mod + "internal/discovery", mod + "api/"}
+	allowed := []string{mod + "internal/identity/pki"}
+	checked := 0
+	for _, p := range listPackages(t) {
+		if p.ImportPath != mod+"cmd/weft" {
+			continue
+		}
+		checked++
+		for _, d := range p.Deps {
+			if slices.Contains(allowed, d) {
+				continue
+			}
+			for _, f := range forbidden {
+				if d == f || strings.HasPrefix(d, strings.TrimSuffix(f, "/")+"/") {
+					t.Errorf("the weft CLI depends on %s (a control-plane package)", d)
+				}
+			}
+		}
+	}
+	if checked != 1 {
+		t.Fatalf("cmd/weft not found by go list")
 	}
 }

@@ -44,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anchors, _, err := identity.AnchorPool(root.CertPEM)
+	anchors, _, err := pki.AnchorPool(root.CertPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +191,7 @@ func TestIssuerValidation(t *testing.T) {
 	now := time.Now()
 	root, _ := pki.NewRoot("root", now.Add(-time.Hour), 24*time.Hour)
 	other, _ := pki.NewRoot("other root", now.Add(-time.Hour), 24*time.Hour)
-	anchors, _, _ := identity.AnchorPool(root.CertPEM)
+	anchors, _, _ := pki.AnchorPool(root.CertPEM)
 	good, _ := pki.NewIssuer(root, "issuer", now.Add(-time.Minute), time.Hour)
 	foreign, _ := pki.NewIssuer(other, "foreign issuer", now.Add(-time.Minute), time.Hour)
 	expired, _ := pki.NewIssuer(root, "expired issuer", now.Add(-3*time.Hour), time.Hour)
@@ -228,7 +228,7 @@ func TestIssuerValidation(t *testing.T) {
 // signing; no RPC), reported as certs/s.
 func BenchmarkIssue(b *testing.B) {
 	root, _ := pki.NewRoot("root", time.Now().Add(-time.Hour), 24*time.Hour)
-	anchors, _, _ := identity.AnchorPool(root.CertPEM)
+	anchors, _, _ := pki.AnchorPool(root.CertPEM)
 	ca := newIssuer(b, root, anchors, "issuer")
 	csrDER := csrFor(b, webID)
 	name, _ := identity.ParseName(webID, "linkerd", "cluster.local")

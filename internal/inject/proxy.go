@@ -168,6 +168,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: "_l5d_trustdomain", Value: v.IdentityTrustDomain},
 		{Name: compat.EnvLog, Value: c.logLevel},
 		{Name: compat.EnvDestinationSvcAddr, Value: fmt.Sprintf(compat.DestinationServiceAddrFormat, v.ControllerNamespace, v.ClusterDomain)},
+		{Name: compat.EnvPolicySvcAddr, Value: fmt.Sprintf(compat.PolicyServiceAddrFormat, v.ControllerNamespace, v.ClusterDomain)},
 		{Name: compat.EnvControlListenAddr, Value: compat.DefaultControlAddr},
 		{Name: compat.EnvAdminListenAddr, Value: compat.DefaultAdminAddr},
 		{Name: compat.EnvOutboundListenAddr, Value: compat.DefaultOutboundAddr},

@@ -39,7 +39,7 @@ func TestRenderControlPlaneGeneratesIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := kinds(t, out)
-	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "MutatingWebhookConfiguration": 1, "ConfigMap": 2, "Secret": 2, "ClusterRole": 3} {
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "MutatingWebhookConfiguration": 1, "ConfigMap": 2, "Secret": 2, "ClusterRole": 4} {
 		if got[kind] != n {
 			t.Errorf("%d %s, want %d (all: %v)", got[kind], kind, n, got)
 		}

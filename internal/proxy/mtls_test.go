@@ -51,7 +51,7 @@ func newMesh(t *testing.T) *mesh {
 
 func newMeshWithRoot(t *testing.T, root *pki.Pair) *mesh {
 	t.Helper()
-	anchors, _, _ := identity.AnchorPool(root.CertPEM)
+	anchors, _, _ := pki.AnchorPool(root.CertPEM)
 	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", time.Now().Add(-time.Minute), 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -33,7 +33,7 @@ func (c localClient) Certify(ctx context.Context, in *identityv1.CertifyRequest,
 func newService(t testing.TB, lifetime time.Duration) (*identity.Service, *x509.CertPool) {
 	t.Helper()
 	root, _ := pki.NewRoot("root", time.Now().Add(-time.Hour), 24*time.Hour)
-	anchors, _, _ := identity.AnchorPool(root.CertPEM)
+	anchors, _, _ := pki.AnchorPool(root.CertPEM)
 	iss, _ := pki.NewIssuer(root, "issuer", time.Now().Add(-time.Minute), 12*time.Hour)
 	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{ClockSkewAllowance: time.Millisecond})
 	if err != nil {
@@ -107,7 +107,7 @@ func TestRefusesCertificateForAnotherKey(t *testing.T) {
 		t.Errorf("assemble = %v, want a refusal", err)
 	}
 	foreignRoot, _ := pki.NewRoot("root", time.Now().Add(-time.Hour), time.Hour)
-	foreignAnchors, _, _ := identity.AnchorPool(foreignRoot.CertPEM)
+	foreignAnchors, _, _ := pki.AnchorPool(foreignRoot.CertPEM)
 	stranger := newManager(t, svc, foreignAnchors)
 	if _, err := stranger.Renew(context.Background()); err == nil || !strings.Contains(err.Error(), "trust anchors") {
 		t.Errorf("Renew against foreign anchors = %v, want a verification failure", err)

@@ -191,7 +191,7 @@ func TestCertifyWithRealTokens(t *testing.T) {
 // proxies carry a steady stream of requests and renew their certificates.
 func TestIssuerRotationUnderLoad(t *testing.T) {
 	c := setup(t)
-	anchors, _, _ := identity.AnchorPool(c.root.CertPEM)
+	anchors, _, _ := pki.AnchorPool(c.root.CertPEM)
 	mgr := func(sa string) *certify.Manager {
 		path := filepath.Join(t.TempDir(), "token")
 		os.WriteFile(path, []byte(c.token(t, sa, kube.Audience)), 0o600)

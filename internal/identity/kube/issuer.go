@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/localca"
+	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
 // Names of the Kubernetes objects the identity controller reads.
@@ -199,7 +200,7 @@ func (w *IssuerWatcher) load(s *corev1.Secret, anchorsPEM []byte) (*localca.CA, 
 	if len(crt) == 0 || len(key) == 0 {
 		return nil, fmt.Errorf("secret %s/%s (scheme %s) lacks %s or %s", s.Namespace, s.Name, w.Scheme, crtKey, keyKey)
 	}
-	anchors, _, err := identity.AnchorPool(anchorsPEM)
+	anchors, _, err := pki.AnchorPool(anchorsPEM)
 	if err != nil {
 		return nil, err
 	}

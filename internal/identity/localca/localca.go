@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
 // CA signs leaf certificates with one issuer certificate.
@@ -53,7 +54,7 @@ func New(certPEM, keyPEM []byte, anchors *x509.CertPool, o Options) (*CA, error)
 	if o.ClockSkewAllowance == 0 {
 		o.ClockSkewAllowance = 20 * time.Second
 	}
-	certs, err := identity.ParseCertificates(certPEM)
+	certs, err := pki.ParseCertificates(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("issuer certificate: %w", err)
 	}

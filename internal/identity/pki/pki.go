@@ -1,5 +1,6 @@
 // Package pki generates the mesh's trust anchor and issuer certificates
-// (ECDSA P-256), as `weft install` and `weft demo` do when none are given.
+// (ECDSA P-256), as `weft install` and `weft demo` do when none are given,
+// and parses PEM certificate bundles such as trust anchors.
 package pki
 
 import (
