@@ -22,6 +22,9 @@ type PolicyConfig struct {
 	Probes          map[uint16][]string
 	// Workload names the pod to the policy controller ("ns:pod").
 	Workload string
+	// SvcAddr is the policy controller (LINKERD2_PROXY_POLICY_SVC_ADDR);
+	// with Workload set, cmd/weft-proxy watches inbound policies there.
+	SvcAddr string
 }
 
 // defaultPolicyConfig is Linkerd's: all-unauthenticated, the chart's
@@ -67,6 +70,9 @@ func (c *Config) applyPolicyEnv(lookup func(string) (string, bool), fail func(st
 	}
 	if v, ok := lookup(compat.EnvPolicyWorkload); ok && v != "" {
 		c.Policy.Workload = v
+	}
+	if v, ok := lookup(compat.EnvPolicySvcAddr); ok && v != "" {
+		c.Policy.SvcAddr = v
 	}
 }
 
