@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
+	"github.com/weftmesh/weft/internal/inboundpolicy"
 )
 
 // PolicyOptions are the policy command's flags.
@@ -19,6 +20,9 @@ type PolicyOptions struct {
 	ControllerNS  string
 	Addr          string
 	AdminAddr     string
+	// Inbound policy (internal/inboundpolicy).
+	TrustDomain          string
+	DefaultInboundPolicy string
 }
 
 // NewPolicyCommand returns `weft-controller policy`.
@@ -42,6 +46,8 @@ network.`,
 	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
 	f.StringVar(&o.Addr, "addr", ":8090", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities (ServiceAccount references)")
+	f.StringVar(&o.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "the cluster's default inbound policy (proxy.defaultInboundPolicy)")
 	return cmd
 }
 
@@ -50,7 +56,12 @@ network.`,
 func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	srv := grpc.NewServer()
 	policyv1.RegisterOutboundPoliciesServer(srv, policyv1.UnimplementedOutboundPoliciesServer{})
+	inbound, err := startInboundPolicy(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	policyv1.RegisterInboundPoliciesServer(srv, inboundpolicy.NewServer(inbound.Index, log))
 	return serve(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
+		metrics: prometheus.NewRegistry(), ready: inbound.Synced, grace: 5 * time.Second, log: log,
 		attrs: []any{"cluster-domain", o.ClusterDomain}})
 }
