@@ -128,4 +128,3 @@ func authzFrom(as []*policyv1.InboundAuthorization) ([]authz.Authorization, erro
 	}
 	return out, nil
 }
-
