@@ -308,7 +308,9 @@ metadata: {name: web-authz}
 spec:
   targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: admin}
   requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]`)
-	p = next(t, s, func(p *authz.Policy) bool { return allows(p, "", "GET", "/public/x") && !allows(p, clientID, "GET", "/") })
+	p = next(t, s, func(p *authz.Policy) bool {
+		return allows(p, "", "GET", "/public/x") && !allows(p, clientID, "GET", "/")
+	})
 	for _, tt := range []struct {
 		id, method, path string
 		want             bool
