@@ -1,0 +1,287 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// policyApp: a namespace whose default inbound policy is deny, a meshed
+// server (readiness probe on /ready), meshed clients with the
+// ServiceAccounts client and intruder, and an unmeshed pod.
+const policyApp = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+  annotations: {linkerd.io/inject: enabled, config.linkerd.io/default-inbound-policy: deny}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: server, namespace: %[1]s}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: %[1]s}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: intruder, namespace: %[1]s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata: {labels: {app: server}}
+    spec:
+      serviceAccountName: server
+      containers:
+      - name: server
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: ["-http", "0.0.0.0:8080"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: %[1]s}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: %[1]s}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: intruder, namespace: %[1]s}
+spec:
+  serviceAccountName: intruder
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: plain
+  namespace: %[1]s
+  annotations: {linkerd.io/inject: disabled}
+spec:
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+`
+
+// policyServer: the Server on the app port, and the client's mTLS identity.
+const policyServer = `apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: web-http, namespace: %[1]s}
+spec: {podSelector: {matchLabels: {app: server}}, port: http, proxyProtocol: HTTP/1}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: client-mtls, namespace: %[1]s}
+spec: {identityRefs: [{kind: ServiceAccount, name: client}]}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: NetworkAuthentication
+metadata: {name: everyone, namespace: %[1]s}
+spec: {networks: [{cidr: 0.0.0.0/0}, {cidr: "::/0"}]}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-authz, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
+`
+
+// policyRoutes: /public (and the probe path) for everyone, /admin and
+// /data for the client; web-authz now targets the admin route only.
+// dataAccess is the data route's authentication (switched under traffic).
+const policyRoutes = `apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: public, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /public}, method: GET}, {path: {type: Exact, value: /ready}}]}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: admin, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /admin}}]}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: data, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /data}}]}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: public-everyone, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: public}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: NetworkAuthentication, name: everyone}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-authz, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: admin}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
+`
+
+const dataAccess = `apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: data-access, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: data}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: %[2]s, name: %[3]s}]
+`
+
+// TestInboundPolicy is the issue's proof on the cluster: default deny,
+// a Server with a MeshTLSAuthentication for the client, route-scoped
+// policy, a policy change under traffic, the server pod staying Ready.
+func TestInboundPolicy(t *testing.T) {
+	begin := time.Now()
+	installControlPlane(t)
+	t.Logf("control plane installed in %v", time.Since(begin).Round(time.Second))
+	ns := fmt.Sprintf("policy-%d", time.Now().Unix()%100000)
+	kubectl(t, fmt.Sprintf(policyApp, ns, clientImage), "apply", "-f", "-")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- pods:\n%s", tryOutput(t, "-n", ns, "get", "pods", "-o", "wide"))
+			t.Logf("--- server proxy logs:\n%s", tryOutput(t, "-n", ns, "logs", "deploy/server", "-c", "linkerd-proxy", "--tail", "40"))
+			t.Logf("--- policy controller logs:\n%s", tryOutput(t, "-n", "linkerd", "logs", "deploy/linkerd-destination", "-c", "policy", "--tail", "40"))
+		}
+		tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+	})
+	// Under deny, kubelet's readiness probe must still pass.
+	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/server", "--timeout=120s")
+	kubectl(t, "", "-n", ns, "wait", "pod/client", "pod/intruder", "pod/plain", "--for=condition=Ready", "--timeout=120s")
+	get := func(pod, path string) (string, error) {
+		return runKubectl(t, "", "-n", ns, "exec", pod, "-c", "client", "--", "/testapp", "-get", "http://server:8080"+path, "-n", "1")
+	}
+	status := func(pod, path string) string {
+		out, err := get(pod, path)
+		switch {
+		case err == nil:
+			return "200"
+		case strings.Contains(out, "403"):
+			return "403"
+		case strings.Contains(out, "404"):
+			return "404"
+		}
+		return "error: " + strings.TrimSpace(out)
+	}
+	if got := status("client", "/"); got != "403" {
+		t.Errorf("before any Server, under deny: client got %s, want 403", got)
+	}
+
+	kubectl(t, fmt.Sprintf(policyServer, ns), "apply", "-f", "-")
+	deadline := time.Now().Add(30 * time.Second)
+	for status("client", "/") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client is not let in 30 s after its Server and authorization")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	out, _ := get("client", "/hello")
+	if !strings.Contains(out, "client-id=client."+ns+".serviceaccount.identity.linkerd.cluster.local") {
+		t.Errorf("the app did not see the client's identity in l5d-client-id: %q", out)
+	}
+	for pod, want := range map[string]string{"intruder": "403", "plain": "403"} {
+		if got := status(pod, "/"); got != want {
+			t.Errorf("%s: %s, want %s", pod, got, want)
+		}
+	}
+
+	// Route-scoped policy (the probe path rides the public route).
+	kubectl(t, fmt.Sprintf(policyRoutes, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(dataAccess, ns, "NetworkAuthentication", "everyone"), "apply", "-f", "-")
+	deadline = time.Now().Add(30 * time.Second)
+	for status("intruder", "/public") != "200" || status("intruder", "/data") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("routes not in force after 30 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, tt := range []struct{ pod, path, want string }{
+		{"intruder", "/public/index.html", "200"}, {"plain", "/public", "200"}, {"client", "/admin", "200"},
+		{"intruder", "/admin", "403"}, {"plain", "/admin/users", "403"}, {"client", "/nowhere", "404"},
+	} {
+		if got := status(tt.pod, tt.path); got != tt.want {
+			t.Errorf("%s GET %s: %s, want %s", tt.pod, tt.path, got, tt.want)
+		}
+	}
+
+	// A policy applied while traffic flows: the intruder polls /data every
+	// 20 ms; data-access switches to the client's identity.
+	cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig(t), "-n", ns, "exec", "intruder", "-c", "client", "--",
+		"/testapp", "-get", "http://server:8080/data", "-n", "1000", "-interval", "20ms")
+	var outBuf strings.Builder
+	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(3 * time.Second)
+	kubectl(t, fmt.Sprintf(dataAccess, ns, "MeshTLSAuthentication", "client-mtls"), "apply", "-f", "-")
+	applied := time.Now()
+	select {
+	case <-done:
+		took := time.Since(applied)
+		t.Logf("the intruder's traffic was refused %v after the policy change was applied (kubectl exec's exit included)", took.Round(time.Millisecond))
+		if !strings.Contains(outBuf.String(), "403") {
+			t.Errorf("the polling stopped without a 403: %s", tail(outBuf.String()))
+		}
+		if took > 2*time.Second {
+			t.Errorf("took %v, want about 1 s", took)
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("traffic still allowed 15 s after the policy change")
+	}
+
+	if ready := kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
+		t.Errorf("the server pod is not Ready (%q): kubelet's probe was refused", ready)
+	}
+	pod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name"))[0], "pod/")
+	m := proxyMetrics(t, ns, pod)
+	if sum(m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
+		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 400 {
+		return "…" + s[len(s)-400:]
+	}
+	return s
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
