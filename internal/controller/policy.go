@@ -60,8 +60,8 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	policyv1.RegisterInboundPoliciesServer(srv, inboundpolicy.NewServer(inbound.Index, log))
+	policyv1.RegisterInboundPoliciesServer(srv, inboundpolicy.NewServer(inbound.Index, inbound.Synced, log))
 	return serve(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: inbound.Synced, grace: 5 * time.Second, log: log,
+		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
 		attrs: []any{"cluster-domain", o.ClusterDomain}})
 }

@@ -117,7 +117,7 @@ func startCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer()
-	policyv1.RegisterInboundPoliciesServer(srv, NewServer(idx, log))
+	policyv1.RegisterInboundPoliciesServer(srv, NewServer(idx, w.Synced, log))
 	go srv.Serve(l)
 	t.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))

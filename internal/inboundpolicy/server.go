@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,12 +18,21 @@ import (
 // Server is the InboundPolicies gRPC service over an Index.
 type Server struct {
 	policyv1.UnimplementedInboundPoliciesServer
-	idx *Index
-	log *slog.Logger
+	idx    *Index
+	log    *slog.Logger
+	synced func() bool
 }
 
-// NewServer returns the service.
-func NewServer(idx *Index, log *slog.Logger) *Server { return &Server{idx: idx, log: log} }
+// NewServer returns the service. synced (nil: always) says whether the
+// index holds everything yet: until it does, streams send nothing (a
+// policy computed from a partial view could admit what a Server not yet
+// seen forbids), and proxies apply their own default policy.
+func NewServer(idx *Index, synced func() bool, log *slog.Logger) *Server {
+	if synced == nil {
+		synced = func() bool { return true }
+	}
+	return &Server{idx: idx, log: log, synced: synced}
+}
 
 // Watch streams the port's policy, sending it again whenever it changes.
 // While the pod is unknown (not yet in the informer's cache) nothing is
@@ -36,6 +46,13 @@ func (s *Server) Watch(req *policyv1.InboundRequest, stream policyv1.InboundPoli
 		return status.Errorf(codes.InvalidArgument, "port %d out of range", req.GetPort())
 	}
 	port := uint16(req.GetPort())
+	for !s.synced() {
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	var last *policyv1.InboundPolicy
 	for {
 		changed := s.idx.Changed()

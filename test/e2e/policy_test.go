@@ -159,6 +159,10 @@ spec:
 // policy, a policy change under traffic, the server pod staying Ready.
 func TestInboundPolicy(t *testing.T) {
 	begin := time.Now()
+	// Linkerd's policy CRDs (the control plane chart does not carry them).
+	kubectl(t, helm(t, "template", "weft-crds", "../../charts/weft-crds", "-n", "linkerd"), "apply", "-f", "-")
+	kubectl(t, "", "wait", "--for=condition=Established", "crd/servers.policy.linkerd.io", "crd/authorizationpolicies.policy.linkerd.io",
+		"crd/httproutes.policy.linkerd.io", "--timeout=60s")
 	installControlPlane(t)
 	t.Logf("control plane installed in %v", time.Since(begin).Round(time.Second))
 	ns := fmt.Sprintf("policy-%d", time.Now().Unix()%100000)
