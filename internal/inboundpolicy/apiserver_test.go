@@ -384,3 +384,50 @@ spec: {podSelector: {matchLabels: {app: web}}, port: 8080, accessPolicy: all-aut
 			p.Source().Server.Name, allows(p, "", "GET", "/"))
 	}
 }
+
+// TestWithoutCRDs: on a cluster without Linkerd's policy CRDs the index
+// still syncs (there are no such resources) and streams the default policy.
+func TestWithoutCRDs(t *testing.T) {
+	a := kubetest.StartAPIServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dyn, err := dynamic.NewForConfig(a.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Client.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	no := false
+	if _, err := a.Client.CoreV1().Pods("shop").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-0", Namespace: "shop"},
+		Spec: corev1.PodSpec{AutomountServiceAccountToken: &no, Containers: []corev1.Container{{Name: "app", Image: "app"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	idx := NewIndex(Options{ControllerNamespace: "linkerd", TrustDomain: "cluster.local", Default: authz.ClusterAuthenticated})
+	w := NewWatcher(a.Client, dyn, idx, log)
+	go w.Run(ctx)
+	deadline := time.Now().Add(20 * time.Second)
+	for !w.Synced() {
+		if time.Now().After(deadline) {
+			t.Fatal("the index did not sync without the CRDs")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for {
+		p, err := idx.Policy("shop", "web-0", 8080)
+		if err == nil {
+			if p.Server != authz.DefaultMeta(string(authz.ClusterAuthenticated)) {
+				t.Errorf("policy %+v, want the cluster default", p.Server)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no policy: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
@@ -56,6 +58,11 @@ func NewWatcher(client kubernetes.Interface, dyn dynamic.Interface, idx *Index, 
 
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
 	for _, k := range kinds {
+		if !served(client, k.gvr) {
+			// No CRD, no such resources: nothing to wait for.
+			log.Warn("policy resource not served by the API server (CRD missing?); treating it as empty until restart", "resource", k.gvr.String())
+			continue
+		}
 		inf := df.ForResource(k.gvr).Informer()
 		kind := k.kind
 		inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -84,6 +91,33 @@ func NewWatcher(client kubernetes.Interface, dyn dynamic.Interface, idx *Index, 
 		f.Start(ctx.Done())
 	}
 	return w
+}
+
+// served reports whether the API server serves gvr. Only a definite "not
+// found" says no: on other errors it retries for a while, then assumes the
+// resource exists (its informer then holds streams back until it syncs,
+// rather than policies being computed without it).
+func served(client kubernetes.Interface, gvr schema.GroupVersionResource) bool {
+	var list *metav1.APIResourceList
+	var err error
+	for i := 0; i < 20; i++ {
+		if list, err = client.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String()); err == nil || apierrors.IsNotFound(err) {
+			break
+		}
+		time.Sleep(time.Duration(i+1) * 100 * time.Millisecond)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return false
+	case err != nil:
+		return true
+	}
+	for _, r := range list.APIResources {
+		if r.Name == gvr.Resource {
+			return true
+		}
+	}
+	return false
 }
 
 // Run starts the informers, waits for their caches and then reports

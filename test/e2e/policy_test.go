@@ -263,11 +263,27 @@ func TestInboundPolicy(t *testing.T) {
 		t.Fatalf("traffic still allowed 15 s after the policy change")
 	}
 
+	// audit: the Server lets everything through and counts what it would deny.
+	kubectl(t, "", "-n", ns, "patch", "servers.policy.linkerd.io", "web-http", "--type=merge", "-p", `{"spec":{"accessPolicy":"audit"}}`)
+	deadline = time.Now().Add(30 * time.Second)
+	for status("intruder", "/admin") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("accessPolicy audit: the intruder is still refused after 30 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := status("plain", "/nowhere"); got != "404" {
+		t.Errorf("audit: a path no route matches got %s, want 404", got)
+	}
+
 	if ready := kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
 		t.Errorf("the server pod is not Ready (%q): kubelet's probe was refused", ready)
 	}
 	pod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name"))[0], "pod/")
 	m := proxyMetrics(t, ns, pod)
+	if sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`, `authz_kind="default"`, `authz_name="audit"`) == 0 {
+		t.Errorf("audit: no would-be denial counted (authz_name=\"audit\"):\n%s", grepLines(m, "inbound_http_authz"))
+	}
 	if sum(m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
 		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
 	}
