@@ -17,11 +17,12 @@ const (
 // MaxTrackedIdentities bounds the per-identity buckets a limiter keeps.
 const MaxTrackedIdentities = 10000
 
-// burstWindow is how much of a second's worth of requests may arrive at
-// once: a bucket holds rate×burstWindow tokens (at least two, so that a
-// token earned while a client waits is not lost), so the admitted rate
-// tracks the limit closely over short windows.
-const burstWindow = 100 * time.Millisecond
+// burstWindow is how many seconds' worth of requests may arrive at once: a
+// bucket holds rate×burstWindow tokens (at least two), as Linkerd's
+// per-second quotas do, so that a client's uneven pace does not cost it
+// capacity; over any window the admitted count is at most rate×window
+// plus one burst.
+const burstWindow = time.Second
 
 // Limiter enforces an HTTPLocalRateLimitPolicy: token buckets for the total
 // rate and for each client identity (unauthenticated clients share the

@@ -25,11 +25,19 @@ func limiter(t *testing.T, rl RateLimit) (*Limiter, *fakeClock) {
 	return l, clk
 }
 
-// drive sends rps requests per second for secs seconds from id, evenly
-// spaced, and counts the admitted ones by scope of refusal.
+// drive sends rps requests per second for 2 s of warm-up (which drains
+// the buckets' bursts) then secs seconds from each id, evenly spaced, and
+// counts the admitted ones after the warm-up, by identity and by scope of
+// refusal.
 func drive(l *Limiter, clk *fakeClock, rps, secs int, ids ...string) (ok map[string]int, refused map[string]int) {
 	ok, refused = map[string]int{}, map[string]int{}
 	step := time.Second / time.Duration(rps)
+	for range 2 * rps {
+		clk.t = clk.t.Add(step)
+		for _, id := range ids {
+			l.Allow(id)
+		}
+	}
 	for i := 0; i < rps*secs; i++ {
 		clk.t = clk.t.Add(step)
 		for _, id := range ids {
@@ -46,7 +54,7 @@ func drive(l *Limiter, clk *fakeClock, rps, secs int, ids ...string) (ok map[str
 func TestTotalLimit(t *testing.T) {
 	l, clk := limiter(t, RateLimit{Total: 20})
 	ok, refused := drive(l, clk, 50, 10, webID)
-	if got := float64(ok[webID]) / 10; got < 19 || got > 21 {
+	if got := float64(ok[webID]) / 10; got < 19.5 || got > 20.5 {
 		t.Errorf("admitted %.1f rps of 50 under total 20", got)
 	}
 	if refused[ScopeTotal] != 500-ok[webID] {
@@ -94,6 +102,30 @@ func TestIdentityMemoryBounded(t *testing.T) {
 	// The most recent client keeps its bucket (one token spent).
 	if b := l.ids[ScopeIdentity+"/c999.ns.serviceaccount.identity.linkerd.cluster.local"]; b == nil || b.tokens >= b.burst {
 		t.Error("the last client's bucket was evicted while in use")
+	}
+}
+
+// TestBurst: an idle client may send one second's worth at once, then the rate.
+func TestBurst(t *testing.T) {
+	l, clk := limiter(t, RateLimit{Total: 20})
+	n := 0
+	for range 100 {
+		if ok, _ := l.Allow(webID); ok {
+			n++
+		}
+	}
+	if n != 20 {
+		t.Errorf("burst admitted %d at once, want 20 (one second's worth)", n)
+	}
+	clk.t = clk.t.Add(500 * time.Millisecond)
+	n = 0
+	for range 100 {
+		if ok, _ := l.Allow(webID); ok {
+			n++
+		}
+	}
+	if n != 10 {
+		t.Errorf("after 500 ms admitted %d, want 10", n)
 	}
 }
 
