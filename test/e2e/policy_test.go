@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -263,6 +264,66 @@ func TestInboundPolicy(t *testing.T) {
 		t.Fatalf("traffic still allowed 15 s after the policy change")
 	}
 
+	// Rate limits: total 20 rps against 50 rps; then 10 rps per identity
+	// with the client's override at 30, both clients at 50 rps.
+	tallyRate := func(pod string) float64 {
+		// 2 s of warm-up (the one-second burst drains), then 3 s counted.
+		out := kubectl(t, "", "-n", ns, "exec", pod, "-c", "client", "--", "/testapp", "-tally", "-tally-skip", "100",
+			"-get", "http://server:8080/public/x", "-n", "250", "-interval", "20ms")
+		var ok int
+		for _, l := range strings.Split(out, "\n") {
+			fmt.Sscanf(l, "status=200 count=%d", &ok)
+		}
+		t.Logf("%s at 50 rps: %s", pod, strings.Join(strings.Fields(out), " "))
+		return float64(ok) / 3
+	}
+	kubectl(t, fmt.Sprintf(`apiVersion: policy.linkerd.io/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata: {name: web-rl, namespace: %s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  total: {requestsPerSecond: 20}
+`, ns), "apply", "-f", "-")
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(kubectl(t, "", "-n", ns, "exec", "client", "-c", "client", "--", "/testapp", "-tally", "-get", "http://server:8080/public/x", "-n", "60", "-interval", "5ms"), "status=429") {
+		if time.Now().After(deadline) {
+			t.Fatal("the rate limit is not in force after 30 s")
+		}
+	}
+	if got := tallyRate("client"); got < 18 || got > 22 {
+		t.Errorf("total.requestsPerSecond 20: the client got %.1f rps of 50 through, want 20 ± 10%%", got)
+	}
+	kubectl(t, fmt.Sprintf(`apiVersion: policy.linkerd.io/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata: {name: web-rl, namespace: %s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  identity: {requestsPerSecond: 10}
+  overrides: [{requestsPerSecond: 30, clientRefs: [{kind: ServiceAccount, name: client}]}]
+`, ns), "apply", "-f", "-")
+	time.Sleep(2 * time.Second)
+	rates := map[string]float64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, pod := range []string{"client", "intruder"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := tallyRate(pod)
+			mu.Lock()
+			rates[pod] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if c, i := rates["client"], rates["intruder"]; c < 27 || c > 33 || i < 9 || i > 11 {
+		t.Errorf("identity 10 rps, client's override 30: client %.1f rps, intruder %.1f rps (± 10%%)", c, i)
+	}
+	if n := sum(proxyMetrics(t, ns, serverPod(t, ns)), "inbound_http_local_ratelimit_total", `ratelimit_name="web-rl"`); n == 0 {
+		t.Error("no inbound_http_local_ratelimit_total{ratelimit_name=\"web-rl\"}")
+	}
+	kubectl(t, "", "-n", ns, "delete", "httplocalratelimitpolicies.policy.linkerd.io", "web-rl")
+
 	// audit: the Server lets everything through and counts what it would deny.
 	kubectl(t, "", "-n", ns, "patch", "servers.policy.linkerd.io", "web-http", "--type=merge", "-p", `{"spec":{"accessPolicy":"audit"}}`)
 	deadline = time.Now().Add(30 * time.Second)
@@ -279,14 +340,17 @@ func TestInboundPolicy(t *testing.T) {
 	if ready := kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
 		t.Errorf("the server pod is not Ready (%q): kubelet's probe was refused", ready)
 	}
-	pod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name"))[0], "pod/")
-	m := proxyMetrics(t, ns, pod)
+	m := proxyMetrics(t, ns, serverPod(t, ns))
 	if sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`, `authz_kind="default"`, `authz_name="audit"`) == 0 {
 		t.Errorf("audit: no would-be denial counted (authz_name=\"audit\"):\n%s", grepLines(m, "inbound_http_authz"))
 	}
 	if sum(m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
 		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
 	}
+}
+
+func serverPod(t *testing.T, ns string) string {
+	return strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name"))[0], "pod/")
 }
 
 func tail(s string) string {
