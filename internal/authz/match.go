@@ -143,6 +143,13 @@ func (p *Policy) Source() *PortPolicy { return p.src }
 // Limiter is the Server's rate limiter, nil without one.
 func (p *Policy) Limiter() *Limiter { return p.limiter }
 
+// IsProbe reports whether a request is a kubelet probe of the pod (GET on
+// one of its probe paths). Probes are never rate-limited: a limit must not
+// make the pod unready.
+func (p *Policy) IsProbe(method, path string) bool {
+	return method == http.MethodGet && p.probes[path]
+}
+
 // Protocol is the Server's proxyProtocol.
 func (p *Policy) Protocol() Protocol { return p.src.Protocol }
 

@@ -314,3 +314,14 @@ func TestParseHelpers(t *testing.T) {
 		t.Error("ParseNetworks accepted 300.1.1.1/8")
 	}
 }
+
+func TestProbesWithRoutes(t *testing.T) {
+	p := compile(t, &PortPolicy{Default: Deny, ProbePaths: []string{"/ready"}, Routes: []Route{{Meta: Meta{Name: "r"},
+		Matches: []RouteMatch{{Path: &PathMatch{Kind: PathPrefix, Value: "/api"}}}}}})
+	if d := p.CheckRequest(Client{Addr: inCluster}, "GET", "/ready", nil); d.Allowed {
+		t.Errorf("a Server with routes admits probe paths by itself: %+v", d)
+	}
+	if !p.IsProbe("GET", "/ready") || p.IsProbe("POST", "/ready") || p.IsProbe("GET", "/api") {
+		t.Error("IsProbe")
+	}
+}

@@ -288,7 +288,8 @@ type PortPolicy struct {
 	// matching everything.
 	Routes []Route
 	// ProbePaths are the pod's HTTP probe paths on this port: GET on
-	// them is allowed to anyone while the port has no explicit routes.
+	// them is allowed to anyone while the port has no explicit routes,
+	// and never rate-limited.
 	ProbePaths []string
 	RateLimit  *RateLimit
 }

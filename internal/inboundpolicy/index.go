@@ -183,12 +183,10 @@ func (x *Index) Policy(namespace, pod string, port uint16) (*authz.PortPolicy, e
 	}
 	pp := &authz.PortPolicy{Server: authz.Meta{Group: Group, Kind: "server", Name: srv.Name}, Protocol: protocolOf(spec.ProxyProtocol),
 		Default: access, Authorizations: x.serverAuthorizations(srv)}
-	for _, r := range x.routesFor(srv) {
-		pp.Routes = append(pp.Routes, r)
-	}
-	if len(pp.Routes) == 0 {
-		pp.ProbePaths = p.Probes[port]
-	}
+	pp.Routes = x.routesFor(srv)
+	// Probe paths: authorized only without routes (the matcher's rule),
+	// exempt from rate limits always.
+	pp.ProbePaths = p.Probes[port]
 	pp.RateLimit = x.rateLimitFor(srv)
 	return pp, nil
 }

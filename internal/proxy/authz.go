@@ -168,7 +168,7 @@ func (p *Proxy) authorizeRequest(w http.ResponseWriter, r *http.Request, info *c
 		refuse(w, grpc, http.StatusForbidden, grpcPermissionDenied, compat.ProxyErrorUnauthorized)
 		return false
 	}
-	if l := pol.Limiter(); l != nil {
+	if l := pol.Limiter(); l != nil && !pol.IsProbe(r.Method, r.URL.Path) {
 		if ok, scope := l.Allow(client.Identity); !ok {
 			rl := l.Meta()
 			p.authzm.rateLimited.WithLabelValues(append(srvValues(info, d), rl.Group, rl.Kind, rl.Name, scope)...).Inc()

@@ -271,7 +271,8 @@ func TestPolicyRateLimitTotal(t *testing.T) {
 	backend := h2cServer(t, http.HandlerFunc(echo))
 	rl := authz.Meta{Group: "policy.linkerd.io", Kind: "httplocalratelimitpolicy", Name: "web-rl"}
 	pm := newPolicyMesh(t, backend, func(uint16) *authz.PortPolicy {
-		return &authz.PortPolicy{Server: webServer, Default: authz.AllAuthenticated, RateLimit: &authz.RateLimit{Meta: rl, Total: 20}}
+		return &authz.PortPolicy{Server: webServer, Default: authz.AllAuthenticated, ProbePaths: []string{"/ready"},
+			RateLimit: &authz.RateLimit{Meta: rl, Total: 20}}
 	})
 	counts, all, elapsed := loadAll(t, pm.web.bindings[0], 50, 3*time.Second)
 	ok := float64(counts[200]) / elapsed.Seconds()
@@ -281,6 +282,12 @@ func TestPolicyRateLimitTotal(t *testing.T) {
 	}
 	if counts[200]+counts[429] != 150 {
 		t.Errorf("answers %v, want only 200 and 429", counts)
+	}
+	// The limit is spent; kubelet's probes still pass.
+	for i := range 30 {
+		if code, _, _ := httpGet(t, "http://"+pm.server.inbound+"/ready"); code != 200 {
+			t.Fatalf("probe %d under an exhausted rate limit: %d, want 200", i, code)
+		}
 	}
 	if got := metricValue(pm.server.metricsText(t), compat.MetricInboundHTTPRateLimit, map[string]string{"srv_name": "web-http", "ratelimit_name": "web-rl", "ratelimit_scope": "total"}); got != float64(all[429]) {
 		t.Errorf("%s = %v, want %d (warm-up included)", compat.MetricInboundHTTPRateLimit, got, all[429])
