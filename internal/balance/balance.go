@@ -46,6 +46,10 @@ func (p Peer) Equal(o Peer) bool {
 // ErrNoEndpoints is returned by Pick on an empty pool.
 var ErrNoEndpoints = errors.New("balance: no endpoints")
 
+// ErrUnavailable is returned by Pick when every endpoint is ejected and
+// the pool's policy fails fast.
+var ErrUnavailable = errors.New("balance: every endpoint is ejected by failure accrual")
+
 // Endpoint is one backend a balancer may choose. Safe for concurrent use.
 type Endpoint struct {
 	Addr   string  // host:port dialed
@@ -62,7 +66,12 @@ type Endpoint struct {
 	observed  bool      // a request has completed
 	failures  int
 	ejections int
-	policy    *EjectionPolicy
+	policy    *policyRef // the pool's, shared by its endpoints
+
+	// probation: the penalty of the last ejection is over but no request
+	// has succeeded since; one request at a time (probing) tests it.
+	probation atomic.Bool
+	probing   atomic.Bool
 }
 
 // Peak-EWMA parameters.
@@ -80,7 +89,7 @@ func NewEndpoint(addr string, weight float64, peer Peer) *Endpoint {
 	if weight <= 0 {
 		weight = 1
 	}
-	return &Endpoint{Addr: addr, Weight: weight, Peer: peer, clock: time.Now, cost: float64(defaultRTT), policy: &defaultEjection}
+	return &Endpoint{Addr: addr, Weight: weight, Peer: peer, clock: time.Now, cost: float64(defaultRTT), policy: defaultRef}
 }
 
 // measuredCost is the decayed latency estimate, if a request has completed.
@@ -120,20 +129,27 @@ func (e *Endpoint) observe(start time.Time, success bool) {
 	}
 	e.stamp = now
 	e.observed = true
+	probing := e.probing.Swap(false)
 	if success {
 		e.failures, e.ejections = 0, 0
+		e.probation.Store(false)
 		return
 	}
+	if e.Ejected(now) {
+		return // a request sent before the ejection: already counted
+	}
 	e.failures++
-	if p := e.policy; e.failures >= p.ConsecutiveFailures {
+	p := e.policy.Load()
+	if e.failures >= p.ConsecutiveFailures || (probing && e.probation.Load()) {
 		backoff := p.MinBackoff << min(e.ejections, 30)
 		if backoff > p.MaxBackoff || backoff <= 0 {
 			backoff = p.MaxBackoff
 		}
-		jitter := 0.8 + 0.4*rand.Float64() // ±20%
+		jitter := 1 + p.JitterRatio*rand.Float64()
 		e.ejectedTill.Store(now.Add(time.Duration(float64(backoff) * jitter)).UnixNano())
 		e.ejections++
 		e.failures = 0
+		e.probation.Store(true)
 	}
 }
 
@@ -145,8 +161,15 @@ func (e *Endpoint) Ejected(now time.Time) bool {
 	return now.UnixNano() < e.ejectedTill.Load()
 }
 
-// Available reports whether e may be picked at now.
-func (e *Endpoint) Available(now time.Time) bool { return !e.Ejected(now) }
+// Available reports whether e may be picked at now: it is not ejected,
+// and when on probation no probe request is under way.
+func (e *Endpoint) Available(now time.Time) bool {
+	return !e.Ejected(now) && !(e.probation.Load() && e.probing.Load())
+}
+
+// Probation reports whether e's last ejection is over but no request has
+// succeeded since.
+func (e *Endpoint) Probation() bool { return e.probation.Load() }
 
 // Load is the cost P2C compares: peak-EWMA latency (decayed toward zero
 // while idle) × (in-flight + 1) / weight.
@@ -160,14 +183,40 @@ func (e *Endpoint) Load(now time.Time) float64 {
 	return cost * float64(e.inflight.Load()+1) / e.Weight
 }
 
-// EjectionPolicy says when a failing endpoint is taken out, and for how long.
+// EjectionPolicy says when a failing endpoint is taken out, and for how
+// long (Linkerd's consecutive failure accrual): ConsecutiveFailures
+// failures in a row eject it for MinBackoff, doubling with each ejection
+// up to MaxBackoff, plus a random JitterRatio × the backoff. When the
+// penalty is over the endpoint is on probation: one request at a time,
+// the first success restores it, a failure ejects it again for longer.
 type EjectionPolicy struct {
 	ConsecutiveFailures int
 	MinBackoff          time.Duration
 	MaxBackoff          time.Duration
+	JitterRatio         float64
+	// FailFast: when every endpoint is ejected Pick fails with
+	// ErrUnavailable; otherwise it fails open and picks among all.
+	FailFast bool
 }
 
-var defaultEjection = EjectionPolicy{ConsecutiveFailures: 5, MinBackoff: time.Second, MaxBackoff: time.Minute}
+var defaultEjection = EjectionPolicy{ConsecutiveFailures: 5, MinBackoff: time.Second, MaxBackoff: time.Minute, JitterRatio: 0.2}
 
-// DefaultEjection is 5 consecutive failures, then 1 s doubling to 60 s.
+// DefaultEjection is 5 consecutive failures, then 1 s doubling to 60 s,
+// plus up to 20 % jitter, failing open.
 func DefaultEjection() EjectionPolicy { return defaultEjection }
+
+// policyRef is a pool's ejection policy, shared by its endpoints so that a
+// change applies to all of them at once.
+type policyRef struct {
+	p atomic.Pointer[EjectionPolicy]
+}
+
+func newPolicyRef(e EjectionPolicy) *policyRef {
+	r := &policyRef{}
+	r.p.Store(&e)
+	return r
+}
+
+func (r *policyRef) Load() *EjectionPolicy { return r.p.Load() }
+
+var defaultRef = newPolicyRef(defaultEjection)

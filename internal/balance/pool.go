@@ -12,21 +12,25 @@ type Pool struct {
 	sel    Selector
 	eps    atomic.Pointer[[]*Endpoint]
 	mu     sync.Mutex // serialises Update
-	policy EjectionPolicy
+	policy *policyRef
 	now    func() time.Time
 }
 
 // NewPool returns an empty pool balanced by sel.
 func NewPool(sel Selector) *Pool {
-	return &Pool{sel: sel, policy: defaultEjection, now: time.Now}
+	return &Pool{sel: sel, policy: newPolicyRef(defaultEjection), now: time.Now}
 }
 
-// SetEjection changes the ejection policy for endpoints added afterwards.
+// SetEjection changes the ejection policy of every endpoint of the pool,
+// present and future; an equal policy changes nothing.
 func (p *Pool) SetEjection(e EjectionPolicy) {
-	p.mu.Lock()
-	p.policy = e
-	p.mu.Unlock()
+	if *p.policy.Load() != e {
+		p.policy.p.Store(&e)
+	}
 }
+
+// Ejection returns the pool's ejection policy.
+func (p *Pool) Ejection() EjectionPolicy { return *p.policy.Load() }
 
 // Update replaces the set. An endpoint whose Addr, weight and peer are
 // unchanged keeps its statistics (the old object is kept); a changed one
@@ -57,8 +61,7 @@ func (p *Pool) Update(eps []*Endpoint) {
 		if o, ok := old[e.Addr]; ok && o.Weight == e.Weight && o.Peer.Equal(e.Peer) {
 			e = o
 		} else {
-			policy := p.policy
-			e.policy = &policy
+			e.policy = p.policy
 			e.clock = p.now
 			e.mu.Lock()
 			if measured > 0 {
@@ -80,31 +83,49 @@ func (p *Pool) Endpoints() []*Endpoint {
 	return nil
 }
 
-// Pick chooses among available endpoints; when every endpoint is ejected it
-// fails open and chooses among all of them.
+// Pick chooses among available endpoints (see Endpoint.Available). When
+// none is available it fails open and chooses among all of them, or, when
+// the policy fails fast, returns ErrUnavailable.
 func (p *Pool) Pick() (*Endpoint, error) {
 	all := p.Endpoints()
-	switch len(all) {
-	case 0:
+	if len(all) == 0 {
 		return nil, ErrNoEndpoints
-	case 1:
-		return all[0], nil
 	}
 	now := p.now()
-	ejected := 0
+	unavailable := 0
+	var probe *Endpoint
 	for _, e := range all {
-		if e.Ejected(now) {
-			ejected++
+		if !e.Available(now) {
+			unavailable++
+		} else if probe == nil && e.probation.Load() {
+			probe = e
 		}
 	}
-	if ejected == 0 || ejected == len(all) {
+	var e *Endpoint
+	switch {
+	case probe != nil:
+		// An endpoint whose penalty is over gets the next request: a
+		// real request is its probe (its latency cost would otherwise
+		// keep the balancer away from it).
+		e = probe
+	case unavailable == 0:
+		e = p.sel.Select(all)
+	case unavailable == len(all):
+		if p.policy.Load().FailFast {
+			return nil, ErrUnavailable
+		}
 		return p.sel.Select(all), nil
-	}
-	avail := make([]*Endpoint, 0, len(all)-ejected)
-	for _, e := range all {
-		if !e.Ejected(now) {
-			avail = append(avail, e)
+	default:
+		avail := make([]*Endpoint, 0, len(all)-unavailable)
+		for _, e := range all {
+			if e.Available(now) {
+				avail = append(avail, e)
+			}
 		}
+		e = p.sel.Select(avail)
 	}
-	return p.sel.Select(avail), nil
+	if e.probation.Load() {
+		e.probing.Store(true) // this request is the probe
+	}
+	return e, nil
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/jsonpatch"
 	"github.com/weftmesh/weft/internal/manifest"
 	"github.com/weftmesh/weft/internal/version"
 )
@@ -242,145 +243,44 @@ func injectOne(d *manifest.Document, o injectOptions, values *inject.Values) (st
 	if err != nil {
 		return "", err
 	}
-	mops := make([]manifest.Op, len(ops))
+	mops := make([]jsonpatch.Op, len(ops))
 	for i, op := range ops {
-		mops[i] = manifest.Op{Op: op.Op, Path: op.Path, Value: op.Value}
+		mops[i] = jsonpatch.Op{Op: op.Op, Path: op.Path, Value: op.Value}
 	}
 	return "injected", d.Apply(mops)
 }
 
 // annotationOps sets annotations under prefix/metadata, creating the map.
-func annotationOps(d *manifest.Document, prefix string, ann map[string]string) []manifest.Op {
+func annotationOps(d *manifest.Document, prefix string, ann map[string]string) []jsonpatch.Op {
 	path := prefix + "/metadata/annotations"
 	if d.Get(path) == nil {
-		var ops []manifest.Op
+		var ops []jsonpatch.Op
 		if d.Get(prefix+"/metadata") == nil {
-			ops = append(ops, manifest.Op{Op: "add", Path: prefix + "/metadata", Value: map[string]any{}})
+			ops = append(ops, jsonpatch.Op{Op: "add", Path: prefix + "/metadata", Value: map[string]any{}})
 		}
-		return append(ops, manifest.Op{Op: "add", Path: path, Value: ann})
+		return append(ops, jsonpatch.Op{Op: "add", Path: path, Value: ann})
 	}
 	keys := make([]string, 0, len(ann))
 	for k := range ann {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	var ops []manifest.Op
+	var ops []jsonpatch.Op
 	for _, k := range keys {
-		ops = append(ops, manifest.Op{Op: "add", Path: path + "/" + strings.ReplaceAll(k, "/", "~1"), Value: ann[k]})
+		ops = append(ops, jsonpatch.Op{Op: "add", Path: path + "/" + strings.ReplaceAll(k, "/", "~1"), Value: ann[k]})
 	}
 	return ops
 }
 
-var (
-	injectedAnnotations = []string{compat.AnnotationInject, compat.AnnotationCreatedBy, compat.AnnotationProxyVersion,
-		compat.AnnotationTrustRootSHA256, compat.AnnotationIdentityMode}
-	injectedVolumes = []string{compat.IdentityEndEntityVolume, compat.IdentityTokenVolume, "linkerd-proxy-init-xtables-lock"}
-)
-
+// uninjectOne removes what inject added (inject.Uninject decides what).
 func uninjectOne(d *manifest.Document) (string, error) {
-	kind := d.String("/kind")
-	if kind == "Namespace" {
-		return removeKeys(d, "/metadata/annotations", func(k string) bool { return k == compat.AnnotationInject }), nil
+	raw, err := d.JSON()
+	if err != nil {
+		return "", err
 	}
-	if !inject.Supported(kind) {
-		return "", nil
+	ops, err := inject.Uninject(raw)
+	if err != nil || len(ops) == 0 {
+		return "", err
 	}
-	p := inject.TemplatePath(kind)
-	// kubectl.kubernetes.io/default-container goes only when it names the
-	// first app container, which is what inject writes; one naming another
-	// container is the user's own. (One the user set to that same
-	// container cannot be told apart and goes too: it is what Kubernetes
-	// picks without the annotation anyway.)
-	firstApp := firstAppContainer(d, p+"/spec/containers")
-	ours := firstApp != "" && d.String(p+"/metadata/annotations/"+strings.ReplaceAll(compat.AnnotationDefaultContainer, "/", "~1")) == firstApp
-	changed := removeKeys(d, p+"/metadata/annotations", func(k string) bool {
-		if k == compat.AnnotationDefaultContainer {
-			return ours
-		}
-		return slices.Contains(injectedAnnotations, k)
-	}) != ""
-	if removeKeys(d, p+"/metadata/labels", func(k string) bool {
-		return k == compat.LabelControlPlaneNS || k == compat.LabelWorkloadNS || strings.HasPrefix(k, compat.LabelProxyKindPrefix)
-	}) != "" {
-		changed = true
-	}
-	for _, list := range []string{"/spec/containers", "/spec/initContainers", "/spec/volumes"} {
-		if removeItems(d, p+list, func(name string) bool {
-			return name == compat.ProxyContainerName || name == compat.InitContainerName || slices.Contains(injectedVolumes, name)
-		}) {
-			changed = true
-		}
-	}
-	if !changed {
-		return "", nil
-	}
-	// A template's metadata that inject created and left empty goes too.
-	if m := d.Get(p + "/metadata"); p != "" && m != nil && len(m.Content) == 0 {
-		d.Apply([]manifest.Op{{Op: "remove", Path: p + "/metadata"}})
-	}
-	return "uninjected", nil
-}
-
-// firstAppContainer is the name of the first container of the list at
-// path that is not the proxy.
-func firstAppContainer(d *manifest.Document, path string) string {
-	list := d.Get(path)
-	if list == nil {
-		return ""
-	}
-	for _, item := range list.Content {
-		if name := (&manifest.Document{Node: item}).String("/name"); name != compat.ProxyContainerName {
-			return name
-		}
-	}
-	return ""
-}
-
-// removeKeys removes the matching keys of the map at path (and the map, if
-// it is left empty); it returns "uninjected" when it removed something.
-func removeKeys(d *manifest.Document, path string, match func(string) bool) string {
-	m := d.Get(path)
-	if m == nil {
-		return ""
-	}
-	removed := false
-	for i := 0; i+1 < len(m.Content); {
-		if match(m.Content[i].Value) {
-			m.Content = append(m.Content[:i], m.Content[i+2:]...)
-			removed = true
-			continue
-		}
-		i += 2
-	}
-	if removed && len(m.Content) == 0 {
-		d.Apply([]manifest.Op{{Op: "remove", Path: path}})
-	}
-	if removed {
-		return "uninjected"
-	}
-	return ""
-}
-
-// removeItems removes the list items whose name matches (and the list, if
-// it is left empty).
-func removeItems(d *manifest.Document, path string, match func(string) bool) bool {
-	list := d.Get(path)
-	if list == nil {
-		return false
-	}
-	removed := false
-	kept := list.Content[:0]
-	for _, item := range list.Content {
-		sub := &manifest.Document{Node: item}
-		if match(sub.String("/name")) {
-			removed = true
-			continue
-		}
-		kept = append(kept, item)
-	}
-	list.Content = kept
-	if removed && len(kept) == 0 {
-		d.Apply([]manifest.Op{{Op: "remove", Path: path}})
-	}
-	return removed
+	return "uninjected", d.Apply(ops)
 }

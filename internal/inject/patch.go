@@ -12,14 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/jsonpatch"
 )
-
-// Op is one JSON patch operation.
-type Op struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
 
 // Options are per-call inputs beyond the Values.
 type Options struct {
@@ -30,14 +24,14 @@ type Options struct {
 
 // Patch returns the JSON patch that injects the proxy into w. Call it only
 // for a workload Decide found injectable.
-func Patch(w *Workload, v Values, o Options) ([]Op, error) {
+func Patch(w *Workload, v Values, o Options) ([]jsonpatch.Op, error) {
 	cfg, err := resolve(w, v, o)
 	if err != nil {
 		return nil, err
 	}
 	p := w.prefix()
-	var ops []Op
-	add := func(path string, value any) { ops = append(ops, Op{Op: "add", Path: p + path, Value: value}) }
+	var ops []jsonpatch.Op
+	add := func(path string, value any) { ops = append(ops, jsonpatch.Op{Op: "add", Path: p + path, Value: value}) }
 
 	// Annotations and labels on the pod (template).
 	ann := map[string]string{
@@ -100,7 +94,7 @@ func Patch(w *Workload, v Values, o Options) ([]Op, error) {
 
 // mapOps adds entries to a string map at path, creating the map if absent.
 // JSON pointer escapes "/" in keys as "~1".
-func mapOps(path string, have, want map[string]string) []Op {
+func mapOps(path string, have, want map[string]string) []jsonpatch.Op {
 	keys := make([]string, 0, len(want))
 	for k := range want {
 		keys = append(keys, k)
@@ -111,15 +105,15 @@ func mapOps(path string, have, want map[string]string) []Op {
 		for _, k := range keys {
 			m[k] = want[k]
 		}
-		return []Op{{Op: "add", Path: path, Value: m}}
+		return []jsonpatch.Op{{Op: "add", Path: path, Value: m}}
 	}
-	var ops []Op
+	var ops []jsonpatch.Op
 	for _, k := range keys {
 		op := "add"
 		if _, ok := have[k]; ok {
 			op = "replace"
 		}
-		ops = append(ops, Op{Op: op, Path: path + "/" + escape(k), Value: want[k]})
+		ops = append(ops, jsonpatch.Op{Op: op, Path: path + "/" + escape(k), Value: want[k]})
 	}
 	return ops
 }
@@ -139,7 +133,7 @@ func sha256Hex(s string) string {
 }
 
 // MarshalPatch encodes a patch.
-func MarshalPatch(ops []Op) ([]byte, error) { return json.Marshal(ops) }
+func MarshalPatch(ops []jsonpatch.Op) ([]byte, error) { return json.Marshal(ops) }
 
 // FirstAppContainer is the name of the first container that is not the
 // proxy ("" when there is none): what the injector names in

@@ -24,6 +24,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/jsonpatch"
 )
 
 // Cluster is what the webhook asks the API (an informer-backed
@@ -165,7 +166,7 @@ func (h *Webhook) service(req *admissionv1.AdmissionRequest) (*admissionv1.Admis
 	if norm == val {
 		return allow, "skipped"
 	}
-	patch, _ := json.Marshal([]inject.Op{{Op: "replace", Path: "/metadata/annotations/config.linkerd.io~1opaque-ports", Value: norm}})
+	patch, _ := json.Marshal([]jsonpatch.Op{{Op: "replace", Path: "/metadata/annotations/config.linkerd.io~1opaque-ports", Value: norm}})
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, PatchType: &pt, Patch: patch}, "normalised"
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/weftmesh/weft/internal/jsonpatch"
 )
 
 // Document is one YAML document of a stream.
@@ -110,16 +112,9 @@ func (d *Document) String(pointer string) string {
 	return ""
 }
 
-// Op is a JSON-patch operation (add, replace or remove).
-type Op struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
-
 // Apply applies operations in order. add on an existing map key replaces
 // it; add at index i inserts; "-" appends.
-func (d *Document) Apply(ops []Op) error {
+func (d *Document) Apply(ops []jsonpatch.Op) error {
 	for _, op := range ops {
 		if err := d.apply(op); err != nil {
 			return fmt.Errorf("%s %s: %w", op.Op, op.Path, err)
@@ -128,7 +123,7 @@ func (d *Document) Apply(ops []Op) error {
 	return nil
 }
 
-func (d *Document) apply(op Op) error {
+func (d *Document) apply(op jsonpatch.Op) error {
 	toks := tokens(op.Path)
 	if len(toks) == 0 {
 		return errors.New("cannot patch the document root")

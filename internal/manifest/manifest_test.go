@@ -3,6 +3,8 @@ package manifest
 import (
 	"strings"
 	"testing"
+
+	"github.com/weftmesh/weft/internal/jsonpatch"
 )
 
 func TestApplyKeepsTheRest(t *testing.T) {
@@ -20,7 +22,7 @@ spec:
 		t.Fatalf("Read: %v, %d docs", err, len(docs))
 	}
 	d := docs[0]
-	err = d.Apply([]Op{
+	err = d.Apply([]jsonpatch.Op{
 		{Op: "add", Path: "/metadata/annotations", Value: map[string]string{"x/y": "z"}},
 		{Op: "add", Path: "/metadata/labels/c", Value: "3"},
 		{Op: "replace", Path: "/metadata/labels/a", Value: "one"},
@@ -59,14 +61,14 @@ spec:
 func TestApplyErrors(t *testing.T) {
 	docs, _ := Read(strings.NewReader("kind: Pod\nspec: {containers: []}\nname: x\n"))
 	d := docs[0]
-	for _, op := range []Op{
+	for _, op := range []jsonpatch.Op{
 		{Op: "add", Path: "/missing/child", Value: 1},
 		{Op: "replace", Path: "/spec/nokey", Value: 1},
 		{Op: "add", Path: "/spec/containers/5", Value: 1},
 		{Op: "add", Path: "/name/sub", Value: 1},
 		{Op: "add", Path: "", Value: 1},
 	} {
-		if err := d.Apply([]Op{op}); err == nil {
+		if err := d.Apply([]jsonpatch.Op{op}); err == nil {
 			t.Errorf("%+v: no error", op)
 		}
 	}

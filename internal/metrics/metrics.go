@@ -83,6 +83,7 @@ type Registry struct {
 	tcpWrite    *prometheus.CounterVec
 	tcpDuration *prometheus.HistogramVec
 	retries     *prometheus.CounterVec
+	routes      *routeMetrics
 
 	mu   sync.Mutex // guards the maps below against the janitor
 	http map[Target]*HTTPSeries
@@ -151,6 +152,8 @@ func New(o Options) *Registry {
 	r.retries = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "request_retry_total", Help: "Total count of HTTP request retries (attempts beyond the first), by logical destination.", ConstLabels: cl,
 	}, []string{compat.LabelDirection, "dst"})
+	r.routes = newRouteMetrics(cl)
+	r.reg.MustRegister(r.routes.collectors()...)
 	r.reg.MustRegister(r.requests, r.responses, r.latency, r.tcpOpen, r.tcpClose, r.tcpOpenConn,
 		r.tcpRead, r.tcpWrite, r.tcpDuration, r.retries, build,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -312,9 +315,9 @@ func (r *Registry) Expire() int {
 		return 0
 	}
 	cutoff := r.now().Add(-r.idle).UnixNano()
+	n := r.routes.expire(cutoff)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
 	for t, s := range r.http {
 		if s.last.Load() >= cutoff {
 			continue

@@ -90,7 +90,7 @@ type authzMetrics struct {
 
 var (
 	srvLabels   = []string{compat.LabelTargetAddr, compat.LabelSrvGroup, compat.LabelSrvKind, compat.LabelSrvName, compat.LabelTLS, compat.LabelClientID}
-	routeLabels = append(append([]string{}, srvLabels...), compat.LabelRouteGroup, compat.LabelRouteKind, compat.LabelRouteName)
+	authzRouteLabels = append(append([]string{}, srvLabels...), compat.LabelRouteGroup, compat.LabelRouteKind, compat.LabelRouteName)
 	authzLabels = []string{compat.LabelAuthzGroup, compat.LabelAuthzKind, compat.LabelAuthzName}
 	rateLabels  = append(append([]string{}, srvLabels...), compat.LabelRateLimitGroup, compat.LabelRateLimitKind, compat.LabelRateLimitName, compat.LabelRateLimitScope)
 )
@@ -101,8 +101,8 @@ func newAuthzMetrics(constLabels map[string]string) *authzMetrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: cl}, labels)
 	}
 	return &authzMetrics{
-		httpAllow:    vec(compat.MetricInboundHTTPAuthzAllow, "The total number of inbound HTTP requests that were authorized.", append(append([]string{}, routeLabels...), authzLabels...)),
-		httpDeny:     vec(compat.MetricInboundHTTPAuthzDeny, "The total number of inbound HTTP requests that were denied.", routeLabels),
+		httpAllow:    vec(compat.MetricInboundHTTPAuthzAllow, "The total number of inbound HTTP requests that were authorized.", append(append([]string{}, authzRouteLabels...), authzLabels...)),
+		httpDeny:     vec(compat.MetricInboundHTTPAuthzDeny, "The total number of inbound HTTP requests that were denied.", authzRouteLabels),
 		httpNotFound: vec(compat.MetricInboundHTTPRouteNotFound, "The total number of inbound HTTP requests that could not be associated with a route.", srvLabels),
 		rateLimited:  vec(compat.MetricInboundHTTPRateLimit, "The total number of inbound HTTP requests that were rate-limited.", rateLabels),
 		tcpAllow:     vec(compat.MetricInboundTCPAuthzAllow, "The total number of inbound TCP connections that were authorized.", append(append([]string{}, srvLabels...), authzLabels...)),

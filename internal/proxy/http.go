@@ -134,6 +134,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	if _, ok := r.Header["User-Agent"]; !ok {
 		r.Header["User-Agent"] = []string{""} // don't let the transport add its own
 	}
+	if info.direction == compat.Outbound && !upgrade {
+		if tbl := d.Routes.Load(); tbl != nil {
+			p.forwardRoutes(w, r, info, dst, d, tbl)
+			return
+		}
+	}
 	bodiless := r.Body == nil || r.Body == http.NoBody
 	retryable := !upgrade && retry.Idempotent(r.Method) && bodiless
 	var route target.Route

@@ -34,6 +34,7 @@ type Proxy struct {
 	metrics  *metrics.Registry
 	resolver target.Resolver
 	budget   *retry.Budget
+	routing  routeState       // the route tables' compiled forms and mirrors in flight
 	id       *certify.Manager // nil: identity disabled, no mTLS
 	ready    atomic.Bool
 	policies authz.Source // inbound authorization (authz.go)
