@@ -89,10 +89,10 @@ type authzMetrics struct {
 }
 
 var (
-	srvLabels   = []string{compat.LabelTargetAddr, compat.LabelSrvGroup, compat.LabelSrvKind, compat.LabelSrvName, compat.LabelTLS, compat.LabelClientID}
+	srvLabels        = []string{compat.LabelTargetAddr, compat.LabelSrvGroup, compat.LabelSrvKind, compat.LabelSrvName, compat.LabelTLS, compat.LabelClientID}
 	authzRouteLabels = append(append([]string{}, srvLabels...), compat.LabelRouteGroup, compat.LabelRouteKind, compat.LabelRouteName)
-	authzLabels = []string{compat.LabelAuthzGroup, compat.LabelAuthzKind, compat.LabelAuthzName}
-	rateLabels  = append(append([]string{}, srvLabels...), compat.LabelRateLimitGroup, compat.LabelRateLimitKind, compat.LabelRateLimitName, compat.LabelRateLimitScope)
+	authzLabels      = []string{compat.LabelAuthzGroup, compat.LabelAuthzKind, compat.LabelAuthzName}
+	rateLabels       = append(append([]string{}, srvLabels...), compat.LabelRateLimitGroup, compat.LabelRateLimitKind, compat.LabelRateLimitName, compat.LabelRateLimitScope)
 )
 
 func newAuthzMetrics(constLabels map[string]string) *authzMetrics {
