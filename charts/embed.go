@@ -1,10 +1,11 @@
-// Package charts embeds Weft's Helm charts (weft-crds, weft-control-plane),
-// so that `weft install` renders exactly the templates `helm install` does.
+// Package charts embeds Weft's Helm charts (weft-crds, weft-control-plane,
+// weft-viz), so that `weft install` and `weft viz install` render exactly
+// the templates `helm install` does.
 package charts
 
 import "embed"
 
-// FS holds charts/weft-crds and charts/weft-control-plane.
+// FS holds charts/weft-crds, charts/weft-control-plane and charts/weft-viz.
 //
-//go:embed all:weft-crds all:weft-control-plane
+//go:embed all:weft-crds all:weft-control-plane all:weft-viz
 var FS embed.FS

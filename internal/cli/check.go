@@ -59,6 +59,9 @@ whether the cluster is ready for weft install. Exits 1 when a check fails (warni
 			} else {
 				cc := &checker{c: c, d: d, ns: k.namespace}
 				groups = cc.groups(pre)
+				if !pre && vizInstalled(cmd.Context(), c, vizDefaultNamespace) {
+					groups = append(groups, (&vizFlags{kubeconfig: k.kubeconfig, vizNamespace: vizDefaultNamespace}).checkGroup())
+				}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
 			defer cancel()

@@ -1,0 +1,165 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftmesh/weft/internal/kubeclient"
+	"github.com/weftmesh/weft/internal/version"
+	"github.com/weftmesh/weft/internal/viz/dashboard"
+	"github.com/weftmesh/weft/internal/viz/metricsapi"
+)
+
+// MetricsAPIOptions are the metrics-api command's flags.
+type MetricsAPIOptions struct {
+	Addr, AdminAddr string
+	PrometheusURL   string
+	// Kubeconfig, unless NoKube: the API lists resources and counts pods
+	// from Kubernetes. Without it, resources come from Prometheus alone.
+	Kubeconfig string
+	NoKube     bool
+}
+
+// NewMetricsAPICommand returns `weft-controller metrics-api`.
+func NewMetricsAPICommand(log *slog.Logger) *cobra.Command {
+	o := MetricsAPIOptions{}
+	cmd := &cobra.Command{
+		Use:   "metrics-api",
+		Short: "Serve viz's metrics API (golden metrics and edges from Prometheus, as JSON)",
+		Long: `Serves GET /api/v1/stat (success rate, requests per second, latency p50/p95/p99, TCP
+connections, meshed/total pods of namespaces, deployments, statefulsets, daemonsets, jobs,
+pods and services, optionally restricted to traffic --from or --to one resource),
+GET /api/v1/edges (who talks to whom, with mTLS identities) and GET /api/v1/version, computed
+from the proxies' metrics in Prometheus, and GET /api/v1/prometheus-sd: the cluster's pods for
+Prometheus's http_sd_configs, with the labels of its Kubernetes discovery (role: pod). Resources and pod counts come from the Kubernetes
+API; with --no-kube, from Prometheus alone (meshed pods only). Errors are JSON
+{"error":{"code","message"}}: 400 unknown-kind or bad-request, 404 not-found or not-meshed,
+503 prometheus-unavailable.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunMetricsAPI(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", ":8085", "API listen address")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.PrometheusURL, "prometheus-url", "http://prometheus.linkerd-viz.svc.cluster.local:9090", "Prometheus to query")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
+	f.BoolVar(&o.NoKube, "no-kube", false, "no Kubernetes API: resources are those whose proxies Prometheus scrapes")
+	return cmd
+}
+
+// NewMetricsAPIService builds the metrics API's service from the options.
+func NewMetricsAPIService(o MetricsAPIOptions) (*metricsapi.Service, error) {
+	prom, err := metricsapi.NewPromQuerier(o.PrometheusURL)
+	if err != nil {
+		return nil, err
+	}
+	svc := &metricsapi.Service{Prom: prom, Lister: &metricsapi.PromLister{Prom: prom}}
+	if !o.NoKube {
+		cfg, err := kubeclient.Config(o.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w (or run with --no-kube)", err)
+		}
+		c, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		svc.Lister, svc.Kube = &metricsapi.KubeLister{Client: c}, c
+	}
+	return svc, nil
+}
+
+// RunMetricsAPI serves until ctx ends or a server fails.
+func RunMetricsAPI(ctx context.Context, o MetricsAPIOptions, log *slog.Logger) error {
+	svc, err := NewMetricsAPIService(o)
+	if err != nil {
+		return err
+	}
+	return serveHTTPComponent(ctx, log, "metrics-api", o.Addr, o.AdminAddr,
+		metricsapi.Handler(svc, version.Version, log), "prometheus-url", o.PrometheusURL, "kube", !o.NoKube)
+}
+
+// serveHTTPComponent serves handler on addr and the admin server on
+// adminAddr until ctx ends.
+func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, adminAddr string, handler http.Handler, attrs ...any) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s listener: %w", name, err)
+	}
+	al, err := net.Listen("tcp", adminAddr)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("%s admin listener: %w", name, err)
+	}
+	var stopping atomic.Bool
+	admin := adminServer(prometheus.NewRegistry(), func() bool { return !stopping.Load() })
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	log.Info(name+" started", append([]any{"addr", l.Addr().String(), "admin-addr", al.Addr().String()}, attrs...)...)
+	return runServers(ctx, func() { stopping.Store(true) },
+		server{name: fmt.Sprintf("%s server on %s", name, l.Addr()), serve: func() error { return srv.Serve(l) },
+			stop: func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(sctx)
+			}},
+		server{name: fmt.Sprintf("%s admin server on %s", name, al.Addr()), serve: func() error { return admin.Serve(al) },
+			stop: func() { admin.Close() }})
+}
+
+// WebOptions are the web command's flags.
+type WebOptions struct {
+	Addr, AdminAddr                string
+	MetricsAPIAddr                 string
+	EnforcedHost                   string
+	GrafanaURL, GrafanaExternalURL string
+	JaegerURL                      string
+}
+
+// NewWebCommand returns `weft-controller web`.
+func NewWebCommand(log *slog.Logger) *cobra.Command {
+	o := WebOptions{}
+	cmd := &cobra.Command{
+		Use:   "web",
+		Short: "Serve viz's web dashboard",
+		Long: `Serves the dashboard (assets embedded): namespaces and their workloads with golden metrics
+and edges, from the metrics API. Requests whose Host header does not match --enforced-host
+are refused with 403 (DNS-rebinding protection; the chart's dashboard.enforcedHostRegexp).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return RunWeb(cmd.Context(), o, log) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", ":8084", "dashboard listen address")
+	f.StringVar(&o.AdminAddr, "admin-addr", ":9994", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.MetricsAPIAddr, "metrics-api-addr", "metrics-api.linkerd-viz.svc.cluster.local:8085", "the metrics API (host:port or URL)")
+	f.StringVar(&o.EnforcedHost, "enforced-host", dashboard.DefaultEnforcedHost("linkerd-viz", "cluster.local"), "regexp the Host header must match")
+	f.StringVar(&o.GrafanaURL, "grafana-url", "", "Grafana's address, for links to its dashboards")
+	f.StringVar(&o.GrafanaExternalURL, "grafana-external-url", "", "Grafana's address as the browser reaches it")
+	f.StringVar(&o.JaegerURL, "jaeger-url", "", "Jaeger's address")
+	return cmd
+}
+
+// RunWeb serves the dashboard until ctx ends or a server fails.
+func RunWeb(ctx context.Context, o WebOptions, log *slog.Logger) error {
+	re, err := regexp.Compile(o.EnforcedHost)
+	if err != nil {
+		return fmt.Errorf("--enforced-host %q: %w", o.EnforcedHost, err)
+	}
+	base := o.MetricsAPIAddr
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	api := &metricsapi.Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Timeout: 20 * time.Second}}
+	h := dashboard.Handler(api, re, dashboard.Config{GrafanaURL: o.GrafanaURL, GrafanaExternalURL: o.GrafanaExternalURL,
+		JaegerURL: o.JaegerURL, Version: version.Version}, log)
+	return serveHTTPComponent(ctx, log, "web", o.Addr, o.AdminAddr, h, "metrics-api", api.Base, "enforced-host", o.EnforcedHost)
+}

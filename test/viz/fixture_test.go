@@ -1,0 +1,384 @@
+package viz
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"text/template"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/charts"
+	"github.com/weftmesh/weft/internal/identity/pki"
+)
+
+const (
+	apiID = "api.shop.serviceaccount.identity.linkerd.cluster.local"
+	webID = "web.shop.serviceaccount.identity.linkerd.cluster.local"
+)
+
+var tokens = map[string]string{"web": "web-token-aaaaaaaaaaaaaaaa", "api": "api-token-bbbbbbbbbbbbbbbb"}
+
+// vizMesh is two meshed workloads in namespace shop — web (pod web-0)
+// calling api (pod api-0, a backend that fails every 5th request) through
+// the destination service over mTLS — a Prometheus scraping both proxies
+// with the chart's relabelings, and the metrics API on that Prometheus.
+type vizMesh struct {
+	bin, dir   string
+	webBind    string // web's outbound listener for api
+	promURL    string
+	apiURL     string // the metrics API
+	webAdmin   string
+	apiAdmin   string
+	appHandled atomic.Int64
+}
+
+// requirePrometheus skips without Debian's prometheus, except in CI.
+func requirePrometheus(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs binaries and Prometheus")
+	}
+	p, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") != "" || os.Getenv("WEFT_REQUIRE_PROMETHEUS") != "" {
+			t.Fatal("prometheus not installed (apt-get install prometheus)")
+		}
+		t.Skip("prometheus not installed (apt-get install prometheus)")
+	}
+	return p
+}
+
+func newVizMesh(t *testing.T) *vizMesh {
+	t.Helper()
+	promBin := requirePrometheus(t)
+	m := &vizMesh{bin: build(t, "./cmd/weft-proxy", "./cmd/weft-controller", "./cmd/weft"), dir: t.TempDir()}
+	now := time.Now()
+	root, err := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", now.Add(-time.Minute), 12*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n", tokens["web"], tokens["api"]))
+	anchors, crt, key := m.write(t, "ca.crt", string(root.CertPEM)), m.write(t, "issuer.crt", string(iss.CertPEM)), m.write(t, "issuer.key", string(iss.KeyPEM))
+	idAddr, idAdmin := freeAddr(t), freeAddr(t)
+	start(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", idAddr, "--admin-addr", idAdmin,
+		"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir+"/tokens", "--issuer-cert", crt, "--issuer-key", key)
+	waitReady(t, "http://"+idAdmin+"/ready")
+
+	// The application: 2 ms per request, every 5th answered 500.
+	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		time.Sleep(2 * time.Millisecond)
+		if m.appHandled.Add(1)%5 == 0 {
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "ok")
+	})}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go app.Serve(l)
+	t.Cleanup(func() { app.Close() })
+
+	apiInbound := freeAddr(t)
+	registry := fmt.Sprintf(`services:
+- name: api.shop.svc.cluster.local:80
+  labels: {dst_namespace: shop, dst_service: api}
+  endpoints:
+  - addr: %q
+    meshed: true
+    identity: %s
+    labels: {dst_pod: api-0, dst_deployment: api}
+`, apiInbound, apiID)
+	dstAddr, dstAdmin := freeAddr(t), freeAddr(t)
+	start(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", dstAddr, "--admin-addr", dstAdmin,
+		"--registry", m.write(t, "registry.yaml", registry))
+	waitReady(t, "http://"+dstAdmin+"/ready")
+
+	proxyEnv := func(sa, pod string) []string {
+		return []string{
+			"LINKERD2_PROXY_IDENTITY_LOCAL_NAME=" + sa + ".shop.serviceaccount.identity.linkerd.cluster.local",
+			"LINKERD2_PROXY_IDENTITY_SVC_ADDR=" + idAddr,
+			"LINKERD2_PROXY_IDENTITY_SVC_NAME=linkerd-identity.linkerd.serviceaccount.identity.linkerd.cluster.local",
+			"LINKERD2_PROXY_IDENTITY_TOKEN_FILE=" + m.write(t, sa+".token", tokens[sa]),
+			"LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS=" + string(root.CertPEM),
+			"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + dstAddr,
+			"_pod_ns=shop", "_pod_name=" + pod,
+		}
+	}
+	m.apiAdmin = freeAddr(t)
+	start(t, "proxy-api", proxyEnv("api", "api-0"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
+		"--outbound-addr", freeAddr(t), "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())
+	m.webAdmin, m.webBind = freeAddr(t), freeAddr(t)
+	start(t, "proxy-web", proxyEnv("web", "web-0"), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
+		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t), "--bind", m.webBind+"=api.shop.svc.cluster.local:80")
+	waitReady(t, "http://"+m.apiAdmin+"/ready")
+	waitReady(t, "http://"+m.webAdmin+"/ready")
+
+	promAddr := freeAddr(t)
+	m.promURL = "http://" + promAddr
+	cfg := m.write(t, "prometheus.yml", prometheusConfig(t, []scrapeTarget{
+		{addr: m.webAdmin, ns: "shop", pod: "web-0", container: "linkerd-proxy", port: "linkerd-admin",
+			labels: map[string]string{"linkerd.io/proxy-deployment": "web", "app": "web", "linkerd.io/control-plane-ns": "linkerd", "pod-template-hash": "5d9f"}},
+		{addr: m.apiAdmin, ns: "shop", pod: "api-0", container: "linkerd-proxy", port: "linkerd-admin",
+			labels: map[string]string{"linkerd.io/proxy-deployment": "api", "app": "api", "linkerd.io/control-plane-ns": "linkerd"}},
+		// The application container's port of the same pod: not scraped.
+		{addr: l.Addr().String(), ns: "shop", pod: "api-0", container: "app", port: "http",
+			labels: map[string]string{"linkerd.io/proxy-deployment": "api", "linkerd.io/control-plane-ns": "linkerd"}},
+		// A proxy of another control plane: not scraped.
+		{addr: m.apiAdmin, ns: "shop", pod: "other-0", container: "linkerd-proxy", port: "linkerd-admin",
+			labels: map[string]string{"linkerd.io/control-plane-ns": "other"}},
+	}))
+	start(t, "prometheus", nil, promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb"),
+		"--web.listen-address="+promAddr, "--log.level=warn")
+	waitReady(t, m.promURL+"/-/ready")
+
+	apiAddr, apiAdminAddr := freeAddr(t), freeAddr(t)
+	m.apiURL = "http://" + apiAddr
+	start(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
+		"--addr", apiAddr, "--admin-addr", apiAdminAddr)
+	waitReady(t, "http://"+apiAdminAddr+"/ready")
+	return m
+}
+
+// scrapeTarget is a target with the metadata Kubernetes service discovery
+// would give the pod's container port.
+type scrapeTarget struct {
+	addr, ns, pod, container, port string
+	labels                         map[string]string // the pod's labels
+}
+
+// prometheusConfig is a Prometheus configuration whose job linkerd-proxy
+// applies the chart's relabel_configs to static targets carrying the
+// __meta_kubernetes_* labels that kubernetes_sd_configs (role: pod) sets.
+func prometheusConfig(t *testing.T, targets []scrapeTarget) string {
+	t.Helper()
+	var groups []any
+	for _, tg := range targets {
+		ls := map[string]string{
+			"__meta_kubernetes_namespace":                 tg.ns,
+			"__meta_kubernetes_pod_name":                  tg.pod,
+			"__meta_kubernetes_pod_container_name":        tg.container,
+			"__meta_kubernetes_pod_container_port_name":   tg.port,
+			"__meta_kubernetes_pod_ready":                 "true",
+			"__meta_kubernetes_pod_container_init":        "false",
+			"__meta_kubernetes_pod_phase":                 "Running",
+			"__meta_kubernetes_pod_controller_kind":       "ReplicaSet",
+			"__meta_kubernetes_pod_container_port_number": tg.addr[strings.LastIndex(tg.addr, ":")+1:],
+		}
+		for k, v := range tg.labels {
+			ls["__meta_kubernetes_pod_label_"+sanitize(k)] = v
+			ls["__meta_kubernetes_pod_labelpresent_"+sanitize(k)] = "true"
+		}
+		groups = append(groups, map[string]any{"targets": []string{tg.addr}, "labels": ls})
+	}
+	return prometheusJob(t, "static_configs", groups)
+}
+
+// relabelRules are the chart's relabel_configs for control plane linkerd.
+func relabelRules(t *testing.T) []any {
+	t.Helper()
+	raw, err := charts.FS.ReadFile("weft-viz/files/proxy-relabel-configs.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relabel bytes.Buffer
+	if err := template.Must(template.New("relabel").Parse(string(raw))).Execute(&relabel, map[string]string{"controlPlaneNamespace": "linkerd"}); err != nil {
+		t.Fatal(err)
+	}
+	var rules []any
+	if err := yaml.Unmarshal(relabel.Bytes(), &rules); err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+// prometheusJob is a Prometheus configuration with the job linkerd-proxy:
+// the chart's relabel rules over the given discovery.
+func prometheusJob(t *testing.T, discovery string, config any) string {
+	t.Helper()
+	cfg := map[string]any{
+		"global": map[string]any{"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+		"scrape_configs": []any{map[string]any{
+			"job_name":        "linkerd-proxy",
+			discovery:         config,
+			"relabel_configs": relabelRules(t),
+		}},
+	}
+	b, err := json.Marshal(cfg) // JSON is YAML
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// sanitize is how Kubernetes SD turns a label name into a Prometheus one.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func (m *vizMesh) write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(m.dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// traffic is what the client counted.
+type traffic struct {
+	mu   sync.Mutex
+	done []time.Time // completion times
+	ok   []bool
+}
+
+// between counts the requests completed in [from, to) and the successful ones.
+func (tr *traffic) between(from, to time.Time) (total, ok int) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for i, d := range tr.done {
+		if !d.Before(from) && d.Before(to) {
+			total++
+			if tr.ok[i] {
+				ok++
+			}
+		}
+	}
+	return total, ok
+}
+
+// drive sends rate requests per second through web's proxy to api, paced,
+// for d (bounded in time and count), on `conns` keep-alive connections.
+func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *traffic {
+	t.Helper()
+	tr := &traffic{}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}}
+	stop := time.Now().Add(d)
+	max := int(float64(rate)*d.Seconds()) + 1
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Second / time.Duration(rate))
+		defer tick.Stop()
+		var inflight sync.WaitGroup
+		for i := 0; i < max && time.Now().Before(stop); i++ {
+			<-tick.C
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				resp, err := client.Get("http://" + m.webBind + "/")
+				ok := false
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode < 500
+				}
+				tr.mu.Lock()
+				tr.done = append(tr.done, time.Now())
+				tr.ok = append(tr.ok, ok)
+				tr.mu.Unlock()
+			}()
+		}
+		inflight.Wait()
+	}()
+	t.Cleanup(wg.Wait)
+	return tr
+}
+
+func build(t *testing.T, cmds ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, cmds...)...)
+	cmd.Dir = "../.."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// start runs a process, shows its log if the test fails, and stops it by
+// pid with SIGTERM (then SIGKILL) at cleanup.
+func start(t *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	logFile := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		f.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("--- %s log:\n%s", name, b)
+		}
+	})
+	return cmd
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within 30s (last: %v)", url, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
