@@ -1,5 +1,6 @@
-// Package admin serves the proxy's admin endpoints on port 4191: /metrics,
-// /ready, /live, /shutdown, /proxy-log-level and /env.json.
+// Package admin serves every binary's admin endpoints: /metrics, /ready
+// and /live for all (the control plane's admin-http ports), and for the
+// proxy (port 4191) also /shutdown, /proxy-log-level and /env.json.
 package admin
 
 import (
@@ -9,36 +10,46 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
-	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Server is the admin HTTP handler.
 type Server struct {
 	log      *slog.Logger
 	metrics  http.Handler
-	ready    *atomic.Bool
+	ready    func() bool
 	level    *slog.LevelVar
-	shutdown func() // nil when the shutdown endpoint is disabled
-	environ  func() []string
+	shutdown func()          // nil when the shutdown endpoint is disabled
+	environ  func() []string // nil: no /env.json
 }
 
 // Options configure the admin handler.
 type Options struct {
 	Log     *slog.Logger
 	Metrics http.Handler
-	// Ready reports readiness; /ready answers 503 until it is true.
-	Ready *atomic.Bool
-	// Level is the live log level that /proxy-log-level reads and sets.
+	// Ready is asked on every /ready, which answers 503 while it is false.
+	Ready func() bool
+	// Level, when non-nil, is the live log level that /proxy-log-level
+	// reads and sets.
 	Level *slog.LevelVar
 	// Shutdown, when non-nil, enables POST /shutdown from loopback.
 	Shutdown func()
+	// Environ, when non-nil, lists the environment /env.json shows the
+	// proxy's variables of (os.Environ).
+	Environ func() []string
 }
 
 // New returns the admin handler.
 func New(o Options) *Server {
-	return &Server{log: o.Log, metrics: o.Metrics, ready: o.Ready, level: o.Level, shutdown: o.Shutdown, environ: os.Environ}
+	return &Server{log: o.Log, metrics: o.Metrics, ready: o.Ready, level: o.Level, shutdown: o.Shutdown, environ: o.Environ}
+}
+
+// NewServer is the admin HTTP server of a binary.
+func NewServer(o Options) *http.Server {
+	return &http.Server{Handler: New(o), ReadHeaderTimeout: 10 * time.Second}
 }
 
 // ServeHTTP routes admin requests.
@@ -49,7 +60,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/live":
 		io.WriteString(w, "live\n")
 	case "/ready":
-		if !s.ready.Load() {
+		if !s.ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -57,8 +68,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/shutdown":
 		s.serveShutdown(w, r)
 	case "/proxy-log-level":
+		if s.level == nil {
+			http.NotFound(w, r)
+			return
+		}
 		s.serveLogLevel(w, r)
 	case "/env.json":
+		if s.environ == nil {
+			http.NotFound(w, r)
+			return
+		}
 		s.serveEnv(w)
 	default:
 		http.NotFound(w, r)
@@ -121,7 +140,7 @@ func (s *Server) serveEnv(w http.ResponseWriter) {
 	env := map[string]string{}
 	for _, kv := range s.environ() {
 		k, v, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "LINKERD2_PROXY_") || strings.HasPrefix(k, "WEFT_PROXY_") || strings.HasPrefix(k, "_pod_") {
+		if strings.HasPrefix(k, compat.EnvProxyPrefix) || strings.HasPrefix(k, "WEFT_PROXY_") || strings.HasPrefix(k, "_pod_") {
 			env[k] = v
 		}
 	}

@@ -17,7 +17,7 @@ func newTestServer(shutdown func()) (*Server, *atomic.Bool, *slog.LevelVar) {
 	s := New(Options{
 		Log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "request_total 1\n") }),
-		Ready:    ready,
+		Ready:    ready.Load,
 		Level:    level,
 		Shutdown: shutdown,
 	})
@@ -131,5 +131,32 @@ func TestEnvJSONShowsOnlyProxyVariables(t *testing.T) {
 	}
 	if strings.Contains(body, "SECRET") {
 		t.Errorf("env.json leaks unrelated variables: %s", body)
+	}
+}
+
+// A control-plane admin server (no log level, no environment, no
+// shutdown) serves /metrics, /ready and /live, and nothing else.
+func TestControlPlaneAdmin(t *testing.T) {
+	ready := false
+	s := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "up 1\n") }),
+		Ready:   func() bool { return ready }})
+	for _, tt := range []struct {
+		method, path string
+		ready        bool
+		want         int
+	}{
+		{"GET", "/metrics", false, 200},
+		{"GET", "/live", false, 200},
+		{"GET", "/ready", false, 503},
+		{"GET", "/ready", true, 200},
+		{"GET", "/proxy-log-level", true, 404},
+		{"GET", "/env.json", true, 404},
+		{"POST", "/shutdown", true, 404},
+	} {
+		ready = tt.ready
+		if got := do(s, tt.method, tt.path, "", "127.0.0.1:1234").Code; got != tt.want {
+			t.Errorf("%s %s (ready %v): %d, want %d", tt.method, tt.path, tt.ready, got, tt.want)
+		}
 	}
 }

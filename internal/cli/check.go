@@ -132,17 +132,17 @@ func (k *checker) groups(pre bool) []checkGroup {
 		}})
 	}
 	return append(gs,
-		checkGroup{"linkerd-existence", []check{
+		checkGroup{compat.CheckExistence, []check{
 			{desc: "'linkerd-config' config map exists", hint: "weft install | kubectl apply -f -", run: func(ctx context.Context) error {
-				_, err := k.c.CoreV1().ConfigMaps(k.ns).Get(ctx, "linkerd-config", metav1.GetOptions{})
+				_, err := k.c.CoreV1().ConfigMaps(k.ns).Get(ctx, compat.ConfigConfigMap, metav1.GetOptions{})
 				return err
 			}},
 			{desc: "control plane pods are ready", hint: "kubectl -n " + k.ns + " get pods; kubectl -n " + k.ns + " logs deploy/<name>", run: k.controlPlaneReady},
 		}},
-		checkGroup{"linkerd-config", []check{
+		checkGroup{compat.CheckConfig, []check{
 			{desc: "control plane CustomResourceDefinitions exist", hint: "weft install --crds | kubectl apply -f -", run: k.crdsExist},
 		}},
-		checkGroup{"linkerd-identity", []check{
+		checkGroup{compat.CheckIdentity, []check{
 			{desc: "trust anchors are valid and within their validity period", hint: "see docs/identity.md: rotating the trust anchor", run: func(ctx context.Context) error {
 				_, err := k.anchors(ctx, 0)
 				return err
@@ -158,12 +158,12 @@ func (k *checker) groups(pre bool) []checkGroup {
 				return k.issuer(ctx, soon)
 			}},
 		}},
-		checkGroup{"linkerd-webhooks", []check{
+		checkGroup{compat.CheckWebhooks, []check{
 			{desc: "proxy-injector webhook has a valid certificate, trusted by its caBundle", hint: "helm upgrade (or weft install | kubectl apply) regenerates it", run: k.webhookCert},
 			{desc: "proxy-injector has a ready endpoint for the API server to call", hint: "until it has, new pods are admitted without a proxy (failurePolicy Ignore); kubectl -n " + k.ns + " get endpointslices", run: k.injectorEndpoints},
 		}},
 		k.policyGroup(),
-		checkGroup{"linkerd-data-plane", []check{
+		checkGroup{compat.CheckDataPlane, []check{
 			{desc: "data plane proxies are ready", hint: "kubectl logs POD -c linkerd-proxy", run: func(ctx context.Context) error { return k.dataPlane(ctx, false) }},
 			{desc: "data plane proxies are on the control plane's version", warn: true, hint: "restart the workloads (kubectl rollout restart) to get the new proxy", run: func(ctx context.Context) error { return k.dataPlane(ctx, true) }},
 		}},
@@ -202,7 +202,7 @@ func (k *checker) canCreateClusterResources(ctx context.Context) error {
 
 func (k *checker) controlPlaneReady(ctx context.Context) error {
 	var problems []string
-	for _, name := range []string{"linkerd-identity", "linkerd-destination", "linkerd-proxy-injector"} {
+	for _, name := range []string{compat.IdentityComponent, compat.DestinationComponent, compat.InjectorComponent} {
 		d, err := k.c.AppsV1().Deployments(k.ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			problems = append(problems, err.Error())
@@ -225,9 +225,7 @@ func (k *checker) controlPlaneReady(ctx context.Context) error {
 func (k *checker) crdsExist(ctx context.Context) error {
 	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	var missing []string
-	for _, name := range []string{"serviceprofiles.linkerd.io", "servers.policy.linkerd.io", "serverauthorizations.policy.linkerd.io",
-		"authorizationpolicies.policy.linkerd.io", "meshtlsauthentications.policy.linkerd.io", "networkauthentications.policy.linkerd.io",
-		"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"} {
+	for _, name := range compat.CRDs {
 		if _, err := k.d.Resource(gvr).Get(ctx, name, metav1.GetOptions{}); err != nil {
 			missing = append(missing, name)
 		}
@@ -261,7 +259,7 @@ func (k *checker) issuer(ctx context.Context, margin time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("trust anchors: %w", err)
 	}
-	s, err := k.c.CoreV1().Secrets(k.ns).Get(ctx, "linkerd-identity-issuer", metav1.GetOptions{})
+	s, err := k.c.CoreV1().Secrets(k.ns).Get(ctx, compat.IssuerSecret, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -289,7 +287,7 @@ func (k *checker) issuer(ctx context.Context, margin time.Duration) error {
 }
 
 func (k *checker) webhookCert(ctx context.Context) error {
-	s, err := k.c.CoreV1().Secrets(k.ns).Get(ctx, "linkerd-proxy-injector-k8s-tls", metav1.GetOptions{})
+	s, err := k.c.CoreV1().Secrets(k.ns).Get(ctx, compat.InjectorTLSSecret, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -300,7 +298,7 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	if err := validFor(certs[0], 0); err != nil {
 		return err
 	}
-	wh, err := k.c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "linkerd-proxy-injector-webhook-config", metav1.GetOptions{})
+	wh, err := k.c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, compat.InjectorWebhookConfig, metav1.GetOptions{})
 	if err != nil {
 		return err
 	}
@@ -315,12 +313,12 @@ func (k *checker) webhookCert(ctx context.Context) error {
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	_, err = certs[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: "linkerd-proxy-injector." + k.ns + ".svc"})
+	_, err = certs[0].Verify(x509.VerifyOptions{Roots: pool, DNSName: compat.InjectorComponent + "." + k.ns + ".svc"})
 	return err
 }
 
 func (k *checker) injectorEndpoints(ctx context.Context) error {
-	slices, err := k.c.DiscoveryV1().EndpointSlices(k.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=linkerd-proxy-injector"})
+	slices, err := k.c.DiscoveryV1().EndpointSlices(k.ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + compat.InjectorComponent})
 	if err != nil {
 		return err
 	}

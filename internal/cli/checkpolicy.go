@@ -11,17 +11,19 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // The policy resources `weft check` looks at (Linkerd's storage versions).
 var (
-	serversGVR     = schema.GroupVersionResource{Group: "policy.linkerd.io", Version: "v1beta3", Resource: "servers"}
-	serverAuthzGVR = schema.GroupVersionResource{Group: "policy.linkerd.io", Version: "v1beta1", Resource: "serverauthorizations"}
-	authzPolicyGVR = schema.GroupVersionResource{Group: "policy.linkerd.io", Version: "v1alpha1", Resource: "authorizationpolicies"}
+	serversGVR     = schema.GroupVersionResource{Group: compat.PolicyGroup, Version: "v1beta3", Resource: "servers"}
+	serverAuthzGVR = schema.GroupVersionResource{Group: compat.PolicyGroup, Version: "v1beta1", Resource: "serverauthorizations"}
+	authzPolicyGVR = schema.GroupVersionResource{Group: compat.PolicyGroup, Version: "v1alpha1", Resource: "authorizationpolicies"}
 )
 
 func (k *checker) policyGroup() checkGroup {
-	return checkGroup{"linkerd-policy", []check{
+	return checkGroup{compat.CheckPolicy, []check{
 		{desc: "Servers select pods", warn: true, hint: "a Server that selects no pod protects nothing: check its podSelector (kubectl get pods -l ...)", run: k.serversSelectPods},
 		{desc: "authorizations reference existing Servers", hint: "an authorization for a missing Server authorizes nothing: fix its targetRef / server.name", run: k.authorizationsHaveServers},
 	}}

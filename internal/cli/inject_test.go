@@ -3,20 +3,17 @@ package cli
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/golden"
 	"github.com/weftmesh/weft/internal/manifest"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // run executes the weft CLI in-process.
 func run(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
@@ -29,24 +26,6 @@ func run(t *testing.T, stdin string, args ...string) (stdout, stderr string, err
 	root.SetIn(strings.NewReader(stdin))
 	err = root.Execute()
 	return out.String(), errOut.String(), err
-}
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (go test -update creates it)", err)
-	}
-	if string(want) != got {
-		t.Errorf("%s differs (go test -update rewrites it); got:\n%s", path, got)
-	}
 }
 
 func TestInjectGolden(t *testing.T) {
@@ -65,7 +44,7 @@ func TestInjectGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v\n%s", err, report)
 			}
-			golden(t, tt.golden, out)
+			golden.Check(t, tt.golden, []byte(out))
 			// 1 namespace annotated, 8 workloads injected (the List's too).
 			if n := strings.Count(report, " injected\n"); n != 8 || !strings.Contains(report, `namespace "shop" annotated`) {
 				t.Errorf("report:\n%s", report)

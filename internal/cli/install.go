@@ -131,7 +131,7 @@ manifests for kubectl apply. Trust anchors, issuer and webhook certificate are k
 			if err != nil {
 				return err
 			}
-			vals["linkerdVersion"] = version.Version
+			vals[compat.ValuesVersionKey] = version.Version
 			if vals, err = install.Overlay(vals, o); err != nil {
 				return err
 			}
@@ -156,7 +156,7 @@ manifests for kubectl apply. Trust anchors, issuer and webhook certificate are k
 // installedValues reads what an upgrade keeps: linkerd-config's values, the
 // issuer key (not stored in linkerd-config) and the webhook certificate.
 func installedValues(ctx context.Context, c kubernetes.Interface, ns string) (map[string]any, error) {
-	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, "linkerd-config", metav1.GetOptions{})
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, compat.ConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("reading the installed values: %w (is the control plane installed in %s?)", err, ns)
 	}
@@ -166,14 +166,14 @@ func installedValues(ctx context.Context, c kubernetes.Interface, ns string) (ma
 	}
 	identity, _ := vals["identity"].(map[string]any)
 	issuer, _ := identity["issuer"].(map[string]any)
-	if scheme, _ := issuer["scheme"].(string); scheme == "linkerd.io/tls" {
-		s, err := c.CoreV1().Secrets(ns).Get(ctx, "linkerd-identity-issuer", metav1.GetOptions{})
+	if scheme, _ := issuer["scheme"].(string); scheme == compat.IssuerSchemeLinkerd {
+		s, err := c.CoreV1().Secrets(ns).Get(ctx, compat.IssuerSecret, metav1.GetOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("reading the issuer: %w", err)
 		}
 		issuer["tls"] = map[string]any{"crtPEM": string(s.Data["crt.pem"]), "keyPEM": string(s.Data["key.pem"])}
 	}
-	if s, err := c.CoreV1().Secrets(ns).Get(ctx, "linkerd-proxy-injector-k8s-tls", metav1.GetOptions{}); err == nil && len(s.Data["ca.crt"]) > 0 {
+	if s, err := c.CoreV1().Secrets(ns).Get(ctx, compat.InjectorTLSSecret, metav1.GetOptions{}); err == nil && len(s.Data["ca.crt"]) > 0 {
 		pi, _ := vals["proxyInjector"].(map[string]any)
 		if pi == nil {
 			pi = map[string]any{}
@@ -245,7 +245,7 @@ func item(apiVersion, kind, name string) map[string]any {
 
 // serverVersion reads linkerdVersion from linkerd-config.
 func serverVersion(ctx context.Context, c kubernetes.Interface, ns string) (string, error) {
-	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, "linkerd-config", metav1.GetOptions{})
+	cm, err := c.CoreV1().ConfigMaps(ns).Get(ctx, compat.ConfigConfigMap, metav1.GetOptions{})
 	if err != nil {
 		return "", err
 	}

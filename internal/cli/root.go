@@ -1,5 +1,5 @@
-// Package cli holds the commands of the weft CLI (demo, version, and the
-// install and inject commands as they land), wired explicitly in NewRoot.
+// Package cli holds the commands of the weft CLI (demo, install, upgrade,
+// uninstall, check, inject, uninject, version), wired explicitly in NewRoot.
 package cli
 
 import (

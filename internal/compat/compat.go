@@ -1,7 +1,8 @@
 // Package compat defines, once, every name of Weft's compatibility surface
 // with Linkerd: ports, environment variables, HTTP headers, annotations,
 // labels and metric names. Other packages refer to these constants instead
-// of spelling the strings themselves. See shared/docs/compat.md.
+// of spelling the strings themselves (a discipline test forbids them
+// elsewhere). docs/compatibility.md describes the surface.
 package compat
 
 // Default proxy ports.
@@ -297,3 +298,72 @@ const (
 	PolicyGRPCPort          = 8090
 	PolicyAdminPort         = 9990
 )
+
+// Control-plane objects, components and files.
+const (
+	IssuerSecret = "linkerd-identity-issuer"
+	// Issuer Secret layouts (identity.issuer.scheme).
+	IssuerSchemeLinkerd    = "linkerd.io/tls"    // keys crt.pem, key.pem
+	IssuerSchemeKubernetes = "kubernetes.io/tls" // keys tls.crt, tls.key, ca.crt (cert-manager)
+
+	InjectorTLSSecret     = "linkerd-proxy-injector-k8s-tls"
+	InjectorWebhookConfig = "linkerd-proxy-injector-webhook-config"
+
+	// The control plane's Deployments, Services and ServiceAccounts; the
+	// identity and injector names are also their Event sources.
+	IdentityComponent    = "linkerd-identity"
+	DestinationComponent = "linkerd-destination"
+	InjectorComponent    = "linkerd-proxy-injector"
+
+	// ValuesVersionKey is the chart value naming the control plane's version.
+	ValuesVersionKey = "linkerdVersion"
+
+	// Subjects of the certificates weft install (and the demo) make:
+	// prefix + trust domain.
+	TrustAnchorCNPrefix = "root.linkerd."
+	IssuerCNPrefix      = "identity.linkerd."
+
+	// DefaultProxyLogLevel is proxy.logLevel's default.
+	DefaultProxyLogLevel = "warn,linkerd=info"
+
+	// Annotation and label prefixes: config.linkerd.io/* are the
+	// overrides; linkerd.io/* are written by the control plane.
+	ConfigAnnotationPrefix  = "config.linkerd.io/"
+	LinkerdAnnotationPrefix = "linkerd.io/"
+	ServiceProfileGroup     = "linkerd.io"
+
+	// EnvProxyPrefix starts the proxy's Linkerd-named environment variables.
+	EnvProxyPrefix = "LINKERD2_PROXY_"
+
+	// Where the chart mounts what weft-controller reads.
+	ConfigValuesPath    = "/var/run/linkerd/config/values"
+	TrustRootsPath      = "/var/run/linkerd/identity/trust-roots/ca-bundle.crt"
+	InjectorTLSCertPath = "/var/run/linkerd/tls/tls.crt"
+	InjectorTLSKeyPath  = "/var/run/linkerd/tls/tls.key"
+)
+
+// CRDs lists the CustomResourceDefinitions weft check expects (weft
+// install --crds).
+var CRDs = []string{
+	"serviceprofiles.linkerd.io", "servers.policy.linkerd.io", "serverauthorizations.policy.linkerd.io",
+	"authorizationpolicies.policy.linkerd.io", "meshtlsauthentications.policy.linkerd.io", "networkauthentications.policy.linkerd.io",
+	"httproutes.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io",
+}
+
+// The categories of weft check, as linkerd check names them.
+const (
+	CheckExistence = "linkerd-existence"
+	CheckConfig    = "linkerd-config"
+	CheckIdentity  = "linkerd-identity"
+	CheckWebhooks  = "linkerd-webhooks"
+	CheckDataPlane = "linkerd-data-plane"
+	CheckPolicy    = "linkerd-policy"
+)
+
+// PolicyGroup is the API group of Linkerd's policy resources (Server,
+// AuthorizationPolicy, HTTPLocalRateLimitPolicy, ...).
+const PolicyGroup = "policy.linkerd.io"
+
+// PolicyControllerName is the policy controller's name: its Service and
+// the source of its Events.
+const PolicyControllerName = "linkerd-policy"

@@ -69,14 +69,16 @@ func TestInjectorFollowsConfigMaps(t *testing.T) {
 	os.WriteFile(anchorsFile, []byte(anchors1), 0o600)
 
 	kubeconfig := asInjector(t, a)
-	addr, adminAddr := freeAddr(t), freeAddr(t)
+	bound := make(chan [2]string, 1)
 	ctx, cancel := context.WithCancel(bg)
 	done := make(chan error, 1)
 	go func() {
 		done <- RunInjector(ctx, InjectorOptions{Kubeconfig: kubeconfig, ControllerNS: "linkerd", Values: valuesFile,
-			TrustAnchors: anchorsFile, TLSCert: crt, TLSKey: key, Addr: addr, AdminAddr: adminAddr,
+			TrustAnchors: anchorsFile, TLSCert: crt, TLSKey: key, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+			Bound:       func(addr, adminAddr string) { bound <- [2]string{addr, adminAddr} },
 			WatchConfig: true, WatchSyncTimeout: 20 * time.Second}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	}()
+	addr, adminAddr := boundAddrs(t, bound, done)
 	t.Cleanup(func() {
 		cancel()
 		select {

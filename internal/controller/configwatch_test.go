@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 func newCAPEM(t *testing.T) string {
@@ -28,16 +29,6 @@ func newCAPEM(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return string(ca.PEM())
-}
-
-// eventually polls cond every 10 ms for at most 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 5s: %s", what)
-		}
-	}
 }
 
 // TestConfigWatcher follows the two ConfigMaps through a fake API: each
@@ -108,9 +99,9 @@ func TestConfigWatcher(t *testing.T) {
 		before := rejected(s.configMap)
 		update(s.configMap, s.key, s.value)
 		if s.refused {
-			eventually(t, s.name+": counted as rejected", func() bool { return rejected(s.configMap) == before+1 })
+			poll.Until(t, 5*time.Second, s.name+": counted as rejected", func() bool { return rejected(s.configMap) == before+1 })
 		}
-		eventually(t, s.name+": values as expected", func() bool { return s.want(live.Load()) })
+		poll.Until(t, 5*time.Second, s.name+": values as expected", func() bool { return s.want(live.Load()) })
 	}
 	mu.Lock()
 	n := len(events)
@@ -128,7 +119,7 @@ func TestConfigWatcher(t *testing.T) {
 	if err := client.CoreV1().ConfigMaps("linkerd").Delete(context.Background(), compat.TrustRootsConfigMap, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "deletion counted", func() bool {
+	poll.Until(t, 5*time.Second, "deletion counted", func() bool {
 		return testutil.ToFloat64(w.reloads.WithLabelValues(compat.TrustRootsConfigMap, "deleted")) == 1
 	})
 	if got := live.Load().IdentityTrustAnchorsPEM; got != a2 {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/destination"
 	dstkube "github.com/weftmesh/weft/internal/destination/kube"
 	"github.com/weftmesh/weft/internal/kubeclient"
@@ -49,7 +50,7 @@ port is plaintext: keep it on a trusted network.`,
 	f.StringVar(&o.Registry, "registry", "", "registry file of services and endpoints, instead of Kubernetes")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
-	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace (part of identities)")
+	f.StringVar(&o.ControllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace (part of identities)")
 	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities")
 	f.StringVar(&o.Addr, "addr", ":8086", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9996", "admin listen address (/metrics, /ready, /live)")

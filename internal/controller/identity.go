@@ -1,5 +1,5 @@
 // Package controller holds the control plane's components as runnable
-// commands (identity, and later destination and injector), wired from flags
+// commands (identity, destination, injector, policy), wired from flags
 // to the packages that do the work. One weft-controller image runs each as
 // a subcommand.
 package controller
@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/kube"
 	"github.com/weftmesh/weft/internal/identity/localca"
@@ -64,7 +65,7 @@ linkerd-identity-issuer Secret (reloaded when cert-manager rotates it). Without 
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
-	f.StringVar(&o.Namespace, "controller-namespace", "linkerd", "the control plane's namespace")
+	f.StringVar(&o.Namespace, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
 	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities")
 	f.StringVar(&o.AnchorsFile, "identity-trust-anchors-file", "", "PEM file of trust anchors (identityTrustAnchorsPEM); not with --external-ca")
 	f.StringVar(&o.IssuerScheme, "identity-issuer-scheme", kube.SchemeLinkerd, "issuer Secret layout: linkerd.io/tls or kubernetes.io/tls")
@@ -106,7 +107,7 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 	} else if err := kubeIdentity(ctx, svc, o, anchorsPEM, reg, log); err != nil {
 		return err
 	}
-	self := identity.Name{ServiceAccount: "linkerd-identity", Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
+	self := identity.Name{ServiceAccount: compat.IdentityComponent, Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
 	identityv1.RegisterIdentityServer(srv, svc)
 	return serve(ctx, component{name: "identity", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv, metrics: reg,
@@ -153,7 +154,7 @@ func kubeIdentity(ctx context.Context, svc *identity.Service, o IdentityOptions,
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events(o.Namespace)})
 	w := &kube.IssuerWatcher{Client: client, Namespace: o.Namespace, Scheme: o.IssuerScheme, AnchorsPEM: anchorsPEM,
 		ExternalCA: o.ExternalCA, Target: svc, Log: log, Skew: o.ClockSkew,
-		Recorder: bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-identity"})}
+		Recorder: bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: compat.IdentityComponent})}
 	reg.MustRegister(w.Collectors()...)
 	return w.Start(ctx)
 }

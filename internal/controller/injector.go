@@ -17,10 +17,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/metadata"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
 	"github.com/weftmesh/weft/internal/kubeclient"
+	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -40,6 +42,9 @@ type InjectorOptions struct {
 	WatchConfig bool
 	// WatchSyncTimeout bounds the wait for the ConfigMaps' first listing.
 	WatchSyncTimeout time.Duration
+	// Bound, when set, is told the webhook and admin addresses once both
+	// are bound (with port 0 the system picks them).
+	Bound func(addr, adminAddr string)
 }
 
 // NewInjectorCommand returns `weft-controller injector`.
@@ -63,13 +68,13 @@ proxy_injector_config_reloads_total{result="rejected"}) and the last good values
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
-	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
-	f.StringVar(&o.Values, "values", "/var/run/linkerd/config/values", "the chart's rendered values (linkerd-config) at start; empty for the defaults")
-	f.StringVar(&o.TrustAnchors, "trust-anchors-file", "/var/run/linkerd/identity/trust-roots/ca-bundle.crt", "the trust anchors given to proxies at start; empty for the values' identityTrustAnchorsPEM")
+	f.StringVar(&o.ControllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
+	f.StringVar(&o.Values, "values", compat.ConfigValuesPath, "the chart's rendered values (linkerd-config) at start; empty for the defaults")
+	f.StringVar(&o.TrustAnchors, "trust-anchors-file", compat.TrustRootsPath, "the trust anchors given to proxies at start; empty for the values' identityTrustAnchorsPEM")
 	f.BoolVar(&o.WatchConfig, "watch-config", true, "follow the ConfigMaps linkerd-config and linkerd-identity-trust-roots in --controller-namespace (they win over the files)")
 	f.DurationVar(&o.WatchSyncTimeout, "watch-sync-timeout", 30*time.Second, "how long to wait for the first listing of those ConfigMaps")
-	f.StringVar(&o.TLSCert, "tls-cert", "/var/run/linkerd/tls/tls.crt", "serving certificate")
-	f.StringVar(&o.TLSKey, "tls-key", "/var/run/linkerd/tls/tls.key", "serving key")
+	f.StringVar(&o.TLSCert, "tls-cert", compat.InjectorTLSCertPath, "serving certificate")
+	f.StringVar(&o.TLSKey, "tls-key", compat.InjectorTLSKeyPath, "serving key")
 	f.StringVar(&o.Addr, "addr", ":8443", "webhook listen address (HTTPS)")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9995", "admin listen address (/metrics, /ready, /live)")
 	return cmd
@@ -139,36 +144,28 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	wh := &injector.Webhook{Values: live, CreatedBy: "weft/proxy-injector " + version.Version, Cluster: cluster,
 		Events: record, Log: log, Observe: func(d time.Duration, result string) { latency.WithLabelValues(result).Observe(d.Seconds()) }}
 
-	l, err := net.Listen("tcp", o.Addr)
+	ls, err := serving.Listen(o.Addr, o.AdminAddr)
 	if err != nil {
-		return fmt.Errorf("webhook listener: %w", err)
+		return fmt.Errorf("injector: %w", err)
 	}
-	al, err := net.Listen("tcp", o.AdminAddr)
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("injector admin listener: %w", err)
+	l, al := ls[0], ls[1]
+	if o.Bound != nil {
+		o.Bound(l.Addr().String(), al.Addr().String())
 	}
 	log.Info("injector started", "addr", l.Addr().String(), "admin-addr", al.Addr().String(),
 		"proxy-image", values.Proxy.Image.Name, "version", values.Version, "watch-config", o.WatchConfig)
-	return serveWebhook(ctx, wh, certs, l, al, reg)
+	return serveWebhook(ctx, log, wh, certs, l, al, reg)
 }
 
 // serveWebhook serves the webhook over TLS on l and the admin server on
 // adminL until ctx ends (nil) or either fails (an error naming it).
-func serveWebhook(ctx context.Context, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
+func serveWebhook(ctx context.Context, log *slog.Logger, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
 	var stopping atomic.Bool
-	admin := adminServer(reg, func() bool { return !stopping.Load() })
-	srv := &http.Server{Handler: wh, ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
-	return runServers(ctx, func() { stopping.Store(true) },
-		server{name: fmt.Sprintf("injector webhook server on %s", l.Addr()), serve: func() error { return srv.ServeTLS(l, "", "") },
-			stop: func() {
-				shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				srv.Shutdown(shut)
-			}},
-		server{name: fmt.Sprintf("injector admin server on %s", adminL.Addr()), serve: func() error { return admin.Serve(adminL) },
-			stop: func() { admin.Close() }})
+	adm := adminServer(log, reg, func() bool { return !stopping.Load() })
+	srv := &http.Server{Handler: wh, TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
+	return serving.Run(ctx, func() { stopping.Store(true) },
+		serving.HTTP("injector webhook server", l, srv, 5*time.Second),
+		serving.HTTP("injector admin server", adminL, adm, 0))
 }
 
 // certReloader serves the key pair on disk, re-read when either file's

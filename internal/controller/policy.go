@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/inboundpolicy"
 )
 
@@ -43,7 +44,7 @@ network.`,
 	f := cmd.Flags()
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig path (default: in-cluster)")
 	f.StringVar(&o.ClusterDomain, "cluster-domain", "cluster.local", "the cluster's DNS domain")
-	f.StringVar(&o.ControllerNS, "controller-namespace", "linkerd", "the control plane's namespace")
+	f.StringVar(&o.ControllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
 	f.StringVar(&o.Addr, "addr", ":8090", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
 	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities (ServiceAccount references)")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/kubeclient"
+	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/version"
 	"github.com/weftmesh/weft/internal/viz/dashboard"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
@@ -92,28 +92,17 @@ func RunMetricsAPI(ctx context.Context, o MetricsAPIOptions, log *slog.Logger) e
 // serveHTTPComponent serves handler on addr and the admin server on
 // adminAddr until ctx ends.
 func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, adminAddr string, handler http.Handler, attrs ...any) error {
-	l, err := net.Listen("tcp", addr)
+	ls, err := serving.Listen(addr, adminAddr)
 	if err != nil {
-		return fmt.Errorf("%s listener: %w", name, err)
-	}
-	al, err := net.Listen("tcp", adminAddr)
-	if err != nil {
-		l.Close()
-		return fmt.Errorf("%s admin listener: %w", name, err)
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	var stopping atomic.Bool
-	admin := adminServer(prometheus.NewRegistry(), func() bool { return !stopping.Load() })
+	adm := adminServer(log, prometheus.NewRegistry(), func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	log.Info(name+" started", append([]any{"addr", l.Addr().String(), "admin-addr", al.Addr().String()}, attrs...)...)
-	return runServers(ctx, func() { stopping.Store(true) },
-		server{name: fmt.Sprintf("%s server on %s", name, l.Addr()), serve: func() error { return srv.Serve(l) },
-			stop: func() {
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				srv.Shutdown(sctx)
-			}},
-		server{name: fmt.Sprintf("%s admin server on %s", name, al.Addr()), serve: func() error { return admin.Serve(al) },
-			stop: func() { admin.Close() }})
+	log.Info(name+" started", append([]any{"addr", ls[0].Addr().String(), "admin-addr", ls[1].Addr().String()}, attrs...)...)
+	return serving.Run(ctx, func() { stopping.Store(true) },
+		serving.HTTP(name+" server", ls[0], srv, 5*time.Second),
+		serving.HTTP(name+" admin server", ls[1], adm, 0))
 }
 
 // WebOptions are the web command's flags.

@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,11 +36,11 @@ func (l *launcher) write(name, content string, mode os.FileMode) (string, error)
 // the bot last), each ready before the next; it returns the bot's app.
 func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	now := time.Now()
-	root, err := pki.NewRoot("root.linkerd."+trustDomain, now.Add(-time.Minute), 24*time.Hour)
+	root, err := pki.NewRoot(compat.TrustAnchorCNPrefix+trustDomain, now.Add(-time.Minute), 24*time.Hour)
 	if err != nil {
 		return nil, nil, err
 	}
-	issuer, err := pki.NewIssuer(root, "identity.linkerd."+trustDomain, now.Add(-time.Minute), 24*time.Hour)
+	issuer, err := pki.NewIssuer(root, compat.IssuerCNPrefix+trustDomain, now.Add(-time.Minute), 24*time.Hour)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -97,12 +98,12 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 			return nil, nil, err
 		}
 		env := []string{
-			"LINKERD2_PROXY_IDENTITY_LOCAL_NAME=" + identity(r.svc.name),
-			"LINKERD2_PROXY_IDENTITY_SVC_ADDR=" + idAddr,
-			"LINKERD2_PROXY_IDENTITY_SVC_NAME=linkerd-identity.linkerd.serviceaccount.identity.linkerd." + trustDomain,
-			"LINKERD2_PROXY_IDENTITY_TOKEN_FILE=" + tokenFile,
-			"LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS=" + string(root.CertPEM),
-			"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + dstAddr,
+			compat.EnvIdentityLocalName + "=" + identity(r.svc.name),
+			compat.EnvIdentitySvcAddr + "=" + idAddr,
+			compat.EnvIdentitySvcName + "=" + fmt.Sprintf(compat.IdentityServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
+			compat.EnvIdentityTokenFile + "=" + tokenFile,
+			compat.EnvTrustAnchors + "=" + string(root.CertPEM),
+			compat.EnvDestinationSvcAddr + "=" + dstAddr,
 		}
 		args := []string{"--shutdown-grace", "3s"}
 		bin := proxyBin

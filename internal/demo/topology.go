@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Namespace is the demo's namespace in identities and service names.
@@ -15,7 +17,7 @@ const Namespace = "emojivoto"
 
 const (
 	trustDomain  = "cluster.local"
-	controllerNS = "linkerd"
+	controllerNS = compat.DefaultControlPlaneNamespace
 )
 
 // service is one demo service: its replicas each run the app behind a proxy.

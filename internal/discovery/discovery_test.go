@@ -18,6 +18,7 @@ import (
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/balance"
 	"github.com/weftmesh/weft/internal/destination"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -73,15 +74,6 @@ func addrs(p *balance.Pool) string {
 	return strings.Join(out, ",")
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func TestResolverFollowsRegistry(t *testing.T) {
 	dir := t.TempDir()
 	reg := filepath.Join(dir, "registry.yaml")
@@ -128,7 +120,7 @@ func TestResolverFollowsRegistry(t *testing.T) {
   - {addr: 127.0.0.1:9002}
   - {addr: 127.0.0.1:9003}
 `)
-	eventually(t, "scale-up with a terminating endpoint", func() bool { return addrs(pool) == "127.0.0.1:9002,127.0.0.1:9003" })
+	poll.Until(t, 5*time.Second, "scale-up with a terminating endpoint", func() bool { return addrs(pool) == "127.0.0.1:9002,127.0.0.1:9003" })
 
 	// An unknown IP:port is forwarded as addressed.
 	d2, _ := r.Resolve("198.18.7.7:8080")
@@ -149,7 +141,7 @@ func TestResolverFollowsRegistry(t *testing.T) {
   - {addr: 127.0.0.1:9004}
 `)
 	cp.start(t)
-	eventually(t, "convergence after reconnect", func() bool { return addrs(pool) == "127.0.0.1:9004" })
+	poll.Until(t, 5*time.Second, "convergence after reconnect", func() bool { return addrs(pool) == "127.0.0.1:9004" })
 
 	// A broken edit is refused; the last good registry keeps serving.
 	writeRegistry(t, reg, "services: [{name: nonsense}]")
@@ -159,5 +151,5 @@ func TestResolverFollowsRegistry(t *testing.T) {
 	}
 	// The service is deleted: its name now resolves as addressed.
 	writeRegistry(t, reg, "services: []")
-	eventually(t, "deletion", func() bool { d, _ := r.Resolve(web); return addrs(d.Pool) == web })
+	poll.Until(t, 5*time.Second, "deletion", func() bool { d, _ := r.Resolve(web); return addrs(d.Pool) == web })
 }

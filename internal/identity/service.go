@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Service implements the Certify RPC over a Validator and a swappable Issuer.
@@ -48,7 +49,7 @@ func NewService(c ServiceConfig) *Service {
 		c.Lifetime = 24 * time.Hour
 	}
 	if c.ControlPlaneNS == "" {
-		c.ControlPlaneNS = "linkerd"
+		c.ControlPlaneNS = compat.DefaultControlPlaneNamespace
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"

@@ -7,18 +7,16 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/identitytest"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/identity/statictoken"
@@ -54,20 +52,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	svc := identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	identityv1.RegisterIdentityServer(srv, svc)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &fixture{root: root, anchors: anchors, svc: svc, client: identityv1.NewIdentityClient(conn)}
+	client := identitytest.Serve(t, svc)
+	return &fixture{root: root, anchors: anchors, svc: svc, client: client}
 }
 
 func newIssuer(t testing.TB, root *pki.Pair, anchors *x509.CertPool, cn string) *localca.CA {

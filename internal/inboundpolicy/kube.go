@@ -20,6 +20,8 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // EventReasonInvalid is the reason of Events on resources the index cannot use.
@@ -54,7 +56,7 @@ func NewWatcher(client kubernetes.Interface, dyn dynamic.Interface, idx *Index, 
 	w := &Watcher{Index: idx, log: log, kick: make(chan struct{}, 1), reported: map[string]string{}}
 	bc := record.NewBroadcaster()
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	w.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-policy"})
+	w.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: compat.PolicyControllerName})
 
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
 	for _, k := range kinds {

@@ -17,10 +17,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Group is Linkerd's policy API group.
-const Group = "policy.linkerd.io"
+const Group = compat.PolicyGroup
 
 // The resources the index reads, at the versions it reads them.
 var (

@@ -1,9 +1,7 @@
 package inject
 
 import (
-	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,9 +14,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 func testValues() Values {
 	v := DefaultValues()
@@ -38,24 +35,6 @@ func load(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return j
-}
-
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from what was computed (go test -update rewrites it):\n%s", path, got)
-	}
 }
 
 // TestPatchGolden injects each testdata workload, checks the patch against
@@ -94,7 +73,7 @@ func TestPatchGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, strings.TrimSuffix(tt.file, ".yaml")+".patch.json", append(patch, '\n'))
+			golden.Check(t, strings.TrimSuffix(tt.file, ".yaml")+".patch.json", append(patch, '\n'))
 
 			p, err := jsonpatch.DecodePatch(patch)
 			if err != nil {

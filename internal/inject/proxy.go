@@ -308,6 +308,6 @@ func volumes() []corev1.Volume {
 		{Name: compat.IdentityEndEntityVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{Medium: corev1.StorageMediumMemory}}},
 		{Name: compat.IdentityTokenVolume, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
 			Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
-				Audience: compat.AudienceIdentity, ExpirationSeconds: &expiry, Path: "linkerd-identity-token"}}}}}},
+				Audience: compat.AudienceIdentity, ExpirationSeconds: &expiry, Path: compat.IdentityTokenVolume}}}}}},
 	}
 }

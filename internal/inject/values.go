@@ -12,7 +12,7 @@ import (
 )
 
 // Values are the injector's configuration: the control plane's chart values
-// that shape a proxy, with the names of Linkerd's chart (compat.md), so that
+// that shape a proxy, with the names of Linkerd's chart (docs/compatibility.md), so that
 // the linkerd-config ConfigMap's values decode into it.
 type Values struct {
 	ControllerNamespace     string `json:"-"` // the release's namespace, not a value
@@ -92,7 +92,7 @@ func DefaultValues() Values {
 		Proxy: Proxy{
 			Image:        Image{Name: "ghcr.io/weftmesh/weft-proxy", PullPolicy: "IfNotPresent"},
 			UID:          compat.ProxyUID,
-			LogLevel:     "warn,linkerd=info",
+			LogLevel:     compat.DefaultProxyLogLevel,
 			Await:        true,
 			OpaquePorts:  compat.DefaultOpaquePorts,
 			AwaitCommand: []string{"/weft-await", "--timeout=2m"},

@@ -7,6 +7,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Workload is a resource that holds a pod spec: a Pod, or a controller's
@@ -114,5 +116,5 @@ func (w *Workload) ownerLabel() (string, string) {
 	if kind == "Pod" || name == "" {
 		return "", ""
 	}
-	return "linkerd.io/proxy-" + strings.ToLower(kind), name
+	return compat.LabelProxyKindPrefix + strings.ToLower(kind), name
 }

@@ -166,7 +166,7 @@ func (h *Webhook) service(req *admissionv1.AdmissionRequest) (*admissionv1.Admis
 	if norm == val {
 		return allow, "skipped"
 	}
-	patch, _ := json.Marshal([]jsonpatch.Op{{Op: "replace", Path: "/metadata/annotations/config.linkerd.io~1opaque-ports", Value: norm}})
+	patch, _ := json.Marshal([]jsonpatch.Op{{Op: "replace", Path: "/metadata/annotations/" + strings.ReplaceAll(compat.AnnotationOpaquePorts, "/", "~1"), Value: norm}})
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, PatchType: &pt, Patch: patch}, "normalised"
 }

@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/metadata/metadatainformer"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // KubeCluster answers the webhook's questions from informer caches:
@@ -112,7 +114,7 @@ func (k *KubeCluster) Owner(ctx context.Context, namespace string, ref metav1.Ow
 func EventRecorder(client kubernetes.Interface) (recordEvent func(*corev1.ObjectReference, string, string, string), stop func()) {
 	b := record.NewBroadcaster()
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
-	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "linkerd-proxy-injector"})
+	rec := b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: compat.InjectorComponent})
 	return func(ref *corev1.ObjectReference, eventType, reason, msg string) {
 		rec.Event(ref, eventType, reason, msg)
 	}, b.Shutdown

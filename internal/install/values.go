@@ -9,6 +9,7 @@ import (
 	"helm.sh/helm/v3/pkg/strvals"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
@@ -30,7 +31,7 @@ type Options struct {
 // ControlPlaneValues builds the control plane chart's values: generated or
 // given identity material, then values files, then --set flags.
 func ControlPlaneValues(o Options) (map[string]any, error) {
-	vals := map[string]any{"installNamespace": true, "linkerdVersion": o.Version}
+	vals := map[string]any{"installNamespace": true, compat.ValuesVersionKey: o.Version}
 	read := func(p string) (string, error) {
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -66,18 +67,18 @@ func ControlPlaneValues(o Options) (map[string]any, error) {
 		if now.IsZero() {
 			now = time.Now()
 		}
-		root, err := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Minute), 365*24*time.Hour)
+		root, err := pki.NewRoot(compat.TrustAnchorCNPrefix+compat.DefaultIdentityTrustDomain, now.Add(-time.Minute), 365*24*time.Hour)
 		if err != nil {
 			return nil, err
 		}
-		iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", now.Add(-time.Minute), 365*24*time.Hour)
+		iss, err := pki.NewIssuer(root, compat.IssuerCNPrefix+compat.DefaultIdentityTrustDomain, now.Add(-time.Minute), 365*24*time.Hour)
 		if err != nil {
 			return nil, err
 		}
 		anchors, crt, key = string(root.CertPEM), string(iss.CertPEM), string(iss.KeyPEM)
 	}
 	vals["identityTrustAnchorsPEM"] = anchors
-	issuer := map[string]any{"scheme": "linkerd.io/tls", "tls": map[string]any{"crtPEM": crt, "keyPEM": key}}
+	issuer := map[string]any{"scheme": compat.IssuerSchemeLinkerd, "tls": map[string]any{"crtPEM": crt, "keyPEM": key}}
 	if o.ExternalIssuer {
 		issuer = map[string]any{"scheme": "kubernetes.io/tls"}
 	}

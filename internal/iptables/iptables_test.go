@@ -2,33 +2,14 @@ package iptables
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/weftmesh/weft/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata golden files")
-
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs:\n--- got\n%s--- want\n%s", name, got, want)
-	}
-}
 
 func TestRulesGolden(t *testing.T) {
 	skip := DefaultConfig()
@@ -46,7 +27,7 @@ func TestRulesGolden(t *testing.T) {
 		{"skips.rules", skip, true},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { golden(t, tt.name, Rules(tt.cfg, tt.jump)) })
+		t.Run(tt.name, func(t *testing.T) { golden.Check(t, tt.name, []byte(Rules(tt.cfg, tt.jump))) })
 	}
 }
 

@@ -34,46 +34,45 @@ func defaultPolicyConfig() PolicyConfig {
 	return PolicyConfig{Default: authz.AllUnauthenticated, ClusterNetworks: nets}
 }
 
-// applyPolicyEnv reads the inbound policy variables.
-func (c *Config) applyPolicyEnv(lookup func(string) (string, bool), fail func(string, error)) {
-	if v, ok := lookup(compat.EnvInboundDefaultPolicy); ok && v != "" {
-		d, err := authz.ParseDefaultPolicy(v)
-		if err != nil {
-			fail(compat.EnvInboundDefaultPolicy, err)
-		} else {
-			c.Policy.Default = d
-		}
-	}
-	if v, ok := lookup(compat.EnvInboundRequireID); ok && v != "" {
-		ports, err := authz.ParsePorts(v)
-		if err != nil {
-			fail(compat.EnvInboundRequireID, err)
-		} else {
-			c.Policy.RequireIdentity = ports
-		}
-	}
-	if v, ok := lookup(compat.EnvPolicyClusterNetworks); ok && v != "" {
-		nets, err := authz.ParseNetworks(v)
-		if err != nil {
-			fail(compat.EnvPolicyClusterNetworks, err)
-		} else {
-			c.Policy.ClusterNetworks = nets
-		}
-	}
-	if v, ok := lookup(compat.EnvInboundProbes); ok && v != "" {
-		probes, err := authz.ParseProbes(v)
-		if err != nil {
-			fail(compat.EnvInboundProbes, err)
-		} else {
-			c.Policy.Probes = probes
-		}
-	}
-	if v, ok := lookup(compat.EnvPolicyWorkload); ok && v != "" {
-		c.Policy.Workload = v
-	}
-	if v, ok := lookup(compat.EnvPolicySvcAddr); ok && v != "" {
-		c.Policy.SvcAddr = v
-	}
+// policySettings are the inbound policy's rows of Settings.
+var policySettings = []Setting{
+	{Env: []string{compat.EnvInboundDefaultPolicy}, Default: string(authz.AllUnauthenticated),
+		Help: "inbound authorization of ports no Server selects: see [policy.md](policy.md)",
+		Set: func(c *Config, _, v string) error {
+			d, err := authz.ParseDefaultPolicy(v)
+			if err == nil {
+				c.Policy.Default = d
+			}
+			return err
+		}},
+	{Env: []string{compat.EnvInboundRequireID}, Help: "ports whose default policy requires mTLS identity",
+		Set: func(c *Config, _, v string) error {
+			ports, err := authz.ParsePorts(v)
+			if err == nil {
+				c.Policy.RequireIdentity = ports
+			}
+			return err
+		}},
+	{Env: []string{compat.EnvPolicyClusterNetworks}, Help: "the networks `cluster-*` policies admit (default: Linkerd's private ranges)",
+		Set: func(c *Config, _, v string) error {
+			nets, err := authz.ParseNetworks(v)
+			if err == nil {
+				c.Policy.ClusterNetworks = nets
+			}
+			return err
+		}},
+	{Env: []string{compat.EnvInboundProbes}, Help: "the app's HTTP probes, `PORT/PATH,...`, admitted by default policies and never rate-limited",
+		Set: func(c *Config, _, v string) error {
+			probes, err := authz.ParseProbes(v)
+			if err == nil {
+				c.Policy.Probes = probes
+			}
+			return err
+		}},
+	{Env: []string{compat.EnvPolicyWorkload}, Help: "this pod (`ns:pod`) to the policy controller",
+		Set: setString(func(c *Config) *string { return &c.Policy.Workload })},
+	{Env: []string{compat.EnvPolicySvcAddr}, Help: "the policy controller `host:port`: inbound policies are watched there with the workload",
+		Set: setString(func(c *Config) *string { return &c.Policy.SvcAddr })},
 }
 
 // StaticPolicies is the Source of the configuration's default policies.

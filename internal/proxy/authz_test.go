@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 // fixedPolicies is a policy Source with one policy per port; other ports deny.
@@ -124,16 +125,16 @@ func TestPolicyMeshTLSAuthorization(t *testing.T) {
 	mt := pm.server.metricsText(t)
 	allow := map[string]string{"srv_kind": "server", "srv_name": "web-http", "authz_name": "web-only", "authz_kind": "authorizationpolicy",
 		"route_kind": "default", "route_name": "default", "tls": "true", "client_id": webID, "target_addr": backend}
-	if got := metricValue(mt, compat.MetricInboundHTTPAuthzAllow, allow); got != 3 {
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzAllow, allow); got != 3 {
 		t.Errorf("%s%v = %v, want 3", compat.MetricInboundHTTPAuthzAllow, allow, got)
 	}
-	if got := metricValue(mt, compat.MetricInboundHTTPAuthzDeny, map[string]string{"srv_name": "web-http", "client_id": apiID, "tls": "true"}); got != 2 {
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzDeny, map[string]string{"srv_name": "web-http", "client_id": apiID, "tls": "true"}); got != 2 {
 		t.Errorf("deny{client_id=api} = %v, want 2", got)
 	}
-	if got := metricValue(mt, compat.MetricInboundHTTPAuthzDeny, map[string]string{"srv_name": "web-http", "tls": "no_identity"}); got != 1 {
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzDeny, map[string]string{"srv_name": "web-http", "tls": "no_identity"}); got != 1 {
 		t.Errorf("deny{tls=no_identity} = %v, want 1", got)
 	}
-	if got := metricValue(mt, "request_total", map[string]string{"direction": "inbound"}); got != 3 {
+	if got := metricValue(t, mt, "request_total", map[string]string{"direction": "inbound"}); got != 3 {
 		t.Errorf("the app received %v requests, want only the 3 authorized", got)
 	}
 }
@@ -166,10 +167,10 @@ func TestPolicyOpaqueTCP(t *testing.T) {
 	if got := exchange(t, b.inbound, "hello"); got != "" {
 		t.Errorf("plaintext opaque connection got %q, want it closed", got)
 	}
-	waitFor(t, func() bool {
+	poll.Until(t, 5*time.Second, "the authorization metrics", func() bool {
 		mt := b.metricsText(t)
-		return metricValue(mt, compat.MetricInboundTCPAuthzAllow, map[string]string{"srv_name": "web-http", "authz_name": "web-only", "client_id": webID}) == 1 &&
-			metricValue(mt, compat.MetricInboundTCPAuthzDeny, map[string]string{"srv_name": "web-http"}) == 2
+		return metricValue(t, mt, compat.MetricInboundTCPAuthzAllow, map[string]string{"srv_name": "web-http", "authz_name": "web-only", "client_id": webID}) == 1 &&
+			metricValue(t, mt, compat.MetricInboundTCPAuthzDeny, map[string]string{"srv_name": "web-http"}) == 2
 	})
 }
 
@@ -194,7 +195,7 @@ func TestPolicyProbesAndGRPC(t *testing.T) {
 		t.Errorf("non-probe path under deny: %d, want 403 with l5d-proxy-error", code)
 	}
 	mt := b.metricsText(t)
-	if got := metricValue(mt, compat.MetricInboundHTTPAuthzAllow, map[string]string{"srv_kind": "default", "srv_name": "deny", "route_name": "probe", "authz_name": "probe"}); got != 1 {
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzAllow, map[string]string{"srv_kind": "default", "srv_name": "deny", "route_name": "probe", "authz_name": "probe"}); got != 1 {
 		t.Errorf("probe allow metric = %v, want 1", got)
 	}
 
@@ -289,7 +290,7 @@ func TestPolicyRateLimitTotal(t *testing.T) {
 			t.Fatalf("probe %d under an exhausted rate limit: %d, want 200", i, code)
 		}
 	}
-	if got := metricValue(pm.server.metricsText(t), compat.MetricInboundHTTPRateLimit, map[string]string{"srv_name": "web-http", "ratelimit_name": "web-rl", "ratelimit_scope": "total"}); got != float64(all[429]) {
+	if got := metricValue(t, pm.server.metricsText(t), compat.MetricInboundHTTPRateLimit, map[string]string{"srv_name": "web-http", "ratelimit_name": "web-rl", "ratelimit_scope": "total"}); got != float64(all[429]) {
 		t.Errorf("%s = %v, want %d (warm-up included)", compat.MetricInboundHTTPRateLimit, got, all[429])
 	}
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -9,9 +8,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 // testProxy is a running proxy on loopback ports chosen by the kernel.
@@ -81,31 +81,17 @@ func (tp *testProxy) metricsText(t testing.TB) string {
 }
 
 // metricValue sums the samples of name whose labels contain every want pair.
-func metricValue(text, name string, want map[string]string) float64 {
-	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		ok := true
-		for k, v := range want {
-			if !strings.Contains(line, fmt.Sprintf(`%s=%q`, k, v)) {
-				ok = false
-				break
-			}
-		}
-		if !ok {
-			continue
-		}
-		var f float64
-		fields := strings.Fields(line)
-		fmt.Sscanf(fields[len(fields)-1], "%g", &f)
-		sum += f
+func metricValue(t testing.TB, text, name string, want map[string]string) float64 {
+	t.Helper()
+	labels := make([]string, 0, len(want))
+	for k, v := range want {
+		labels = append(labels, fmt.Sprintf("%s=%q", k, v))
 	}
-	return sum
+	v, err := promtext.Sum(text, name, labels...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 // listenTCP starts a raw TCP server running handle for each connection.

@@ -82,17 +82,17 @@ func TestHTTP1AcrossProxyPairRidesHTTP2(t *testing.T) {
 	}
 	// Fifty concurrent HTTP/1 requests from A reach B over one HTTP/2 connection.
 	mb := b.metricsText(t)
-	if got := metricValue(mb, "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != 1 {
+	if got := metricValue(t, mb, "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != 1 {
 		t.Errorf("inbound connections at B = %v, want 1 multiplexed connection", got)
 	}
 	ma := a.metricsText(t)
-	if got := metricValue(ma, "request_total", map[string]string{"direction": "outbound", "authority": "web.test"}); got != 50 {
+	if got := metricValue(t, ma, "request_total", map[string]string{"direction": "outbound", "authority": "web.test"}); got != 50 {
 		t.Errorf("outbound request_total = %v, want 50", got)
 	}
-	if got := metricValue(ma, "response_total", map[string]string{"direction": "outbound", "status_code": "200", "classification": "success"}); got != 50 {
+	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "status_code": "200", "classification": "success"}); got != 50 {
 		t.Errorf("outbound successful response_total = %v, want 50", got)
 	}
-	if got := metricValue(mb, "request_total", map[string]string{"direction": "inbound", "target_addr": backend}); got != 50 {
+	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "target_addr": backend}); got != 50 {
 		t.Errorf("inbound request_total = %v, want 50", got)
 	}
 }
@@ -161,7 +161,7 @@ func TestStreamingTrailersAndGRPCStyleH2(t *testing.T) {
 		t.Errorf("X-Sum trailer = %q, want 3", got)
 	}
 	m := a.metricsText(t)
-	if got := metricValue(m, "response_total", map[string]string{"direction": "outbound", "grpc_status": "0", "classification": "success"}); got != 1 {
+	if got := metricValue(t, m, "response_total", map[string]string{"direction": "outbound", "grpc_status": "0", "classification": "success"}); got != 1 {
 		t.Errorf("response_total{grpc_status=0} = %v, want 1", got)
 	}
 }
@@ -180,7 +180,7 @@ func TestGRPCFailureIsClassifiedAsFailure(t *testing.T) {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	m := tp.metricsText(t)
-	if got := metricValue(m, "response_total", map[string]string{"grpc_status": "14", "classification": "failure"}); got != 1 {
+	if got := metricValue(t, m, "response_total", map[string]string{"grpc_status": "14", "classification": "failure"}); got != 1 {
 		t.Errorf("response_total{grpc_status=14,classification=failure} = %v, want 1", got)
 	}
 }

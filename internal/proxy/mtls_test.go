@@ -16,16 +16,15 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
+	"github.com/weftmesh/weft/internal/identity/identitytest"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/identity/statictoken"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 const (
@@ -65,21 +64,9 @@ func newMeshWithRoot(t *testing.T, root *pki.Pair) *mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	identityv1.RegisterIdentityServer(srv, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca,
+	client := identitytest.Serve(t, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &mesh{anchors: anchors, client: identityv1.NewIdentityClient(conn), tokens: tokens}
+	return &mesh{anchors: anchors, client: client, tokens: tokens}
 }
 
 // identity returns a certificate manager for name that has its first certificate.
@@ -181,16 +168,16 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		}
 	}
 	ma, mb := a.metricsText(t), b.metricsText(t)
-	if got := metricValue(ma, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": apiID}); got != 5 {
+	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": apiID}); got != 5 {
 		t.Errorf("A: response_total{tls=true,server_id=api} = %v, want 5", got)
 	}
-	if got := metricValue(mb, "request_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}); got != 5 {
+	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}); got != 5 {
 		t.Errorf("B: request_total{tls=true,client_id=web} = %v, want 5", got)
 	}
-	if got := metricValue(ma, "identity_cert_refresh_count", nil); got < 1 {
+	if got := metricValue(t, ma, "identity_cert_refresh_count", nil); got < 1 {
 		t.Errorf("identity_cert_refresh_count = %v, want ≥ 1", got)
 	}
-	if got := metricValue(ma, "identity_cert_expiration_timestamp_seconds", nil); got < float64(time.Now().Unix()) {
+	if got := metricValue(t, ma, "identity_cert_expiration_timestamp_seconds", nil); got < float64(time.Now().Unix()) {
 		t.Errorf("identity_cert_expiration_timestamp_seconds = %v, want in the future", got)
 	}
 }
@@ -210,8 +197,8 @@ func TestMTLSOpaqueTCP(t *testing.T) {
 	if bytes.Contains(tp.bytes(), []byte("secret-sql")) {
 		t.Error("opaque payload crossed the wire in plaintext")
 	}
-	waitFor(t, func() bool {
-		return metricValue(b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}) >= 1
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
+		return metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}) >= 1
 	})
 }
 
@@ -247,7 +234,7 @@ func TestMTLSRefusesWrongOrForeignPeer(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Errorf("foreign CA: status %d, want 502", resp.StatusCode)
 	}
-	if got := metricValue(b.metricsText(t), "request_total", map[string]string{"direction": "inbound"}); got != 0 {
+	if got := metricValue(t, b.metricsText(t), "request_total", map[string]string{"direction": "inbound"}); got != 0 {
 		t.Errorf("B forwarded %v requests from refused peers", got)
 	}
 }
@@ -266,7 +253,7 @@ func TestPlaintextFromUnmeshedClientAccepted(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("X-Client-Id") != "" {
 		t.Errorf("status %d, app saw client id %q; want 200 and none", resp.StatusCode, resp.Header.Get("X-Client-Id"))
 	}
-	if got := metricValue(b.metricsText(t), "request_total", map[string]string{"direction": "inbound", "tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}); got != 1 {
+	if got := metricValue(t, b.metricsText(t), "request_total", map[string]string{"direction": "inbound", "tls": "no_identity", "no_tls_reason": "no_tls_from_remote"}); got != 1 {
 		t.Errorf("request_total{tls=no_identity} = %v, want 1", got)
 	}
 }

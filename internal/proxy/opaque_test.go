@@ -15,6 +15,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/balance"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/poll"
 	"github.com/weftmesh/weft/internal/target"
 	"github.com/weftmesh/weft/internal/tunnel"
 )
@@ -65,10 +66,10 @@ func TestOpaqueTransport(t *testing.T) {
 	if len(sent) < 5 || sent[0] != 0x16 || sent[1] != 0x03 {
 		t.Errorf("the wire does not start with a TLS handshake record: % x", sent[:min(len(sent), 8)])
 	}
-	waitFor(t, func() bool {
-		return metricValue(b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src", "tls": "true", "client_id": webID}) == 1
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
+		return metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src", "tls": "true", "client_id": webID}) == 1
 	})
-	if got := metricValue(a.metricsText(t), "tcp_open_total", map[string]string{"direction": "outbound", "peer": "dst",
+	if got := metricValue(t, a.metricsText(t), "tcp_open_total", map[string]string{"direction": "outbound", "peer": "dst",
 		"tls": "true", "server_id": apiID, "dst_deployment": "db", "dst_namespace": "shop", "dst_service": "db"}); got != 1 {
 		t.Errorf("client: tcp_open_total{outbound,dst,tls=true,server_id=api,dst_deployment=db} = %v, want 1\n%s", got, a.metricsText(t))
 	}
@@ -86,7 +87,7 @@ func TestOpaqueWithoutTransportIsPlaintext(t *testing.T) {
 	if got := exchange(t, a.bindings[0], "ping"); got != "ping|bye" {
 		t.Fatalf("echo: got %q", got)
 	}
-	if got := metricValue(a.metricsText(t), "tcp_open_total", map[string]string{"direction": "outbound", "peer": "dst",
+	if got := metricValue(t, a.metricsText(t), "tcp_open_total", map[string]string{"direction": "outbound", "peer": "dst",
 		"tls": "no_identity", "no_tls_reason": compat.NoTLSNotProvidedByDiscovery}); got != 1 {
 		t.Errorf("tcp_open_total{tls=no_identity} = %v, want 1", got)
 	}
@@ -177,7 +178,7 @@ func TestTunnelRefusals(t *testing.T) {
 			t.Errorf("%s: read %d bytes, err %v; want the connection closed", tc.name, n, err)
 		}
 	}
-	if got := metricValue(b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "dst"}); got != 0 {
+	if got := metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "dst"}); got != 0 {
 		t.Errorf("refused tunnels were forwarded: %v connections", got)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,8 +226,8 @@ func (p *Proxy) Start() error {
 		shutdown = p.Stop
 	}
 	p.adminSrv = &http.Server{
-		Handler: admin.New(admin.Options{Log: p.log, Metrics: p.metrics.Handler(), Ready: &p.ready,
-			Level: p.level, Shutdown: shutdown}),
+		Handler: admin.New(admin.Options{Log: p.log, Metrics: p.metrics.Handler(), Ready: p.ready.Load,
+			Level: p.level, Shutdown: shutdown, Environ: os.Environ}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	p.ctrlSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -124,9 +124,9 @@ func TestGRPCRouteMatchAndRetry(t *testing.T) {
 
 	m := tp.metricsText(t)
 	lbl := map[string]string{"route_name": "echo-get", "route_kind": "GRPCRoute", "parent_name": "web"}
-	retries := metricValue(m, "outbound_grpc_route_retry_requests_total", lbl)
-	okCalls := metricValue(m, "outbound_grpc_route_request_statuses_total", map[string]string{"route_name": "echo-get", "grpc_status": "OK"})
-	unavail := metricValue(m, "outbound_grpc_route_backend_response_statuses_total", map[string]string{"route_name": "echo-get", "grpc_status": "UNAVAILABLE", "backend_name": "web-v2"})
+	retries := metricValue(t, m, "outbound_grpc_route_retry_requests_total", lbl)
+	okCalls := metricValue(t, m, "outbound_grpc_route_request_statuses_total", map[string]string{"route_name": "echo-get", "grpc_status": "OK"})
+	unavail := metricValue(t, m, "outbound_grpc_route_backend_response_statuses_total", map[string]string{"route_name": "echo-get", "grpc_status": "UNAVAILABLE", "backend_name": "web-v2"})
 	t.Logf("%d gRPC calls against a server failing every 5th: all succeeded; %v retries, %v UNAVAILABLE backend responses", n, retries, unavail)
 	if okCalls != n || retries < n/5-5 || unavail != retries {
 		t.Errorf("metrics: %v OK calls (want %d), %v retries (want about %d), %v UNAVAILABLE backend responses (want one per retry)", okCalls, n, retries, n/4, unavail)

@@ -68,8 +68,8 @@ func TestRouteRetriesHideInjectedFailures(t *testing.T) {
 	rate := 100 * float64(ok.Load()) / total
 	m := tp.metricsText(t)
 	lbl := map[string]string{"route_name": "web-policy"}
-	retries := metricValue(m, "outbound_http_route_retry_requests_total", lbl)
-	successes := metricValue(m, "outbound_http_route_retry_successes_total", lbl)
+	retries := metricValue(t, m, "outbound_http_route_retry_requests_total", lbl)
+	successes := metricValue(t, m, "outbound_http_route_retry_successes_total", lbl)
 	t.Logf("%d requests (%d POSTs) to a backend failing every 10th: %.2f%% succeeded; backend saw %d attempts; retries %v, retry successes %v",
 		total, posts.Load(), rate, n.Load(), retries, successes)
 	if rate < 99.5 {
@@ -78,7 +78,7 @@ func TestRouteRetriesHideInjectedFailures(t *testing.T) {
 	if retries < total/10-20 || successes < retries-5 {
 		t.Errorf("retry metrics: %v retries, %v successes; want about %d, nearly all successful", retries, successes, total/10)
 	}
-	got := metricValue(m, "outbound_http_route_backend_response_statuses_total", map[string]string{"route_name": "web-policy", "http_status": "503"})
+	got := metricValue(t, m, "outbound_http_route_backend_response_statuses_total", map[string]string{"route_name": "web-policy", "http_status": "503"})
 	if got != retries {
 		t.Errorf("backend 503 responses %v, want one per retry (%v)", got, retries)
 	}
@@ -89,7 +89,7 @@ func TestRouteRetriesHideInjectedFailures(t *testing.T) {
 	if code, _, _ := call(t, c, big); code != 503 {
 		t.Errorf("100 KiB POST whose first attempt fails: %d, want the backend's 503 (not retried)", code)
 	}
-	if o := metricValue(tp.metricsText(t), "outbound_http_route_retry_overflow_total", lbl); o < 1 {
+	if o := metricValue(t, tp.metricsText(t), "outbound_http_route_retry_overflow_total", lbl); o < 1 {
 		t.Errorf("retry_overflow_total = %v, want the unretried large body counted", o)
 	}
 }
@@ -164,10 +164,10 @@ func TestRouteTimeouts(t *testing.T) {
 		t.Errorf("stalled body: read %q, err %v after %v; want the stream cut after the idle timeout", b, err, took)
 	}
 	m := tp.metricsText(t)
-	if v := metricValue(m, "outbound_http_route_request_statuses_total", map[string]string{"route_name": "web-timeouts", "error": "REQUEST_TIMEOUT"}); v != 1 {
+	if v := metricValue(t, m, "outbound_http_route_request_statuses_total", map[string]string{"route_name": "web-timeouts", "error": "REQUEST_TIMEOUT"}); v != 1 {
 		t.Errorf("request_statuses_total{error=REQUEST_TIMEOUT} = %v, want 1", v)
 	}
-	if v := metricValue(m, "outbound_http_route_backend_response_statuses_total", map[string]string{"route_name": "web-timeouts", "error": "RESPONSE_HEADERS_TIMEOUT"}); v != 1 {
+	if v := metricValue(t, m, "outbound_http_route_backend_response_statuses_total", map[string]string{"route_name": "web-timeouts", "error": "RESPONSE_HEADERS_TIMEOUT"}); v != 1 {
 		t.Errorf("backend_response_statuses_total{error=RESPONSE_HEADERS_TIMEOUT} = %v, want 1", v)
 	}
 }
@@ -243,7 +243,7 @@ func TestRouteFailureAccrual(t *testing.T) {
 	if code != http.StatusServiceUnavailable || !strings.Contains(h.Get(compat.HeaderProxyError), "fail-fast") {
 		t.Errorf("every endpoint ejected: %d l5d-proxy-error %q, want 503 fail-fast", code, h.Get(compat.HeaderProxyError))
 	}
-	if v := metricValue(tp2.metricsText(t), "outbound_http_route_request_statuses_total", map[string]string{"error": "FAIL_FAST", "http_status": "503"}); v != 1 {
+	if v := metricValue(t, tp2.metricsText(t), "outbound_http_route_request_statuses_total", map[string]string{"error": "FAIL_FAST", "http_status": "503"}); v != 1 {
 		t.Errorf("request_statuses_total{error=FAIL_FAST} = %v, want 1", v)
 	}
 	// Without the annotation the pool fails open again: the request
@@ -354,7 +354,7 @@ func TestRouteMirror(t *testing.T) {
 	if p95 > 250*time.Millisecond {
 		t.Errorf("client p95 %v with a 500ms mirror: the mirror slowed the primary", p95)
 	}
-	if v := metricValue(tp.metricsText(t), compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}); v != n {
+	if v := metricValue(t, tp.metricsText(t), compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}); v != n {
 		t.Errorf("%s = %v, want %d", compat.MetricRouteMirrorRequests, v, n)
 	}
 
@@ -367,8 +367,8 @@ func TestRouteMirror(t *testing.T) {
 		}
 	}
 	m := tp.metricsText(t)
-	sent := metricValue(m, compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}) - n
-	dropped := metricValue(m, compat.MetricRouteMirrorDropped, map[string]string{"backend_name": "web-v2"})
+	sent := metricValue(t, m, compat.MetricRouteMirrorRequests, map[string]string{"backend_name": "web-v2"}) - n
+	dropped := metricValue(t, m, compat.MetricRouteMirrorDropped, map[string]string{"backend_name": "web-v2"})
 	t.Logf("burst of %d requests against a 3s mirror: %v copies sent, %v dropped", burst, sent, dropped)
 	if sent > maxMirrors || sent+dropped != burst || dropped < 1 {
 		t.Errorf("burst: %v sent, %v dropped; want at most %d in flight and the rest dropped", sent, dropped, maxMirrors)

@@ -165,14 +165,14 @@ func TestRouteWeightedSplit(t *testing.T) {
 	}
 	m := tp.metricsText(t)
 	for _, b := range []string{"web-v1", "web-v2"} {
-		got := metricValue(m, "outbound_http_route_backend_requests_total", map[string]string{
+		got := metricValue(t, m, "outbound_http_route_backend_requests_total", map[string]string{
 			"parent_name": "web", "parent_namespace": "shop", "parent_port": "80", "route_name": "web-split",
 			"route_kind": "HTTPRoute", "backend_name": b})
 		if want := float64(counts["200 "+strings.TrimPrefix(b, "web-")]); got != want {
 			t.Errorf("outbound_http_route_backend_requests_total{backend_name=%q} = %v, want %v", b, got, want)
 		}
 	}
-	if got := metricValue(m, "outbound_http_route_request_statuses_total", map[string]string{"route_name": "web-split", "http_status": "200", "error": ""}); got != n {
+	if got := metricValue(t, m, "outbound_http_route_request_statuses_total", map[string]string{"route_name": "web-split", "http_status": "200", "error": ""}); got != n {
 		t.Errorf("outbound_http_route_request_statuses_total{http_status=200} = %v, want %d", got, n)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 // halfCloseEcho reads until EOF, then answers with what it read and "bye".
@@ -40,15 +42,15 @@ func TestOpaqueTCPHalfClose(t *testing.T) {
 	if string(got) != payload+"|bye" {
 		t.Errorf("got %q, want %q", got, payload+"|bye")
 	}
-	waitFor(t, func() bool {
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
 		m := tp.metricsText(t)
-		return metricValue(m, "tcp_close_total", map[string]string{"peer": "dst", "classification": "success"}) == 1
+		return metricValue(t, m, "tcp_close_total", map[string]string{"peer": "dst", "classification": "success"}) == 1
 	})
 	m := tp.metricsText(t)
-	if got := metricValue(m, "tcp_read_bytes_total", map[string]string{"peer": "src"}); got != float64(len(payload)) {
+	if got := metricValue(t, m, "tcp_read_bytes_total", map[string]string{"peer": "src"}); got != float64(len(payload)) {
 		t.Errorf("tcp_read_bytes_total{peer=src} = %v, want %d", got, len(payload))
 	}
-	if got := metricValue(m, "tcp_open_connections", map[string]string{}); got != 0 {
+	if got := metricValue(t, m, "tcp_open_connections", map[string]string{}); got != 0 {
 		t.Errorf("tcp_open_connections = %v after close, want 0", got)
 	}
 }
@@ -117,8 +119,8 @@ func TestOpaqueConnectFailureIsCounted(t *testing.T) {
 		t.Error("read data from a connection whose upstream refused")
 	}
 	c.Close()
-	waitFor(t, func() bool {
-		return metricValue(tp.metricsText(t), "tcp_close_total", map[string]string{"errno": "ECONNREFUSED"}) == 1
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
+		return metricValue(t, tp.metricsText(t), "tcp_close_total", map[string]string{"errno": "ECONNREFUSED"}) == 1
 	})
 }
 
@@ -173,7 +175,7 @@ func TestBadInputKeepsServingOthers(t *testing.T) {
 		c.Close()
 	}
 	get(t, addr) // still serving everyone else
-	waitFor(t, func() bool { return runtime.NumGoroutine() <= base+5 })
+	poll.Until(t, 5*time.Second, "the condition", func() bool { return runtime.NumGoroutine() <= base+5 })
 	if n := runtime.NumGoroutine(); n > base+5 {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutines: %d before, %d after bad input\n%s", base, n, buf[:runtime.Stack(buf, true)])
@@ -234,13 +236,13 @@ func TestGracefulShutdownDrainsInFlight(t *testing.T) {
 		resp.Body.Close()
 		done <- string(b)
 	}()
-	waitFor(t, func() bool {
-		return metricValue(tp.metricsText(t), "request_total", map[string]string{"direction": "outbound"}) == 1
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
+		return metricValue(t, tp.metricsText(t), "request_total", map[string]string{"direction": "outbound"}) == 1
 	})
 	shut := make(chan error, 1)
 	go func() { shut <- tp.Shutdown(context.Background()) }()
 	// New connections are refused while the old request drains.
-	waitFor(t, func() bool {
+	poll.Until(t, 5*time.Second, "the condition", func() bool {
 		c, err := net.DialTimeout("tcp", tp.bindings[0], 200*time.Millisecond)
 		if err == nil {
 			c.Close()
@@ -269,16 +271,5 @@ func get(t testing.TB, addr string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Fatalf("GET: status %d", resp.StatusCode)
-	}
-}
-
-func waitFor(t testing.TB, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

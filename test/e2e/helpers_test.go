@@ -9,30 +9,21 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 func regexpMatch(pattern, s string) bool { return regexp.MustCompile(pattern).MatchString(s) }
 
 // sum adds the samples of a Prometheus text exposition whose name and
-// labels match.
-func sum(metrics, name string, labels ...string) float64 {
-	var total float64
-	for _, line := range strings.Split(metrics, "\n") {
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if ok {
-			var v float64
-			f := strings.Fields(line)
-			fmt.Sscanf(f[len(f)-1], "%g", &v)
-			total += v
-		}
+// labels (key="value") match.
+func sum(t *testing.T, metrics, name string, labels ...string) float64 {
+	t.Helper()
+	v, err := promtext.Sum(metrics, name, labels...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return total
+	return v
 }
 
 // waitInjector waits until the API server reaches the proxy injector:

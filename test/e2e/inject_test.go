@@ -223,7 +223,7 @@ spec: {containers: [{name: app, image: weft.local/testapp:dev, imagePullPolicy: 
 	for _, p := range strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name")) {
 		name := strings.TrimPrefix(p, "pod/")
 		metrics := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+name+":4191/proxy/metrics")
-		mtls += sum(metrics, "request_total", `direction="inbound"`, `tls="true"`, `client_id="default.`+ns+`.serviceaccount.identity.linkerd.cluster.local"`)
+		mtls += sum(t, metrics, "request_total", `direction="inbound"`, `tls="true"`, `client_id="default.`+ns+`.serviceaccount.identity.linkerd.cluster.local"`)
 	}
 	if mtls != 30 {
 		t.Errorf("the servers' proxies saw %v mTLS requests from the jobs, want 30", mtls)
@@ -232,8 +232,8 @@ spec: {containers: [{name: app, image: weft.local/testapp:dev, imagePullPolicy: 
 	injector := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", "linkerd", "get", "pods", "-l",
 		"linkerd.io/control-plane-component=proxy-injector", "-o", "name"))[0], "pod/")
 	metrics := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/linkerd/pods/"+injector+":9995/proxy/metrics")
-	total := sum(metrics, "proxy_inject_admission_duration_seconds_count")
-	fast := sum(metrics, "proxy_inject_admission_duration_seconds_bucket", `le="0.005"`)
+	total := sum(t, metrics, "proxy_inject_admission_duration_seconds_count")
+	fast := sum(t, metrics, "proxy_inject_admission_duration_seconds_bucket", `le="0.005"`)
 	t.Logf("in-cluster admissions: %v of %v answered within 5 ms", fast, total)
 	if total < 5 {
 		t.Errorf("the injector measured %v admissions, want one per pod and service created", total)

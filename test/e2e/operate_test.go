@@ -143,7 +143,7 @@ func TestOperations(t *testing.T) {
 	id := func(sa string) string { return sa + "." + ns + ".serviceaccount.identity.linkerd.cluster.local" }
 	clientPod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "job-name=client", "-o", "name"))[0], "pod/")
 	cm := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+clientPod+":4191/proxy/metrics")
-	if n := sum(cm, "response_total", `direction="outbound"`, `tls="true"`, `server_id="`+id("server")+`"`, `classification="success"`); n == 0 {
+	if n := sum(t, cm, "response_total", `direction="outbound"`, `tls="true"`, `server_id="`+id("server")+`"`, `classification="success"`); n == 0 {
 		t.Errorf("the client's proxy saw no mTLS responses from %s", id("server"))
 	}
 
@@ -176,7 +176,7 @@ func TestOperations(t *testing.T) {
 	var inbound float64
 	for _, p := range strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name")) {
 		m := kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/"+strings.Replace(p, "pod/", "pods/", 1)+":4191/proxy/metrics")
-		inbound += sum(m, "request_total", `direction="inbound"`, `tls="true"`, `client_id="`+id("client")+`"`)
+		inbound += sum(t, m, "request_total", `direction="inbound"`, `tls="true"`, `client_id="`+id("client")+`"`)
 	}
 	if inbound != requests {
 		t.Errorf("the servers' proxies saw %v mTLS requests from %s, want %d", inbound, id("client"), requests)

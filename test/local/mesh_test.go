@@ -1,8 +1,6 @@
 package local
 
 import (
-	"bufio"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 // build compiles the named commands once per test binary run.
@@ -111,28 +111,15 @@ func metric(t *testing.T, adminAddr, name string, labels ...string) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				match = false
-			}
-		}
-		if match {
-			var v float64
-			f := strings.Fields(line)
-			fmt.Sscanf(f[len(f)-1], "%g", &v)
-			sum += v
-		}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return sum
+	v, err := promtext.Sum(string(b), name, labels...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func TestBinariesMeshWithMTLS(t *testing.T) {
@@ -164,7 +151,7 @@ func checkMTLS(t *testing.T, aBind, aAdmin, bAdmin, apiID string, now time.Time)
 	if got := metric(t, aAdmin, "response_total", `tls="true"`, `server_id="`+apiID+`"`, `classification="success"`); got != 20 {
 		t.Errorf("web proxy: %v mTLS responses, want 20", got)
 	}
-	if got := metric(t, bAdmin, "request_total", `direction="inbound"`, `tls="true"`, `client_id="web.shop`); got != 20 {
+	if got := metric(t, bAdmin, "request_total", `direction="inbound"`, `tls="true"`, `client_id="web.shop.serviceaccount.identity.linkerd.cluster.local"`); got != 20 {
 		t.Errorf("api proxy: %v mTLS requests from web, want 20", got)
 	}
 	if exp := metric(t, aAdmin, "identity_cert_expiration_timestamp_seconds"); exp < float64(now.Add(11*time.Hour).Unix()) {

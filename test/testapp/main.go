@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 func main() {
@@ -73,7 +75,7 @@ func main() {
 				http.Error(w, "injected failure", http.StatusInternalServerError)
 				return
 			}
-			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s\n", host, r.RemoteAddr, r.Header.Get("l5d-client-id"), r.URL.Path)
+			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s\n", host, r.RemoteAddr, r.Header.Get(compat.HeaderClientID), r.URL.Path)
 		})
 		go func() {
 			errc <- (&http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe()

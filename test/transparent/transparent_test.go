@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/poll"
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 const (
@@ -67,38 +69,17 @@ func background(t *testing.T, ns, logName string, args ...string) {
 	})
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
-
 func metric(t *testing.T, ns, name string, labels ...string) float64 {
 	t.Helper()
 	out, err := inNS(ns, "curl", "-s", "--max-time", "5", "http://127.0.0.1:4191/metrics")
 	if err != nil {
 		t.Fatalf("metrics in %s: %v", ns, err)
 	}
-	var sum float64
-	for _, line := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			ok = ok && strings.Contains(line, l)
-		}
-		if ok {
-			var v float64
-			f := strings.Fields(line)
-			fmt.Sscanf(f[len(f)-1], "%g", &v)
-			sum += v
-		}
+	v, err := promtext.Sum(out, name, labels...)
+	if err != nil {
+		t.Fatalf("metrics in %s: %v", ns, err)
 	}
-	return sum
+	return v
 }
 
 // setup skips unless root with the tools, and builds pkgs into a
@@ -162,12 +143,12 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	}
 	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
 	for _, ns := range []string{client, server} {
-		waitFor(t, "proxy ready in "+ns, func() bool {
+		poll.Until(t, 15*time.Second, "proxy ready in "+ns, func() bool {
 			out, err := inNS(ns, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:4191/ready")
 			return err == nil && strings.Contains(out, "ready")
 		})
 	}
-	waitFor(t, "the app", func() bool {
+	poll.Until(t, 15*time.Second, "the app", func() bool {
 		_, err := inNS(server, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:8080/")
 		return err == nil
 	})
@@ -210,7 +191,7 @@ func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	if err != nil || !strings.Contains(out, "echo:\x01\x02opaque") {
 		t.Fatalf("opaque TCP: %v: %q", err, out)
 	}
-	waitFor(t, "tcp metrics", func() bool {
+	poll.Until(t, 15*time.Second, "tcp metrics", func() bool {
 		return metric(t, server, "tcp_open_total", `direction="inbound"`, `target_addr="127.0.0.1:9000"`, `peer="dst"`) >= 1
 	})
 	if got := metric(t, client, "tcp_open_total", `direction="outbound"`, `target_addr="`+serverIP+`:9000"`, `peer="dst"`); got < 1 {
@@ -230,7 +211,7 @@ func TestDualStackAddressesWithoutIPv6(t *testing.T) {
 	run(t, "ip", "-n", ns, "link", "set", "lo", "up")
 	background(t, ns, "proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy",
 		"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143")
-	waitFor(t, "proxy ready without IPv6", func() bool {
+	poll.Until(t, 15*time.Second, "proxy ready without IPv6", func() bool {
 		out, err := inNS(ns, "curl", "-sf", "--max-time", "2", "http://127.0.0.1:4191/ready")
 		return err == nil && strings.Contains(out, "ready")
 	})

@@ -383,7 +383,7 @@ func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string
 	}
 	e.Labels["dst_pod"] = pod.Name
 	for k, v := range pod.Labels {
-		if kind, ok := strings.CutPrefix(k, "linkerd.io/proxy-"); ok {
+		if kind, ok := strings.CutPrefix(k, compat.LabelProxyKindPrefix); ok {
 			e.Labels["dst_"+kind] = v // dst_deployment, dst_statefulset, ...
 		}
 	}
@@ -497,7 +497,7 @@ func slimPod(obj any) (any, error) {
 		Status:     corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs, Phase: p.Status.Phase},
 	}
 	for k, v := range p.Annotations {
-		if strings.HasPrefix(k, "config.linkerd.io/") || strings.HasPrefix(k, "linkerd.io/") {
+		if strings.HasPrefix(k, compat.ConfigAnnotationPrefix) || strings.HasPrefix(k, compat.LinkerdAnnotationPrefix) {
 			if slim.Annotations == nil {
 				slim.Annotations = map[string]string{}
 			}

@@ -12,11 +12,12 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/destination"
 )
 
 // ServiceProfileGVR is Linkerd's ServiceProfile resource.
-var ServiceProfileGVR = schema.GroupVersionResource{Group: "linkerd.io", Version: "v1alpha2", Resource: "serviceprofiles"}
+var ServiceProfileGVR = schema.GroupVersionResource{Group: compat.ServiceProfileGroup, Version: "v1alpha2", Resource: "serviceprofiles"}
 
 // watchProfiles starts a ServiceProfile informer when the cluster serves
 // the CRD (weft install --crds); without it profiles carry no routes.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 const spCRD = `apiVersion: apiextensions.k8s.io/v1
@@ -121,7 +122,7 @@ func TestServiceProfiles(t *testing.T) {
 	}
 	spGVR := ServiceProfileGVR
 	created := create(t, dyn, spGVR, "shop", sp)
-	waitFor(t, func() bool { return len(last().Routes) == 2 })
+	poll.Until(t, 10*time.Second, "the condition", func() bool { return len(last().Routes) == 2 })
 	p := last()
 	get := p.Routes[0]
 	if get.Name != "GET /books" || get.Method != "GET" || get.PathRegex != "/books" || get.Timeout != 300*time.Millisecond ||
@@ -141,19 +142,10 @@ func TestServiceProfiles(t *testing.T) {
 	if _, err := dyn.Resource(spGVR).Namespace("shop").Update(ctx, created, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { r := last().Routes; return len(r) == 2 && r[0].Timeout == time.Second })
+	poll.Until(t, 10*time.Second, "the condition", func() bool { r := last().Routes; return len(r) == 2 && r[0].Timeout == time.Second })
 	// Deleted: no routes.
 	if err := dyn.Resource(spGVR).Namespace("shop").Delete(ctx, created.GetName(), metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return len(last().Routes) == 0 })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-	}
+	poll.Until(t, 10*time.Second, "the condition", func() bool { return len(last().Routes) == 0 })
 }

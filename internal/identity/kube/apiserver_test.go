@@ -19,9 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +28,7 @@ import (
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
+	"github.com/weftmesh/weft/internal/identity/identitytest"
 	"github.com/weftmesh/weft/internal/identity/kube"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
@@ -82,20 +81,8 @@ func setup(t *testing.T) *cluster {
 	if err := w.Start(wctx); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	identityv1.RegisterIdentityServer(srv, svc)
-	go srv.Serve(l)
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &cluster{api: api, root: root, svc: svc, client: identityv1.NewIdentityClient(conn)}
+	client := identitytest.Serve(t, svc)
+	return &cluster{api: api, root: root, svc: svc, client: client}
 }
 
 func (c *cluster) token(t *testing.T, sa, audience string) string {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
@@ -25,12 +26,12 @@ import (
 
 // Names of the Kubernetes objects the identity controller reads.
 const (
-	IssuerSecretName    = "linkerd-identity-issuer"
-	TrustRootsConfigMap = "linkerd-identity-trust-roots"
-	TrustRootsKey       = "ca-bundle.crt"
+	IssuerSecretName    = compat.IssuerSecret
+	TrustRootsConfigMap = compat.TrustRootsConfigMap
+	TrustRootsKey       = compat.TrustRootsKey
 
-	SchemeLinkerd    = "linkerd.io/tls"    // keys crt.pem, key.pem
-	SchemeKubernetes = "kubernetes.io/tls" // keys tls.crt, tls.key, ca.crt
+	SchemeLinkerd    = compat.IssuerSchemeLinkerd
+	SchemeKubernetes = compat.IssuerSchemeKubernetes
 )
 
 // IssuerSetter receives each valid issuer; *identity.Service implements it.

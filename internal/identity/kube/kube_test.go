@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/poll"
 )
 
 type setter struct {
@@ -50,16 +51,6 @@ func issuerSecret(p *pki.Pair, root *pki.Pair, version string) *corev1.Secret {
 	}
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestIssuerWatcherRotatesAndRefuses(t *testing.T) {
 	now := time.Now()
 	root, _ := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
@@ -87,12 +78,12 @@ func TestIssuerWatcherRotatesAndRefuses(t *testing.T) {
 		}
 	}
 	update(issuerSecret(foreign, root, "2"))
-	waitUntil(t, "the refusal event", func() bool { return len(rec.Events) >= 2 })
+	poll.Until(t, 5*time.Second, "the refusal event", func() bool { return len(rec.Events) >= 2 })
 	if n, cn := target.last(); n != 1 || cn != "issuer-1" {
 		t.Errorf("after a foreign issuer: %d issuers, last %q; want issuer-1 kept", n, cn)
 	}
 	update(issuerSecret(second, root, "3"))
-	waitUntil(t, "rotation", func() bool { n, _ := target.last(); return n == 2 })
+	poll.Until(t, 5*time.Second, "rotation", func() bool { n, _ := target.last(); return n == 2 })
 	if _, cn := target.last(); cn != "issuer-2" {
 		t.Errorf("after rotation: last %q, want issuer-2", cn)
 	}
@@ -194,7 +185,7 @@ func TestIssuerWatcherExternalCAAndLinkerdScheme(t *testing.T) {
 	if _, err := client.CoreV1().ConfigMaps("linkerd").Update(ctx, roots, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the issuer to load once its root is trusted", func() bool { n, _ := target.last(); return n == 1 })
+	poll.Until(t, 5*time.Second, "the issuer to load once its root is trusted", func() bool { n, _ := target.last(); return n == 1 })
 	if _, cn := target.last(); cn != "issuer-under-new-root" {
 		t.Errorf("loaded %q", cn)
 	}

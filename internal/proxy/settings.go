@@ -1,0 +1,251 @@
+package proxy
+
+import (
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/internal/compat"
+)
+
+// Setting is one proxy setting, declared once: ApplyEnv reads it from the
+// environment, Flags defines its flag (and --help), and SettingsMarkdown
+// renders its row of docs/proxy.md's table (a test keeps the two equal).
+type Setting struct {
+	Flag    string   // without dashes; "" when only the environment sets it
+	Env     []string // variables in the order applied: a later one wins
+	EnvNote string   // after the variables in the docs, e.g. "(`;`-separated)"
+	Default string   // as the docs show it
+	Help    string   // the docs' meaning (markdown); --help drops the backticks
+	IsBool  bool     // a flag without a value means true
+	// Set parses a value (from the variable named env, or from the flag
+	// when env is "") into c.
+	Set func(c *Config, env, v string) error
+}
+
+func setString(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error { *field(c) = v; return nil }
+}
+
+func setDuration(field func(*Config) *time.Duration) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error {
+		d, err := ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func setBool(field func(*Config) *bool) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*field(c) = b
+		return nil
+	}
+}
+
+func setFloat(field func(*Config) *float64) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error {
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 {
+			return fmt.Errorf("want a non-negative number, got %q", v)
+		}
+		*field(c) = f
+		return nil
+	}
+}
+
+// list applies add to each ';'-separated item of a variable, or to the
+// flag's value (a repeatable flag).
+func list(add func(c *Config, item string) error) func(*Config, string, string) error {
+	return func(c *Config, env, v string) error {
+		if env == "" {
+			return add(c, v)
+		}
+		var errs []string
+		for _, item := range strings.Split(v, ";") {
+			if err := add(c, strings.TrimSpace(item)); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		if len(errs) > 0 {
+			return fmt.Errorf("%s", strings.Join(errs, "; "))
+		}
+		return nil
+	}
+}
+
+func metricsLabel(name string) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error {
+		if c.MetricsLabels == nil {
+			c.MetricsLabels = map[string]string{}
+		}
+		c.MetricsLabels[name] = v
+		return nil
+	}
+}
+
+// Settings are the proxy's settings, in the order the environment is
+// applied. Add a setting here (and its row to docs/proxy.md).
+var Settings = append([]Setting{
+	{Flag: "outbound-addr", Env: []string{compat.EnvOutboundListenAddr, compat.EnvOutboundListenAddrs}, Default: compat.DefaultOutboundAddr,
+		Help: "outbound listeners, comma-separated; IPv6 pods add `" + compat.DefaultOutboundAddrIPv6 + "`",
+		Set:  setString(func(c *Config) *string { return &c.OutboundAddr })},
+	{Flag: "inbound-addr", Env: []string{compat.EnvInboundListenAddr, compat.EnvInboundListenAddrs}, Default: compat.DefaultInboundAddr,
+		Help: "inbound listeners, comma-separated; each binds its own family, so dual-stack pods list `" + compat.DefaultInboundAddr + "," + compat.DefaultInboundAddrIPv6 + "`",
+		Set:  setString(func(c *Config) *string { return &c.InboundAddr })},
+	{Flag: "admin-addr", Env: []string{compat.EnvAdminListenAddr}, Default: compat.DefaultAdminAddr, Help: "admin server",
+		Set: setString(func(c *Config) *string { return &c.AdminAddr })},
+	{Flag: "control-addr", Env: []string{compat.EnvControlListenAddr}, Default: compat.DefaultControlAddr, Help: "control/tap listener",
+		Set: setString(func(c *Config) *string { return &c.ControlAddr })},
+	{Flag: "inbound-forward", Env: []string{compat.EnvInboundForward},
+		Help: "inbound target instead of `127.0.0.1:<original port>`",
+		Set:  setString(func(c *Config) *string { return &c.InboundForward })},
+	{Flag: "dst", Env: []string{compat.EnvDestinations}, EnvNote: "(`;`-separated)",
+		Help: "static destinations, `NAME=ADDR[,ADDR...]`: endpoints of a logical destination `host:port`; `weft://[ID@]ADDR` marks another weft-proxy's inbound listener (that must present ID); repeatable",
+		Set:  list((*Config).AddDestination)},
+	{Flag: "bind", Env: []string{compat.EnvBindings}, EnvNote: "(`;`-separated)",
+		Help: "explicit outbound listeners, `LISTEN=NAME`: connections go to destination NAME; repeatable",
+		Set:  list((*Config).AddBinding)},
+	{Flag: "opaque-ports", Env: []string{compat.EnvOpaquePorts},
+		Help: "ports/ranges that skip detection, e.g. `25,3306,5000-5010`",
+		Set:  func(c *Config, _, v string) error { return c.AddOpaquePorts(v) }},
+	{Flag: "detect-timeout", Env: []string{compat.EnvDetectTimeout}, Default: "10s", Help: "protocol detection timeout; then opaque",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.DetectTimeout })},
+	{Flag: "outbound-connect-timeout", Env: []string{compat.EnvOutboundConnect}, Default: "1s", Help: "dial timeout, outbound",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.OutboundConnectTimeout })},
+	{Flag: "inbound-connect-timeout", Env: []string{compat.EnvInboundConnect}, Default: "1s", Help: "dial timeout, inbound",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.InboundConnectTimeout })},
+	{Flag: "response-timeout", Env: []string{compat.EnvResponseTimeout}, Default: "0", Help: "time to response headers, 0 for none; then 504",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.ResponseTimeout })},
+	{Flag: "shutdown-grace", Env: []string{compat.EnvShutdownGrace}, Default: "30s", Help: "drain period after SIGTERM",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
+	{Flag: "shutdown-endpoint", Env: []string{compat.EnvShutdownEnabled}, Default: "false", IsBool: true,
+		Help: "enable `POST /shutdown` on the admin port (loopback only)",
+		Set:  setBool(func(c *Config) *bool { return &c.ShutdownEndpoint })},
+	{Flag: "ingress", Env: []string{compat.EnvIngressMode}, Default: "false", IsBool: true,
+		Help: "ingress mode: route outbound HTTP by `" + compat.HeaderDstOverride + "`, `:authority`, `Host`",
+		Set:  setBool(func(c *Config) *bool { return &c.IngressMode })},
+	{Flag: "log-level", Env: []string{compat.EnvLog}, Default: "info",
+		Help: "`trace`, `debug`, `info`, `warn`, `error`, or Linkerd-style `" + compat.DefaultProxyLogLevel + "`",
+		Set:  setString(func(c *Config) *string { return &c.LogLevel })},
+	{Env: []string{compat.EnvRetryBudgetRatio}, Default: "0.2", Help: "retries allowed as a share of recent requests",
+		Set: setFloat(func(c *Config) *float64 { return &c.RetryBudgetRatio })},
+	{Env: []string{compat.EnvRetryMinPerSec}, Default: "10", Help: "retries allowed per second regardless of volume",
+		Set: setFloat(func(c *Config) *float64 { return &c.RetryBudgetMinPerSec })},
+	{Env: []string{compat.EnvPodNamespace}, Help: "the pod's namespace, as the `namespace` label of every metric", Set: metricsLabel("namespace")},
+	{Env: []string{compat.EnvPodName}, Help: "the pod's name, as the `pod` label of every metric", Set: metricsLabel("pod")},
+	{Env: []string{compat.EnvMetricsLabels}, Help: "extra labels on every metric, `k=v,k2=v2`",
+		Set: func(c *Config, _, v string) error {
+			extra, err := parseLabels(v)
+			if err != nil {
+				return err
+			}
+			for k, v := range extra {
+				metricsLabel(k)(c, "", v)
+			}
+			return nil
+		}},
+	{Env: []string{compat.EnvMetricsIdle}, Default: "10m", Help: "series untouched this long are dropped",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.MetricsIdleTimeout })},
+	{Env: []string{compat.EnvDestinationSvcAddr}, Help: "destination service `host:port`: see [destination.md](destination.md)",
+		Set: setString(func(c *Config) *string { return &c.DestinationAddr })},
+	{Env: []string{compat.EnvDestinationContext}, Help: "JSON describing the pod (`ns`, `nodeName`, `pod`), sent with every discovery request",
+		Set: setString(func(c *Config) *string { return &c.DestinationContext })},
+	{Flag: "discovery-idle-timeout", Env: []string{compat.EnvDiscoveryIdleTimeout}, Default: "1m", Help: "stop discovery of a destination unused this long",
+		Set: setDuration(func(c *Config) *time.Duration { return &c.DiscoveryIdleTimeout })},
+	{Env: []string{compat.EnvIdentityLocalName}, Help: "the identity to request; unset: identity disabled (plaintext, `tls=\"disabled\"`): see [identity.md](identity.md)",
+		Set: setString(func(c *Config) *string { return &c.Identity.LocalName })},
+	{Env: []string{compat.EnvIdentitySvcAddr}, Help: "identity service `host:port`",
+		Set: setString(func(c *Config) *string { return &c.Identity.SvcAddr })},
+	{Env: []string{compat.EnvIdentitySvcName}, Help: "the identity the service must present",
+		Set: setString(func(c *Config) *string { return &c.Identity.SvcName })},
+	{Env: []string{compat.EnvIdentityTokenFile}, Help: "token file, re-read before each request",
+		Set: setString(func(c *Config) *string { return &c.Identity.TokenFile })},
+	{Env: []string{compat.EnvTrustAnchors}, Help: "PEM trust anchors",
+		Set: setString(func(c *Config) *string { return &c.Identity.TrustAnchorsPEM })},
+	{Env: []string{compat.EnvIdentityDisabled}, Help: "set to disable identity (overrides the variables above)",
+		Set: func(c *Config, _, _ string) error { c.Identity = IdentityConfig{}; return nil }},
+}, policySettings...) // inbound policy: authz.go
+
+// ApplyEnv overrides c from the environment variables of Settings (empty
+// ones are ignored); lookup is os.LookupEnv in production. Every invalid
+// value is reported, each naming its variable.
+func (c *Config) ApplyEnv(lookup func(string) (string, bool)) error {
+	var errs []string
+	for _, s := range Settings {
+		for _, name := range s.Env {
+			if v, ok := lookup(name); ok && v != "" {
+				if err := s.Set(c, name, v); err != nil {
+					errs = append(errs, fmt.Sprintf("%s: %v", name, err))
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid environment: %s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Flags defines a flag on fs for every setting that has one, writing into c.
+func Flags(fs *flag.FlagSet, c *Config) {
+	for _, s := range Settings {
+		if s.Flag == "" {
+			continue
+		}
+		help := strings.ReplaceAll(s.Help, "`", "")
+		if len(s.Env) > 0 {
+			help += " (env " + strings.Join(s.Env, " or ") + ")"
+		}
+		fs.Var(&flagValue{s: s, c: c}, s.Flag, help)
+	}
+}
+
+type flagValue struct {
+	s Setting
+	c *Config
+}
+
+func (f *flagValue) String() string {
+	if f == nil || f.s.Set == nil {
+		return ""
+	}
+	return f.s.Default
+}
+
+func (f *flagValue) Set(v string) error { return f.s.Set(f.c, "", v) }
+
+func (f *flagValue) IsBoolFlag() bool { return f.s.IsBool }
+
+// SettingsMarkdown is the settings table of docs/proxy.md.
+func SettingsMarkdown() string {
+	var b strings.Builder
+	b.WriteString("| flag | environment | default | meaning |\n| --- | --- | --- | --- |\n")
+	for _, s := range Settings {
+		flagCol, envs, def := "", make([]string, len(s.Env)), "(none)"
+		if s.Flag != "" {
+			flagCol = "`--" + s.Flag + "`"
+		}
+		for i, e := range s.Env {
+			envs[i] = "`" + e + "`"
+		}
+		env := strings.Join(envs, ", ")
+		if s.EnvNote != "" {
+			env += " " + s.EnvNote
+		}
+		if s.Default != "" {
+			def = "`" + s.Default + "`"
+		}
+		b.WriteString(strings.ReplaceAll(fmt.Sprintf("| %s | %s | %s | %s |\n", flagCol, env, def, s.Help), "|  |", "| |"))
+	}
+	b.WriteString("| `--version` | | | print the version |\n")
+	return b.String()
+}

@@ -1,0 +1,120 @@
+// Package serving runs a binary's servers (gRPC, HTTP, HTTPS) on their
+// listeners under one errgroup: they serve until the context ends, then
+// stop gracefully in order; a server that stops serving by itself stops
+// the others and its error, naming it, is returned. Nothing is left
+// running silently, and no Serve error is dropped.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+)
+
+// Server is one server on its listener.
+type Server struct {
+	Name  string       // in errors: "injector webhook server on 127.0.0.1:8443"
+	Serve func() error // blocks while serving
+	Stop  func()       // makes Serve return, gracefully where it can
+}
+
+// HTTP serves srv on l (over TLS when srv.TLSConfig is set, with the
+// certificates it names). Stop lets in-flight requests finish for up to
+// grace, then closes the rest.
+func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Server {
+	if srv.ReadHeaderTimeout == 0 {
+		srv.ReadHeaderTimeout = 10 * time.Second
+	}
+	return Server{
+		Name: fmt.Sprintf("%s on %s", name, l.Addr()),
+		Serve: func() error {
+			if srv.TLSConfig != nil {
+				return srv.ServeTLS(l, "", "")
+			}
+			return srv.Serve(l)
+		},
+		Stop: func() {
+			if grace <= 0 {
+				srv.Close()
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			if srv.Shutdown(ctx) != nil {
+				srv.Close()
+			}
+		},
+	}
+}
+
+// GRPC serves srv on l. Stop lets in-flight RPCs finish for up to grace;
+// streams still open then are cut.
+func GRPC(name string, l net.Listener, srv *grpc.Server, grace time.Duration) Server {
+	return Server{
+		Name:  fmt.Sprintf("%s on %s", name, l.Addr()),
+		Serve: func() error { return srv.Serve(l) },
+		Stop: func() {
+			stopped := make(chan struct{})
+			go func() { srv.GracefulStop(); close(stopped) }()
+			select {
+			case <-stopped:
+			case <-time.After(grace):
+				srv.Stop()
+			}
+		},
+	}
+}
+
+// Listen binds every address (host:port; port 0 picks a free one), or
+// none: on an error the ones already bound are closed.
+func Listen(addrs ...string) ([]net.Listener, error) {
+	ls := make([]net.Listener, 0, len(addrs))
+	for _, a := range addrs {
+		l, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listening on %s: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
+
+// Run serves until ctx ends, then calls draining (for example /ready turns
+// 503) and stops the servers in order, returning nil. A server whose Serve
+// returns before that (a failed TLS setup, a listener closed under it)
+// stops the others the same way, and Run returns its error, naming it.
+func Run(ctx context.Context, draining func(), servers ...Server) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, s := range servers {
+		g.Go(func() error {
+			err := s.Serve()
+			if gctx.Err() != nil {
+				return nil // asked to stop (http.ErrServerClosed, or nil from gRPC)
+			}
+			if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+				err = errors.New("stopped serving")
+			}
+			return fmt.Errorf("%s: %w", s.Name, err)
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		if draining != nil {
+			draining()
+		}
+		for _, s := range servers {
+			s.Stop()
+		}
+		return nil
+	})
+	return g.Wait()
+}
