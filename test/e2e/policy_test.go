@@ -319,7 +319,7 @@ spec:
 	if c, i := rates["client"], rates["intruder"]; c < 27 || c > 33 || i < 9 || i > 11 {
 		t.Errorf("identity 10 rps, client's override 30: client %.1f rps, intruder %.1f rps (± 10%%)", c, i)
 	}
-	if n := sum(proxyMetrics(t, ns, serverPod(t, ns)), "inbound_http_local_ratelimit_total", `ratelimit_name="web-rl"`); n == 0 {
+	if n := sum(t, proxyMetrics(t, ns, serverPod(t, ns)), "inbound_http_local_ratelimit_total", `ratelimit_name="web-rl"`); n == 0 {
 		t.Error("no inbound_http_local_ratelimit_total{ratelimit_name=\"web-rl\"}")
 	}
 	kubectl(t, "", "-n", ns, "delete", "httplocalratelimitpolicies.policy.linkerd.io", "web-rl")
@@ -341,10 +341,10 @@ spec:
 		t.Errorf("the server pod is not Ready (%q): kubelet's probe was refused", ready)
 	}
 	m := proxyMetrics(t, ns, serverPod(t, ns))
-	if sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`, `authz_kind="default"`, `authz_name="audit"`) == 0 {
+	if sum(t, m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`, `authz_kind="default"`, `authz_name="audit"`) == 0 {
 		t.Errorf("audit: no would-be denial counted (authz_name=\"audit\"):\n%s", grepLines(m, "inbound_http_authz"))
 	}
-	if sum(m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
+	if sum(t, m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(t, m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
 		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
 	}
 }
