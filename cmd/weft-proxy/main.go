@@ -113,7 +113,11 @@ func run(args []string) error {
 		}
 		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), opts)
 	}
-	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id, Discovery: disc})
+	policies, err := newPolicies(ctx, cfg.Policy, logger)
+	if err != nil {
+		return err
+	}
+	p, err := proxy.New(cfg, proxy.Options{Log: logger, Level: level, Metrics: reg, Identity: id, Discovery: disc, Policies: policies})
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,7 @@ func (k *checker) groups(pre bool) []checkGroup {
 			{desc: "proxy-injector webhook has a valid certificate, trusted by its caBundle", hint: "helm upgrade (or weft install | kubectl apply) regenerates it", run: k.webhookCert},
 			{desc: "proxy-injector has a ready endpoint for the API server to call", hint: "until it has, new pods are admitted without a proxy (failurePolicy Ignore); kubectl -n " + k.ns + " get endpointslices", run: k.injectorEndpoints},
 		}},
+		k.policyGroup(),
 		checkGroup{compat.CheckDataPlane, []check{
 			{desc: "data plane proxies are ready", hint: "kubectl logs POD -c linkerd-proxy", run: func(ctx context.Context) error { return k.dataPlane(ctx, false) }},
 			{desc: "data plane proxies are on the control plane's version", warn: true, hint: "restart the workloads (kubectl rollout restart) to get the new proxy", run: func(ctx context.Context) error { return k.dataPlane(ctx, true) }},

@@ -65,6 +65,17 @@ const (
 	EnvPodName      = "_pod_name"
 	EnvPodNodeName  = "_pod_nodeName"
 
+	// Inbound policy (set by the injector from proxy.defaultInboundPolicy,
+	// clusterNetworks and the config.linkerd.io annotations).
+	EnvInboundDefaultPolicy  = "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY"
+	EnvInboundRequireID      = "LINKERD2_PROXY_INBOUND_PORTS_REQUIRE_IDENTITY"
+	EnvPolicyClusterNetworks = "LINKERD2_PROXY_POLICY_CLUSTER_NETWORKS"
+	EnvPolicyWorkload        = "LINKERD2_PROXY_POLICY_WORKLOAD" // "$(_pod_ns):$(_pod_name)"
+	PolicyWorkloadReference  = "$(" + EnvPodNamespace + "):$(" + EnvPodName + ")"
+	// EnvInboundProbes lists the pod's HTTP probes, "PORT/PATH,...", so
+	// that kubelet's probes pass a deny policy without a control plane.
+	EnvInboundProbes = "WEFT_PROXY_INBOUND_PROBES"
+
 	EnvDestinations     = "WEFT_PROXY_DESTINATIONS"
 	EnvBindings         = "WEFT_PROXY_BINDINGS"
 	EnvInboundForward   = "WEFT_PROXY_INBOUND_FORWARD_ADDR"
@@ -124,6 +135,7 @@ const (
 	AnnotationProxyMemoryLimit     = "config.linkerd.io/proxy-memory-limit"
 	AnnotationProxyAdminShutdown   = "config.linkerd.io/proxy-admin-shutdown"
 	AnnotationDefaultInboundPolicy = "config.linkerd.io/default-inbound-policy"
+	AnnotationRequireIdentityPorts = "config.linkerd.io/proxy-require-identity-inbound-ports"
 	AnnotationNativeSidecar        = "config.linkerd.io/proxy-enable-native-sidecar"
 	AnnotationShutdownGracePeriod  = "config.linkerd.io/shutdown-grace-period"
 	AnnotationOutboundConnect      = "config.linkerd.io/proxy-outbound-connect-timeout"
@@ -195,6 +207,14 @@ const (
 	MetricTCPConnectionDuration = "tcp_connection_duration_ms"
 	MetricProxyBuildInfo        = "proxy_build_info"
 
+	// Inbound authorization and rate limiting.
+	MetricInboundHTTPAuthzAllow    = "inbound_http_authz_allow_total"
+	MetricInboundHTTPAuthzDeny     = "inbound_http_authz_deny_total"
+	MetricInboundHTTPRouteNotFound = "inbound_http_route_not_found_total"
+	MetricInboundHTTPRateLimit     = "inbound_http_local_ratelimit_total"
+	MetricInboundTCPAuthzAllow     = "inbound_tcp_authz_allow_total"
+	MetricInboundTCPAuthzDeny      = "inbound_tcp_authz_deny_total"
+
 	LabelDirection      = "direction"
 	LabelAuthority      = "authority"
 	LabelTargetAddr     = "target_addr"
@@ -207,6 +227,29 @@ const (
 	LabelClassification = "classification"
 	LabelErrno          = "errno"
 	LabelPeer           = "peer"
+)
+
+// Labels of the inbound authorization metrics: the Server and the
+// authorization (group, kind, name each; the route's are in
+// routemetrics.go), and the rate limit.
+const (
+	LabelSrvGroup       = "srv_group"
+	LabelSrvKind        = "srv_kind"
+	LabelSrvName        = "srv_name"
+	LabelAuthzGroup     = "authz_group"
+	LabelAuthzKind      = "authz_kind"
+	LabelAuthzName      = "authz_name"
+	LabelRateLimitGroup = "ratelimit_group"
+	LabelRateLimitKind  = "ratelimit_kind"
+	LabelRateLimitName  = "ratelimit_name"
+	LabelRateLimitScope = "ratelimit_scope"
+)
+
+// Messages of the proxy's authorization answers (l5d-proxy-error).
+const (
+	ProxyErrorUnauthorized  = "client is not authorized to access this server"
+	ProxyErrorRouteNotFound = "no route found for request"
+	ProxyErrorRateLimited   = "too many requests"
 )
 
 // DstLabels are the destination labels of outbound series, filled from
@@ -314,6 +357,7 @@ const (
 	CheckIdentity  = "linkerd-identity"
 	CheckWebhooks  = "linkerd-webhooks"
 	CheckDataPlane = "linkerd-data-plane"
+	CheckPolicy    = "linkerd-policy"
 )
 
 // Outbound policy annotations, on a Service or on a route attached to it
@@ -359,3 +403,7 @@ const (
 // PolicyGroup is the API group of Linkerd's policy CRDs (Server,
 // AuthorizationPolicy, HTTPRoute, ...).
 const PolicyGroup = "policy.linkerd.io"
+
+// PolicyComponent is the policy controller's name: its Service and the
+// source of its Events.
+const PolicyComponent = "linkerd-policy"

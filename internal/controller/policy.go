@@ -14,6 +14,7 @@ import (
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/inboundpolicy"
 	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	outboundkube "github.com/weftmesh/weft/internal/policy/outbound/kube"
@@ -30,6 +31,9 @@ type PolicyOptions struct {
 	// Bound, when set, is told the gRPC and admin addresses once both are
 	// bound (with port 0 the system picks them).
 	Bound func(addr, adminAddr string)
+	// Inbound policy (internal/inboundpolicy).
+	TrustDomain          string
+	DefaultInboundPolicy string
 }
 
 // NewPolicyCommand returns `weft-controller policy`.
@@ -53,6 +57,8 @@ network.`,
 	f.StringVar(&o.ControllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
 	f.StringVar(&o.Addr, "addr", ":8090", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
+	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities (ServiceAccount references)")
+	f.StringVar(&o.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "the cluster's default inbound policy (proxy.defaultInboundPolicy)")
 	return cmd
 }
 
@@ -78,6 +84,11 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	}
 	srv := grpc.NewServer()
 	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
+	inbound, err := startInboundPolicy(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	policyv1.RegisterInboundPoliciesServer(srv, inboundpolicy.NewServer(inbound.Index, inbound.Synced, log))
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_watches",

@@ -26,6 +26,9 @@ type config struct {
 	shutdownGrace                   string
 	outboundConnect, inboundConnect string
 	resources                       corev1.ResourceRequirements
+	defaultPolicy                   string // config.linkerd.io/default-inbound-policy
+	requireIdentity                 string // ports
+	probes                          string // the app's HTTP probes, PORT/PATH,...
 }
 
 func resolve(w *Workload, v Values, o Options) (config, error) {
@@ -129,6 +132,9 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		}
 		(*r.list)[r.name] = q
 	}
+	if err := resolvePolicy(&c, w, v, get); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		return c, fmt.Errorf("bad annotation: %s", strings.Join(errs, "; "))
 	}
@@ -184,6 +190,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvIdentityLocalName, Value: compat.ProxyIdentityLocalNameReference},
 		{Name: compat.EnvIdentitySvcName, Value: fmt.Sprintf(compat.IdentityServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
 	}...)
+	env = append(env, policyEnv(v, c)...)
 	// The optional ones, set only when asked for, in name order.
 	ifTrue := func(b bool) string {
 		if b {

@@ -48,6 +48,10 @@ type Proxy struct {
 	EnableShutdown      bool      `json:"enableShutdownEndpoint"`
 	OutboundConnect     string    `json:"outboundConnectTimeout"`
 	InboundConnect      string    `json:"inboundConnectTimeout"`
+	// DefaultInboundPolicy and RequireIdentityOnInboundPorts shape the
+	// proxy's static inbound policy (internal/authz).
+	DefaultInboundPolicy          string `json:"defaultInboundPolicy"`
+	RequireIdentityOnInboundPorts string `json:"requireIdentityOnInboundPorts"`
 	// AwaitCommand is the proxy's postStart hook that holds the app
 	// containers back until the proxy is ready (Weft's own value).
 	AwaitCommand []string `json:"awaitCommand"`
@@ -92,6 +96,8 @@ func DefaultValues() Values {
 			Await:        true,
 			OpaquePorts:  compat.DefaultOpaquePorts,
 			AwaitCommand: []string{"/weft-await", "--timeout=2m"},
+			// Linkerd's default.
+			DefaultInboundPolicy: "all-unauthenticated",
 		},
 		ProxyInit: Init{
 			Image:               Image{Name: "ghcr.io/weftmesh/weft-proxy-init"},

@@ -68,6 +68,8 @@ type Config struct {
 
 	// Identity configures mTLS; a zero value (no local name) disables it.
 	Identity IdentityConfig
+	// Policy is the static inbound authorization policy (authz.go).
+	Policy PolicyConfig
 
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
@@ -123,6 +125,7 @@ func DefaultConfig() Config {
 		MetricsIdleTimeout:     10 * time.Minute,
 		DiscoveryIdleTimeout:   time.Minute,
 		LogLevel:               "info",
+		Policy:                 defaultPolicyConfig(),
 	}
 }
 

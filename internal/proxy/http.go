@@ -85,6 +85,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 		proxyError(w, http.StatusInternalServerError, "connection has no routing information")
 		return
 	}
+	if !p.authorizeRequest(w, r, info) {
+		return
+	}
 	// Only the proxy may assert a client's identity toward the application.
 	r.Header.Del(compat.HeaderClientID)
 	if info.clientID != "" {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/admin"
+	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
@@ -37,6 +38,8 @@ type Proxy struct {
 	routing  routeState       // the route tables' compiled forms and mirrors in flight
 	id       *certify.Manager // nil: identity disabled, no mTLS
 	ready    atomic.Bool
+	policies authz.Source // inbound authorization (authz.go)
+	authzm   *authzMetrics
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
@@ -69,6 +72,9 @@ type Options struct {
 	// Identity, when set, provides the certificate for mTLS; the proxy is
 	// not ready until it holds one.
 	Identity *certify.Manager
+	// Policies, when set, give each inbound port's authorization policy
+	// (the policy controller's client); else the Config's static policy.
+	Policies authz.Source
 }
 
 // New validates cfg and prepares a proxy; Start binds its listeners.
@@ -104,6 +110,19 @@ func New(cfg Config, o Options) (*Proxy, error) {
 			if err := p.metrics.Register(c); err != nil {
 				return nil, fmt.Errorf("registering identity metrics: %w", err)
 			}
+		}
+	}
+	if p.policies = o.Policies; p.policies == nil {
+		static, err := cfg.Policy.StaticPolicies()
+		if err != nil {
+			return nil, fmt.Errorf("inbound policy: %w", err)
+		}
+		p.policies = static
+	}
+	p.authzm = newAuthzMetrics(cfg.MetricsLabels)
+	for _, c := range p.authzm.collectors() {
+		if err := p.metrics.Register(c); err != nil {
+			return nil, fmt.Errorf("registering authorization metrics: %w", err)
 		}
 	}
 	p.h1, p.h2 = p.newTransports()

@@ -94,7 +94,7 @@ func metricsLabel(name string) func(*Config, string, string) error {
 
 // Settings are the proxy's settings, in the order the environment is
 // applied. Add a setting here (and its row to docs/proxy.md).
-var Settings = []Setting{
+var Settings = append([]Setting{
 	{Flag: "outbound-addr", Env: []string{compat.EnvOutboundListenAddr, compat.EnvOutboundListenAddrs}, Default: compat.DefaultOutboundAddr,
 		Help: "outbound listeners, comma-separated; IPv6 pods add `" + compat.DefaultOutboundAddrIPv6 + "`",
 		Set:  setString(func(c *Config) *string { return &c.OutboundAddr })},
@@ -175,7 +175,7 @@ var Settings = []Setting{
 		Set: setString(func(c *Config) *string { return &c.Identity.TrustAnchorsPEM })},
 	{Env: []string{compat.EnvIdentityDisabled}, Help: "set to disable identity (overrides the variables above)",
 		Set: func(c *Config, _, _ string) error { c.Identity = IdentityConfig{}; return nil }},
-}
+}, policySettings...) // inbound policy: authz.go
 
 // ApplyEnv overrides c from the environment variables of Settings (empty
 // ones are ignored); lookup is os.LookupEnv in production. Every invalid

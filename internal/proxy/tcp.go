@@ -24,6 +24,10 @@ import (
 // copying both ways with half-close. When both sides are plain TCP the
 // kernel splices the bytes (io.Copy between *net.TCPConn uses splice(2)).
 func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
+	if info.direction == compat.Inbound && !p.authorizeConn(c, info) {
+		c.Close()
+		return
+	}
 	p.trackOpaque(c, true)
 	defer p.trackOpaque(c, false)
 	defer c.Close()

@@ -71,7 +71,7 @@ spec:
 
 // Servers that misbehave: every 10th answer a 500, or every answer after
 // a second; Services annotated with Linkerd's retry and timeout annotations.
-const policyApp = `apiVersion: apps/v1
+const annotatedApp = `apiVersion: apps/v1
 kind: Deployment
 metadata: {name: flaky, namespace: %[1]s}
 spec:
@@ -464,7 +464,7 @@ func TestRoutes(t *testing.T) {
 
 	// The Services' annotations: retries turn a 10 % failure rate into
 	// none; a request timeout answers 504.
-	kubectl(t, fmt.Sprintf(policyApp, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(annotatedApp, ns), "apply", "-f", "-")
 	for _, d := range []string{"flaky", "slow"} {
 		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
 	}

@@ -37,9 +37,17 @@ func main() {
 		headers = append(headers, v)
 		return nil
 	})
+	skip := flag.Int("tally-skip", 0, "with -tally: do not count the first N answers (a warm-up)")
+	tally := flag.Bool("tally", false, "with -get: do not stop on a non-200 answer; print one line per status, \"status=<code> count=<n>\"")
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
 	flag.Parse()
+	if *get != "" && *tally {
+		if err := tallyN(*get, *count, *skip, *interval); err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		return
+	}
 	if *get != "" {
 		if err := getN(*get, *count, *interval, *stamp, headers); err != nil {
 			log.Fatalf("testapp: %v", err)
@@ -118,6 +126,31 @@ func getN(url string, n int, interval time.Duration, stamp bool, headers []strin
 			return fmt.Errorf("GET %s: %s", url, resp.Status)
 		}
 		time.Sleep(interval)
+	}
+	return nil
+}
+
+// tallyN sends n GETs, one every interval (from the previous one's start),
+// and prints how many of those after the first skip got each status.
+func tallyN(url string, n, skip int, interval time.Duration) error {
+	c := &http.Client{Timeout: 5 * time.Second}
+	counts := map[int]int{}
+	next := time.Now()
+	for i := 0; i < n; i++ {
+		time.Sleep(time.Until(next))
+		next = next.Add(interval)
+		code := 0
+		if resp, err := c.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			code = resp.StatusCode
+		}
+		if i >= skip {
+			counts[code]++
+		}
+	}
+	for code, k := range counts {
+		fmt.Printf("status=%d count=%d\n", code, k)
 	}
 	return nil
 }

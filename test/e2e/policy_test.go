@@ -1,0 +1,371 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// policyApp: a namespace whose default inbound policy is deny, a meshed
+// server (readiness probe on /ready), meshed clients with the
+// ServiceAccounts client and intruder, and an unmeshed pod.
+const policyApp = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+  annotations: {linkerd.io/inject: enabled, config.linkerd.io/default-inbound-policy: deny}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: server, namespace: %[1]s}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: %[1]s}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: intruder, namespace: %[1]s}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata: {labels: {app: server}}
+    spec:
+      serviceAccountName: server
+      containers:
+      - name: server
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: ["-http", "0.0.0.0:8080"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: %[1]s}
+spec:
+  selector: {app: server}
+  ports: [{name: http, port: 8080, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: %[1]s}
+spec:
+  serviceAccountName: client
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: intruder, namespace: %[1]s}
+spec:
+  serviceAccountName: intruder
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: plain
+  namespace: %[1]s
+  annotations: {linkerd.io/inject: disabled}
+spec:
+  containers:
+  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
+`
+
+// policyServer: the Server on the app port, and the client's mTLS identity.
+const policyServer = `apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: web-http, namespace: %[1]s}
+spec: {podSelector: {matchLabels: {app: server}}, port: http, proxyProtocol: HTTP/1}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: client-mtls, namespace: %[1]s}
+spec: {identityRefs: [{kind: ServiceAccount, name: client}]}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: NetworkAuthentication
+metadata: {name: everyone, namespace: %[1]s}
+spec: {networks: [{cidr: 0.0.0.0/0}, {cidr: "::/0"}]}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-authz, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
+`
+
+// policyRoutes: /public (and the probe path) for everyone, /admin and
+// /data for the client; web-authz now targets the admin route only.
+// dataAccess is the data route's authentication (switched under traffic).
+const policyRoutes = `apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: public, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /public}, method: GET}, {path: {type: Exact, value: /ready}}]}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: admin, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /admin}}]}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: HTTPRoute
+metadata: {name: data, namespace: %[1]s}
+spec:
+  parentRefs: [{group: policy.linkerd.io, kind: Server, name: web-http}]
+  rules: [{matches: [{path: {type: PathPrefix, value: /data}}]}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: public-everyone, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: public}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: NetworkAuthentication, name: everyone}]
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: web-authz, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: admin}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
+`
+
+const dataAccess = `apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: data-access, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: HTTPRoute, name: data}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: %[2]s, name: %[3]s}]
+`
+
+// TestInboundPolicy is the issue's proof on the cluster: default deny,
+// a Server with a MeshTLSAuthentication for the client, route-scoped
+// policy, a policy change under traffic, the server pod staying Ready.
+func TestInboundPolicy(t *testing.T) {
+	begin := time.Now()
+	// Linkerd's policy CRDs (the control plane chart does not carry them).
+	kubectl(t, helm(t, "template", "weft-crds", "../../charts/weft-crds", "-n", "linkerd"), "apply", "-f", "-")
+	kubectl(t, "", "wait", "--for=condition=Established", "crd/servers.policy.linkerd.io", "crd/authorizationpolicies.policy.linkerd.io",
+		"crd/httproutes.policy.linkerd.io", "--timeout=60s")
+	installControlPlane(t)
+	t.Logf("control plane installed in %v", time.Since(begin).Round(time.Second))
+	ns := fmt.Sprintf("policy-%d", time.Now().Unix()%100000)
+	kubectl(t, fmt.Sprintf(policyApp, ns, clientImage), "apply", "-f", "-")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- pods:\n%s", tryOutput(t, "-n", ns, "get", "pods", "-o", "wide"))
+			t.Logf("--- server proxy logs:\n%s", tryOutput(t, "-n", ns, "logs", "deploy/server", "-c", "linkerd-proxy", "--tail", "40"))
+			t.Logf("--- policy controller logs:\n%s", tryOutput(t, "-n", "linkerd", "logs", "deploy/linkerd-destination", "-c", "policy", "--tail", "40"))
+		}
+		tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+	})
+	// Under deny, kubelet's readiness probe must still pass.
+	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/server", "--timeout=120s")
+	kubectl(t, "", "-n", ns, "wait", "pod/client", "pod/intruder", "pod/plain", "--for=condition=Ready", "--timeout=120s")
+	get := func(pod, path string) (string, error) {
+		return runKubectl(t, "", "-n", ns, "exec", pod, "-c", "client", "--", "/testapp", "-get", "http://server:8080"+path, "-n", "1")
+	}
+	status := func(pod, path string) string {
+		out, err := get(pod, path)
+		switch {
+		case err == nil:
+			return "200"
+		case strings.Contains(out, "403"):
+			return "403"
+		case strings.Contains(out, "404"):
+			return "404"
+		}
+		return "error: " + strings.TrimSpace(out)
+	}
+	if got := status("client", "/"); got != "403" {
+		t.Errorf("before any Server, under deny: client got %s, want 403", got)
+	}
+
+	kubectl(t, fmt.Sprintf(policyServer, ns), "apply", "-f", "-")
+	deadline := time.Now().Add(30 * time.Second)
+	for status("client", "/") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the client is not let in 30 s after its Server and authorization")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	out, _ := get("client", "/hello")
+	if !strings.Contains(out, "client-id=client."+ns+".serviceaccount.identity.linkerd.cluster.local") {
+		t.Errorf("the app did not see the client's identity in l5d-client-id: %q", out)
+	}
+	for pod, want := range map[string]string{"intruder": "403", "plain": "403"} {
+		if got := status(pod, "/"); got != want {
+			t.Errorf("%s: %s, want %s", pod, got, want)
+		}
+	}
+
+	// Route-scoped policy (the probe path rides the public route).
+	kubectl(t, fmt.Sprintf(policyRoutes, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(dataAccess, ns, "NetworkAuthentication", "everyone"), "apply", "-f", "-")
+	deadline = time.Now().Add(30 * time.Second)
+	for status("intruder", "/public") != "200" || status("intruder", "/data") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("routes not in force after 30 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, tt := range []struct{ pod, path, want string }{
+		{"intruder", "/public/index.html", "200"}, {"plain", "/public", "200"}, {"client", "/admin", "200"},
+		{"intruder", "/admin", "403"}, {"plain", "/admin/users", "403"}, {"client", "/nowhere", "404"},
+	} {
+		if got := status(tt.pod, tt.path); got != tt.want {
+			t.Errorf("%s GET %s: %s, want %s", tt.pod, tt.path, got, tt.want)
+		}
+	}
+
+	// A policy applied while traffic flows: the intruder polls /data every
+	// 20 ms; data-access switches to the client's identity.
+	cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig(t), "-n", ns, "exec", "intruder", "-c", "client", "--",
+		"/testapp", "-get", "http://server:8080/data", "-n", "1000", "-interval", "20ms")
+	var outBuf strings.Builder
+	cmd.Stdout, cmd.Stderr = &outBuf, &outBuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	time.Sleep(3 * time.Second)
+	kubectl(t, fmt.Sprintf(dataAccess, ns, "MeshTLSAuthentication", "client-mtls"), "apply", "-f", "-")
+	applied := time.Now()
+	select {
+	case <-done:
+		took := time.Since(applied)
+		t.Logf("the intruder's traffic was refused %v after the policy change was applied (kubectl exec's exit included)", took.Round(time.Millisecond))
+		if !strings.Contains(outBuf.String(), "403") {
+			t.Errorf("the polling stopped without a 403: %s", tail(outBuf.String()))
+		}
+		if took > 2*time.Second {
+			t.Errorf("took %v, want about 1 s", took)
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("traffic still allowed 15 s after the policy change")
+	}
+
+	// Rate limits: total 20 rps against 50 rps; then 10 rps per identity
+	// with the client's override at 30, both clients at 50 rps.
+	tallyRate := func(pod string) float64 {
+		// 2 s of warm-up (the one-second burst drains), then 3 s counted.
+		out := kubectl(t, "", "-n", ns, "exec", pod, "-c", "client", "--", "/testapp", "-tally", "-tally-skip", "100",
+			"-get", "http://server:8080/public/x", "-n", "250", "-interval", "20ms")
+		var ok int
+		for _, l := range strings.Split(out, "\n") {
+			fmt.Sscanf(l, "status=200 count=%d", &ok)
+		}
+		t.Logf("%s at 50 rps: %s", pod, strings.Join(strings.Fields(out), " "))
+		return float64(ok) / 3
+	}
+	kubectl(t, fmt.Sprintf(`apiVersion: policy.linkerd.io/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata: {name: web-rl, namespace: %s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  total: {requestsPerSecond: 20}
+`, ns), "apply", "-f", "-")
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(kubectl(t, "", "-n", ns, "exec", "client", "-c", "client", "--", "/testapp", "-tally", "-get", "http://server:8080/public/x", "-n", "60", "-interval", "5ms"), "status=429") {
+		if time.Now().After(deadline) {
+			t.Fatal("the rate limit is not in force after 30 s")
+		}
+	}
+	if got := tallyRate("client"); got < 18 || got > 22 {
+		t.Errorf("total.requestsPerSecond 20: the client got %.1f rps of 50 through, want 20 ± 10%%", got)
+	}
+	kubectl(t, fmt.Sprintf(`apiVersion: policy.linkerd.io/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata: {name: web-rl, namespace: %s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: web-http}
+  identity: {requestsPerSecond: 10}
+  overrides: [{requestsPerSecond: 30, clientRefs: [{kind: ServiceAccount, name: client}]}]
+`, ns), "apply", "-f", "-")
+	time.Sleep(2 * time.Second)
+	rates := map[string]float64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, pod := range []string{"client", "intruder"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := tallyRate(pod)
+			mu.Lock()
+			rates[pod] = r
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if c, i := rates["client"], rates["intruder"]; c < 27 || c > 33 || i < 9 || i > 11 {
+		t.Errorf("identity 10 rps, client's override 30: client %.1f rps, intruder %.1f rps (± 10%%)", c, i)
+	}
+	if n := sum(t, proxyMetrics(t, ns, serverPod(t, ns)), "inbound_http_local_ratelimit_total", `ratelimit_name="web-rl"`); n == 0 {
+		t.Error("no inbound_http_local_ratelimit_total{ratelimit_name=\"web-rl\"}")
+	}
+	kubectl(t, "", "-n", ns, "delete", "httplocalratelimitpolicies.policy.linkerd.io", "web-rl")
+
+	// audit: the Server lets everything through and counts what it would deny.
+	kubectl(t, "", "-n", ns, "patch", "servers.policy.linkerd.io", "web-http", "--type=merge", "-p", `{"spec":{"accessPolicy":"audit"}}`)
+	deadline = time.Now().Add(30 * time.Second)
+	for status("intruder", "/admin") != "200" {
+		if time.Now().After(deadline) {
+			t.Fatalf("accessPolicy audit: the intruder is still refused after 30 s")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if got := status("plain", "/nowhere"); got != "404" {
+		t.Errorf("audit: a path no route matches got %s, want 404", got)
+	}
+
+	if ready := kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", `jsonpath={.items[0].status.conditions[?(@.type=="Ready")].status}`); ready != "True" {
+		t.Errorf("the server pod is not Ready (%q): kubelet's probe was refused", ready)
+	}
+	m := proxyMetrics(t, ns, serverPod(t, ns))
+	if sum(t, m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`, `authz_kind="default"`, `authz_name="audit"`) == 0 {
+		t.Errorf("audit: no would-be denial counted (authz_name=\"audit\"):\n%s", grepLines(m, "inbound_http_authz"))
+	}
+	if sum(t, m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(t, m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
+		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
+	}
+}
+
+func serverPod(t *testing.T, ns string) string {
+	return strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=server", "-o", "name"))[0], "pod/")
+}
+
+func tail(s string) string {
+	if len(s) > 400 {
+		return "…" + s[len(s)-400:]
+	}
+	return s
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
