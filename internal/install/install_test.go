@@ -78,7 +78,7 @@ func TestRenderCRDs(t *testing.T) {
 	for _, tt := range []struct {
 		sets []string
 		want int
-	}{{nil, 11}, {[]string{"installGatewayAPI=false"}, 9}, {[]string{"installGatewayAPI=false", "enableHttpRoutes=false"}, 8}} {
+	}{{nil, 11}, {[]string{"gatewayAPIChannel=experimental"}, 11}, {[]string{"installGatewayAPI=false"}, 9}, {[]string{"installGatewayAPI=false", "enableHttpRoutes=false"}, 8}} {
 		vals, err := Overlay(map[string]any{}, Options{Sets: tt.sets})
 		if err != nil {
 			t.Fatal(err)
@@ -90,6 +90,30 @@ func TestRenderCRDs(t *testing.T) {
 		if got := kinds(t, out)["CustomResourceDefinition"]; got != tt.want {
 			t.Errorf("--set %v: %d CRDs, want %d", tt.sets, got, tt.want)
 		}
+	}
+}
+
+// TestRenderGatewayAPIChannel: the experimental channel's HTTPRoute
+// carries rules[].retry, the standard one does not; another channel name
+// is refused by name.
+func TestRenderGatewayAPIChannel(t *testing.T) {
+	for _, tt := range []struct {
+		channel   string
+		wantRetry bool
+	}{{"standard", false}, {"experimental", true}} {
+		out, err := Render(CRDsChart, "weft-crds", "linkerd", map[string]any{"gatewayAPIChannel": tt.channel})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out, "gateway.networking.k8s.io/channel: "+tt.channel); !got {
+			t.Errorf("%s: the CRDs do not say their channel", tt.channel)
+		}
+		if got := strings.Contains(out, " retry:\n"); got != tt.wantRetry {
+			t.Errorf("%s: HTTPRoute has rules[].retry: %v, want %v", tt.channel, got, tt.wantRetry)
+		}
+	}
+	if _, err := Render(CRDsChart, "weft-crds", "linkerd", map[string]any{"gatewayAPIChannel": "beta"}); err == nil || !strings.Contains(err.Error(), "gatewayAPIChannel") {
+		t.Errorf("gatewayAPIChannel=beta: error %v, want one naming gatewayAPIChannel", err)
 	}
 }
 

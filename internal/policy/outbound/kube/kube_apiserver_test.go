@@ -46,7 +46,13 @@ type cluster struct {
 
 func installCRDs(t testing.TB, dyn dynamic.Interface, client kubernetes.Interface) {
 	t.Helper()
-	out, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", map[string]any{})
+	installCRDsWith(t, dyn, client, map[string]any{})
+}
+
+// installCRDsWith installs weft-crds rendered with values.
+func installCRDsWith(t testing.TB, dyn dynamic.Interface, client kubernetes.Interface, values map[string]any) {
+	t.Helper()
+	out, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", values)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,12 +95,18 @@ func installCRDs(t testing.TB, dyn dynamic.Interface, client kubernetes.Interfac
 
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
+	return startClusterWith(t, map[string]any{})
+}
+
+// startClusterWith is startCluster with weft-crds rendered with crdValues.
+func startClusterWith(t testing.TB, crdValues map[string]any) *cluster {
+	t.Helper()
 	a := kubetest.StartAPIServer(t)
 	dyn, err := dynamic.NewForConfig(a.Config)
 	if err != nil {
 		t.Fatal(err)
 	}
-	installCRDs(t, dyn, a.Client)
+	installCRDsWith(t, dyn, a.Client, crdValues)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ix := outbound.NewIndex("cluster.local", quiet)
