@@ -31,17 +31,7 @@ func (k *kubeFlags) add(cmd *cobra.Command) {
 }
 
 func (k *kubeFlags) clients() (kubernetes.Interface, dynamic.Interface, error) {
-	cfg, err := kubeclient.Config(k.kubeconfig)
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.Timeout = 30 * time.Second
-	c, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	d, err := dynamic.NewForConfig(cfg)
-	return c, d, err
+	return kubeclient.Clients(k.kubeconfig, 30*time.Second)
 }
 
 func newInstallCommand() *cobra.Command {

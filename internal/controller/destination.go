@@ -9,8 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/compat"
@@ -69,15 +67,7 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		go fb.Run(ctx, o.Reload)
 		backend = fb
 	} else {
-		cfg, err := kubeclient.Config(o.Kubeconfig)
-		if err != nil {
-			return err
-		}
-		client, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return err
-		}
-		dyn, err := dynamic.NewForConfig(cfg)
+		client, dyn, err := kubeclient.Clients(o.Kubeconfig, 0)
 		if err != nil {
 			return err
 		}

@@ -9,8 +9,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/compat"
@@ -65,15 +63,7 @@ network.`,
 // RunPolicy serves until ctx ends. Every policy service shares the one
 // gRPC server; each is registered here explicitly.
 func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
-	cfg, err := kubeclient.Config(o.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	client, dyn, err := kubeclient.Clients(o.Kubeconfig, 0)
 	if err != nil {
 		return err
 	}
@@ -84,7 +74,7 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	}
 	srv := grpc.NewServer()
 	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
-	inbound, err := startInboundPolicy(ctx, o, log)
+	inbound, err := startInboundPolicy(ctx, o, client, dyn, log)
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,9 @@ package kubeclient
 
 import (
 	"fmt"
+	"time"
 
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -30,4 +32,23 @@ func Clientset(kubeconfig string) (kubernetes.Interface, error) {
 		return nil, err
 	}
 	return kubernetes.NewForConfig(cfg)
+}
+
+// Clients builds a clientset and a dynamic client from Config(kubeconfig);
+// timeout, when not zero, bounds each request.
+func Clients(kubeconfig string, timeout time.Duration) (kubernetes.Interface, dynamic.Interface, error) {
+	cfg, err := Config(kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Timeout = timeout
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	d, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes dynamic client: %w", err)
+	}
+	return c, d, nil
 }
