@@ -214,6 +214,9 @@ const (
 	MetricInboundHTTPRateLimit     = "inbound_http_local_ratelimit_total"
 	MetricInboundTCPAuthzAllow     = "inbound_tcp_authz_allow_total"
 	MetricInboundTCPAuthzDeny      = "inbound_tcp_authz_deny_total"
+	// MetricInboundTCPAuthzTerminate counts open connections closed because
+	// a policy change no longer authorizes them.
+	MetricInboundTCPAuthzTerminate = "inbound_tcp_authz_terminate_total"
 
 	LabelDirection      = "direction"
 	LabelAuthority      = "authority"

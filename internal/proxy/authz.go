@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -84,7 +85,7 @@ func (c PolicyConfig) StaticPolicies() (*authz.Static, error) {
 // authzMetrics are Linkerd's inbound authorization and rate-limit counters.
 type authzMetrics struct {
 	httpAllow, httpDeny, httpNotFound, rateLimited *prometheus.CounterVec
-	tcpAllow, tcpDeny                              *prometheus.CounterVec
+	tcpAllow, tcpDeny, tcpTerminate                *prometheus.CounterVec
 }
 
 var (
@@ -106,11 +107,12 @@ func newAuthzMetrics(constLabels map[string]string) *authzMetrics {
 		rateLimited:  vec(compat.MetricInboundHTTPRateLimit, "The total number of inbound HTTP requests that were rate-limited.", rateLabels),
 		tcpAllow:     vec(compat.MetricInboundTCPAuthzAllow, "The total number of inbound TCP connections that were authorized.", append(append([]string{}, srvLabels...), authzLabels...)),
 		tcpDeny:      vec(compat.MetricInboundTCPAuthzDeny, "The total number of inbound TCP connections that were denied.", srvLabels),
+		tcpTerminate: vec(compat.MetricInboundTCPAuthzTerminate, "The total number of inbound TCP connections that were terminated due to an authorization change.", srvLabels),
 	}
 }
 
 func (m *authzMetrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.httpAllow, m.httpDeny, m.httpNotFound, m.rateLimited, m.tcpAllow, m.tcpDeny}
+	return []prometheus.Collector{m.httpAllow, m.httpDeny, m.httpNotFound, m.rateLimited, m.tcpAllow, m.tcpDeny, m.tcpTerminate}
 }
 
 func srvValues(info *connInfo, d authz.Decision) []string {
@@ -146,6 +148,46 @@ func (p *Proxy) authorizeConn(c net.Conn, info *connInfo) bool {
 		p.log.Debug("audit: connection allowed that no authorization admits", "port", info.port, "server", d.Server.Name, "client_id", info.clientID)
 	}
 	return true
+}
+
+// policyRecheck is how often an open inbound opaque connection looks for
+// a new policy of its port.
+const policyRecheck = 250 * time.Millisecond
+
+// revokeOnPolicyChange keeps an authorized inbound opaque connection
+// (client side c, application side up) under its port's policy: when the
+// policy changes and no longer admits the client, both sides are closed
+// and the termination counted, so that a policy applied while traffic
+// flows also cuts connections already open. stop ends the watch.
+func (p *Proxy) revokeOnPolicyChange(c, up net.Conn, info *connInfo) (stop func()) {
+	client := clientOf(c.RemoteAddr().String(), info)
+	last := p.policies.Policy(info.port)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(policyRecheck)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			pol := p.policies.Policy(info.port)
+			if pol == last {
+				continue
+			}
+			last = pol
+			if d := pol.CheckConn(client); !d.Allowed {
+				p.authzm.tcpTerminate.WithLabelValues(srvValues(info, d)...).Inc()
+				p.log.Info("inbound connection closed: the policy no longer authorizes it", "port", info.port, "server", d.Server.Name,
+					"peer", c.RemoteAddr().String(), "client_id", info.clientID)
+				c.Close()
+				up.Close()
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // authorizeRequest decides an inbound HTTP request and applies the

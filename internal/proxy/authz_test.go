@@ -2,13 +2,16 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,4 +349,68 @@ func TestPolicyEnv(t *testing.T) {
 			t.Errorf("%s=%q: err %v, want one naming the variable", name, v, err)
 		}
 	}
+}
+
+// swappablePolicies is a policy Source whose policy can change, like the
+// policy controller's stream.
+type swappablePolicies struct{ cur atomic.Pointer[authz.Policy] }
+
+func (s *swappablePolicies) Policy(uint16) *authz.Policy { return s.cur.Load() }
+
+// TestPolicyChangeClosesOpenConnections: an authorized opaque connection
+// that stays open is closed within a second of a policy that no longer
+// admits its client, and counted; one the new policy still admits stays.
+func TestPolicyChangeClosesOpenConnections(t *testing.T) {
+	backend := listenTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	m := newMesh(t)
+	src := &swappablePolicies{}
+	webAndAPI := webOnly
+	webAndAPI.Identities = []string{webID, apiID}
+	src.cur.Store(compilePolicy(t, &authz.PortPolicy{Server: webServer, Protocol: authz.ProtocolOpaque, Default: authz.Deny,
+		Authorizations: []authz.Authorization{webAndAPI}}))
+	b := startProxyWith(t, Options{Identity: m.identity(t, apiID), Policies: src}, func(c *Config) { c.InboundForward = backend })
+	open := func(id string) net.Conn {
+		cp := meshedProxy(t, m.identity(t, id), func(c *Config) {
+			c.OpaquePorts = map[uint16]bool{5432: true}
+			c.Destinations = map[string][]EndpointSpec{"db.shop:5432": {{Addr: b.inbound, Proxy: true, Identity: apiID}}}
+		}, "db.shop:5432")
+		c, err := net.Dial("tcp", cp.bindings[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, "ping"); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("%s: echo %q, %v", id, buf, err)
+		}
+		return c
+	}
+	web, intruder := open(webID), open(apiID)
+
+	src.cur.Store(compilePolicy(t, &authz.PortPolicy{Server: webServer, Protocol: authz.ProtocolOpaque, Default: authz.Deny,
+		Authorizations: []authz.Authorization{webOnly}}))
+	changed := time.Now()
+	intruder.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := intruder.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the intruder's connection stayed open after the policy change (read %d, %v)", n, err)
+	}
+	took := time.Since(changed)
+	t.Logf("the intruder's connection closed %v after the policy change", took.Round(time.Millisecond))
+	if took > time.Second {
+		t.Errorf("closed after %v, want within 1 s", took)
+	}
+	if _, err := io.WriteString(web, "pong"); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(web, buf); err != nil || string(buf) != "pong" {
+		t.Errorf("the still-authorized connection: echo %q, %v", buf, err)
+	}
+	poll.Until(t, 5*time.Second, "the termination metric", func() bool {
+		return metricValue(t, b.metricsText(t), compat.MetricInboundTCPAuthzTerminate, map[string]string{"srv_name": "web-http"}) == 1
+	})
 }

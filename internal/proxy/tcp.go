@@ -56,6 +56,9 @@ func (p *Proxy) serveTCP(c net.Conn, info *connInfo) {
 	p.trackOpaque(up, true)
 	defer p.trackOpaque(up, false)
 	defer up.Close()
+	if info.direction == compat.Inbound {
+		defer p.revokeOnPolicyChange(c, up, info)()
+	}
 	dst := p.metrics.TCP(target, "dst")
 	dst.Open()
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
