@@ -2,6 +2,7 @@ package policyclient
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -16,8 +17,12 @@ type Options struct {
 	Log *slog.Logger
 	// Workload is "namespace:pod".
 	Workload string
-	// Static gives a port's default policy until the control plane has
-	// answered (and when it never does).
+	// Static is the proxy's static configuration (its default policy,
+	// probes, cluster networks). Until the control plane has sent a port
+	// a usable policy, connections to it wait up to FirstWait and are then
+	// decided by Static's configuration with a deny default (the pod's
+	// probes still admitted): a port never falls open because its policy
+	// is late, unusable or the control plane unreachable.
 	Static *authz.Static
 	// Cluster are the networks the cluster-* defaults admit.
 	Cluster []authz.Network
@@ -29,11 +34,12 @@ type Options struct {
 
 // Client is an authz.Source fed by the InboundPolicies service.
 type Client struct {
-	api  policyv1.InboundPoliciesClient
-	o    Options
-	ctx  context.Context
-	mu   sync.Mutex
-	port map[uint16]*portWatch
+	pending *authz.Static // deny, with Static's probes and networks
+	api     policyv1.InboundPoliciesClient
+	o       Options
+	ctx     context.Context
+	mu      sync.Mutex
+	port    map[uint16]*portWatch
 }
 
 type portWatch struct {
@@ -51,7 +57,16 @@ func New(ctx context.Context, api policyv1.InboundPoliciesClient, o Options) *Cl
 	if o.FirstWait <= 0 {
 		o.FirstWait = time.Second
 	}
-	return &Client{api: api, o: o, ctx: ctx, port: map[uint16]*portWatch{}}
+	var sc authz.StaticConfig
+	if o.Static != nil {
+		sc = o.Static.Config()
+	}
+	sc.Default, sc.RequireIdentity = authz.Deny, nil
+	pending, err := authz.NewStatic(sc)
+	if err != nil {
+		panic(fmt.Sprintf("policyclient: the deny default does not compile: %v", err)) // a constant: cannot happen
+	}
+	return &Client{pending: pending, api: api, o: o, ctx: ctx, port: map[uint16]*portWatch{}}
 }
 
 // Policy returns the port's latest policy, starting its watch on first use.
@@ -66,15 +81,14 @@ func (c *Client) Policy(port uint16) *authz.Policy {
 		case <-w.ready:
 		case <-t.C:
 			w.gaveUp.Store(true)
-			c.o.Log.Warn("no inbound policy from the control plane yet; applying the default policy", "port", port,
-				"default", c.o.Static.DefaultFor(port))
+			c.o.Log.Warn("no usable inbound policy from the control plane yet; denying the port's connections (probes admitted) until one arrives", "port", port)
 		}
 		t.Stop()
 		if p := w.cur.Load(); p != nil {
 			return p
 		}
 	}
-	return c.o.Static.Policy(port)
+	return c.pending.Policy(port)
 }
 
 // Watched reports whether the port has received a policy.
