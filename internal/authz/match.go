@@ -165,7 +165,9 @@ func (p *Policy) CheckConn(c Client) Decision {
 func (p *Policy) CheckRequest(c Client, method, path string, h http.Header) Decision {
 	d := Decision{Server: p.src.Server}
 	if len(p.routes) == 0 {
-		if method == http.MethodGet && p.probes[path] {
+		// A kubelet probe never asks to switch protocols: an Upgrade on a
+		// probe path must not open a tunnel past the policy.
+		if method == http.MethodGet && p.probes[path] && h.Get("Upgrade") == "" {
 			d.Route, d.Authz, d.Allowed = ProbeRoute, ProbeAuthz, true
 			return d
 		}

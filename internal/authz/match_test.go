@@ -277,6 +277,10 @@ func TestProbesAdmitted(t *testing.T) {
 	if d := p.CheckConn(c); d.Allowed {
 		t.Errorf("opaque connection allowed by probe paths")
 	}
+	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}
+	if d := p.CheckRequest(c, "GET", "/ready", upgrade); d.Allowed {
+		t.Errorf("an Upgrade on a probe path allowed under deny: %+v", d)
+	}
 }
 
 func TestValidIdentity(t *testing.T) {

@@ -88,7 +88,17 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	if !p.authorizeRequest(w, r, info) {
 		return
 	}
-	// Only the proxy may assert a client's identity toward the application.
+	// h2c upgrades are not relayed: after the switch every request would
+	// reach the application unchecked. The request goes on as HTTP/1.
+	if headerHasToken(r.Header, "Upgrade", "h2c") {
+		r.Header.Del("Upgrade")
+		r.Header.Del("Http2-Settings")
+		dropConnectionToken(r.Header, "upgrade")
+	}
+	// Only the proxy may assert a client's identity toward the
+	// application; a client naming it hop-by-hop must not make the
+	// verified value go either.
+	dropConnectionToken(r.Header, compat.HeaderClientID)
 	r.Header.Del(compat.HeaderClientID)
 	if info.clientID != "" {
 		r.Header.Set(compat.HeaderClientID, info.clientID)
@@ -360,6 +370,24 @@ func removeHopByHop(h http.Header, upgrade bool) {
 	if te {
 		h.Set("Te", "trailers") // gRPC needs it end to end
 	}
+}
+
+// dropConnectionToken removes token from the Connection header's list
+// (and the header when nothing is left).
+func dropConnectionToken(h http.Header, token string) {
+	var kept []string
+	for _, v := range h.Values("Connection") {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, token) {
+				kept = append(kept, t)
+			}
+		}
+	}
+	if len(kept) == 0 {
+		h.Del("Connection")
+		return
+	}
+	h.Set("Connection", strings.Join(kept, ", "))
 }
 
 func headerHasToken(h http.Header, name, token string) bool {

@@ -435,3 +435,25 @@ func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
 }
+
+func TestDropConnectionToken(t *testing.T) {
+	for _, tt := range []struct {
+		in   []string
+		drop string
+		want string // "" when the header goes
+	}{
+		{[]string{"l5d-client-id"}, "l5d-client-id", ""},
+		{[]string{"keep-alive, L5d-Client-Id", "Upgrade"}, "l5d-client-id", "keep-alive, Upgrade"},
+		{[]string{"Upgrade, HTTP2-Settings"}, "upgrade", "HTTP2-Settings"},
+		{nil, "upgrade", ""},
+	} {
+		h := http.Header{}
+		for _, v := range tt.in {
+			h.Add("Connection", v)
+		}
+		dropConnectionToken(h, tt.drop)
+		if got := h.Get("Connection"); got != tt.want || (tt.want == "" && len(h.Values("Connection")) != 0) {
+			t.Errorf("dropConnectionToken(%q, %q): Connection = %q, want %q", tt.in, tt.drop, got, tt.want)
+		}
+	}
+}
