@@ -193,20 +193,22 @@ func (x *Index) Policy(namespace, pod string, port uint16) (*authz.PortPolicy, e
 
 // defaultFor is the pod's default policy: its annotation, its
 // namespace's, the cluster's; identity required on the annotated ports.
+// An annotation that does not parse fails closed: an unknown default
+// policy denies, unparseable require-identity ports require identity on
+// every port.
 func (x *Index) defaultFor(p *Pod, port uint16) authz.DefaultPolicy {
 	d := x.o.Default
-	if v, ok := x.nss[p.Namespace][compat.AnnotationDefaultInboundPolicy]; ok {
-		if pd, err := authz.ParseDefaultPolicy(v); err == nil {
-			d = pd
-		}
-	}
-	if v, ok := p.Annotations[compat.AnnotationDefaultInboundPolicy]; ok {
-		if pd, err := authz.ParseDefaultPolicy(v); err == nil {
+	for _, ann := range []map[string]string{x.nss[p.Namespace], p.Annotations} {
+		if v, ok := ann[compat.AnnotationDefaultInboundPolicy]; ok {
+			pd, err := authz.ParseDefaultPolicy(v)
+			if err != nil {
+				pd = authz.Deny
+			}
 			d = pd
 		}
 	}
 	if v, ok := p.Annotations[compat.AnnotationRequireIdentityPorts]; ok {
-		if ports, err := authz.ParsePorts(v); err == nil && ports[port] {
+		if ports, err := authz.ParsePorts(v); err != nil || ports[port] {
 			d = authz.RequireIdentity(d)
 		}
 	}

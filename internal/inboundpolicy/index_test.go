@@ -43,7 +43,9 @@ func TestDefaultPrecedence(t *testing.T) {
 		{"cluster default", nil, nil, 8080, authz.ClusterUnauthenticated, 1},
 		{"namespace", map[string]string{compat.AnnotationDefaultInboundPolicy: "deny"}, nil, 8080, authz.Deny, 1},
 		{"pod over namespace", map[string]string{compat.AnnotationDefaultInboundPolicy: "deny"}, map[string]string{compat.AnnotationDefaultInboundPolicy: "audit"}, 8080, authz.Audit, 1},
-		{"invalid pod annotation ignored", map[string]string{compat.AnnotationDefaultInboundPolicy: "deny"}, map[string]string{compat.AnnotationDefaultInboundPolicy: "open"}, 8080, authz.Deny, 1},
+		{"invalid pod annotation fails closed", map[string]string{compat.AnnotationDefaultInboundPolicy: "audit"}, map[string]string{compat.AnnotationDefaultInboundPolicy: "open"}, 8080, authz.Deny, 1},
+		{"invalid namespace annotation fails closed", map[string]string{compat.AnnotationDefaultInboundPolicy: "Deny"}, nil, 8080, authz.Deny, 1},
+		{"invalid require-identity ports: every port", nil, map[string]string{compat.AnnotationRequireIdentityPorts: "http"}, 8080, authz.ClusterAuthenticated, 1},
 		{"require identity", nil, map[string]string{compat.AnnotationRequireIdentityPorts: "9000-9100"}, 9090, authz.ClusterAuthenticated, 0},
 		{"require identity other port", nil, map[string]string{compat.AnnotationRequireIdentityPorts: "9000-9100"}, 8080, authz.ClusterUnauthenticated, 1},
 	}
