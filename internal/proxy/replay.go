@@ -16,8 +16,12 @@ import (
 type replayBody struct {
 	src io.ReadCloser
 
-	mu       sync.Mutex // held across reads of src: the recorder and complete take turns
-	buf      []byte
+	mu  sync.Mutex // held across reads of src: the recorder and complete take turns
+	buf []byte     // the body as recorded for replays (while !overflow)
+	// ahead holds what replayable read from src that the first attempt
+	// has not been given yet (kept even when the body overflows, so the
+	// first attempt never loses bytes; at most maxReplayBody + one read).
+	ahead    []byte
 	eof      bool
 	overflow bool // larger than maxReplayBody, or the client's body failed
 	started  bool
@@ -75,7 +79,8 @@ func (b *replayBody) replayable(wait time.Duration) bool {
 		defer b.mu.Unlock()
 		var tmp [4096]byte
 		for !b.eof && !b.overflow {
-			b.readLocked(tmp[:])
+			n, _ := b.readLocked(tmp[:])
+			b.ahead = append(b.ahead, tmp[:n]...)
 		}
 		done <- b.eof && !b.overflow
 	}()
@@ -95,28 +100,21 @@ func (b *replayBody) replayable(wait time.Duration) bool {
 // the whole body is recorded.
 func (b *replayBody) complete() bool { return b.recorded.Load() }
 
-type recorder struct {
-	b   *replayBody
-	pos int // bytes of buf delivered
-}
+type recorder struct{ b *replayBody }
 
 func (r *recorder) Read(p []byte) (int, error) {
 	b := r.b
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.overflow && r.pos < len(b.buf) {
-		n := copy(p, b.buf[r.pos:])
-		r.pos += n
+	if len(b.ahead) > 0 {
+		n := copy(p, b.ahead)
+		b.ahead = b.ahead[n:]
 		return n, nil
 	}
 	if b.eof {
 		return 0, io.EOF
 	}
-	n, err := b.readLocked(p)
-	if !b.overflow {
-		r.pos += n
-	}
-	return n, err
+	return b.readLocked(p)
 }
 
 // Close leaves the client's body to the server, which closes it.

@@ -74,6 +74,21 @@ func TestReplayBody(t *testing.T) {
 		t.Errorf("first attempt after read-ahead: %d bytes, want %d", len(r), len(small))
 	}
 
+	// The first attempt has read part of a body over 64 KiB when the retry
+	// decision reads ahead and overflows: the first attempt must still get
+	// every byte (the read-ahead is not dropped with the recording).
+	big2 := strings.Repeat("0123456789", maxReplayBody/10+2000)
+	b = newReplayBody(newReq(big2, -1))
+	first := b.attempt()
+	head := make([]byte, 100)
+	io.ReadFull(first, head)
+	if b.replayable(time.Second) {
+		t.Error("a body over 64 KiB reported replayable")
+	}
+	if rest := read(first); string(head)+rest != big2 {
+		t.Errorf("first attempt after an overflowing read-ahead: %d bytes, want the whole %d", len(head)+len(rest), len(big2))
+	}
+
 	// A client still sending is not replayable within the wait.
 	pr, pw := io.Pipe()
 	defer pw.Close()
