@@ -69,9 +69,17 @@ func New(ctx context.Context, api policyv1.InboundPoliciesClient, o Options) *Cl
 	return &Client{pending: pending, api: api, o: o, ctx: ctx, port: map[uint16]*portWatch{}}
 }
 
+// MaxWatchedPorts bounds the ports a proxy watches: every new port a
+// client (or a port scan) tries would otherwise open a stream for good.
+// Ports beyond it get the fail-closed pending policy.
+const MaxWatchedPorts = 256
+
 // Policy returns the port's latest policy, starting its watch on first use.
 func (c *Client) Policy(port uint16) *authz.Policy {
 	w := c.watch(port)
+	if w == nil {
+		return c.pending.Policy(port)
+	}
 	if p := w.cur.Load(); p != nil {
 		return p
 	}
@@ -104,6 +112,10 @@ func (c *Client) watch(port uint16) *portWatch {
 	defer c.mu.Unlock()
 	w := c.port[port]
 	if w == nil {
+		if len(c.port) >= MaxWatchedPorts {
+			c.o.Log.Warn("too many inbound ports watched; denying this one", "port", port, "max", MaxWatchedPorts)
+			return nil
+		}
 		w = &portWatch{ready: make(chan struct{})}
 		c.port[port] = w
 		go c.run(port, w)

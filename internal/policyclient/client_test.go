@@ -90,3 +90,42 @@ func TestPendingPortsFailClosed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestWatchedPortsBounded: a port scan cannot open a stream per port; the
+// ports past the bound are denied (probes admitted) without a watch.
+func TestWatchedPortsBounded(t *testing.T) {
+	static, err := authz.NewStatic(authz.StaticConfig{Default: authz.AllUnauthenticated})
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := &scriptedPolicies{send: make(chan *policyv1.InboundPolicy)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	policyv1.RegisterInboundPoliciesServer(srv, script)
+	go srv.Serve(l)
+	defer srv.Stop()
+	conn, err := grpc.NewClient(l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := New(ctx, policyv1.NewInboundPoliciesClient(conn), Options{Workload: "shop:web-0", Static: static,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), FirstWait: time.Millisecond})
+	for port := uint16(1); port <= MaxWatchedPorts+50; port++ {
+		c.Policy(port)
+	}
+	c.mu.Lock()
+	n := len(c.port)
+	c.mu.Unlock()
+	if n != MaxWatchedPorts {
+		t.Errorf("%d ports watched after %d tried, want %d", n, MaxWatchedPorts+50, MaxWatchedPorts)
+	}
+	if c.Policy(MaxWatchedPorts + 10).CheckConn(authz.Client{Addr: netip.MustParseAddr("198.18.0.9")}).Allowed {
+		t.Error("a port past the bound allowed a connection")
+	}
+}

@@ -414,3 +414,25 @@ func TestPolicyChangeClosesOpenConnections(t *testing.T) {
 		return metricValue(t, b.metricsText(t), compat.MetricInboundTCPAuthzTerminate, map[string]string{"srv_name": "web-http"}) == 1
 	})
 }
+
+// TestTunnelPortCannotChooseThePolicy: in explicit mode every connection
+// goes to the forward address, so a meshed client naming another port in
+// the opaque transport's header (one an open policy covers) is still
+// decided by the forward port's policy.
+func TestTunnelPortCannotChooseThePolicy(t *testing.T) {
+	backend := listenTCP(t, halfCloseEcho)
+	m := newMesh(t)
+	port := portOfAddr(t, backend)
+	webOnlyPol := compilePolicy(t, &authz.PortPolicy{Server: webServer, Protocol: authz.ProtocolOpaque, Default: authz.Deny,
+		Authorizations: []authz.Authorization{webOnly}})
+	open := compilePolicy(t, authz.ForDefault(authz.AllUnauthenticated, nil))
+	src := fixedPolicies{port: webOnlyPol, 5432: open}
+	b := startProxyWith(t, Options{Identity: m.identity(t, apiID), Policies: src}, func(c *Config) { c.InboundForward = backend })
+	intruder := meshedProxy(t, m.identity(t, apiID), func(c *Config) {
+		c.OpaquePorts = map[uint16]bool{5432: true}
+		c.Destinations = map[string][]EndpointSpec{"db.shop:5432": {{Addr: b.inbound, Proxy: true, Identity: apiID}}}
+	}, "db.shop:5432")
+	if got := exchange(t, intruder.bindings[0], "hello"); got != "" {
+		t.Errorf("a tunnel naming an open port reached the forward address: got %q, want the connection closed", got)
+	}
+}

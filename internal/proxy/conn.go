@@ -201,7 +201,12 @@ func (p *Proxy) serveTunnel(tc *tls.Conn, info *connInfo) {
 	info.port, info.opaque = h.Port, true
 	info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(h.Port)))
 	if p.cfg.InboundForward != "" {
+		// Everything goes to the forward address: its port, not the one
+		// the client names, is the one policy decides on.
 		info.dst = p.cfg.InboundForward
+		if _, port, err := net.SplitHostPort(info.dst); err == nil {
+			info.port = portOf(port)
+		}
 	}
 	if p.log.Enabled(context.Background(), slog.LevelDebug) {
 		p.log.Debug("opaque transport", "client_id", info.clientID, "port", h.Port, "name", h.Name, "to", info.dst)
