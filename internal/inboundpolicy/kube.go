@@ -36,15 +36,22 @@ type Watcher struct {
 	synced   []cache.InformerSynced
 	kick     chan struct{}
 	start    func(context.Context)
+	// awaiting are the kinds the API server did not serve at start
+	// (CRDs installed later): Run watches each once it is served.
+	awaiting []kindGVR
+	client   kubernetes.Interface
+	df       dynamicinformer.DynamicSharedInformerFactory
 
 	mu       sync.Mutex
 	reported map[string]string // kind/ns/name → last message reported
 }
 
-var kinds = []struct {
+type kindGVR struct {
 	kind string
 	gvr  schema.GroupVersionResource
-}{
+}
+
+var kinds = []kindGVR{
 	{KindServer, ServersGVR}, {KindServerAuthorization, ServerAuthzGVR}, {KindAuthorizationPolicy, AuthzPolicyGVR},
 	{KindMeshTLSAuthn, MeshTLSAuthnGVR}, {KindNetworkAuthn, NetworkAuthnGVR}, {KindHTTPRoute, HTTPRoutesGVR},
 	{KindRateLimitPolicy, RateLimitPolicyGVR},
@@ -59,20 +66,16 @@ func NewWatcher(client kubernetes.Interface, dyn dynamic.Interface, idx *Index, 
 	w.recorder = bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: compat.PolicyComponent})
 
 	df := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
+	w.client, w.df = client, df
 	for _, k := range kinds {
 		if !served(client, k.gvr) {
-			// No CRD, no such resources: nothing to wait for.
-			log.Warn("policy resource not served by the API server (CRD missing?); treating it as empty until restart", "resource", k.gvr.String())
+			// No CRD, no such resources: nothing to wait for now; Run
+			// watches it once its CRD is installed.
+			log.Warn("policy resource not served by the API server (CRD missing?); treating it as empty until it is", "resource", k.gvr.String())
+			w.awaiting = append(w.awaiting, k)
 			continue
 		}
-		inf := df.ForResource(k.gvr).Informer()
-		kind := k.kind
-		inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(obj any) { w.upsert(kind, obj) },
-			UpdateFunc: func(_, obj any) { w.upsert(kind, obj) },
-			DeleteFunc: func(obj any) { w.remove(kind, obj) },
-		})
-		w.synced = append(w.synced, inf.HasSynced)
+		w.synced = append(w.synced, w.watchKind(k))
 	}
 	f := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	pods := f.Core().V1().Pods().Informer()
@@ -122,10 +125,45 @@ func served(client kubernetes.Interface, gvr schema.GroupVersionResource) bool {
 	return false
 }
 
+// watchKind adds k's informer to the dynamic factory (started by the
+// caller).
+func (w *Watcher) watchKind(k kindGVR) cache.InformerSynced {
+	inf := w.df.ForResource(k.gvr).Informer()
+	kind := k.kind
+	inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { w.upsert(kind, obj) },
+		UpdateFunc: func(_, obj any) { w.upsert(kind, obj) },
+		DeleteFunc: func(obj any) { w.remove(kind, obj) },
+	})
+	return inf.HasSynced
+}
+
+// awaitServed polls (every 5 s) until k is served, then watches it.
+func (w *Watcher) awaitServed(ctx context.Context, k kindGVR) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if served(w.client, k.gvr) {
+			w.watchKind(k)
+			w.df.Start(ctx.Done())
+			w.log.Info("policy resource now served; watching it", "resource", k.gvr.String())
+			return
+		}
+	}
+}
+
 // Run starts the informers, waits for their caches and then reports
 // problems after every change, until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
 	w.start(ctx)
+	for _, k := range w.awaiting {
+		go w.awaitServed(ctx, k)
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), w.synced...) {
 		return fmt.Errorf("policy informers did not sync")
 	}
