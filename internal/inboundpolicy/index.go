@@ -171,9 +171,15 @@ func (x *Index) Policy(namespace, pod string, port uint16) (*authz.PortPolicy, e
 	if p == nil {
 		return nil, fmt.Errorf("%s/%s: %w", namespace, pod, ErrNoPod)
 	}
-	srv := x.serverFor(p, port)
+	srv, invalid := x.serverFor(p, port)
 	if srv == nil {
 		return authz.ForDefault(x.defaultFor(p, port), p.Probes[port]), nil
+	}
+	if invalid {
+		// Reported with an Event; until it is fixed nobody is authorized
+		// (the kubelet's probes still are).
+		return &authz.PortPolicy{Server: authz.Meta{Group: Group, Kind: "server", Name: srv.Name}, Default: authz.Deny,
+			ProbePaths: p.Probes[port]}, nil
 	}
 	var spec serverSpec
 	_ = srv.spec(&spec) // serverFor only returns Servers whose spec decodes
@@ -264,20 +270,51 @@ func checkServer(o *object) (serverSpec, labels.Selector, error) {
 	return spec, sel, nil
 }
 
-// serverFor is the oldest valid Server in the pod's namespace selecting
-// the pod and the port.
-func (x *Index) serverFor(p *Pod, port uint16) *object {
+// serverFor is the oldest Server in the pod's namespace selecting the
+// pod and the port; invalid reports that it is one the controller cannot
+// use. An invalid Server covers what it may have meant to cover (fail
+// closed): the pods its selector matches, or every pod when the selector
+// is unusable; the port it names, or every port when that is unusable.
+func (x *Index) serverFor(p *Pod, port uint16) (srv *object, invalid bool) {
 	for _, o := range x.sorted(KindServer, p.Namespace) {
 		spec, sel, err := checkServer(o)
-		if err != nil || !sel.Matches(labels.Set(p.Labels)) {
+		if err != nil {
+			if mayCover(o, p, port) {
+				return o, true
+			}
+			continue
+		}
+		if !sel.Matches(labels.Set(p.Labels)) {
 			continue
 		}
 		if spec.Port.Type == 0 && spec.Port.IntValue() == int(port) ||
 			spec.Port.StrVal != "" && p.Ports[spec.Port.StrVal] == int32(port) {
-			return o
+			return o, false
 		}
 	}
-	return nil
+	return nil, false
+}
+
+// mayCover reports whether an invalid Server may have been meant to
+// select the pod's port: any part that does not parse matches.
+func mayCover(o *object, p *Pod, port uint16) bool {
+	var spec serverSpec
+	if err := o.spec(&spec); err != nil {
+		return true
+	}
+	if spec.PodSelector != nil {
+		if sel, err := metav1.LabelSelectorAsSelector(spec.PodSelector); err == nil && !sel.Matches(labels.Set(p.Labels)) {
+			return false
+		}
+	}
+	switch {
+	case spec.Port.Type == 0 && spec.Port.IntValue() > 0 && spec.Port.IntValue() <= 65535:
+		return spec.Port.IntValue() == int(port)
+	case spec.Port.Type != 0 && spec.Port.StrVal != "":
+		n, ok := p.Ports[spec.Port.StrVal]
+		return ok && n == int32(port)
+	}
+	return true // no usable port
 }
 
 // SelectsPods reports whether a Server selects at least one known pod.

@@ -154,3 +154,37 @@ spec: {parentRefs: [{kind: Server, name: web-http}], rules: [{matches: [{path: {
 		t.Errorf("problems %+v, want one on HTTPRoute admin", probs)
 	}
 }
+
+// TestInvalidServerFailsClosed: a Server the controller cannot use denies
+// the ports it may have meant to cover (probes still admitted) instead of
+// leaving them to a wider default; ports it clearly does not cover keep
+// the default.
+func TestInvalidServerFailsClosed(t *testing.T) {
+	tests := []struct {
+		name, server string
+		port         uint16
+		wantServer   string // "" : the default policy
+	}{
+		{"bad access policy, its port", `spec: {podSelector: {matchLabels: {app: web}}, port: 8080, accessPolicy: Open}`, 8080, "broken"},
+		{"bad access policy, another port", `spec: {podSelector: {matchLabels: {app: web}}, port: 8080, accessPolicy: Open}`, 9090, ""},
+		{"bad selector, its port", `spec: {podSelector: {matchExpressions: [{key: app, operator: Near}]}, port: 8080}`, 8080, "broken"},
+		{"no selector", `spec: {port: http}`, 8080, "broken"},
+		{"bad port", `spec: {podSelector: {matchLabels: {app: web}}, port: 0}`, 9090, "broken"},
+		{"selects other pods", `spec: {podSelector: {matchLabels: {app: db}}, port: 8080, accessPolicy: Open}`, 8080, ""},
+		{"a port name the pod lacks", `spec: {podSelector: {}, port: metrics, accessPolicy: Open}`, 8080, ""},
+	}
+	for _, tt := range tests {
+		x := newTestIndex(t, map[string]string{compat.AnnotationDefaultInboundPolicy: "all-unauthenticated"}, nil)
+		x.Upsert(KindServer, obj(t, "metadata: {name: broken}\n"+tt.server))
+		p, err := x.Policy("shop", "web-0", tt.port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tt.wantServer == "" && p.Server != authz.DefaultMeta(string(authz.AllUnauthenticated)):
+			t.Errorf("%s: server %+v, want the namespace default", tt.name, p.Server)
+		case tt.wantServer != "" && (p.Server.Name != tt.wantServer || p.Default != authz.Deny || len(p.Authorizations) != 0):
+			t.Errorf("%s: %+v, want Server %s denying everyone", tt.name, p, tt.wantServer)
+		}
+	}
+}
