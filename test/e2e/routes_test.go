@@ -488,13 +488,14 @@ func TestRoutes(t *testing.T) {
 // testFailureAccrual: the failing server gets 3 requests and is ejected
 // (the client's requests meanwhile fail fast with 503 in its proxy); it is
 // probed with one real request after 1 s, then (failing again) after 2 s,
-// then after 4 s, when it has recovered and serves again. Without failure
+// then after 4 s, when it has recovered and serves again: from about 8 s
+// into the client's 15 s of requests. Without failure
 // accrual its 5 failures would be the client's first 5 requests, 50 ms
 // apart.
 func testFailureAccrual(t *testing.T, ns string) {
 	kubectl(t, fmt.Sprintf(accrualApp, ns), "apply", "-f", "-")
 	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/breaker", "--timeout=120s")
-	kubectl(t, fmt.Sprintf(routeClient, ns, "breaker-client", clientImage, 200, "50ms", `, "-tally"`, "breaker"), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(routeClient, ns, "breaker-client", clientImage, 300, "50ms", `, "-tally"`, "breaker"), "apply", "-f", "-")
 	awaitClient(t, ns, "breaker-client")
 	statuses := map[string]int{}
 	for _, line := range strings.Split(kubectl(t, "", "-n", ns, "logs", "job/breaker-client", "-c", "client"), "\n") {
