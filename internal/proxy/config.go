@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
 )
 
@@ -150,54 +151,17 @@ func ParseDuration(s string) (time.Duration, error) {
 
 // AddOpaquePorts adds a comma-separated list of ports and ranges ("25,3306,5000-5010").
 func (c *Config) AddOpaquePorts(s string) error {
-	ports, err := ParsePorts(s)
+	ports, err := authz.ParsePorts(s)
 	if err != nil {
 		return err
 	}
 	if c.OpaquePorts == nil {
 		c.OpaquePorts = map[uint16]bool{}
 	}
-	for _, p := range ports {
+	for p := range ports {
 		c.OpaquePorts[p] = true
 	}
 	return nil
-}
-
-// ParsePorts parses "25,443,8000-8010" into ports.
-func ParsePorts(s string) ([]uint16, error) {
-	var out []uint16
-	for _, part := range strings.Split(s, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := parsePort(lo)
-		if err != nil {
-			return nil, err
-		}
-		b := a
-		if isRange {
-			if b, err = parsePort(hi); err != nil {
-				return nil, err
-			}
-			if b < a {
-				return nil, fmt.Errorf("port range %q is backwards", part)
-			}
-		}
-		for p := int(a); p <= int(b); p++ {
-			out = append(out, uint16(p))
-		}
-	}
-	return out, nil
-}
-
-func parsePort(s string) (uint16, error) {
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || n < 1 || n > 65535 {
-		return 0, fmt.Errorf("invalid port %q (want 1-65535)", s)
-	}
-	return uint16(n), nil
 }
 
 // AddDestination parses "NAME=ADDR[,ADDR...]" where an ADDR written
