@@ -93,6 +93,16 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// One connection to the policy controller serves both outbound routes
+	// and inbound policies.
+	var pconn *grpc.ClientConn
+	if cfg.PolicyAddr != "" {
+		if pconn, err = grpc.NewClient(cfg.PolicyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}})); err != nil {
+			return fmt.Errorf("policy service %s: %w", cfg.PolicyAddr, err)
+		}
+		defer pconn.Close()
+	}
 	var disc target.Resolver
 	if cfg.DestinationAddr != "" {
 		conn, err := grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -102,18 +112,12 @@ func run(args []string) error {
 		}
 		defer conn.Close()
 		opts := discovery.Options{Log: logger, IdleTimeout: cfg.DiscoveryIdleTimeout, ContextToken: cfg.DestinationContext}
-		if cfg.PolicyAddr != "" {
-			pconn, err := grpc.NewClient(cfg.PolicyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-				grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
-			if err != nil {
-				return fmt.Errorf("policy service %s: %w", cfg.PolicyAddr, err)
-			}
-			defer pconn.Close()
+		if pconn != nil {
 			opts.Policy = policyv1.NewOutboundPoliciesClient(pconn)
 		}
 		disc = discovery.New(ctx, destinationv1.NewDestinationClient(conn), opts)
 	}
-	policies, err := newPolicies(ctx, cfg.Policy, logger)
+	policies, err := newPolicies(ctx, pconn, cfg.Policy, logger)
 	if err != nil {
 		return err
 	}

@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/credentials/insecure"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/authz"
@@ -17,22 +14,16 @@ import (
 )
 
 // newPolicies returns the inbound policy source: the policy controller's
-// client when its address and the workload are known, else nil (the
-// proxy's static default policy).
-func newPolicies(ctx context.Context, cfg proxy.PolicyConfig, log *slog.Logger) (authz.Source, error) {
-	if cfg.SvcAddr == "" || cfg.Workload == "" {
+// client over conn when there is one and the workload is known, else nil
+// (the proxy's static default policy).
+func newPolicies(ctx context.Context, conn *grpc.ClientConn, cfg proxy.PolicyConfig, log *slog.Logger) (authz.Source, error) {
+	if conn == nil || cfg.Workload == "" {
 		return nil, nil
 	}
 	static, err := cfg.StaticPolicies()
 	if err != nil {
 		return nil, fmt.Errorf("inbound policy: %w", err)
 	}
-	conn, err := grpc.NewClient(cfg.SvcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
-	if err != nil {
-		return nil, fmt.Errorf("policy service %s: %w", cfg.SvcAddr, err)
-	}
-	go func() { <-ctx.Done(); conn.Close() }()
 	return policyclient.New(ctx, policyv1.NewInboundPoliciesClient(conn), policyclient.Options{Log: log,
 		Workload: cfg.Workload, Static: static, Cluster: cfg.ClusterNetworks}), nil
 }

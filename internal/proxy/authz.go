@@ -21,11 +21,9 @@ type PolicyConfig struct {
 	RequireIdentity map[uint16]bool
 	ClusterNetworks []authz.Network
 	Probes          map[uint16][]string
-	// Workload names the pod to the policy controller ("ns:pod").
+	// Workload names the pod to the policy controller ("ns:pod"); with
+	// Config.PolicyAddr set, cmd/weft-proxy watches inbound policies there.
 	Workload string
-	// SvcAddr is the policy controller (LINKERD2_PROXY_POLICY_SVC_ADDR);
-	// with Workload set, cmd/weft-proxy watches inbound policies there.
-	SvcAddr string
 }
 
 // defaultPolicyConfig is Linkerd's: all-unauthenticated, the chart's
@@ -72,8 +70,6 @@ var policySettings = []Setting{
 		}},
 	{Env: []string{compat.EnvPolicyWorkload}, Help: "this pod (`ns:pod`) to the policy controller",
 		Set: setString(func(c *Config) *string { return &c.Policy.Workload })},
-	{Env: []string{compat.EnvPolicySvcAddr}, Help: "the policy controller `host:port`: inbound policies are watched there with the workload",
-		Set: setString(func(c *Config) *string { return &c.Policy.SvcAddr })},
 }
 
 // StaticPolicies is the Source of the configuration's default policies.

@@ -157,7 +157,7 @@ var Settings = append([]Setting{
 		Set: setDuration(func(c *Config) *time.Duration { return &c.MetricsIdleTimeout })},
 	{Env: []string{compat.EnvDestinationSvcAddr}, Help: "destination service `host:port`: see [destination.md](destination.md)",
 		Set: setString(func(c *Config) *string { return &c.DestinationAddr })},
-	{Env: []string{compat.EnvPolicySvcAddr}, Help: "policy controller `host:port` (routes: HTTPRoute, GRPCRoute, Service annotations): see [traffic.md](traffic.md)",
+	{Env: []string{compat.EnvPolicySvcAddr}, Help: "policy controller `host:port`: outbound routes (HTTPRoute, GRPCRoute, Service annotations, [traffic.md](traffic.md)) and, with the workload, inbound policies ([policy.md](policy.md))",
 		Set: setString(func(c *Config) *string { return &c.PolicyAddr })},
 	{Env: []string{compat.EnvDestinationContext}, Help: "JSON describing the pod (`ns`, `nodeName`, `pod`), sent with every discovery request",
 		Set: setString(func(c *Config) *string { return &c.DestinationContext })},
