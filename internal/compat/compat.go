@@ -55,6 +55,9 @@ const (
 	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
 	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
 	EnvPolicySvcAddr       = "LINKERD2_PROXY_POLICY_SVC_ADDR"
+	// EnvTapSvcName is the only identity the proxy serves tap to (set by
+	// the viz extension's injection).
+	EnvTapSvcName = "LINKERD2_PROXY_TAP_SVC_NAME"
 	// EnvDestinationContext is the JSON the proxy sends the destination
 	// service as its context token (see DestinationContextReference).
 	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT"

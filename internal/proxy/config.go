@@ -20,6 +20,9 @@ type Config struct {
 	InboundAddr  string
 	AdminAddr    string
 	ControlAddr  string
+	// TapSvcName, with identity enabled, serves tap (internal/tap) on the
+	// control port to that identity only.
+	TapSvcName string
 
 	// OpaquePorts skip protocol detection (inbound: by the original
 	// destination port; outbound: by the destination port).

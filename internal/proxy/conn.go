@@ -262,9 +262,13 @@ type httpServer struct {
 
 func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	s := &httpServer{direction: direction, ln: newChanListener()}
-	var handler http.Handler = http.HandlerFunc(p.serveOutbound)
+	serve := p.serveOutbound
 	if direction == compat.Inbound {
-		handler = http.HandlerFunc(p.serveInbound)
+		serve = p.serveInbound
+	}
+	var handler http.Handler = http.HandlerFunc(serve)
+	if p.tap != nil {
+		handler = p.tapped(serve)
 	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)

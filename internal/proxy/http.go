@@ -19,6 +19,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
+	reqtap "github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/target"
 )
 
@@ -221,6 +222,9 @@ func (p *Proxy) peerID(info *connInfo, ep *balance.Endpoint) string {
 }
 
 func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {
+	if p.tap != nil && info.direction == compat.Outbound && p.tap.Active() {
+		reqtap.Endpoint(ctx, ep.Addr, p.peerID(info, ep))
+	}
 	out := r.WithContext(withPeer(ctx, ep))
 	out.URL = &url.URL{Scheme: "http", Host: ep.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	out.RequestURI = ""

@@ -24,6 +24,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
+	reqtap "github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/target"
 )
 
@@ -40,6 +41,7 @@ type Proxy struct {
 	ready    atomic.Bool
 	policies authz.Source // inbound authorization (authz.go)
 	authzm   *authzMetrics
+	tap      *reqtap.Tap // nil: tap disabled
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
@@ -124,6 +126,18 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		if err := p.metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("registering authorization metrics: %w", err)
 		}
+	}
+	if cfg.TapSvcName != "" && p.id != nil {
+		t, err := reqtap.New(reqtap.Config{Authorized: cfg.TapSvcName, TLS: p.id.ServerConfig(), ConstLabels: cfg.MetricsLabels, Log: p.log})
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range t.Collectors() {
+			if err := p.metrics.Register(c); err != nil {
+				return nil, fmt.Errorf("registering tap metrics: %w", err)
+			}
+		}
+		p.tap = t
 	}
 	p.h1, p.h2 = p.newTransports()
 	p.outbound = p.newHTTPServer(compat.Outbound)
@@ -234,7 +248,11 @@ func (p *Proxy) Start() error {
 		http.Error(w, "tap is not enabled on this proxy", http.StatusNotFound)
 	}), ReadHeaderTimeout: 10 * time.Second}
 	p.serve("admin", func() error { return p.adminSrv.Serve(adminL) })
-	p.serve("control", func() error { return p.ctrlSrv.Serve(ctrlL) })
+	if p.tap != nil {
+		p.serve("control", func() error { return p.tap.Serve(ctrlL) })
+	} else {
+		p.serve("control", func() error { return p.ctrlSrv.Serve(ctrlL) })
+	}
 	p.serve("outbound HTTP", func() error { return p.outbound.srv.Serve(p.outbound.ln) })
 	p.serve("inbound HTTP", func() error { return p.inbound.srv.Serve(p.inbound.ln) })
 	go p.metrics.RunExpiry(p.stop, min(time.Minute, max(p.cfg.MetricsIdleTimeout/2, time.Second)))
@@ -351,6 +369,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.h1.CloseIdleConnections()
 	p.h2.CloseIdleConnections()
 	p.ctrlSrv.Close()
+	if p.tap != nil {
+		p.tap.Stop()
+	}
 	p.adminSrv.Close()
 	p.closeListeners()
 	p.log.Info("shutdown complete")

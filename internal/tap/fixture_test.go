@@ -1,0 +1,150 @@
+package tap_test
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/certify"
+	"github.com/weftmesh/weft/internal/identity/identitytest"
+	"github.com/weftmesh/weft/internal/identity/localca"
+	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/identity/statictoken"
+	"github.com/weftmesh/weft/internal/proxy"
+)
+
+const (
+	webID   = "web.shop.serviceaccount.identity.linkerd.cluster.local"
+	apiID   = "api.shop.serviceaccount.identity.linkerd.cluster.local"
+	tapID   = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"
+	otherID = "intruder.shop.serviceaccount.identity.linkerd.cluster.local"
+)
+
+// mesh is a real identity service (local CA, static tokens) on loopback.
+type mesh struct {
+	anchors *x509.CertPool
+	client  identityv1.IdentityClient
+}
+
+var tokens = map[string]string{
+	webID:   "web-token-0123456789abcdef shop/web",
+	apiID:   "api-token-0123456789abcdef shop/api",
+	tapID:   "tap-token-0123456789abcdef linkerd-viz/tap",
+	otherID: "intruder-token-0123456789ab shop/intruder",
+}
+
+func newMesh(t testing.TB) *mesh {
+	t.Helper()
+	root, err := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors, _, _ := pki.AnchorPool(root.CertPEM)
+	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", time.Now().Add(-time.Minute), 2*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range tokens {
+		lines = append(lines, l)
+	}
+	v, err := statictoken.Parse(strings.NewReader(strings.Join(lines, "\n")+"\n"), "linkerd", "cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := identitytest.Serve(t, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca, Log: quiet()}))
+	return &mesh{anchors: anchors, client: client}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// identity obtains name's certificate from the identity service with its token.
+func (m *mesh) identity(t testing.TB, name string) *certify.Manager {
+	t.Helper()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte(strings.Fields(tokens[name])[0]), 0o600)
+	mgr, err := certify.New(certify.Config{Identity: name, TokenPath: tokenFile, Client: m.client, Anchors: m.anchors, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go mgr.Run(ctx)
+	select {
+	case <-mgr.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no certificate for %s", name)
+	}
+	return mgr
+}
+
+type testProxy struct {
+	*proxy.Proxy
+	admin, control, outbound, inbound string
+	bindings                          []string
+}
+
+// startProxy runs a meshed proxy on loopback that serves tap to tapID.
+func startProxy(t testing.TB, id *certify.Manager, mutate func(*proxy.Config), bindDsts ...string) *testProxy {
+	t.Helper()
+	cfg := proxy.DefaultConfig()
+	cfg.OutboundAddr, cfg.InboundAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.AdminAddr, cfg.ControlAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ShutdownGrace = 2 * time.Second
+	cfg.TapSvcName = tapID
+	for _, d := range bindDsts {
+		cfg.Bindings = append(cfg.Bindings, proxy.Binding{Listen: "127.0.0.1:0", Dst: d})
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	level := new(slog.LevelVar)
+	level.Set(slog.LevelWarn)
+	p, err := proxy.New(cfg, proxy.Options{Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), Level: level, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for !p.Ready() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	a := p.Addrs()
+	tp := &testProxy{Proxy: p, admin: a[0].String(), control: a[1].String(), outbound: a[2].String(), inbound: a[3].String()}
+	for _, b := range a[4:] {
+		tp.bindings = append(tp.bindings, b.String())
+	}
+	return tp
+}
+
+// backend answers every request with body after an optional pause.
+func backend(t testing.TB, body string) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Answer", "secret-answer-value")
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(s.Close)
+	return strings.TrimPrefix(s.URL, "http://")
+}
