@@ -9,18 +9,19 @@ import (
 	tapv1 "github.com/weftmesh/weft/api/tap/v1"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/tap"
+	"github.com/weftmesh/weft/internal/tap/taptest"
 )
 
 // BenchmarkProxyRequest sends requests through a real meshed proxy's
 // inbound side on loopback, without a tap and with one that sees every
 // request (read by a client over mTLS as fast as it can).
 func BenchmarkProxyRequest(b *testing.B) {
-	m := newMesh(b)
-	server := startProxy(b, m.identity(b, apiID), func(c *proxy.Config) { c.InboundForward = backend(b, "ok") })
-	tapper := m.identity(b, tapID)
+	m := taptest.NewMesh(b)
+	server := taptest.StartProxy(b, m.Identity(b, taptest.APIID), func(c *proxy.Config) { c.InboundForward = taptest.Backend(b, "ok") })
+	tapper := m.Identity(b, taptest.TapID)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	get := func(b *testing.B) {
-		resp, err := hc.Get("http://" + server.inbound + "/bench")
+		resp, err := hc.Get("http://" + server.Inbound + "/bench")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -40,7 +41,7 @@ func BenchmarkProxyRequest(b *testing.B) {
 		{"tapped-every-request", nil},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
-			tc2, closeConn, err := tap.Dial(server.control, tapper.ClientConfig(apiID))
+			tc2, closeConn, err := tap.Dial(server.Control, tapper.ClientConfig(taptest.APIID))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -58,16 +59,16 @@ func BenchmarkProxyRequest(b *testing.B) {
 					}
 				}
 			}()
-			for metric(b, server.admin, tap.MetricWatches) != 1 {
+			for metric(b, server.Admin, tap.MetricWatches) != 1 {
 			}
 			b.ResetTimer()
 			for range b.N {
 				get(b)
 			}
 			b.StopTimer()
-			b.ReportMetric(metric(b, server.admin, tap.MetricEventsDropped), "dropped")
+			b.ReportMetric(metric(b, server.Admin, tap.MetricEventsDropped), "dropped")
 			cancel()
-			for metric(b, server.admin, tap.MetricWatches) != 0 {
+			for metric(b, server.Admin, tap.MetricWatches) != 0 {
 			}
 		})
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/tap"
+	"github.com/weftmesh/weft/internal/tap/taptest"
 )
 
 // collect reads events until n request ends arrived or the time is up.
@@ -84,17 +85,17 @@ func metric(t testing.TB, admin, name string) float64 {
 }
 
 func TestTapStreamsRequestsOverMTLS(t *testing.T) {
-	m := newMesh(t)
-	tapper := m.identity(t, tapID)
-	server := startProxy(t, m.identity(t, apiID), func(c *proxy.Config) { c.InboundForward = backend(t, "hello from api") })
-	client := startProxy(t, m.identity(t, webID), func(c *proxy.Config) {
-		c.Destinations = map[string][]proxy.EndpointSpec{"api.shop:80": {{Addr: server.inbound, Proxy: true, Identity: apiID}}}
+	m := taptest.NewMesh(t)
+	tapper := m.Identity(t, taptest.TapID)
+	server := taptest.StartProxy(t, m.Identity(t, taptest.APIID), func(c *proxy.Config) { c.InboundForward = taptest.Backend(t, "hello from api") })
+	client := taptest.StartProxy(t, m.Identity(t, taptest.WebID), func(c *proxy.Config) {
+		c.Destinations = map[string][]proxy.EndpointSpec{"api.shop:80": {{Addr: server.Inbound, Proxy: true, Identity: taptest.APIID}}}
 	}, "api.shop:80")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	open := func(p *testProxy, proxyID string, match *tapv1.Match) tapv1.Tap_WatchClient {
-		tc, closeConn, err := tap.Dial(p.control, tapper.ClientConfig(proxyID))
+	open := func(p *taptest.Proxy, proxyID string, match *tapv1.Match) tapv1.Tap_WatchClient {
+		tc, closeConn, err := tap.Dial(p.Control, tapper.ClientConfig(proxyID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,15 +106,15 @@ func TestTapStreamsRequestsOverMTLS(t *testing.T) {
 		}
 		return s
 	}
-	in := open(server, apiID, &tapv1.Match{PathPrefix: "/hello"})
-	out := open(client, webID, nil)
-	none := open(server, apiID, &tapv1.Match{Method: "DELETE"})
-	waitWatches(t, server.admin, 2)
-	waitWatches(t, client.admin, 1)
+	in := open(server, taptest.APIID, &tapv1.Match{PathPrefix: "/hello"})
+	out := open(client, taptest.WebID, nil)
+	none := open(server, taptest.APIID, &tapv1.Match{Method: "DELETE"})
+	waitWatches(t, server.Admin, 2)
+	waitWatches(t, client.Admin, 1)
 
 	const n = 3
 	for i := range n {
-		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/hello/%d?q=1", client.bindings[0], i), nil)
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/hello/%d?q=1", client.Bindings[0], i), nil)
 		req.Host = "api.shop:80"
 		req.Header.Set("X-Secret", "secret-header-value")
 		resp, err := http.DefaultClient.Do(req)
@@ -130,14 +131,14 @@ func TestTapStreamsRequestsOverMTLS(t *testing.T) {
 		check     func(ev *tapv1.Event) error
 	}{
 		{"server inbound", in, "inbound", func(ev *tapv1.Event) error {
-			if !ev.Tls || ev.ClientId != webID {
-				return fmt.Errorf("tls=%v client_id=%q, want true %q", ev.Tls, ev.ClientId, webID)
+			if !ev.Tls || ev.ClientId != taptest.WebID {
+				return fmt.Errorf("tls=%v client_id=%q, want true %q", ev.Tls, ev.ClientId, taptest.WebID)
 			}
 			return nil
 		}},
 		{"client outbound", out, "outbound", func(ev *tapv1.Event) error {
-			if !ev.Tls || ev.ServerId != apiID || ev.Destination != server.inbound {
-				return fmt.Errorf("tls=%v server_id=%q dst=%q, want true %q %q", ev.Tls, ev.ServerId, ev.Destination, apiID, server.inbound)
+			if !ev.Tls || ev.ServerId != taptest.APIID || ev.Destination != server.Inbound {
+				return fmt.Errorf("tls=%v server_id=%q dst=%q, want true %q %q", ev.Tls, ev.ServerId, ev.Destination, taptest.APIID, server.Inbound)
 			}
 			return nil
 		}},
@@ -210,11 +211,11 @@ func contains(s []string, v string) bool {
 }
 
 func TestTapRefusesOtherIdentities(t *testing.T) {
-	m := newMesh(t)
-	server := startProxy(t, m.identity(t, apiID), func(c *proxy.Config) { c.InboundForward = backend(t, "x") })
-	for _, id := range []string{otherID, webID} {
+	m := taptest.NewMesh(t)
+	server := taptest.StartProxy(t, m.Identity(t, taptest.APIID), func(c *proxy.Config) { c.InboundForward = taptest.Backend(t, "x") })
+	for _, id := range []string{taptest.OtherID, taptest.WebID} {
 		t.Run(id, func(t *testing.T) {
-			tc, closeConn, err := tap.Dial(server.control, m.identity(t, id).ClientConfig(apiID))
+			tc, closeConn, err := tap.Dial(server.Control, m.Identity(t, id).ClientConfig(taptest.APIID))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -225,12 +226,12 @@ func TestTapRefusesOtherIdentities(t *testing.T) {
 			if err == nil {
 				_, err = s.Recv()
 			}
-			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), tapID) {
-				t.Fatalf("Watch as %s: %v, want PermissionDenied naming %s", id, err, tapID)
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(err.Error(), taptest.TapID) {
+				t.Fatalf("Watch as %s: %v, want PermissionDenied naming %s", id, err, taptest.TapID)
 			}
 		})
 	}
-	if got := metric(t, server.admin, tap.MetricWatches); got != 0 {
+	if got := metric(t, server.Admin, tap.MetricWatches); got != 0 {
 		t.Errorf("%s = %v after refused watches, want 0", tap.MetricWatches, got)
 	}
 }
@@ -238,9 +239,9 @@ func TestTapRefusesOtherIdentities(t *testing.T) {
 // A tap client that never reads: the proxy drops events (counted) and
 // requests go on at full speed.
 func TestTapSlowConsumerDrops(t *testing.T) {
-	m := newMesh(t)
-	server := startProxy(t, m.identity(t, apiID), func(c *proxy.Config) { c.InboundForward = backend(t, "ok") })
-	tc, closeConn, err := tap.Dial(server.control, m.identity(t, tapID).ClientConfig(apiID))
+	m := taptest.NewMesh(t)
+	server := taptest.StartProxy(t, m.Identity(t, taptest.APIID), func(c *proxy.Config) { c.InboundForward = taptest.Backend(t, "ok") })
+	tc, closeConn, err := tap.Dial(server.Control, m.Identity(t, taptest.TapID).ClientConfig(taptest.APIID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestTapSlowConsumerDrops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitWatches(t, server.admin, 1)
+	waitWatches(t, server.Admin, 1)
 
 	const n = 3000
 	hc := &http.Client{Timeout: 5 * time.Second}
@@ -259,7 +260,7 @@ func TestTapSlowConsumerDrops(t *testing.T) {
 	start := time.Now()
 	for i := 0; i < n && time.Since(start) < 60*time.Second; i++ {
 		t0 := time.Now()
-		resp, err := hc.Get("http://" + server.inbound + "/x")
+		resp, err := hc.Get("http://" + server.Inbound + "/x")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -268,7 +269,7 @@ func TestTapSlowConsumerDrops(t *testing.T) {
 		slowest = max(slowest, time.Since(t0))
 	}
 	elapsed := time.Since(start)
-	dropped := metric(t, server.admin, tap.MetricEventsDropped)
+	dropped := metric(t, server.Admin, tap.MetricEventsDropped)
 	t.Logf("%d requests in %v (slowest %v) with a stalled tap; %v events dropped", n, elapsed, slowest, dropped)
 	if dropped < n { // 3 events per request, far beyond the queue and the HTTP/2 window
 		t.Errorf("%s = %v, want ≥ %d", tap.MetricEventsDropped, dropped, n)

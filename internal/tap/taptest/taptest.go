@@ -1,4 +1,7 @@
-package tap_test
+// Package taptest runs what tap tests need on loopback: a real identity
+// service (local CA, static tokens) handing out certificates, and meshed
+// proxies serving tap to the tap server's identity.
+package taptest
 
 import (
 	"context"
@@ -23,27 +26,29 @@ import (
 	"github.com/weftmesh/weft/internal/proxy"
 )
 
+// Identities the mesh can certify.
 const (
-	webID   = "web.shop.serviceaccount.identity.linkerd.cluster.local"
-	apiID   = "api.shop.serviceaccount.identity.linkerd.cluster.local"
-	tapID   = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"
-	otherID = "intruder.shop.serviceaccount.identity.linkerd.cluster.local"
+	WebID   = "web.shop.serviceaccount.identity.linkerd.cluster.local"
+	APIID   = "api.shop.serviceaccount.identity.linkerd.cluster.local"
+	TapID   = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"
+	OtherID = "intruder.shop.serviceaccount.identity.linkerd.cluster.local"
 )
 
-// mesh is a real identity service (local CA, static tokens) on loopback.
-type mesh struct {
+// Mesh is a real identity service (local CA, static tokens) on loopback.
+type Mesh struct {
 	anchors *x509.CertPool
 	client  identityv1.IdentityClient
 }
 
 var tokens = map[string]string{
-	webID:   "web-token-0123456789abcdef shop/web",
-	apiID:   "api-token-0123456789abcdef shop/api",
-	tapID:   "tap-token-0123456789abcdef linkerd-viz/tap",
-	otherID: "intruder-token-0123456789ab shop/intruder",
+	WebID:   "web-token-0123456789abcdef shop/web",
+	APIID:   "api-token-0123456789abcdef shop/api",
+	TapID:   "tap-token-0123456789abcdef linkerd-viz/tap",
+	OtherID: "intruder-token-0123456789ab shop/intruder",
 }
 
-func newMesh(t testing.TB) *mesh {
+// NewMesh starts the identity service.
+func NewMesh(t testing.TB) *Mesh {
 	t.Helper()
 	root, err := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
 	if err != nil {
@@ -67,13 +72,13 @@ func newMesh(t testing.TB) *mesh {
 		t.Fatal(err)
 	}
 	client := identitytest.Serve(t, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca, Log: quiet()}))
-	return &mesh{anchors: anchors, client: client}
+	return &Mesh{anchors: anchors, client: client}
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// identity obtains name's certificate from the identity service with its token.
-func (m *mesh) identity(t testing.TB, name string) *certify.Manager {
+// Identity obtains name's certificate from the identity service with its token.
+func (m *Mesh) Identity(t testing.TB, name string) *certify.Manager {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	os.WriteFile(tokenFile, []byte(strings.Fields(tokens[name])[0]), 0o600)
@@ -92,20 +97,21 @@ func (m *mesh) identity(t testing.TB, name string) *certify.Manager {
 	return mgr
 }
 
-type testProxy struct {
+// Proxy is a running proxy and its addresses.
+type Proxy struct {
 	*proxy.Proxy
-	admin, control, outbound, inbound string
-	bindings                          []string
+	Admin, Control, Outbound, Inbound string
+	Bindings                          []string
 }
 
-// startProxy runs a meshed proxy on loopback that serves tap to tapID.
-func startProxy(t testing.TB, id *certify.Manager, mutate func(*proxy.Config), bindDsts ...string) *testProxy {
+// StartProxy runs a meshed proxy on loopback that serves tap to TapID.
+func StartProxy(t testing.TB, id *certify.Manager, mutate func(*proxy.Config), bindDsts ...string) *Proxy {
 	t.Helper()
 	cfg := proxy.DefaultConfig()
 	cfg.OutboundAddr, cfg.InboundAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.AdminAddr, cfg.ControlAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ShutdownGrace = 2 * time.Second
-	cfg.TapSvcName = tapID
+	cfg.TapSvcName = TapID
 	for _, d := range bindDsts {
 		cfg.Bindings = append(cfg.Bindings, proxy.Binding{Listen: "127.0.0.1:0", Dst: d})
 	}
@@ -131,15 +137,15 @@ func startProxy(t testing.TB, id *certify.Manager, mutate func(*proxy.Config), b
 		time.Sleep(5 * time.Millisecond)
 	}
 	a := p.Addrs()
-	tp := &testProxy{Proxy: p, admin: a[0].String(), control: a[1].String(), outbound: a[2].String(), inbound: a[3].String()}
+	tp := &Proxy{Proxy: p, Admin: a[0].String(), Control: a[1].String(), Outbound: a[2].String(), Inbound: a[3].String()}
 	for _, b := range a[4:] {
-		tp.bindings = append(tp.bindings, b.String())
+		tp.Bindings = append(tp.Bindings, b.String())
 	}
 	return tp
 }
 
-// backend answers every request with body after an optional pause.
-func backend(t testing.TB, body string) string {
+// Backend answers every request with body.
+func Backend(t testing.TB, body string) string {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Answer", "secret-answer-value")
