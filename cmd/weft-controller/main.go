@@ -1,5 +1,5 @@
 // Command weft-controller runs Weft's control-plane components, one per
-// subcommand (identity, destination, injector, policy), so that a single image serves every
+// subcommand (identity, destination, injector, policy; viz's metrics-api, web and tap), so that a single image serves every
 // control-plane Deployment.
 package main
 
@@ -31,7 +31,7 @@ func main() {
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
 	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger),
-		controller.NewPolicyCommand(logger), controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger))
+		controller.NewPolicyCommand(logger), controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger), controller.NewTapCommand(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {

@@ -129,6 +129,7 @@ const (
 	// from the namespace.
 	AnnotationSkipInboundPorts     = "config.linkerd.io/skip-inbound-ports"
 	AnnotationSkipOutboundPorts    = "config.linkerd.io/skip-outbound-ports"
+	AnnotationDisableTap           = "config.linkerd.io/disable-tap"
 	AnnotationSkipSubnets          = "config.linkerd.io/skip-subnets"
 	AnnotationProxyAwait           = "config.linkerd.io/proxy-await"
 	AnnotationProxyLogLevel        = "config.linkerd.io/proxy-log-level"
@@ -404,6 +405,12 @@ const (
 	// The in-cluster addresses of viz's Prometheus and metrics API.
 	VizPrometheusURL  = "http://prometheus.linkerd-viz.svc.cluster.local:9090"
 	VizMetricsAPIAddr = "metrics-api.linkerd-viz.svc.cluster.local:8085"
+	// The tap server: its ServiceAccount (whose identity proxies serve tap
+	// to), Service and port, and the proxy variable's value format
+	// (ServiceAccount, namespace, control-plane namespace, trust domain).
+	VizTapName           = "tap"
+	VizTapPort           = 8089
+	VizTapIdentityFormat = "tap.%s.serviceaccount.identity.%s.%s"
 )
 
 // PolicyGroup is the API group of Linkerd's policy CRDs (Server,

@@ -20,6 +20,7 @@ type config struct {
 	mode                            string
 	logLevel                        string
 	await, nativeSidecar, shutdown  bool
+	disableTap                      bool
 	opaquePorts                     string // the pod's opaque ports (annotation)
 	skipInbound, skipOutbound       string
 	skipSubnets                     string
@@ -63,6 +64,7 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	boolean(compat.AnnotationProxyAwait, &c.await)
 	boolean(compat.AnnotationNativeSidecar, &c.nativeSidecar)
 	boolean(compat.AnnotationProxyAdminShutdown, &c.shutdown)
+	boolean(compat.AnnotationDisableTap, &c.disableTap)
 	if val, ok := get(compat.AnnotationProxyLogLevel); ok {
 		c.logLevel = val
 	}
@@ -191,6 +193,12 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvIdentitySvcName, Value: fmt.Sprintf(compat.IdentityServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
 	}...)
 	env = append(env, policyEnv(v, c)...)
+	if !c.disableTap {
+		// Tap is served to viz's tap server only (internal/tap); harmless
+		// until viz is installed, so no restart is needed afterwards.
+		env = append(env, corev1.EnvVar{Name: compat.EnvTapSvcName,
+			Value: fmt.Sprintf(compat.VizTapIdentityFormat, compat.VizNamespace, v.ControllerNamespace, v.IdentityTrustDomain)})
+	}
 	// The optional ones, set only when asked for, in name order.
 	ifTrue := func(b bool) string {
 		if b {
