@@ -411,6 +411,9 @@ const (
 	VizTapName           = "tap"
 	VizTapPort           = 8089
 	VizTapIdentityFormat = "tap.%s.serviceaccount.identity.%s.%s"
+	// TapAPIGroup is the API group RBAC grants tap in (verb watch,
+	// resources <plural>/tap).
+	TapAPIGroup = "tap.linkerd.io"
 )
 
 // PolicyGroup is the API group of Linkerd's policy CRDs (Server,

@@ -6,6 +6,7 @@ package taptest
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
@@ -27,12 +29,16 @@ import (
 )
 
 // Identities the mesh can certify.
-const (
-	WebID   = "web.shop.serviceaccount.identity.linkerd.cluster.local"
-	APIID   = "api.shop.serviceaccount.identity.linkerd.cluster.local"
-	TapID   = "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"
-	OtherID = "intruder.shop.serviceaccount.identity.linkerd.cluster.local"
+var (
+	WebID   = id("web", "shop")
+	APIID   = id("api", "shop")
+	TapID   = fmt.Sprintf(compat.VizTapIdentityFormat, compat.VizNamespace, compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
+	OtherID = id("intruder", "shop")
 )
+
+func id(sa, ns string) string {
+	return fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, ns, compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
+}
 
 // Mesh is a real identity service (local CA, static tokens) on loopback.
 type Mesh struct {
@@ -40,22 +46,23 @@ type Mesh struct {
 	client  identityv1.IdentityClient
 }
 
+// tokens: identity → "token namespace/serviceaccount" (statictoken lines).
 var tokens = map[string]string{
 	WebID:   "web-token-0123456789abcdef shop/web",
 	APIID:   "api-token-0123456789abcdef shop/api",
-	TapID:   "tap-token-0123456789abcdef linkerd-viz/tap",
+	TapID:   "tap-token-0123456789abcdef " + compat.VizNamespace + "/" + compat.VizTapName,
 	OtherID: "intruder-token-0123456789ab shop/intruder",
 }
 
 // NewMesh starts the identity service.
 func NewMesh(t testing.TB) *Mesh {
 	t.Helper()
-	root, err := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
+	root, err := pki.NewRoot("root."+compat.DefaultControlPlaneNamespace+"."+compat.DefaultIdentityTrustDomain, time.Now().Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	anchors, _, _ := pki.AnchorPool(root.CertPEM)
-	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", time.Now().Add(-time.Minute), 2*time.Hour)
+	iss, err := pki.NewIssuer(root, "identity."+compat.DefaultControlPlaneNamespace+"."+compat.DefaultIdentityTrustDomain, time.Now().Add(-time.Minute), 2*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +74,7 @@ func NewMesh(t testing.TB) *Mesh {
 	for _, l := range tokens {
 		lines = append(lines, l)
 	}
-	v, err := statictoken.Parse(strings.NewReader(strings.Join(lines, "\n")+"\n"), "linkerd", "cluster.local")
+	v, err := statictoken.Parse(strings.NewReader(strings.Join(lines, "\n")+"\n"), compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
 	if err != nil {
 		t.Fatal(err)
 	}

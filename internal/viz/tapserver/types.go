@@ -8,13 +8,15 @@ package tapserver
 
 import (
 	"fmt"
+
+	"github.com/weftmesh/weft/internal/compat"
 	"strings"
 	"time"
 )
 
 // APIGroup and the verb and subresource authorized, as Linkerd's.
 const (
-	APIGroup    = "tap.linkerd.io"
+	APIGroup    = compat.TapAPIGroup
 	APIVersion  = "v1alpha1"
 	Verb        = "watch"
 	Subresource = "tap"
