@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/internal/viz/tapserver"
+)
+
+func TestTopTable(t *testing.T) {
+	tt := newTopTable()
+	req := func(id, src, path string, lat time.Duration, end *tapserver.ResponseEnd) {
+		tt.add(tapserver.Event{ID: id, Source: src + ":5000", Destination: "198.18.0.9:80", RequestInit: &tapserver.RequestInit{Method: "GET", Path: path}})
+		if lat > 0 {
+			tt.add(tapserver.Event{ID: id, ResponseIn: &tapserver.ResponseInit{HTTPStatus: 200, SinceRequestInit: lat}})
+		}
+		tt.add(tapserver.Event{ID: id, ResponseEnd: end})
+	}
+	failed := uint32(14)
+	req("0:1", "198.18.0.5", "/a?x=1", 3*time.Millisecond, &tapserver.ResponseEnd{})
+	req("0:2", "198.18.0.5", "/a?x=2", 1*time.Millisecond, &tapserver.ResponseEnd{})
+	req("0:3", "198.18.0.5", "/a", 2*time.Millisecond, &tapserver.ResponseEnd{GRPCStatus: &failed})
+	req("1:1", "198.18.0.6", "/b", 0, &tapserver.ResponseEnd{SinceRequestInit: 1500 * time.Millisecond, Error: "no response"})
+	var b strings.Builder
+	tt.write(&b)
+	got := strings.Split(strings.TrimSpace(b.String()), "\n")
+	want := [][]string{
+		{"Source", "Destination", "Method", "Path", "Count", "Best", "Worst", "Last", "Success", "Rate"},
+		{"198.18.0.5", "198.18.0.9", "GET", "/a", "3", "1ms", "3ms", "2ms", "66.67%"},
+		{"198.18.0.6", "198.18.0.9", "GET", "/b", "1", "1.5s", "1.5s", "1.5s", "0.00%"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(got), len(want), b.String())
+	}
+	for i := range want {
+		if f := strings.Fields(got[i]); strings.Join(f, " ") != strings.Join(want[i], " ") {
+			t.Errorf("line %d: got %q, want %q", i, f, want[i])
+		}
+	}
+}
+
+func TestTapEventLine(t *testing.T) {
+	ok := uint32(0)
+	base := tapserver.Event{ID: "0:1", Direction: "INBOUND", Source: "198.18.0.5:4000", Destination: "198.18.0.9:80", TLS: true}
+	for _, tc := range []struct {
+		ev   func(e *tapserver.Event)
+		want string
+	}{
+		{func(e *tapserver.Event) {
+			e.RequestInit = &tapserver.RequestInit{Method: "GET", Authority: "web.shop:80", Path: "/x"}
+		}, "req id=0:1 proxy=in  src=198.18.0.5:4000 dst=198.18.0.9:80 tls=true :method=GET :authority=web.shop:80 :path=/x"},
+		{func(e *tapserver.Event) {
+			e.Direction, e.TLS = "OUTBOUND", false
+			e.ResponseIn = &tapserver.ResponseInit{HTTPStatus: 503, SinceRequestInit: 1234 * time.Microsecond}
+		}, "rsp id=0:1 proxy=out src=198.18.0.5:4000 dst=198.18.0.9:80 tls=no_identity :status=503 latency=1234µs"},
+		{func(e *tapserver.Event) {
+			e.ResponseEnd = &tapserver.ResponseEnd{SinceResponseInit: 41 * time.Microsecond, ResponseBytes: 560, GRPCStatus: &ok}
+		}, "end id=0:1 proxy=in  src=198.18.0.5:4000 dst=198.18.0.9:80 tls=true grpc-status=OK duration=41µs response-length=560B"},
+	} {
+		e := base
+		tc.ev(&e)
+		if got := e.Line(); got != tc.want {
+			t.Errorf("got  %q\nwant %q", got, tc.want)
+		}
+	}
+}
