@@ -69,13 +69,21 @@ func argValue(args []string, flag string) (string, bool) {
 func TestRenderVizDefaults(t *testing.T) {
 	out, args := vizRender(t)
 	got := kinds(t, out)
-	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 3, "Service": 3, "ConfigMap": 2, "ClusterRole": 2, "ServiceAccount": 3} {
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 4, "Service": 4, "ConfigMap": 2, "ClusterRole": 4, "ServiceAccount": 4, "Role": 1} {
 		if got[kind] != n {
 			t.Errorf("%d %s, want %d (all: %v)", got[kind], kind, n, got)
 		}
 	}
 	if v, _ := argValue(args["metrics-api"], "--prometheus-url"); v != "http://prometheus.linkerd-viz.svc.cluster.local:9090" {
 		t.Errorf("metrics-api --prometheus-url = %q, want the bundled Prometheus", v)
+	}
+	for flag, want := range map[string]string{
+		"--identity":      "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local",
+		"--identity-addr": "linkerd-identity-headless.linkerd.svc.cluster.local:8080",
+	} {
+		if v, _ := argValue(args["tap"], flag); v != want {
+			t.Errorf("tap %s = %q, want %q", flag, v, want)
+		}
 	}
 	if v, _ := argValue(args["web"], "--metrics-api-addr"); v != "metrics-api.linkerd-viz.svc.cluster.local:8085" {
 		t.Errorf("web --metrics-api-addr = %q", v)
@@ -104,8 +112,8 @@ func TestRenderVizExternalPrometheusAndGrafana(t *testing.T) {
 		"grafana.url=grafana.grafana:3000", "grafana.externalUrl=https://grafana.example.com", "jaegerUrl=jaeger.tracing:16686",
 		"installNamespace=false", "grafana.dashboards=false",
 		"metricsAPI.resources.memory.limit=256Mi")
-	if got := kinds(t, out); got["Deployment"] != 2 || got["Namespace"] != 0 || got["ConfigMap"] != 0 {
-		t.Errorf("objects %v, want no Prometheus and no Namespace", got)
+	if got := kinds(t, out); got["Deployment"] != 3 || got["Namespace"] != 0 || got["ConfigMap"] != 0 {
+		t.Errorf("objects %v, want metrics-api, web and tap, no Prometheus and no Namespace", got)
 	}
 	for _, c := range []struct{ deploy, flag, want string }{
 		{"metrics-api", "--prometheus-url", "http://prometheus.monitoring.svc.cluster.local:9090"},
@@ -246,8 +254,8 @@ grafana:
 		t.Fatal(err)
 	}
 	got := kinds(t, out)
-	if got["Namespace"] != 0 || got["Deployment"] != 2 {
-		t.Errorf("objects %v, want metrics-api and web only, no namespace", got)
+	if got["Namespace"] != 0 || got["Deployment"] != 3 {
+		t.Errorf("objects %v, want metrics-api, web and tap only, no namespace", got)
 	}
 	for _, want := range []string{
 		"--prometheus-url=http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
