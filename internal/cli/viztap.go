@@ -16,7 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
-	"github.com/weftmesh/weft/internal/viz/tapserver"
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 )
 
 // tapFlags are the flags tap and top share (Linkerd's).
@@ -41,7 +41,7 @@ func (t *tapFlags) add(cmd *cobra.Command) {
 }
 
 // watch resolves the resource argument and streams the tap.
-func (t *tapFlags) watch(ctx context.Context, v *vizFlags, args []string, each func(tapserver.Event) bool) error {
+func (t *tapFlags) watch(ctx context.Context, v *vizFlags, args []string, each func(tapapi.Event) bool) error {
 	kind, name, err := metricsapi.ParseResource(args[0])
 	if err != nil {
 		return err
@@ -67,22 +67,22 @@ func (t *tapFlags) watch(ctx context.Context, v *vizFlags, args []string, each f
 	if err != nil {
 		return err
 	}
-	req := tapserver.Request{To: t.toResource, ToNamespace: t.toNamespace, Method: t.method, Path: t.path,
+	req := tapapi.Request{To: t.toResource, ToNamespace: t.toNamespace, Method: t.method, Path: t.path,
 		Authority: t.authority, MaxRPS: t.maxRPS}
 	ns := t.namespace
 	if kind == metricsapi.KindNamespace {
 		ns = name
 	}
-	return c.Watch(ctx, ns, tapserver.Plural(kind), name, req, each)
+	return c.Watch(ctx, ns, tapapi.Plural(kind), name, req, each)
 }
 
-func (t *tapFlags) client(v *vizFlags) (*tapserver.Client, error) {
+func (t *tapFlags) client(v *vizFlags) (*tapapi.Client, error) {
 	if t.tapAddr != "" {
 		base := t.tapAddr
 		if !strings.Contains(base, "://") {
 			base = "http://" + base
 		}
-		return &tapserver.Client{Base: strings.TrimSuffix(base, "/"), Token: t.token}, nil
+		return &tapapi.Client{Base: strings.TrimSuffix(base, "/"), Token: t.token}, nil
 	}
 	cfg, err := v.restConfig()
 	if err != nil {
@@ -108,7 +108,7 @@ func (t *tapFlags) client(v *vizFlags) (*tapserver.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return &tapserver.Client{
+	return &tapapi.Client{
 		Base:  fmt.Sprintf("%s/api/v1/namespaces/%s/services/%s:%d/proxy", strings.TrimSuffix(cfg.Host, "/"), v.vizNamespace, compat.VizTapName, compat.VizTapPort),
 		HTTP:  hc,
 		Token: token,
@@ -139,7 +139,7 @@ daemonset (ds), job, pod (po) or service (svc).`,
 			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			n := 0
-			return t.watch(cmd.Context(), v, args, func(ev tapserver.Event) bool {
+			return t.watch(cmd.Context(), v, args, func(ev tapapi.Event) bool {
 				if ev.Error != "" {
 					fmt.Fprintln(errOut, "tap:", ev.Error)
 					return true
@@ -158,7 +158,7 @@ daemonset (ds), job, pod (po) or service (svc).`,
 	return cmd
 }
 
-func writeTapEvent(w io.Writer, ev tapserver.Event, output string) {
+func writeTapEvent(w io.Writer, ev tapapi.Event, output string) {
 	switch output {
 	case "json":
 		b, _ := json.Marshal(ev)
@@ -201,7 +201,7 @@ func hostPart(a string) string {
 	return a
 }
 
-func (tt *topTable) add(ev tapserver.Event) {
+func (tt *topTable) add(ev tapapi.Event) {
 	switch {
 	case ev.RequestInit != nil:
 		p := ev.RequestInit.Path
@@ -236,7 +236,7 @@ func (tt *topTable) add(ev tapserver.Event) {
 }
 
 // success is Linkerd's: no error, not a 5xx, and a gRPC status of OK if any.
-func success(ev tapserver.Event) bool {
+func success(ev tapapi.Event) bool {
 	e := ev.ResponseEnd
 	if e.Error != "" {
 		return false
@@ -304,10 +304,10 @@ with it, printed once when the duration is over.`,
 			defer cancel()
 			out := cmd.OutOrStdout()
 			tt := newTopTable()
-			events := make(chan tapserver.Event, 64)
+			events := make(chan tapapi.Event, 64)
 			errc := make(chan error, 1)
 			go func() {
-				errc <- t.watch(ctx, v, args, func(ev tapserver.Event) bool {
+				errc <- t.watch(ctx, v, args, func(ev tapapi.Event) bool {
 					select {
 					case events <- ev:
 						return true

@@ -5,23 +5,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/internal/viz/tapserver"
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 )
 
 func TestTopTable(t *testing.T) {
 	tt := newTopTable()
-	req := func(id, src, path string, lat time.Duration, end *tapserver.ResponseEnd) {
-		tt.add(tapserver.Event{ID: id, Source: src + ":5000", Destination: "198.18.0.9:80", RequestInit: &tapserver.RequestInit{Method: "GET", Path: path}})
+	req := func(id, src, path string, lat time.Duration, end *tapapi.ResponseEnd) {
+		tt.add(tapapi.Event{ID: id, Source: src + ":5000", Destination: "198.18.0.9:80", RequestInit: &tapapi.RequestInit{Method: "GET", Path: path}})
 		if lat > 0 {
-			tt.add(tapserver.Event{ID: id, ResponseIn: &tapserver.ResponseInit{HTTPStatus: 200, SinceRequestInit: lat}})
+			tt.add(tapapi.Event{ID: id, ResponseIn: &tapapi.ResponseInit{HTTPStatus: 200, SinceRequestInit: lat}})
 		}
-		tt.add(tapserver.Event{ID: id, ResponseEnd: end})
+		tt.add(tapapi.Event{ID: id, ResponseEnd: end})
 	}
 	failed := uint32(14)
-	req("0:1", "198.18.0.5", "/a?x=1", 3*time.Millisecond, &tapserver.ResponseEnd{})
-	req("0:2", "198.18.0.5", "/a?x=2", 1*time.Millisecond, &tapserver.ResponseEnd{})
-	req("0:3", "198.18.0.5", "/a", 2*time.Millisecond, &tapserver.ResponseEnd{GRPCStatus: &failed})
-	req("1:1", "198.18.0.6", "/b", 0, &tapserver.ResponseEnd{SinceRequestInit: 1500 * time.Millisecond, Error: "no response"})
+	req("0:1", "198.18.0.5", "/a?x=1", 3*time.Millisecond, &tapapi.ResponseEnd{})
+	req("0:2", "198.18.0.5", "/a?x=2", 1*time.Millisecond, &tapapi.ResponseEnd{})
+	req("0:3", "198.18.0.5", "/a", 2*time.Millisecond, &tapapi.ResponseEnd{GRPCStatus: &failed})
+	req("1:1", "198.18.0.6", "/b", 0, &tapapi.ResponseEnd{SinceRequestInit: 1500 * time.Millisecond, Error: "no response"})
 	var b strings.Builder
 	tt.write(&b)
 	got := strings.Split(strings.TrimSpace(b.String()), "\n")
@@ -42,20 +42,20 @@ func TestTopTable(t *testing.T) {
 
 func TestTapEventLine(t *testing.T) {
 	ok := uint32(0)
-	base := tapserver.Event{ID: "0:1", Direction: "INBOUND", Source: "198.18.0.5:4000", Destination: "198.18.0.9:80", TLS: true}
+	base := tapapi.Event{ID: "0:1", Direction: "INBOUND", Source: "198.18.0.5:4000", Destination: "198.18.0.9:80", TLS: true}
 	for _, tc := range []struct {
-		ev   func(e *tapserver.Event)
+		ev   func(e *tapapi.Event)
 		want string
 	}{
-		{func(e *tapserver.Event) {
-			e.RequestInit = &tapserver.RequestInit{Method: "GET", Authority: "web.shop:80", Path: "/x"}
+		{func(e *tapapi.Event) {
+			e.RequestInit = &tapapi.RequestInit{Method: "GET", Authority: "web.shop:80", Path: "/x"}
 		}, "req id=0:1 proxy=in  src=198.18.0.5:4000 dst=198.18.0.9:80 tls=true :method=GET :authority=web.shop:80 :path=/x"},
-		{func(e *tapserver.Event) {
+		{func(e *tapapi.Event) {
 			e.Direction, e.TLS = "OUTBOUND", false
-			e.ResponseIn = &tapserver.ResponseInit{HTTPStatus: 503, SinceRequestInit: 1234 * time.Microsecond}
+			e.ResponseIn = &tapapi.ResponseInit{HTTPStatus: 503, SinceRequestInit: 1234 * time.Microsecond}
 		}, "rsp id=0:1 proxy=out src=198.18.0.5:4000 dst=198.18.0.9:80 tls=no_identity :status=503 latency=1234µs"},
-		{func(e *tapserver.Event) {
-			e.ResponseEnd = &tapserver.ResponseEnd{SinceResponseInit: 41 * time.Microsecond, ResponseBytes: 560, GRPCStatus: &ok}
+		{func(e *tapapi.Event) {
+			e.ResponseEnd = &tapapi.ResponseEnd{SinceResponseInit: 41 * time.Microsecond, ResponseBytes: 560, GRPCStatus: &ok}
 		}, "end id=0:1 proxy=in  src=198.18.0.5:4000 dst=198.18.0.9:80 tls=true grpc-status=OK duration=41µs response-length=560B"},
 	} {
 		e := base

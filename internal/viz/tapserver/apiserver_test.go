@@ -20,6 +20,7 @@ import (
 	"github.com/weftmesh/weft/internal/kubetest"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/tap/taptest"
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 	"github.com/weftmesh/weft/internal/viz/tapserver"
 )
 
@@ -46,7 +47,7 @@ func TestTapAuthorizedByKubernetesRBAC(t *testing.T) {
 	}
 	must(kc.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "api"}}, metav1.CreateOptions{}))
 	must(kc.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "tap-admin"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{tapserver.APIGroup}, Resources: []string{"*"}, Verbs: []string{"watch"}}}}, metav1.CreateOptions{}))
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{tapapi.APIGroup}, Resources: []string{"*"}, Verbs: []string{"watch"}}}}, metav1.CreateOptions{}))
 	must(kc.RbacV1().RoleBindings("shop").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "tapper"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "tap-admin"},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "tapper", Namespace: "ops"}}}, metav1.CreateOptions{}))
@@ -86,14 +87,14 @@ func TestTapAuthorizedByKubernetesRBAC(t *testing.T) {
 	}
 
 	t.Run("allowed", func(t *testing.T) {
-		c := &tapserver.Client{Base: hs.URL, Token: token("tapper")}
+		c := &tapapi.Client{Base: hs.URL, Token: token("tapper")}
 		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 		defer wcancel()
 		var mu sync.Mutex
 		var lines []string
 		done := make(chan error, 1)
 		go func() {
-			done <- c.Watch(wctx, "shop", "deployments", "api", tapserver.Request{Path: "/tapped"}, func(ev tapserver.Event) bool {
+			done <- c.Watch(wctx, "shop", "deployments", "api", tapapi.Request{Path: "/tapped"}, func(ev tapapi.Event) bool {
 				mu.Lock()
 				defer mu.Unlock()
 				if ev.Error != "" {
@@ -141,8 +142,8 @@ func TestTapAuthorizedByKubernetesRBAC(t *testing.T) {
 		{"no token", "", []string{"401", "bearer token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := &tapserver.Client{Base: hs.URL, Token: tc.token}
-			err := c.Watch(ctx, "shop", "deployments", "api", tapserver.Request{}, func(tapserver.Event) bool {
+			c := &tapapi.Client{Base: hs.URL, Token: tc.token}
+			err := c.Watch(ctx, "shop", "deployments", "api", tapapi.Request{}, func(tapapi.Event) bool {
 				t.Error("a refused tap streamed an event")
 				return false
 			})
@@ -157,8 +158,8 @@ func TestTapAuthorizedByKubernetesRBAC(t *testing.T) {
 		})
 	}
 	t.Run("not found", func(t *testing.T) {
-		c := &tapserver.Client{Base: hs.URL, Token: token("tapper")}
-		err := c.Watch(ctx, "shop", "deployments", "nope", tapserver.Request{}, func(tapserver.Event) bool { return false })
+		c := &tapapi.Client{Base: hs.URL, Token: token("tapper")}
+		err := c.Watch(ctx, "shop", "deployments", "nope", tapapi.Request{}, func(tapapi.Event) bool { return false })
 		if err == nil || !strings.Contains(err.Error(), "deployment nope not found") {
 			t.Errorf("got %v, want deployment nope not found", err)
 		}

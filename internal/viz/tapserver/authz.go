@@ -10,6 +10,8 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 )
 
 // httpError is an error with the HTTP status to answer it with.
@@ -21,7 +23,7 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 func bearer(r *http.Request) string {
-	for _, h := range []string{TokenHeader, "Authorization"} {
+	for _, h := range []string{tapapi.TokenHeader, "Authorization"} {
 		if v := r.Header.Get(h); v != "" {
 			if t, ok := strings.CutPrefix(v, "Bearer "); ok {
 				return strings.TrimSpace(t)
@@ -37,7 +39,7 @@ func bearer(r *http.Request) string {
 // <plural>, subresource tap), as Linkerd's tap does.
 func authorize(ctx context.Context, kube kubernetes.Interface, token, namespace, plural, name string) (string, error) {
 	if token == "" {
-		return "", &httpError{http.StatusUnauthorized, fmt.Sprintf("tap needs the caller's bearer token (header %s or Authorization): the tap server authorizes the caller's own Kubernetes identity", TokenHeader)}
+		return "", &httpError{http.StatusUnauthorized, fmt.Sprintf("tap needs the caller's bearer token (header %s or Authorization): the tap server authorizes the caller's own Kubernetes identity", tapapi.TokenHeader)}
 	}
 	tr, err := kube.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token}}, metav1.CreateOptions{})
 	if err != nil {
@@ -55,8 +57,8 @@ func authorize(ctx context.Context, kube kubernetes.Interface, token, namespace,
 	for k, v := range u.Extra {
 		extra[k] = authzv1.ExtraValue(v)
 	}
-	ra := &authzv1.ResourceAttributes{Namespace: namespace, Verb: Verb, Group: APIGroup, Version: APIVersion,
-		Resource: plural, Subresource: Subresource, Name: name}
+	ra := &authzv1.ResourceAttributes{Namespace: namespace, Verb: tapapi.Verb, Group: tapapi.APIGroup, Version: tapapi.APIVersion,
+		Resource: plural, Subresource: tapapi.Subresource, Name: name}
 	if plural == "namespaces" {
 		ra.Namespace = name
 	}
@@ -66,15 +68,15 @@ func authorize(ctx context.Context, kube kubernetes.Interface, token, namespace,
 		return u.Username, &httpError{http.StatusInternalServerError, fmt.Sprintf("checking %s's access: %v", u.Username, err)}
 	}
 	if !sar.Status.Allowed {
-		what := plural + "/" + Subresource
+		what := plural + "/" + tapapi.Subresource
 		if name != "" {
 			what += " " + name
 		}
-		msg := fmt.Sprintf("tap denied: %s cannot %s %s in namespace %q (API group %s)", u.Username, Verb, what, ra.Namespace, APIGroup)
+		msg := fmt.Sprintf("tap denied: %s cannot %s %s in namespace %q (API group %s)", u.Username, tapapi.Verb, what, ra.Namespace, tapapi.APIGroup)
 		if sar.Status.Reason != "" {
 			msg += ": " + sar.Status.Reason
 		}
-		return u.Username, &httpError{http.StatusForbidden, msg + "; grant it a Role or ClusterRole allowing verb watch on " + APIGroup + " resources (the chart's linkerd-<viz namespace>-tap-admin ClusterRole does)"}
+		return u.Username, &httpError{http.StatusForbidden, msg + "; grant it a Role or ClusterRole allowing verb watch on " + tapapi.APIGroup + " resources (the chart's linkerd-<viz namespace>-tap-admin ClusterRole does)"}
 	}
 	return u.Username, nil
 }

@@ -14,25 +14,6 @@ import (
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
-// plurals are the resource names of the tap paths, by kind.
-var plurals = map[metricsapi.Kind]string{
-	metricsapi.KindNamespace: "namespaces", metricsapi.KindDeployment: "deployments",
-	metricsapi.KindStatefulSet: "statefulsets", metricsapi.KindDaemonSet: "daemonsets",
-	metricsapi.KindJob: "jobs", metricsapi.KindPod: "pods", metricsapi.KindService: "services",
-}
-
-// Plural returns the kind's resource name in tap paths and RBAC.
-func Plural(k metricsapi.Kind) string { return plurals[k] }
-
-func kindOfPlural(p string) (metricsapi.Kind, bool) {
-	for k, v := range plurals {
-		if v == p {
-			return k, true
-		}
-	}
-	return "", false
-}
-
 // podsOf returns the running pods of a resource: those its selector
 // matches (every pod of a namespace; the pod itself).
 func podsOf(ctx context.Context, kube kubernetes.Interface, k metricsapi.Kind, ns, name string) ([]corev1.Pod, error) {

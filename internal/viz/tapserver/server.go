@@ -1,3 +1,8 @@
+// Package tapserver is viz's tap server (weft-controller tap): it finds a
+// resource's meshed pods, opens a tap (api/tap/v1) on each pod's proxy over
+// mTLS with its own identity, merges the streams and serves them as JSON
+// lines (tapapi) to callers that Kubernetes RBAC allows to watch the
+// resource's tap subresource (group tap.linkerd.io, as Linkerd's).
 package tapserver
 
 import (
@@ -22,6 +27,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 )
 
 // Identity gives the tap server's client certificate toward a proxy.
@@ -98,15 +104,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func parsePath(p string) (ns, plural, name string, err error) {
-	rest, ok := strings.CutPrefix(p, "/apis/"+APIGroup+"/"+APIVersion+"/watch/namespaces/")
+	rest, ok := strings.CutPrefix(p, "/apis/"+tapapi.APIGroup+"/"+tapapi.APIVersion+"/watch/namespaces/")
 	parts := strings.Split(strings.TrimSuffix(rest, "/"), "/")
 	switch {
-	case ok && len(parts) == 2 && parts[1] == Subresource:
+	case ok && len(parts) == 2 && parts[1] == tapapi.Subresource:
 		return parts[0], "namespaces", parts[0], nil
-	case ok && len(parts) == 4 && parts[3] == Subresource:
+	case ok && len(parts) == 4 && parts[3] == tapapi.Subresource:
 		return parts[0], parts[1], parts[2], nil
 	}
-	return "", "", "", &httpError{http.StatusNotFound, fmt.Sprintf("no such tap path %q: want /apis/%s/%s/watch/namespaces/<ns>[/<resource>/<name>]/tap", p, APIGroup, APIVersion)}
+	return "", "", "", &httpError{http.StatusNotFound, fmt.Sprintf("no such tap path %q: want /apis/%s/%s/watch/namespaces/<ns>[/<resource>/<name>]/tap", p, tapapi.APIGroup, tapapi.APIVersion)}
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
@@ -117,11 +123,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	kind, ok := kindOfPlural(plural)
+	kind, ok := tapapi.KindOfPlural(plural)
 	if !ok {
 		return &httpError{http.StatusBadRequest, (&metricsapi.UnknownKindError{Kind: plural}).Error()}
 	}
-	var req Request
+	var req tapapi.Request
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&req); err != nil && !errors.Is(err, io.EOF) {
 		return &httpError{http.StatusBadRequest, fmt.Sprintf("tap request body: %v", err)}
 	}
@@ -158,7 +164,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	rc.Flush()
 
-	events := make(chan Event, 256)
+	events := make(chan tapapi.Event, 256)
 	var wg sync.WaitGroup
 	for i := range meshedPods {
 		wg.Add(1)
@@ -180,7 +186,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) error {
 
 // destinationIPs resolves --to into the pod addresses requests must go to
 // (nil: no restriction).
-func (s *Server) destinationIPs(ctx context.Context, req Request, ns string) (map[string]bool, error) {
+func (s *Server) destinationIPs(ctx context.Context, req tapapi.Request, ns string) (map[string]bool, error) {
 	if req.To == "" {
 		return nil, nil
 	}
@@ -213,8 +219,8 @@ func hostOf(addr string) string {
 }
 
 // tapPod streams one pod's events into out until ctx ends.
-func (s *Server) tapPod(ctx context.Context, i int, p *corev1.Pod, req *tapv1.WatchRequest, toIPs map[string]bool, out chan<- Event) {
-	send := func(ev Event) bool {
+func (s *Server) tapPod(ctx context.Context, i int, p *corev1.Pod, req *tapv1.WatchRequest, toIPs map[string]bool, out chan<- tapapi.Event) {
+	send := func(ev tapapi.Event) bool {
 		select {
 		case out <- ev:
 			return true
@@ -224,7 +230,7 @@ func (s *Server) tapPod(ctx context.Context, i int, p *corev1.Pod, req *tapv1.Wa
 	}
 	fail := func(err error) {
 		s.cfg.Log.Info("tapping a pod failed", "pod", p.Namespace+"/"+p.Name, "err", err)
-		send(Event{ID: strconv.Itoa(i), Pod: p.Name, Namespace: p.Namespace, Time: time.Now(), Error: fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err)})
+		send(tapapi.Event{ID: strconv.Itoa(i), Pod: p.Name, Namespace: p.Namespace, Time: time.Now(), Error: fmt.Sprintf("pod %s/%s: %v", p.Namespace, p.Name, err)})
 	}
 	addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(s.cfg.ProxyPort))
 	if s.cfg.ProxyAddr != nil {
@@ -258,20 +264,20 @@ func (s *Server) tapPod(ctx context.Context, i int, p *corev1.Pod, req *tapv1.Wa
 	}
 }
 
-func convert(i int, p *corev1.Pod, ev *tapv1.Event) Event {
-	out := Event{ID: fmt.Sprintf("%d:%d", i, ev.Id), Pod: p.Name, Namespace: p.Namespace, Direction: strings.ToUpper(ev.Direction),
+func convert(i int, p *corev1.Pod, ev *tapv1.Event) tapapi.Event {
+	out := tapapi.Event{ID: fmt.Sprintf("%d:%d", i, ev.Id), Pod: p.Name, Namespace: p.Namespace, Direction: strings.ToUpper(ev.Direction),
 		Source: ev.Source, Destination: ev.Destination, TLS: ev.Tls, ClientID: ev.ClientId, ServerID: ev.ServerId,
 		Time: time.Unix(0, ev.TimeUnixNano)}
 	switch k := ev.Kind.(type) {
 	case *tapv1.Event_RequestInit:
 		r := k.RequestInit
-		out.RequestInit = &RequestInit{Method: r.Method, Scheme: r.Scheme, Authority: r.Authority, Path: r.Path, HeaderNames: r.HeaderNames}
+		out.RequestInit = &tapapi.RequestInit{Method: r.Method, Scheme: r.Scheme, Authority: r.Authority, Path: r.Path, HeaderNames: r.HeaderNames}
 	case *tapv1.Event_ResponseInit:
 		r := k.ResponseInit
-		out.ResponseIn = &ResponseInit{HTTPStatus: int(r.HttpStatus), SinceRequestInit: time.Duration(r.SinceRequestInitNs), HeaderNames: r.HeaderNames}
+		out.ResponseIn = &tapapi.ResponseInit{HTTPStatus: int(r.HttpStatus), SinceRequestInit: time.Duration(r.SinceRequestInitNs), HeaderNames: r.HeaderNames}
 	case *tapv1.Event_ResponseEnd:
 		r := k.ResponseEnd
-		out.ResponseEnd = &ResponseEnd{SinceRequestInit: time.Duration(r.SinceRequestInitNs), SinceResponseInit: time.Duration(r.SinceResponseInitNs),
+		out.ResponseEnd = &tapapi.ResponseEnd{SinceRequestInit: time.Duration(r.SinceRequestInitNs), SinceResponseInit: time.Duration(r.SinceResponseInitNs),
 			ResponseBytes: r.ResponseBytes, Error: r.Error}
 		if r.HasGrpcStatus {
 			g := r.GrpcStatus

@@ -1,15 +1,14 @@
-// Package tapserver is viz's tap server (weft-controller tap): it finds a
-// resource's meshed pods, opens a tap (api/tap/v1) on each pod's proxy over
-// mTLS with its own identity, merges the streams and serves them as JSON
-// lines to callers that Kubernetes RBAC allows to watch the resource's tap
-// subresource (group tap.linkerd.io, as Linkerd's). It also holds the Go
-// client the CLI uses.
-package tapserver
+// Package tapapi is the tap server's HTTP API (weft-controller tap, in
+// tapserver): the request, the JSON-lines events with Linkerd's line
+// format, and the Go client the CLI uses. It imports nothing of the
+// control plane.
+package tapapi
 
 import (
 	"fmt"
 
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/viz/metricsapi"
 	"strings"
 	"time"
 )
@@ -137,4 +136,24 @@ func grpcStatusName(c uint32) string {
 		return grpcNames[c]
 	}
 	return fmt.Sprint(c)
+}
+
+// plurals are the resource names of the tap paths, by kind.
+var plurals = map[metricsapi.Kind]string{
+	metricsapi.KindNamespace: "namespaces", metricsapi.KindDeployment: "deployments",
+	metricsapi.KindStatefulSet: "statefulsets", metricsapi.KindDaemonSet: "daemonsets",
+	metricsapi.KindJob: "jobs", metricsapi.KindPod: "pods", metricsapi.KindService: "services",
+}
+
+// Plural returns the kind's resource name in tap paths and RBAC.
+func Plural(k metricsapi.Kind) string { return plurals[k] }
+
+// KindOfPlural is the kind whose plural is p.
+func KindOfPlural(p string) (metricsapi.Kind, bool) {
+	for k, v := range plurals {
+		if v == p {
+			return k, true
+		}
+	}
+	return "", false
 }

@@ -1,4 +1,4 @@
-package tapserver
+package tapapi
 
 import (
 	"bytes"
