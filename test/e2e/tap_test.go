@@ -1,0 +1,172 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+const tapApp = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+  annotations: {linkerd.io/inject: enabled}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: server, namespace: %[1]s}
+spec:
+  selector: {matchLabels: {app: server}}
+  template:
+    metadata: {labels: {app: server}}
+    spec:
+      containers:
+      - {name: server, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent, args: ["-http", "0.0.0.0:8080"], ports: [{containerPort: 8080}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: server, namespace: %[1]s}
+spec:
+  selector: {app: server}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: client, namespace: %[1]s}
+spec:
+  selector: {matchLabels: {app: client}}
+  template:
+    metadata: {labels: {app: client}}
+    spec:
+      containers:
+      - {name: client, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent,
+         args: ["-get", "http://server.%[1]s.svc.cluster.local/tapped?from=client", "-n", "100000", "-interval", "100ms", "-tally"]}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: tapper, namespace: %[1]s}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: nosy, namespace: %[1]s}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: tapper-tap-admin, namespace: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: linkerd-linkerd-viz-tap-admin}
+subjects: [{kind: ServiceAccount, name: tapper, namespace: %[1]s}]
+---
+# tapper may reach the tap server and tap this namespace; nosy may only
+# reach the tap server (the tap server itself must refuse it).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reach-tap, namespace: linkerd-viz}
+rules:
+- {apiGroups: [""], resources: [services/proxy], resourceNames: [tap, "tap:8089"], verbs: [get, create]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: reach-tap-%[1]s, namespace: linkerd-viz}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reach-tap}
+subjects:
+- {kind: ServiceAccount, name: tapper, namespace: %[1]s}
+- {kind: ServiceAccount, name: nosy, namespace: %[1]s}
+`
+
+// TestVizTap: the control plane and viz installed with the CLI, a meshed
+// client calling a meshed server; weft viz tap deploy/server shows the
+// client's requests (mTLS, the client's identity), weft viz top tabulates
+// them, and a ServiceAccount without tap rights is refused by the tap
+// server with the reason.
+func TestVizTap(t *testing.T) {
+	buildImages(t)
+	w := buildWeft(t)
+	removeNamespace(t, "linkerd-viz")
+	removeNamespace(t, "linkerd")
+	crds, err := weft(t, w, "install", "--crds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, crds, "apply", "-f", "-")
+	cp, err := weft(t, w, "install")
+	if err != nil {
+		t.Fatalf("weft install: %v\n%s", err, cp)
+	}
+	kubectl(t, cp, "apply", "-f", "-")
+	t.Cleanup(func() {
+		if out, err := weft(t, w, "uninstall"); err == nil {
+			runKubectl(t, out, "delete", "-f", "-", "--wait=true", "--timeout=90s")
+		}
+	})
+	waitControlPlane(t)
+	waitInjector(t)
+	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.enabled=false", "--set", "prometheusUrl=http://prometheus.invalid:9090", "--set", "grafana.dashboards=false")
+	if err != nil {
+		t.Fatalf("weft viz install: %v\n%s", err, viz)
+	}
+	kubectl(t, viz, "apply", "-f", "-")
+	t.Cleanup(func() { runKubectl(t, viz, "delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=90s") })
+	kubectl(t, "", "-n", "linkerd-viz", "rollout", "status", "deploy/tap", "--timeout=180s")
+
+	ns := fmt.Sprintf("tap-%d", time.Now().Unix()%100000)
+	kubectl(t, fmt.Sprintf(tapApp, ns), "apply", "-f", "-")
+	t.Cleanup(func() {
+		tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		tryKubectl(t, "-n", "linkerd-viz", "delete", "rolebinding", "reach-tap-"+ns, "--ignore-not-found")
+	})
+	for _, d := range []string{"server", "client"} {
+		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
+	}
+	token := func(sa string) string {
+		return strings.TrimSpace(kubectl(t, "", "-n", ns, "create", "token", sa))
+	}
+	tapper := token("tapper")
+
+	out, err := weft(t, w, "viz", "tap", "deploy/server", "-n", ns, "--token", tapper, "--path", "/tapped", "--max-requests", "3")
+	t.Logf("weft viz tap deploy/server:\n%s", out)
+	if err != nil {
+		t.Fatalf("weft viz tap: %v", err)
+	}
+	var req, rsp, end int
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "req "):
+			req++
+			for _, want := range []string{"proxy=in ", "tls=true", ":method=GET", ":authority=server." + ns + ".svc.cluster.local", ":path=/tapped?from=client"} {
+				if !strings.Contains(line, want) {
+					t.Errorf("req line lacks %q: %s", want, line)
+				}
+			}
+		case strings.HasPrefix(line, "rsp "):
+			rsp++
+			if !strings.Contains(line, ":status=200") {
+				t.Errorf("rsp line without :status=200: %s", line)
+			}
+		case strings.HasPrefix(line, "end "):
+			end++
+		}
+	}
+	if req < 3 || rsp < 3 || end != 3 {
+		t.Errorf("got %d req, %d rsp, %d end lines; want 3 requests seen through", req, rsp, end)
+	}
+
+	out, err = weft(t, w, "viz", "tap", "deploy/server", "-n", ns, "--token", tapper, "--max-requests", "1", "-o", "wide")
+	if err != nil || !strings.Contains(out, "client_id=default."+ns+".serviceaccount.identity.linkerd.cluster.local") {
+		t.Errorf("weft viz tap -o wide: %v; want the client's identity:\n%s", err, out)
+	}
+
+	out, err = weft(t, w, "viz", "top", "deploy/server", "-n", ns, "--token", tapper, "--duration", "6s")
+	t.Logf("weft viz top deploy/server:\n%s", out)
+	if err != nil || !regexpMatch(`(?m)^\S+\s+\S+\s+GET\s+/tapped\s+[1-9]\d*\s+\S+\s+\S+\s+\S+\s+100\.00%$`, out) {
+		t.Errorf("weft viz top: %v; want a GET /tapped row at 100%%", err)
+	}
+
+	out, err = weft(t, w, "viz", "tap", "deploy/server", "-n", ns, "--token", token("nosy"), "--max-requests", "1")
+	if err == nil || !strings.Contains(out, "tap denied: system:serviceaccount:"+ns+":nosy cannot watch deployments/tap server") {
+		t.Errorf("weft viz tap as nosy: %v; want the tap server's refusal:\n%s", err, out)
+	}
+	t.Logf("weft viz tap as nosy:\n%s", out)
+}
