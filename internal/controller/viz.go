@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/weftmesh/weft/internal/version"
 	"github.com/weftmesh/weft/internal/viz/dashboard"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
+	"github.com/weftmesh/weft/internal/viz/tapapi"
 )
 
 // MetricsAPIOptions are the metrics-api command's flags.
@@ -113,6 +115,9 @@ type WebOptions struct {
 	EnforcedHost                   string
 	GrafanaURL, GrafanaExternalURL string
 	JaegerURL                      string
+	// TapAddr reaches the tap server for the live tap ("" disables it),
+	// with the token in TapTokenFile (the web ServiceAccount's).
+	TapAddr, TapTokenFile string
 }
 
 // NewWebCommand returns `weft-controller web`.
@@ -135,6 +140,8 @@ are refused with 403 (DNS-rebinding protection; the chart's dashboard.enforcedHo
 	f.StringVar(&o.GrafanaURL, "grafana-url", "", "Grafana's address, for links to its dashboards")
 	f.StringVar(&o.GrafanaExternalURL, "grafana-external-url", "", "Grafana's address as the browser reaches it")
 	f.StringVar(&o.JaegerURL, "jaeger-url", "", "Jaeger's address")
+	f.StringVar(&o.TapAddr, "tap-addr", "", "the tap server (host:port or URL), for the workload page's live tap (empty: no live tap)")
+	f.StringVar(&o.TapTokenFile, "tap-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "the bearer token the tap server authorizes (this pod's ServiceAccount)")
 	return cmd
 }
 
@@ -149,7 +156,18 @@ func RunWeb(ctx context.Context, o WebOptions, log *slog.Logger) error {
 		base = "http://" + base
 	}
 	api := &metricsapi.Client{Base: strings.TrimSuffix(base, "/"), HTTP: &http.Client{Timeout: 20 * time.Second}}
+	var tap *dashboard.Tap
+	if o.TapAddr != "" {
+		tb := o.TapAddr
+		if !strings.Contains(tb, "://") {
+			tb = "http://" + tb
+		}
+		tap = &dashboard.Tap{Client: &tapapi.Client{Base: strings.TrimSuffix(tb, "/")}, Token: func() (string, error) {
+			b, err := os.ReadFile(o.TapTokenFile)
+			return strings.TrimSpace(string(b)), err
+		}}
+	}
 	h := dashboard.Handler(api, re, dashboard.Config{GrafanaURL: o.GrafanaURL, GrafanaExternalURL: o.GrafanaExternalURL,
-		JaegerURL: o.JaegerURL, Version: version.Version}, log)
+		JaegerURL: o.JaegerURL, Version: version.Version, Tap: tap}, log)
 	return serveHTTPComponent(ctx, log, "web", o.Addr, o.AdminAddr, h, "metrics-api", api.Base, "enforced-host", o.EnforcedHost)
 }

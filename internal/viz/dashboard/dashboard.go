@@ -1,6 +1,7 @@
 // Package dashboard is viz's web dashboard: embedded static assets (a
 // single page that lists namespaces and their workloads with golden
-// metrics and edges), a JSON API that relays the metrics API, and the
+// metrics and edges, and a workload's live tap), a JSON API that relays the
+// metrics API and the tap server, and the
 // Host check against DNS rebinding (enforcedHostRegexp).
 package dashboard
 
@@ -36,6 +37,8 @@ type Config struct {
 	GrafanaURL, GrafanaExternalURL string
 	JaegerURL                      string
 	Version                        string
+	// Tap, when set, serves the workload page's live tap.
+	Tap *Tap
 }
 
 // Handler serves the dashboard; requests whose Host does not match
@@ -77,6 +80,7 @@ func Handler(api *metricsapi.Client, enforcedHost *regexp.Regexp, cfg Config, lo
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+	mux.HandleFunc("GET /api/tap", serveTap(cfg.Tap, log))
 	return hostCheck(enforcedHost, mux)
 }
 

@@ -98,13 +98,82 @@ async function renderNamespace(ns) {
   kinds.forEach((k, i) => {
     if (!res[i]) return;
     if (k !== "deployment" && !res[i].rows.length) return;
-    h += `<h2>${k[0].toUpperCase() + k.slice(1)}s</h2>` + statTable(res[i].rows, k, r => esc(r.name) + grafanaLink(k, ns, r.name));
+    h += `<h2>${k[0].toUpperCase() + k.slice(1)}s</h2>` + statTable(res[i].rows, k, r => esc(r.name) + grafanaLink(k, ns, r.name) +
+      ` <a href="#/namespaces/${encodeURIComponent(ns)}/tap/${k}/${encodeURIComponent(r.name)}" class="taplink" title="live requests">tap</a>`);
   });
   if (res[kinds.length]) h += "<h2>Edges</h2>" + edgeTable(res[kinds.length].edges);
   document.getElementById("main").innerHTML = h || '<p class="muted">No data.</p>';
 }
 
+// The live tap of one workload: rows appended as the tap server streams
+// request ends (JSON lines relayed by /api/tap).
+let tapAbort = null;
+function tapRow(req, rsp, end) {
+  const st = rsp ? rsp.responseInitEvent.httpStatus : "-";
+  const cls = end.responseEndEvent.error || (typeof st === "number" && st >= 500) ? "bad" : "ok";
+  const lat = rsp ? Math.round(rsp.responseInitEvent.sinceRequestInit / 1000) + " µs" : "-";
+  const r = req.requestInitEvent;
+  return `<tr><td>${esc(req.proxyDirection === "INBOUND" ? "in" : "out")}</td><td>${esc(req.source)}</td><td>${esc(req.destination)}</td>` +
+    `<td>${req.tls ? '<span class="lock">yes</span>' : '<span class="nolock">no</span>'}</td><td>${esc(r.method)}</td><td>${esc(r.authority)}</td><td>${esc(r.path)}</td>` +
+    `<td class="num ${cls}">${esc(st)}</td><td class="num">${esc(lat)}</td><td class="num">${esc(end.responseEndEvent.responseBytes)} B</td></tr>`;
+}
+async function renderTap(ns, kind, name) {
+  document.getElementById("crumbs").innerHTML = `<a href="#/">Namespaces</a> / <a href="#/namespaces/${encodeURIComponent(ns)}">${esc(ns)}</a> / ${esc(kind)}/${esc(name)} / tap`;
+  document.getElementById("main").innerHTML = `<h2>Live requests of ${esc(kind)}/${esc(name)}</h2><p id="tapstate" class="muted">Tapping…</p>` +
+    '<table data-kind="tap"><thead><tr><th>Proxy</th><th>Source</th><th>Destination</th><th>mTLS</th><th>Method</th><th>Authority</th><th>Path</th><th>Status</th><th>Latency</th><th>Size</th></tr></thead><tbody id="taprows"></tbody></table>';
+  if (tapAbort) tapAbort.abort();
+  tapAbort = new AbortController();
+  const state = document.getElementById("tapstate");
+  try {
+    const resp = await fetch(`/api/tap?kind=${encodeURIComponent(kind)}&namespace=${encodeURIComponent(ns)}&name=${encodeURIComponent(name)}`, {signal: tapAbort.signal});
+    if (!resp.ok) {
+      let msg = `${resp.status} ${resp.statusText}`;
+      try { const b = await resp.json(); if (b.error) msg = b.error.message; } catch (e) {}
+      showError(["Tap failed: " + msg]);
+      state.textContent = "";
+      return;
+    }
+    showError([]);
+    const reader = resp.body.getReader();
+    const dec = new TextDecoder();
+    const pending = {};
+    let buf = "", n = 0;
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, {stream: true});
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, i); buf = buf.slice(i + 1);
+        if (!line) continue;
+        const ev = JSON.parse(line);
+        if (ev.error) { showError(["Tap: " + ev.error]); continue; }
+        const p = pending[ev.id] || (pending[ev.id] = {});
+        if (ev.requestInitEvent) p.req = ev;
+        if (ev.responseInitEvent) p.rsp = ev;
+        if (ev.responseEndEvent && p.req) {
+          document.getElementById("taprows").insertAdjacentHTML("afterbegin", tapRow(p.req, p.rsp, ev));
+          delete pending[ev.id];
+          state.textContent = `${++n} requests`;
+          document.body.dataset.tapped = String(n);
+        }
+      }
+    }
+    state.textContent += " (tap ended)";
+  } catch (e) {
+    if (e.name !== "AbortError") showError(["Tap failed: " + e.message]);
+  }
+}
+
 async function render() {
+  const t = location.hash.match(/^#\/namespaces\/([^/]+)\/tap\/([^/]+)\/([^/]+)/);
+  if (t) {
+    clearTimeout(timer);
+    renderTap(decodeURIComponent(t[1]), t[2], decodeURIComponent(t[3]));
+    document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
+    return "tap";
+  }
+  if (tapAbort) { tapAbort.abort(); tapAbort = null; }
   const m = location.hash.match(/^#\/namespaces\/([^/]+)/);
   try {
     if (m) await renderNamespace(decodeURIComponent(m[1]));
@@ -117,7 +186,8 @@ async function render() {
 
 function schedule() {
   clearTimeout(timer);
-  render().finally(() => { timer = setTimeout(schedule, REFRESH_MS); });
+  render().then(page => { if (page !== "tap") timer = setTimeout(schedule, REFRESH_MS); },
+    () => { timer = setTimeout(schedule, REFRESH_MS); });
 }
 
 window.addEventListener("hashchange", schedule);
