@@ -89,7 +89,8 @@ metrics API (weft-controller metrics-api), through the Kubernetes API server's s
 to metrics-api.linkerd-viz:8085, or directly with --metrics-api-addr.`,
 	}
 	v.add(cmd)
-	cmd.AddCommand(newVizStatCommand(&v), newVizEdgesCommand(&v), newVizInstallCommand(), newVizUninstallCommand(&v), newVizCheckCommand(&v))
+	cmd.AddCommand(newVizStatCommand(&v), newVizEdgesCommand(&v), newVizInstallCommand(), newVizUninstallCommand(&v), newVizCheckCommand(&v),
+		newVizRoutesCommand(&v), newVizAuthzCommand(&v), newVizDashboardCommand(&v))
 	return cmd
 }
 

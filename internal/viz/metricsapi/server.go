@@ -60,6 +60,32 @@ func Handler(svc *Service, version string, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+	mux.HandleFunc("GET "+PathRoutes, func(w http.ResponseWriter, r *http.Request) {
+		req, err := RoutesRequestFromQuery(r.URL.Query())
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		resp, err := svc.Routes(r.Context(), req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
+	mux.HandleFunc("GET "+PathAuthz, func(w http.ResponseWriter, r *http.Request) {
+		req, err := AuthzRequestFromQuery(r.URL.Query())
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		resp, err := svc.Authz(r.Context(), req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	})
 	mux.HandleFunc("GET "+PathPrometheusSD, func(w http.ResponseWriter, r *http.Request) {
 		if svc.Kube == nil {
 			writeError(w, log, &BadRequestError{Msg: "Prometheus service discovery needs Kubernetes access (the metrics API runs with --no-kube)"})
