@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftmesh/weft/charts"
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/kubetest"
 )
 
 const (
@@ -42,7 +43,11 @@ type vizMesh struct {
 	apiURL     string // the metrics API
 	webAdmin   string
 	apiAdmin   string
+	apiInbound string // api's inbound proxy (plaintext clients are denied there)
 	appHandled atomic.Int64
+	// kube is the API server holding the policy controller's Service and
+	// routes (nil without Kubernetes binaries).
+	kube *kubetest.APIServer
 }
 
 // requirePrometheus skips without Debian's prometheus, except in CI.
@@ -99,6 +104,11 @@ func newVizMesh(t *testing.T) *vizMesh {
 	t.Cleanup(func() { app.Close() })
 
 	apiInbound := freeAddr(t)
+	m.apiInbound = apiInbound
+	var policyEnv []string
+	if haveKubeBins() {
+		policyEnv = []string{"LINKERD2_PROXY_POLICY_SVC_ADDR=" + startPolicy(t, m)}
+	}
 	registry := fmt.Sprintf(`services:
 - name: api.shop.svc.cluster.local:80
   labels: {dst_namespace: shop, dst_service: api}
@@ -125,10 +135,11 @@ func newVizMesh(t *testing.T) *vizMesh {
 		}
 	}
 	m.apiAdmin = freeAddr(t)
-	start(t, "proxy-api", proxyEnv("api", "api-0"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
+	// api admits only meshed clients: plaintext requests are denied (viz authz).
+	start(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
 		"--outbound-addr", freeAddr(t), "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())
 	m.webAdmin, m.webBind = freeAddr(t), freeAddr(t)
-	start(t, "proxy-web", proxyEnv("web", "web-0"), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
+	start(t, "proxy-web", append(proxyEnv("web", "web-0"), policyEnv...), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
 		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t), "--bind", m.webBind+"=api.shop.svc.cluster.local:80")
 	waitReady(t, "http://"+m.apiAdmin+"/ready")
 	waitReady(t, "http://"+m.webAdmin+"/ready")
@@ -252,16 +263,22 @@ func (m *vizMesh) write(t *testing.T, name, content string) string {
 // traffic is what the client counted.
 type traffic struct {
 	mu   sync.Mutex
-	done []time.Time // completion times
-	ok   []bool
+	done  []time.Time // completion times
+	ok    []bool
+	books []bool // the request was for /books/… (route books), else / (route rest)
 }
 
 // between counts the requests completed in [from, to) and the successful ones.
 func (tr *traffic) between(from, to time.Time) (total, ok int) {
+	return tr.count(from, to, func(int) bool { return true })
+}
+
+// count is between for the requests keep selects.
+func (tr *traffic) count(from, to time.Time, keep func(i int) bool) (total, ok int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for i, d := range tr.done {
-		if !d.Before(from) && d.Before(to) {
+		if !d.Before(from) && d.Before(to) && keep(i) {
 			total++
 			if tr.ok[i] {
 				ok++
@@ -289,9 +306,14 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 		for i := 0; i < max && time.Now().Before(stop); i++ {
 			<-tick.C
 			inflight.Add(1)
+			books := i%4 == 3
+			path := "/"
+			if books {
+				path = fmt.Sprintf("/books/%d", i)
+			}
 			go func() {
 				defer inflight.Done()
-				resp, err := client.Get("http://" + m.webBind + "/")
+				resp, err := client.Get("http://" + m.webBind + path)
 				ok := false
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
@@ -301,6 +323,7 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 				tr.mu.Lock()
 				tr.done = append(tr.done, time.Now())
 				tr.ok = append(tr.ok, ok)
+				tr.books = append(tr.books, books)
 				tr.mu.Unlock()
 			}()
 		}

@@ -92,6 +92,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 			t.Errorf("web row = %+v, want meshed with no inbound traffic", web)
 		}
 	})
+	t.Run("routes", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkRoutes(t, m, tr, at) })
 	t.Run("kubernetes", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkKubeMode(t, m, kubeAPI, wantRPS) })
 	t.Run("http service discovery", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkHTTPSD(t, m, kubeAPI) })
 	t.Run("to", func(t *testing.T) {
@@ -171,6 +172,9 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 		t.Logf("message: %s", ae.Message)
 	})
+	// Last: it waits for scrapes, and the subtests above query the
+	// client's traffic while it flows.
+	t.Run("authz", func(t *testing.T) { checkAuthz(t, m) })
 }
 
 // checkRelabeling checks the chart's relabel_configs
