@@ -262,7 +262,7 @@ func (m *vizMesh) write(t *testing.T, name, content string) string {
 
 // traffic is what the client counted.
 type traffic struct {
-	mu   sync.Mutex
+	mu    sync.Mutex
 	done  []time.Time // completion times
 	ok    []bool
 	books []bool // the request was for /books/… (route books), else / (route rest)
