@@ -206,7 +206,7 @@ func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
 		if d.String("/metadata/labels/grafana_dashboard") != "1" {
 			t.Error("no grafana_dashboard label")
 		}
-		for _, f := range []string{"top-line.json", "namespace.json", "deployment.json", "pod.json", "service.json", "route.json", "authority.json"} {
+		for _, f := range []string{"top-line.json", "namespace.json", "deployment.json", "pod.json", "service.json", "route.json", "authority.json", "health.json"} {
 			var dash struct {
 				UID    string `json:"uid"`
 				Panels []any  `json:"panels"`
@@ -217,8 +217,8 @@ func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
 			found++
 		}
 	}
-	if found != 7 {
-		t.Errorf("%d dashboards in the ConfigMap, want 7", found)
+	if found != 8 {
+		t.Errorf("%d dashboards in the ConfigMap, want 8", found)
 	}
 }
 

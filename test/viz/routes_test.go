@@ -79,6 +79,7 @@ func startPolicy(t *testing.T, m *vizMesh) string {
 	start(t, "policy", nil, m.bin+"/weft-controller", "policy", "--kubeconfig", m.kube.Kubeconfig,
 		"--addr", addr, "--admin-addr", admin)
 	waitReady(t, "http://"+admin+"/ready")
+	m.controllers = append(m.controllers, scrapeTarget{addr: admin, ns: "linkerd", pod: "linkerd-destination-0", container: "policy", port: "admin-http"})
 	return addr
 }
 
