@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // The dashboard's Deployment and port in the viz namespace (Linkerd viz's).
@@ -45,7 +47,7 @@ dashboard.enforcedHostRegexp; the default allows localhost and 127.0.0.1 — wit
 		Example: "  weft viz dashboard\n  weft viz dashboard --port 0 --show url",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if show != "linkerd" && show != "grafana" && show != "url" {
+			if show != compat.VizShowDashboard && show != "grafana" && show != "url" {
 				return fmt.Errorf("--show %q: want linkerd, grafana or url", show)
 			}
 			if port < 0 || port > 65535 {
@@ -99,7 +101,7 @@ dashboard.enforcedHostRegexp; the default allows localhost and 127.0.0.1 — wit
 				fmt.Fprintf(out, "Grafana dashboard available at:\n%s\n", g)
 			}
 			switch show {
-			case "linkerd":
+			case compat.VizShowDashboard:
 				openBrowser(out, base)
 			case "grafana":
 				if grafana == "" {
@@ -124,7 +126,7 @@ dashboard.enforcedHostRegexp; the default allows localhost and 127.0.0.1 — wit
 	f := cmd.Flags()
 	f.StringVar(&address, "address", "localhost", "the local address to listen on")
 	f.IntVarP(&port, "port", "p", vizDashboardPort, "the local port (0: any free port)")
-	f.StringVar(&show, "show", "linkerd", "linkerd (open the dashboard), grafana (open Grafana) or url (print only)")
+	f.StringVar(&show, "show", compat.VizShowDashboard, compat.VizShowDashboard+" (open the dashboard), grafana (open Grafana) or url (print only)")
 	f.DurationVar(&wait, "wait", 5*time.Minute, "how long to wait for a ready dashboard pod")
 	return cmd
 }

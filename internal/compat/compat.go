@@ -395,6 +395,9 @@ const (
 // The viz extension (linkerd-viz's names).
 const (
 	VizNamespace = "linkerd-viz"
+	// VizShowDashboard is `viz dashboard --show`'s value that opens the
+	// dashboard itself (the others are grafana and url).
+	VizShowDashboard = "linkerd"
 	// VizSelector selects the extension's objects (label linkerd.io/extension).
 	VizSelector = "linkerd.io/extension=viz"
 	CheckViz    = "linkerd-viz"

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/manifest"
 )
@@ -37,7 +38,7 @@ func Install(t testing.TB, cfg *rest.Config, values map[string]any) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", values)
+	out, err := install.Render(install.CRDsChart, "weft-crds", compat.DefaultControlPlaneNamespace, values)
 	if err != nil {
 		t.Fatalf("rendering weft-crds: %v", err)
 	}
