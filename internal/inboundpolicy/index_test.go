@@ -188,3 +188,40 @@ func TestInvalidServerFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestServerProtocol: the destination service's view of a port's
+// proxyProtocol is that of the Server the policy controller picks.
+func TestServerProtocol(t *testing.T) {
+	server := func(name, created, port, proto, sel string) *unstructured.Unstructured {
+		u := obj(t, `
+metadata: {name: `+name+`, creationTimestamp: "`+created+`"}
+spec: {podSelector: `+sel+`, port: `+port+`, proxyProtocol: `+proto+`}`)
+		return u
+	}
+	web := &Pod{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}, Ports: map[string]int32{"smtp": 2525}}
+	other := func(u *unstructured.Unstructured) *unstructured.Unstructured { u.SetNamespace("other"); return u }
+	tests := []struct {
+		name    string
+		servers []*unstructured.Unstructured
+		port    uint16
+		want    authz.Protocol
+	}{
+		{"none", nil, 2525, authz.ProtocolUnknown},
+		{"by port name", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolOpaque},
+		{"by number", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "2525", "TLS", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolTLS},
+		{"other port", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "2525", "opaque", "{matchLabels: {app: web}}")}, 8080, authz.ProtocolUnknown},
+		{"other pods", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: db}}")}, 2525, authz.ProtocolUnknown},
+		{"other namespace", []*unstructured.Unstructured{other(server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}"))}, 2525, authz.ProtocolUnknown},
+		{"oldest wins", []*unstructured.Unstructured{
+			server("new", "2026-02-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}"),
+			server("old", "2026-01-01T00:00:00Z", "smtp", "HTTP/1", "{matchLabels: {app: web}}"),
+		}, 2525, authz.ProtocolHTTP1},
+		{"unknown value", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "SMTP", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolUnknown},
+		{"invalid Server: not opaque", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchExpressions: [{key: app, operator: Bogus}]}")}, 2525, authz.ProtocolUnknown},
+	}
+	for _, tt := range tests {
+		if got := ServerProtocol(tt.servers, web, tt.port); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
