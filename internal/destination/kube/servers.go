@@ -68,10 +68,16 @@ func (b *Backend) serverOpaque(pod *corev1.Pod, port int32) bool {
 		return false
 	}
 	servers := make([]*unstructured.Unstructured, 0, len(objs))
+	anyOpaque := false
 	for _, o := range objs {
 		if u, ok := o.(*unstructured.Unstructured); ok {
 			servers = append(servers, u)
+			proto, _, _ := unstructured.NestedString(u.Object, "spec", "proxyProtocol")
+			anyOpaque = anyOpaque || proto == string(authz.ProtocolOpaque)
 		}
+	}
+	if !anyOpaque {
+		return false // the common case, without decoding every Server for every endpoint
 	}
 	return inboundpolicy.ServerProtocol(servers, inboundpolicy.PodFrom(pod), uint16(port)) == authz.ProtocolOpaque
 }
