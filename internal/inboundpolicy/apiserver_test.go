@@ -290,6 +290,14 @@ spec:
 	if n := len(pp.Authorizations); n != 1 || pp.Authorizations[0].Meta.Name != "web-authz" {
 		t.Errorf("authorizations %+v, want only web-authz", pp.Authorizations)
 	}
+	// Nothing fails open: the client is still let in, an intruder, a
+	// plaintext client and the identity the bad MeshTLSAuthentication
+	// meant are not.
+	if bad, err := authz.Compile(pp, nil); err != nil {
+		t.Errorf("the policy with bad input around it does not compile: %v", err)
+	} else if !allows(bad, clientID, "GET", "/") || allows(bad, intruderID, "GET", "/") || allows(bad, "", "GET", "/") {
+		t.Error("bad input changed who is let in")
+	}
 
 	// Route-scoped: GET /public for everyone, /admin for the client only.
 	c.apply(t, NetworkAuthnGVR, `

@@ -23,6 +23,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/origdst"
 	"github.com/weftmesh/weft/internal/retry"
 	"github.com/weftmesh/weft/internal/target"
 )
@@ -48,6 +49,7 @@ type Proxy struct {
 
 	listeners []net.Listener
 	ownPorts  map[uint16]bool // every bound port: never a forwarding target
+	origDst   func(net.Conn) (netip.AddrPort, error)
 	adminSrv  *http.Server
 	ctrlSrv   *http.Server
 	failed    chan error // a server that stopped serving on its own
@@ -75,6 +77,9 @@ type Options struct {
 	// Policies, when set, give each inbound port's authorization policy
 	// (the policy controller's client); else the Config's static policy.
 	Policies authz.Source
+	// origDst stands in for iptables' SO_ORIGINAL_DST in tests (nil:
+	// origdst.Lookup).
+	origDst func(net.Conn) (netip.AddrPort, error)
 }
 
 // New validates cfg and prepares a proxy; Start binds its listeners.
@@ -102,6 +107,7 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		id:       o.Identity,
 		opaque:   map[net.Conn]struct{}{},
 		ownPorts: map[uint16]bool{},
+		origDst:  o.origDst,
 		failed:   make(chan error, 1),
 		stop:     make(chan struct{}),
 	}
@@ -118,6 +124,9 @@ func New(cfg Config, o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("inbound policy: %w", err)
 		}
 		p.policies = static
+	}
+	if p.origDst == nil {
+		p.origDst = origdst.Lookup
 	}
 	p.authzm = newAuthzMetrics(cfg.MetricsLabels)
 	for _, c := range p.authzm.collectors() {
