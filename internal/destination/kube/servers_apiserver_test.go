@@ -4,61 +4,19 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/inboundpolicy"
-	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/kubetest"
-	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/kubetest/crds"
 )
-
-// installPolicyCRDs installs the weft-crds chart's CustomResourceDefinitions
-// and waits until Servers are served.
-func installPolicyCRDs(t *testing.T, dyn dynamic.Interface) {
-	t.Helper()
-	ctx := context.Background()
-	crds, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", map[string]any{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := manifest.Read(strings.NewReader(crds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, d := range docs {
-		j, err := d.JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(j, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(crdGVR).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("CRD %s: %v", obj.GetName(), err)
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		_, err := dyn.Resource(inboundpolicy.ServersGVR).Namespace("default").List(ctx, metav1.ListOptions{})
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Servers not served: %v", err)
-		}
-	}
-}
 
 // TestServerProxyProtocolOpaque: against a real API server, a Server
 // selecting a meshed pod's port with proxyProtocol opaque makes that
@@ -73,7 +31,7 @@ func TestServerProxyProtocolOpaque(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installPolicyCRDs(t, dyn)
+	crds.Install(t, api.Config, nil)
 	ctx := context.Background()
 	const ns = "shop"
 	if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

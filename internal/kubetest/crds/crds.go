@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
@@ -27,8 +28,9 @@ import (
 var GVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
 // Install creates every CRD of weft-crds rendered with values (nil: the
-// defaults) and waits, up to 30 s, until each is Established. It returns
-// the CRDs' names.
+// defaults) and waits, up to 30 s, until each is Established and its
+// resource is in the API server's discovery (what informers and dynamic
+// clients look up). It returns the CRDs' names.
 func Install(t testing.TB, cfg *rest.Config, values map[string]any) []string {
 	t.Helper()
 	if values == nil {
@@ -48,6 +50,8 @@ func Install(t testing.TB, cfg *rest.Config, values map[string]any) []string {
 	}
 	ctx := context.Background()
 	var names []string
+	type served struct{ groupVersion, plural string }
+	var want []served
 	for _, d := range docs {
 		j, err := d.JSON()
 		if err != nil {
@@ -64,6 +68,15 @@ func Install(t testing.TB, cfg *rest.Config, values map[string]any) []string {
 			t.Fatalf("creating CRD %s: %v", obj.GetName(), err)
 		}
 		names = append(names, obj.GetName())
+		group, _, _ := unstructured.NestedString(obj.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(obj.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(obj.Object, "spec", "versions")
+		for _, v := range versions {
+			vm, _ := v.(map[string]any)
+			if name, _ := vm["name"].(string); name != "" && vm["served"] == true {
+				want = append(want, served{group + "/" + name, plural})
+			}
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range names {
@@ -74,7 +87,32 @@ func Install(t testing.TB, cfg *rest.Config, values map[string]any) []string {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+	disc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		for !discovered(disc, w.groupVersion, w.plural) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s not in discovery within 30s", w.groupVersion, w.plural)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	return names
+}
+
+func discovered(d discovery.DiscoveryInterface, groupVersion, plural string) bool {
+	rl, err := d.ServerResourcesForGroupVersion(groupVersion)
+	if err != nil {
+		return false
+	}
+	for _, r := range rl.APIResources {
+		if r.Name == plural {
+			return true
+		}
+	}
+	return false
 }
 
 func established(ctx context.Context, dyn dynamic.Interface, name string) bool {
