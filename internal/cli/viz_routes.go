@@ -13,8 +13,34 @@ import (
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
+// resourceQuery is what routes and authz share: RESOURCE[/NAME] (or
+// RESOURCE NAME), -n, -o table|wide|json and -t.
+type resourceQuery struct{ namespace, output, window string }
+
+func (q *resourceQuery) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVarP(&q.namespace, "namespace", "n", "default", "namespace of the resource")
+	f.StringVarP(&q.output, "output", "o", "table", "table, wide or json")
+	f.StringVarP(&q.window, "time-window", "t", "1m", "the metrics' time window")
+}
+
+func (q *resourceQuery) request(args []string) (metricsapi.ResourceRequest, error) {
+	kind, name, err := resourceArgs(args)
+	if err != nil {
+		return metricsapi.ResourceRequest{}, err
+	}
+	if err := checkOutput(q.output); err != nil {
+		return metricsapi.ResourceRequest{}, err
+	}
+	r := metricsapi.ResourceRequest{Kind: kind, Namespace: q.namespace, Name: name}
+	if r.Window, err = time.ParseDuration(q.window); err != nil {
+		return r, fmt.Errorf("--time-window %q: %w", q.window, err)
+	}
+	return r, nil
+}
+
 func newVizRoutesCommand(v *vizFlags) *cobra.Command {
-	var namespace, output, window string
+	var q resourceQuery
 	cmd := &cobra.Command{
 		Use:   "routes (RESOURCE/NAME | RESOURCE NAME)",
 		Short: "Per-route metrics: success rate, requests per second and latency of each route",
@@ -27,16 +53,9 @@ success when the proxy recorded no error and the status is not a 5xx (gRPC: OK).
 		Example: "  weft viz routes svc/webapp -n booksapp\n  weft viz routes deploy/traffic -n booksapp -o wide",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, name, err := resourceArgs(args)
+			req, err := q.request(args)
 			if err != nil {
 				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			req := metricsapi.RoutesRequest{Kind: kind, Namespace: namespace, Name: name}
-			if req.Window, err = time.ParseDuration(window); err != nil {
-				return fmt.Errorf("--time-window %q: %w", window, err)
 			}
 			c, err := v.client()
 			if err != nil {
@@ -46,39 +65,29 @@ success when the proxy recorded no error and the status is not a 5xx (gRPC: OK).
 			if err != nil {
 				return err
 			}
-			return writeRoutes(cmd.OutOrStdout(), resp, output)
+			return writeRoutes(cmd.OutOrStdout(), resp, q.output)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace of the resource")
-	f.StringVarP(&output, "output", "o", "table", "table, wide or json")
-	f.StringVarP(&window, "time-window", "t", "1m", "the metrics' time window")
+	q.addFlags(cmd)
 	return cmd
 }
 
 func newVizAuthzCommand(v *vizFlags) *cobra.Command {
-	var namespace, output, window string
+	var q resourceQuery
 	cmd := &cobra.Command{
 		Use:   "authz (RESOURCE[/NAME] | RESOURCE NAME)",
 		Short: "Inbound authorization decisions of a workload's proxies: what was allowed, by what, and what was denied",
 		Long: `Shows, for each Server, route and authorization, the requests (HTTP) or connections (TCP)
 per second a workload's proxies let in over the time window, and on the row without an
 authorization the rate they denied (UNAUTHORIZED), from the proxies'
-inbound_{http,tcp}_authz_{allow,deny}_total counters. Servers named default:<policy> are
-the default inbound policy of ports no Server selects.`,
+inbound_{http,tcp}_authz_{allow,deny}_total counters. The server default/<policy> (and its
+authorization of the same name) is the default inbound policy of ports no Server selects.`,
 		Example: "  weft viz authz deploy/web -n emojivoto\n  weft viz authz deploy -n emojivoto -o json",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, name, err := resourceArgs(args)
+			req, err := q.request(args)
 			if err != nil {
 				return err
-			}
-			if err := checkOutput(output); err != nil {
-				return err
-			}
-			req := metricsapi.AuthzRequest{Kind: kind, Namespace: namespace, Name: name}
-			if req.Window, err = time.ParseDuration(window); err != nil {
-				return fmt.Errorf("--time-window %q: %w", window, err)
 			}
 			c, err := v.client()
 			if err != nil {
@@ -88,13 +97,10 @@ the default inbound policy of ports no Server selects.`,
 			if err != nil {
 				return err
 			}
-			return writeAuthz(cmd.OutOrStdout(), resp, output)
+			return writeAuthz(cmd.OutOrStdout(), resp, q.output)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVarP(&namespace, "namespace", "n", "default", "namespace of the resource")
-	f.StringVarP(&output, "output", "o", "table", "table, wide or json")
-	f.StringVarP(&window, "time-window", "t", "1m", "the metrics' time window")
+	q.addFlags(cmd)
 	return cmd
 }
 

@@ -3,10 +3,8 @@ package metricsapi
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/prometheus/common/model"
 	"golang.org/x/sync/errgroup"
@@ -18,13 +16,9 @@ import (
 const PathAuthz = "/api/v1/authz"
 
 // AuthzRequest asks for the inbound authorization decisions of a
-// workload's proxies (or of every workload of the kind in the namespace).
-type AuthzRequest struct {
-	Kind      Kind
-	Namespace string
-	Name      string // "" for every resource of the kind
-	Window    time.Duration
-}
+// workload's proxies (Name "": of every workload of the kind in the
+// namespace).
+type AuthzRequest = ResourceRequest
 
 // AuthzRow is the decisions for one Server, route and authorization: the
 // rate of requests (HTTP) or connections (TCP) it let in and, on its row
@@ -141,32 +135,6 @@ func (s *Service) Authz(ctx context.Context, r AuthzRequest) (*AuthzResponse, er
 		return false
 	})
 	return out, nil
-}
-
-// AuthzRequestFromQuery parses GET /api/v1/authz's parameters.
-func AuthzRequestFromQuery(v url.Values) (AuthzRequest, error) {
-	var r AuthzRequest
-	k, err := ParseKind(v.Get(qKind))
-	if err != nil {
-		return r, err
-	}
-	r.Kind, r.Namespace, r.Name = k, v.Get(qNamespace), v.Get(qName)
-	r.Window, err = parseWindow(v.Get(qWindow))
-	return r, err
-}
-
-// Query is the request's URL query.
-func (r AuthzRequest) Query() url.Values {
-	v := url.Values{qKind: {string(r.Kind)}}
-	for k, val := range map[string]string{qNamespace: r.Namespace, qName: r.Name} {
-		if val != "" {
-			v.Set(k, val)
-		}
-	}
-	if r.Window > 0 {
-		v.Set(qWindow, r.Window.String())
-	}
-	return v
 }
 
 // Authz calls GET /api/v1/authz.

@@ -21,15 +21,20 @@ const PathRoutes = "/api/v1/routes"
 // (the proxy's default route of a Service), as Linkerd viz prints it.
 const DefaultRouteName = "[DEFAULT]"
 
-// RoutesRequest asks for per-route metrics: of the routes a workload's
-// proxies send requests on (Kind a workload), or of the routes attached to
-// a Service, whoever the client (Kind service).
-type RoutesRequest struct {
+// ResourceRequest asks about one resource (or, where the query allows,
+// every resource of a kind in a namespace) over a time window: the
+// routes and authz queries.
+type ResourceRequest struct {
 	Kind      Kind
 	Namespace string
-	Name      string // required
+	Name      string
 	Window    time.Duration
 }
+
+// RoutesRequest asks for per-route metrics: of the routes a workload's
+// proxies send requests on (Kind a workload), or of the routes attached to
+// a Service, whoever the client (Kind service). Name is required.
+type RoutesRequest = ResourceRequest
 
 // RouteRow is one route of one parent Service port.
 type RouteRow struct {
@@ -194,9 +199,10 @@ func routeKey(m model.Metric) string {
 	return strings.Join(parts, "\x00")
 }
 
-// RoutesRequestFromQuery parses GET /api/v1/routes's parameters.
-func RoutesRequestFromQuery(v url.Values) (RoutesRequest, error) {
-	var r RoutesRequest
+// ResourceRequestFromQuery parses the parameters of GET /api/v1/routes and
+// GET /api/v1/authz.
+func ResourceRequestFromQuery(v url.Values) (ResourceRequest, error) {
+	var r ResourceRequest
 	k, err := ParseKind(v.Get(qKind))
 	if err != nil {
 		return r, err
@@ -207,8 +213,13 @@ func RoutesRequestFromQuery(v url.Values) (RoutesRequest, error) {
 }
 
 // Query is the request's URL query.
-func (r RoutesRequest) Query() url.Values {
-	v := url.Values{qKind: {string(r.Kind)}, qNamespace: {r.Namespace}, qName: {r.Name}}
+func (r ResourceRequest) Query() url.Values {
+	v := url.Values{qKind: {string(r.Kind)}}
+	for k, val := range map[string]string{qNamespace: r.Namespace, qName: r.Name} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
 	if r.Window > 0 {
 		v.Set(qWindow, r.Window.String())
 	}
