@@ -86,6 +86,28 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
+// Tracing and access logs (set by the jaeger extension's injector and by
+// the access-log annotation; docs/tracing.md).
+const (
+	EnvTraceCollectorSvcAddr = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_ADDR"
+	EnvTraceCollectorSvcName = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_NAME"
+	EnvTraceAttributesPath   = "LINKERD2_PROXY_TRACE_ATTRIBUTES_PATH"
+	EnvTraceServiceName      = "LINKERD2_PROXY_TRACE_SERVICE_NAME"
+	EnvTraceProtocol         = "LINKERD2_PROXY_TRACE_PROTOCOL" // opentelemetry | opencensus
+	EnvAccessLog             = "LINKERD2_PROXY_ACCESS_LOG"     // apache | json
+	// DefaultTraceServiceName is the service name of the proxy's spans.
+	DefaultTraceServiceName = "linkerd-proxy"
+
+	// The jaeger extension's workload annotations: the collector's
+	// host:port and its ServiceAccount (whose identity the proxy checks).
+	AnnotationTraceCollector           = "config.linkerd.io/trace-collector"
+	AnnotationTraceCollectorSvcAccount = "config.alpha.linkerd.io/trace-collector-service-account"
+	// The downward-API volume the injector adds for the trace attributes.
+	TraceAttributesVolume    = "linkerd-podinfo"
+	TraceAttributesMountPath = "/var/run/linkerd/podinfo"
+	TraceAttributesFile      = "labels"
+)
+
 // DestinationContext is the JSON a proxy sends as the context token of its
 // discovery requests (the value of LINKERD2_PROXY_DESTINATION_CONTEXT),
 // with Linkerd's field names: where the caller runs, for topology-aware
