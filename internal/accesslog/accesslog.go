@@ -17,12 +17,14 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Formats.
 const (
-	FormatApache = "apache"
-	FormatJSON   = "json"
+	FormatApache = compat.AccessLogApache
+	FormatJSON   = compat.AccessLogJSON
 )
 
 // Entry is one request.

@@ -89,12 +89,16 @@ const (
 // Tracing and access logs (set by the jaeger extension's injector and by
 // the access-log annotation; docs/tracing.md).
 const (
-	EnvTraceCollectorSvcAddr = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_ADDR"
-	EnvTraceCollectorSvcName = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_NAME"
-	EnvTraceAttributesPath   = "LINKERD2_PROXY_TRACE_ATTRIBUTES_PATH"
-	EnvTraceServiceName      = "LINKERD2_PROXY_TRACE_SERVICE_NAME"
-	EnvTraceProtocol         = "LINKERD2_PROXY_TRACE_PROTOCOL" // opentelemetry | opencensus
-	EnvAccessLog             = "LINKERD2_PROXY_ACCESS_LOG"     // apache | json
+	EnvTraceCollectorSvcAddr   = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_ADDR"
+	EnvTraceCollectorSvcName   = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_NAME"
+	EnvTraceAttributesPath     = "LINKERD2_PROXY_TRACE_ATTRIBUTES_PATH"
+	EnvTraceServiceName        = "LINKERD2_PROXY_TRACE_SERVICE_NAME"
+	EnvTraceProtocol           = "LINKERD2_PROXY_TRACE_PROTOCOL" // opentelemetry | opencensus
+	EnvAccessLog               = "LINKERD2_PROXY_ACCESS_LOG"     // apache | json
+	TraceProtocolOpenTelemetry = "opentelemetry"
+	TraceProtocolOpenCensus    = "opencensus"
+	AccessLogApache            = "apache"
+	AccessLogJSON              = "json"
 	// DefaultTraceServiceName is the service name of the proxy's spans.
 	DefaultTraceServiceName = "linkerd-proxy"
 
@@ -106,6 +110,13 @@ const (
 	TraceAttributesVolume    = "linkerd-podinfo"
 	TraceAttributesMountPath = "/var/run/linkerd/podinfo"
 	TraceAttributesFile      = "labels"
+	// ServiceAccountIdentityFormat is a workload's mesh identity:
+	// <serviceaccount>.<namespace>.serviceaccount.identity.<control plane ns>.<trust domain>.
+	ServiceAccountIdentityFormat = "%s.%s.serviceaccount.identity.%s.%s"
+	// Jaeger extension defaults (linkerd-jaeger's webhook.* values).
+	DefaultTraceCollectorSvcAddr    = "collector.linkerd-jaeger:55678"
+	DefaultTraceCollectorSvcAccount = "collector"
+	JaegerNamespace                 = "linkerd-jaeger"
 )
 
 // DestinationContext is the JSON a proxy sends as the context token of its

@@ -32,12 +32,14 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/weftmesh/weft/internal/compat"
 )
 
 // Protocols of the collector.
 const (
-	ProtocolOpenTelemetry = "opentelemetry"
-	ProtocolOpenCensus    = "opencensus"
+	ProtocolOpenTelemetry = compat.TraceProtocolOpenTelemetry
+	ProtocolOpenCensus    = compat.TraceProtocolOpenCensus
 )
 
 // Span attribute keys the proxy sets.
