@@ -425,6 +425,14 @@ const (
 	PolicyControllerName = "linkerd.io/policy-controller"
 )
 
+// The jaeger extension (linkerd-jaeger's names).
+const (
+	JaegerSelector = "linkerd.io/extension=jaeger"
+	CheckJaeger    = "linkerd-jaeger"
+	// JaegerWebhookConfig is the jaeger injector's MutatingWebhookConfiguration.
+	JaegerWebhookConfig = "linkerd-jaeger-injector-webhook-config"
+)
+
 // The viz extension (linkerd-viz's names).
 const (
 	VizNamespace = "linkerd-viz"
