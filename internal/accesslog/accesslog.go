@@ -52,6 +52,7 @@ type Logger struct {
 	queue   chan Entry
 	dropped prometheus.Counter
 	written prometheus.Counter
+	stop    chan struct{} // closed by Close; the queue is never closed (Log may race)
 	done    chan struct{}
 	once    sync.Once
 }
@@ -65,7 +66,7 @@ func New(format string, w io.Writer, queue int, constLabels prometheus.Labels) (
 	if queue <= 0 {
 		queue = 4096
 	}
-	l := &Logger{format: format, w: w, queue: make(chan Entry, queue), done: make(chan struct{}),
+	l := &Logger{format: format, w: w, queue: make(chan Entry, queue), stop: make(chan struct{}), done: make(chan struct{}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "access_log_dropped_total",
 			Help: "Access log lines dropped because the log queue was full.", ConstLabels: constLabels}),
 		written: prometheus.NewCounter(prometheus.CounterOpts{Name: "access_log_written_total",
@@ -101,18 +102,35 @@ func (l *Logger) Log(e Entry) {
 	}
 }
 
-// Close writes what is queued and stops the writer.
+// Close writes what is queued and stops the writer, waiting at most a
+// second for a slow destination.
 func (l *Logger) Close() {
 	if l == nil {
 		return
 	}
-	l.once.Do(func() { close(l.queue); <-l.done })
+	l.once.Do(func() {
+		close(l.stop)
+		select {
+		case <-l.done:
+		case <-time.After(time.Second):
+		}
+	})
 }
 
 func (l *Logger) run() {
 	defer close(l.done)
 	var buf []byte
-	for e := range l.queue {
+	for {
+		var e Entry
+		select {
+		case e = <-l.queue:
+		case <-l.stop:
+			select {
+			case e = <-l.queue: // what is left, then stop
+			default:
+				return
+			}
+		}
 		buf = buf[:0]
 		if l.format == FormatJSON {
 			buf = AppendJSON(buf, e)

@@ -56,10 +56,15 @@ func (p *Proxy) setupObservers(logTo io.Writer, queue int) error {
 	return nil
 }
 
-// closeObservers exports the spans still queued and writes the log lines.
-func (p *Proxy) closeObservers(ctx context.Context) error {
+// closeObservers writes the queued log lines and exports the queued spans
+// (for up to 2 s, even when the grace period is over).
+func (p *Proxy) closeObservers() {
 	p.access.Close()
-	return p.tracer.Shutdown(ctx)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := p.tracer.Shutdown(ctx); err != nil {
+		p.log.Debug("spans still queued at shutdown were dropped", "err", err)
+	}
 }
 
 type spanKey struct{}

@@ -365,7 +365,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.ctrlSrv.Close()
 	p.adminSrv.Close()
 	p.closeListeners()
-	errs = append(errs, p.closeObservers(ctx))
+	p.closeObservers()
 	p.log.Info("shutdown complete")
 	return errors.Join(errs...)
 }

@@ -28,13 +28,14 @@ type batcher struct {
 
 	closed atomic.Bool
 	flush  chan chan struct{}
+	stop   chan struct{} // closed by Shutdown; the queue itself is never closed (OnEnd may race)
 	done   chan struct{}
 	once   sync.Once
 }
 
 func newBatcher(exp sdktrace.SpanExporter, log *slog.Logger, queue, batch int, interval, timeout time.Duration, m *Metrics) *batcher {
 	b := &batcher{exp: exp, log: log, queue: make(chan sdktrace.ReadOnlySpan, queue), batch: batch,
-		interval: interval, timeout: timeout, m: m, flush: make(chan chan struct{}), done: make(chan struct{})}
+		interval: interval, timeout: timeout, m: m, flush: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
 	go b.run()
 	return b
 }
@@ -75,11 +76,16 @@ func (b *batcher) run() {
 	}
 	for {
 		select {
-		case s, ok := <-b.queue:
-			if !ok {
-				export()
-				return
+		case <-b.stop:
+			for n := len(b.queue); n > 0; n-- {
+				buf = append(buf, <-b.queue)
+				if len(buf) >= b.batch {
+					export()
+				}
 			}
+			export()
+			return
+		case s := <-b.queue:
 			buf = append(buf, s)
 			if len(buf) >= b.batch {
 				export()
@@ -122,7 +128,7 @@ func (b *batcher) Shutdown(ctx context.Context) error {
 	var err error
 	b.once.Do(func() {
 		b.closed.Store(true)
-		close(b.queue)
+		close(b.stop)
 		select {
 		case <-b.done:
 		case <-ctx.Done():
