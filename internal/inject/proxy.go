@@ -29,6 +29,7 @@ type config struct {
 	defaultPolicy                   string // config.linkerd.io/default-inbound-policy
 	requireIdentity                 string // ports
 	probes                          string // the app's HTTP probes, PORT/PATH,...
+	accessLog                       string // apache or json
 }
 
 func resolve(w *Workload, v Values, o Options) (config, error) {
@@ -65,6 +66,13 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	boolean(compat.AnnotationProxyAdminShutdown, &c.shutdown)
 	if val, ok := get(compat.AnnotationProxyLogLevel); ok {
 		c.logLevel = val
+	}
+	if val, ok := get(compat.AnnotationAccessLog); ok {
+		if val != compat.AccessLogApache && val != compat.AccessLogJSON {
+			bad(compat.AnnotationAccessLog, val, compat.AccessLogApache+" or "+compat.AccessLogJSON)
+		} else {
+			c.accessLog = val
+		}
 	}
 	for key, dst := range map[string]*string{compat.AnnotationShutdownGracePeriod: &c.shutdownGrace,
 		compat.AnnotationOutboundConnect: &c.outboundConnect, compat.AnnotationInboundConnect: &c.inboundConnect} {
@@ -199,6 +207,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		return ""
 	}
 	for _, e := range []corev1.EnvVar{
+		{Name: compat.EnvAccessLog, Value: c.accessLog},
 		{Name: compat.EnvInboundConnect, Value: c.inboundConnect},
 		{Name: compat.EnvIngressMode, Value: ifTrue(c.mode == compat.InjectIngress)},
 		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},

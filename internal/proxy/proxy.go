@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
@@ -26,6 +28,7 @@ import (
 	"github.com/weftmesh/weft/internal/origdst"
 	"github.com/weftmesh/weft/internal/retry"
 	"github.com/weftmesh/weft/internal/target"
+	"github.com/weftmesh/weft/internal/trace"
 )
 
 // Proxy is one running sidecar proxy.
@@ -41,6 +44,8 @@ type Proxy struct {
 	ready    atomic.Bool
 	policies authz.Source // inbound authorization (authz.go)
 	authzm   *authzMetrics
+	tracer   *trace.Tracer     // nil: tracing off (observe.go)
+	access   *accesslog.Logger // nil: no access log
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
@@ -80,6 +85,10 @@ type Options struct {
 	// origDst stands in for iptables' SO_ORIGINAL_DST in tests (nil:
 	// origdst.Lookup).
 	origDst func(net.Conn) (netip.AddrPort, error)
+	// AccessLog receives the access log (default os.Stderr), through a
+	// queue of AccessLogQueue lines (default 4096).
+	AccessLog      io.Writer
+	AccessLogQueue int
 }
 
 // New validates cfg and prepares a proxy; Start binds its listeners.
@@ -133,6 +142,9 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		if err := p.metrics.Register(c); err != nil {
 			return nil, fmt.Errorf("registering authorization metrics: %w", err)
 		}
+	}
+	if err := p.setupObservers(o.AccessLog, o.AccessLogQueue); err != nil {
+		return nil, fmt.Errorf("tracing and access log: %w", err)
 	}
 	p.h1, p.h2 = p.newTransports()
 	p.outbound = p.newHTTPServer(compat.Outbound)
@@ -362,6 +374,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.ctrlSrv.Close()
 	p.adminSrv.Close()
 	p.closeListeners()
+	p.closeObservers()
 	p.log.Info("shutdown complete")
 	return errors.Join(errs...)
 }
