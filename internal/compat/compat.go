@@ -174,6 +174,7 @@ const (
 	AnnotationOutboundConnect      = "config.linkerd.io/proxy-outbound-connect-timeout"
 	AnnotationInboundConnect       = "config.linkerd.io/proxy-inbound-connect-timeout"
 	AnnotationAccessLog            = "config.linkerd.io/access-log"
+	AnnotationAccessLogAlpha       = "config.alpha.linkerd.io/access-log"
 	AnnotationAdmissionWebhooks    = "config.linkerd.io/admission-webhooks" // label on namespaces: "disabled"
 	AnnotationCreatedBy            = "linkerd.io/created-by"
 	AnnotationProxyVersion         = "linkerd.io/proxy-version"

@@ -67,11 +67,15 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	if val, ok := get(compat.AnnotationProxyLogLevel); ok {
 		c.logLevel = val
 	}
-	if val, ok := get(compat.AnnotationAccessLog); ok {
-		if val != compat.AccessLogApache && val != compat.AccessLogJSON {
-			bad(compat.AnnotationAccessLog, val, compat.AccessLogApache+" or "+compat.AccessLogJSON)
-		} else {
-			c.accessLog = val
+	// Linkerd's proxy documents the alpha name; the stable one wins.
+	for _, key := range []string{compat.AnnotationAccessLog, compat.AnnotationAccessLogAlpha} {
+		if val, ok := get(key); ok {
+			if val != compat.AccessLogApache && val != compat.AccessLogJSON {
+				bad(key, val, compat.AccessLogApache+" or "+compat.AccessLogJSON)
+			} else {
+				c.accessLog = val
+			}
+			break
 		}
 	}
 	for key, dst := range map[string]*string{compat.AnnotationShutdownGracePeriod: &c.shutdownGrace,

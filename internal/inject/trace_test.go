@@ -156,3 +156,19 @@ func TestTracePatchRejectsBadInput(t *testing.T) {
 		t.Error("access-log xml: no error")
 	}
 }
+
+// TestAccessLogAlphaAnnotation: Linkerd documents the access log under
+// config.alpha.linkerd.io; both names work, the stable one wins.
+func TestAccessLogAlphaAnnotation(t *testing.T) {
+	for _, tc := range []struct {
+		ann, want string
+	}{
+		{`"` + compat.AnnotationAccessLogAlpha + `":"apache"`, "apache"},
+		{`"` + compat.AnnotationAccessLogAlpha + `":"apache", "` + compat.AnnotationAccessLog + `":"json"`, "json"},
+	} {
+		_, cfg := injected(t, tc.ann, DefaultTraceValues(), nil)
+		if cfg.AccessLog != tc.want {
+			t.Errorf("%s: access log = %q, want %q", tc.ann, cfg.AccessLog, tc.want)
+		}
+	}
+}
