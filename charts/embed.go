@@ -5,7 +5,7 @@ package charts
 
 import "embed"
 
-// FS holds charts/weft-crds, charts/weft-control-plane and charts/weft-viz.
+// FS holds charts/weft-crds, charts/weft-control-plane, charts/weft-viz and charts/weft-jaeger.
 //
-//go:embed all:weft-crds all:weft-control-plane all:weft-viz
+//go:embed all:weft-crds all:weft-control-plane all:weft-viz all:weft-jaeger
 var FS embed.FS

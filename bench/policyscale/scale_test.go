@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,9 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
-	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/kubetest"
-	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	outboundkube "github.com/weftmesh/weft/internal/policy/outbound/kube"
 	"github.com/weftmesh/weft/internal/routeapi"
@@ -92,7 +90,7 @@ func TestRoutePropagationAtScale(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	installCRDs(t, ctx, client, dyn)
+	crds.Install(t, &cfg, nil)
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -223,39 +221,5 @@ func TestRoutePropagationAtScale(t *testing.T) {
 		sc.routes, streams, sc.changes, pct(first, 0.5), pct(first, 0.99), pct(first, 1), pct(all, 0.5), pct(all, 0.99), pct(all, 1))
 	if p := pct(first, 0.99); p > time.Second {
 		t.Errorf("p99 propagation %v, target ≤ 1s", p)
-	}
-}
-
-func installCRDs(t *testing.T, ctx context.Context, client kubernetes.Interface, dyn dynamic.Interface) {
-	t.Helper()
-	out, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", map[string]any{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := manifest.Read(strings.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crd := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, d := range docs {
-		j, err := d.JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := obj.UnmarshalJSON(j); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(crd).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if _, err := dyn.Resource(httpRoutes).Namespace("bench").List(ctx, metav1.ListOptions{Limit: 1}); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("HTTPRoutes not served")
-		}
 	}
 }

@@ -30,7 +30,7 @@ func main() {
 	var logLevel string
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
-	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger),
+	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger), controller.NewJaegerInjectorCommand(logger),
 		controller.NewPolicyCommand(logger), controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger), controller.NewTapCommand(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

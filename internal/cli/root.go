@@ -20,7 +20,7 @@ func NewRoot(log *slog.Logger) *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newDemoCommand(log), newInstallCommand(), newUpgradeCommand(), newUninstallCommand(), newCheckCommand(),
-		newInjectCommand(), newUninjectCommand(), newVersionCommand(), newVizCommand())
+		newInjectCommand(), newUninjectCommand(), newVersionCommand(), newVizCommand(), newJaegerCommand())
 	return root
 }
 

@@ -89,7 +89,8 @@ metrics API (weft-controller metrics-api), through the Kubernetes API server's s
 to metrics-api.linkerd-viz:8085, or directly with --metrics-api-addr.`,
 	}
 	v.add(cmd)
-	cmd.AddCommand(newVizStatCommand(&v), newVizEdgesCommand(&v), newVizTapCommand(&v), newVizTopCommand(&v), newVizInstallCommand(), newVizUninstallCommand(&v), newVizCheckCommand(&v))
+	cmd.AddCommand(newVizStatCommand(&v), newVizEdgesCommand(&v), newVizTapCommand(&v), newVizTopCommand(&v), newVizInstallCommand(), newVizUninstallCommand(&v), newVizCheckCommand(&v),
+		newVizRoutesCommand(&v), newVizAuthzCommand(&v), newVizDashboardCommand(&v))
 	return cmd
 }
 
@@ -110,18 +111,12 @@ resource sends to them.`,
 		Example: "  weft viz stat deploy -n emojivoto\n  weft viz stat deploy/web --to svc/api -n shop\n  weft viz stat ns",
 		Args:    cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind, name, err := metricsapi.ParseResource(args[0])
+			kind, name, err := resourceArgs(args)
 			if err != nil {
 				return err
 			}
-			if len(args) == 2 {
-				if name != "" {
-					return fmt.Errorf("give the name once: %s or %s %s", args[0], strings.Split(args[0], "/")[0], args[1])
-				}
-				name = args[1]
-			}
-			if output != "" && output != "json" && output != "wide" && output != "table" {
-				return fmt.Errorf("--output %q: want table, wide or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			req := metricsapi.StatRequest{Kind: kind, Namespace: namespace, Name: name, AllNamespaces: all}
 			if kind == metricsapi.KindNamespace {
@@ -189,8 +184,8 @@ verified.`,
 			if err != nil {
 				return err
 			}
-			if output != "" && output != "json" && output != "wide" && output != "table" {
-				return fmt.Errorf("--output %q: want table, wide or json", output)
+			if err := checkOutput(output); err != nil {
+				return err
 			}
 			req := metricsapi.EdgeRequest{Kind: kind, Namespace: namespace, AllNamespaces: all}
 			if req.Window, err = time.ParseDuration(window); err != nil {

@@ -89,6 +89,39 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
+// Tracing and access logs (set by the jaeger extension's injector and by
+// the access-log annotation; docs/tracing.md).
+const (
+	EnvTraceCollectorSvcAddr   = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_ADDR"
+	EnvTraceCollectorSvcName   = "LINKERD2_PROXY_TRACE_COLLECTOR_SVC_NAME"
+	EnvTraceAttributesPath     = "LINKERD2_PROXY_TRACE_ATTRIBUTES_PATH"
+	EnvTraceServiceName        = "LINKERD2_PROXY_TRACE_SERVICE_NAME"
+	EnvTraceProtocol           = "LINKERD2_PROXY_TRACE_PROTOCOL" // opentelemetry | opencensus
+	EnvAccessLog               = "LINKERD2_PROXY_ACCESS_LOG"     // apache | json
+	TraceProtocolOpenTelemetry = "opentelemetry"
+	TraceProtocolOpenCensus    = "opencensus"
+	AccessLogApache            = "apache"
+	AccessLogJSON              = "json"
+	// DefaultTraceServiceName is the service name of the proxy's spans.
+	DefaultTraceServiceName = "linkerd-proxy"
+
+	// The jaeger extension's workload annotations: the collector's
+	// host:port and its ServiceAccount (whose identity the proxy checks).
+	AnnotationTraceCollector           = "config.linkerd.io/trace-collector"
+	AnnotationTraceCollectorSvcAccount = "config.alpha.linkerd.io/trace-collector-service-account"
+	// The downward-API volume the injector adds for the trace attributes.
+	TraceAttributesVolume    = "linkerd-podinfo"
+	TraceAttributesMountPath = "/var/run/linkerd/podinfo"
+	TraceAttributesFile      = "labels"
+	// ServiceAccountIdentityFormat is a workload's mesh identity:
+	// <serviceaccount>.<namespace>.serviceaccount.identity.<control plane ns>.<trust domain>.
+	ServiceAccountIdentityFormat = "%s.%s.serviceaccount.identity.%s.%s"
+	// Jaeger extension defaults (linkerd-jaeger's webhook.* values).
+	DefaultTraceCollectorSvcAddr    = "collector.linkerd-jaeger:55678"
+	DefaultTraceCollectorSvcAccount = "collector"
+	JaegerNamespace                 = "linkerd-jaeger"
+)
+
 // DestinationContext is the JSON a proxy sends as the context token of its
 // discovery requests (the value of LINKERD2_PROXY_DESTINATION_CONTEXT),
 // with Linkerd's field names: where the caller runs, for topology-aware
@@ -145,6 +178,7 @@ const (
 	AnnotationOutboundConnect      = "config.linkerd.io/proxy-outbound-connect-timeout"
 	AnnotationInboundConnect       = "config.linkerd.io/proxy-inbound-connect-timeout"
 	AnnotationAccessLog            = "config.linkerd.io/access-log"
+	AnnotationAccessLogAlpha       = "config.alpha.linkerd.io/access-log"
 	AnnotationAdmissionWebhooks    = "config.linkerd.io/admission-webhooks" // label on namespaces: "disabled"
 	AnnotationCreatedBy            = "linkerd.io/created-by"
 	AnnotationProxyVersion         = "linkerd.io/proxy-version"
@@ -396,9 +430,20 @@ const (
 	PolicyControllerName = "linkerd.io/policy-controller"
 )
 
+// The jaeger extension (linkerd-jaeger's names).
+const (
+	JaegerSelector = "linkerd.io/extension=jaeger"
+	CheckJaeger    = "linkerd-jaeger"
+	// JaegerWebhookConfig is the jaeger injector's MutatingWebhookConfiguration.
+	JaegerWebhookConfig = "linkerd-jaeger-injector-webhook-config"
+)
+
 // The viz extension (linkerd-viz's names).
 const (
 	VizNamespace = "linkerd-viz"
+	// VizShowDashboard is `viz dashboard --show`'s value that opens the
+	// dashboard itself (the others are grafana and url).
+	VizShowDashboard = "linkerd"
 	// VizSelector selects the extension's objects (label linkerd.io/extension).
 	VizSelector = "linkerd.io/extension=viz"
 	CheckViz    = "linkerd-viz"

@@ -6,9 +6,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/compat"
@@ -78,10 +76,12 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		}
 		backend = kb
 	}
-	srv := grpc.NewServer()
+	reg := newRegistry()
+	srv, initMetrics := newGRPCServer(reg)
 	destinationv1.RegisterDestinationServer(srv, destination.NewServer(backend, log))
+	initMetrics()
 	// Watch streams never end by themselves: cut them after a short grace.
 	return serve(ctx, component{name: "destination", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: prometheus.NewRegistry(), ready: func() bool { return true }, grace: 5 * time.Second, log: log,
+		metrics: reg, ready: func() bool { return true }, grace: 5 * time.Second, log: log,
 		attrs: []any{"registry", o.Registry, "kubernetes", o.Registry == ""}})
 }

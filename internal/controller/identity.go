@@ -98,24 +98,25 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 	} else if !o.ExternalCA {
 		return errors.New("--identity-trust-anchors-file is required (or --external-ca)")
 	}
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	svc := identity.NewService(identity.ServiceConfig{Lifetime: o.Lifetime, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain, Log: log})
 	if o.StaticTokens != "" {
-		if err := staticIdentity(svc, o, anchorsPEM); err != nil {
+		if err := staticIdentity(svc, o, anchorsPEM, reg); err != nil {
 			return err
 		}
 	} else if err := kubeIdentity(ctx, svc, o, anchorsPEM, reg, log); err != nil {
 		return err
 	}
 	self := identity.Name{ServiceAccount: compat.IdentityComponent, Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
+	srv, initMetrics := newGRPCServer(reg, grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
 	identityv1.RegisterIdentityServer(srv, svc)
+	initMetrics()
 	return serve(ctx, component{name: "identity", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv, metrics: reg,
 		ready: func() bool { return svc.Issuer() != nil }, grace: 10 * time.Second, log: log,
 		attrs: []any{"self", self.DNSName()}})
 }
 
-func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte) error {
+func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte, reg *prometheus.Registry) error {
 	if o.IssuerCertFile == "" || o.IssuerKeyFile == "" || anchorsPEM == nil {
 		return errors.New("--static-tokens needs --issuer-cert, --issuer-key and --identity-trust-anchors-file")
 	}
@@ -138,6 +139,13 @@ func staticIdentity(svc *identity.Service, o IdentityOptions, anchorsPEM []byte)
 	ca, err := localca.New(crt, key, anchors, localca.Options{ClockSkewAllowance: o.ClockSkew})
 	if err != nil {
 		return err
+	}
+	// The same gauge as the Kubernetes issuer watcher's, for the dashboard.
+	if certs, err := pki.ParseCertificates(crt); err == nil && len(certs) > 0 {
+		expiry := prometheus.NewGauge(prometheus.GaugeOpts{Name: "identity_issuer_expiration_timestamp_seconds",
+			Help: "When the issuer certificate in use expires (seconds since the UNIX epoch)."})
+		expiry.Set(float64(certs[0].NotAfter.Unix()))
+		reg.MustRegister(expiry)
 	}
 	svc.SetValidator(v)
 	svc.SetIssuer(ca)

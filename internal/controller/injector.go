@@ -126,7 +126,7 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	}
 	record, stopEvents := injector.EventRecorder(client)
 	defer stopEvents()
-	reg := prometheus.NewRegistry()
+	reg := newRegistry()
 	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "proxy_inject_admission_duration_seconds",
 		Help:    "Time to answer an admission review, by result (injected, skipped, normalised).",

@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/compat"
@@ -72,14 +71,15 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("outbound policy: %w", err)
 	}
-	srv := grpc.NewServer()
+	reg := newRegistry()
+	srv, initMetrics := newGRPCServer(reg)
 	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
 	inbound, err := startInboundPolicy(ctx, o, client, dyn, log)
 	if err != nil {
 		return err
 	}
 	policyv1.RegisterInboundPoliciesServer(srv, inboundpolicy.NewServer(inbound.Index, inbound.Synced, log))
-	reg := prometheus.NewRegistry()
+	initMetrics()
 	reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "policy_outbound_watches",
 			Help: "OutboundPolicies streams open."}, func() float64 { return float64(ix.Watchers()) }),

@@ -8,7 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 
@@ -48,6 +50,28 @@ func serveOn(ctx context.Context, c component, l, adminL net.Listener) error {
 	return serving.Run(ctx, func() { stopping.Store(true) },
 		serving.GRPC(c.name+" gRPC server", l, c.srv, c.grace),
 		serving.HTTP(c.name+" admin server", adminL, adm, 0))
+}
+
+// newRegistry is a component's metrics registry, holding the Go runtime's
+// and the process's collectors (go_*, process_*: memory, CPU, goroutines
+// on the control-plane dashboard).
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// newGRPCServer is a gRPC server whose RPCs are counted in reg
+// (grpc_server_started_total, grpc_server_handled_total by method and code,
+// grpc_server_handling_seconds). Call init once the services are
+// registered, so every method's series exist from the start.
+func newGRPCServer(reg *prometheus.Registry, opts ...grpc.ServerOption) (srv *grpc.Server, init func()) {
+	m := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+		grpcprom.WithHistogramBuckets([]float64{.001, .005, .01, .05, .1, .5, 1, 5})))
+	reg.MustRegister(m)
+	srv = grpc.NewServer(append(opts, grpc.ChainUnaryInterceptor(m.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(m.StreamServerInterceptor()))...)
+	return srv, func() { m.InitializeMetrics(srv) }
 }
 
 // adminServer serves /metrics, /ready and /live (the admin-http port).

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 
@@ -100,7 +99,7 @@ func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, admin
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	var stopping atomic.Bool
-	adm := adminServer(log, prometheus.NewRegistry(), func() bool { return !stopping.Load() })
+	adm := adminServer(log, newRegistry(), func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	log.Info(name+" started", append([]any{"addr", ls[0].Addr().String(), "admin-addr", ls[1].Addr().String()}, attrs...)...)
 	return serving.Run(ctx, func() { stopping.Store(true) },

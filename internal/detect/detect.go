@@ -249,6 +249,31 @@ type Result struct {
 // every byte read. The read deadline is cleared before returning. An error is
 // returned only when the connection failed or closed before any byte arrived.
 func Detect(c net.Conn, timeout time.Duration) (Result, *Conn, error) {
+	return detectWith(c, timeout, Classify)
+}
+
+// DetectTLS is Detect for a port whose protocol is declared (a Server's
+// proxyProtocol): it only tells a TLS ClientHello (and its SNI) apart
+// from anything else, deciding on the first byte, so a client that sends
+// a request slowly is never mistaken for opaque TCP. A silent client
+// gives Opaque with TimedOut after timeout.
+func DetectTLS(c net.Conn, timeout time.Duration) (Result, *Conn, error) {
+	return detectWith(c, timeout, classifyTLS)
+}
+
+// classifyTLS decides TLS or not from the first byte (then, for TLS, as
+// Classify).
+func classifyTLS(b []byte) (Protocol, bool) {
+	switch {
+	case len(b) == 0:
+		return Opaque, false
+	case b[0] != 0x16:
+		return Opaque, true
+	}
+	return Classify(b)
+}
+
+func detectWith(c net.Conn, timeout time.Duration, classify func([]byte) (Protocol, bool)) (Result, *Conn, error) {
 	if err := c.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return Result{}, nil, fmt.Errorf("detect: setting deadline: %w", err)
 	}
@@ -261,7 +286,7 @@ func Detect(c net.Conn, timeout time.Duration) (Result, *Conn, error) {
 		}
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
-		p, done := Classify(buf)
+		p, done := classify(buf)
 		if done && p == TLS {
 			sni, complete, ok := ParseSNI(buf)
 			if complete || !ok {

@@ -204,3 +204,43 @@ func FuzzHTTP1RequestHead(f *testing.F) {
 		}
 	})
 }
+
+// TestDetectTLS: on a declared port the first byte decides: a request
+// begun slowly is not waited for, a ClientHello is read for its SNI, and
+// silence ends at the timeout.
+func TestDetectTLS(t *testing.T) {
+	hello := clientHello(t, "web.example.com")
+	tests := []struct {
+		name     string
+		send     []byte
+		want     Protocol
+		sni      string
+		timedOut bool
+	}{
+		{"a partial HTTP request", []byte("GE"), Opaque, "", false},
+		{"a ClientHello", hello, TLS, "web.example.com", false},
+		{"silence", nil, Opaque, "", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client, server := pipeTCP(t)
+			client.Write(tt.send)
+			timeout := 300 * time.Millisecond
+			start := time.Now()
+			res, dc, err := DetectTLS(server, timeout)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Protocol != tt.want || res.SNI != tt.sni || res.TimedOut != tt.timedOut {
+				t.Errorf("DetectTLS = %+v, want %v sni %q timed out %v", res, tt.want, tt.sni, tt.timedOut)
+			}
+			if !tt.timedOut && took >= timeout {
+				t.Errorf("took %v: decided on the first bytes, it must not wait for the timeout", took)
+			}
+			if got := dc.Peeked(); !bytes.Equal(got, tt.send) {
+				t.Errorf("replayed %q, want %q", got, tt.send)
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 )
@@ -79,4 +80,36 @@ func first(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// readVizPrometheus reads the weft-viz chart's default Prometheus image
+// reference: prometheus.image.name, tagged prometheus.image.tag, else
+// linkerdVersion, else the chart's appVersion (as its template does).
+func readVizPrometheus(dir string) (string, error) {
+	var meta struct {
+		AppVersion string `json:"appVersion"`
+	}
+	var values struct {
+		LinkerdVersion string `json:"linkerdVersion"`
+		Prometheus     struct {
+			Image struct {
+				Name string `json:"name"`
+				Tag  string `json:"tag"`
+			} `json:"image"`
+		} `json:"prometheus"`
+	}
+	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &values} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return "", fmt.Errorf("chart: %w", err)
+		}
+		if err := yaml.Unmarshal(b, v); err != nil {
+			return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
+		}
+	}
+	r := ref(values.Prometheus.Image.Name, first(values.Prometheus.Image.Tag, values.LinkerdVersion, meta.AppVersion))
+	if r == "" || strings.HasSuffix(r, ":") {
+		return "", fmt.Errorf("chart %s: no prometheus.image.name or version", dir)
+	}
+	return r, nil
 }

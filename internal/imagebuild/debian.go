@@ -40,18 +40,39 @@ func debianArch(p ociimage.Platform) (debArch, error) {
 	return debArch{}, fmt.Errorf("imagebuild: no Debian architecture for %s", p)
 }
 
-// iptablesPackages are the Debian packages whose files the init image
-// takes: iptables (legacy and nft multi-call binaries, extensions), the
-// libraries they load, and libc6 for the loader and libc.
-var iptablesPackages = []string{
-	"iptables", "libxtables12", "libip4tc2", "libip6tc2", "libnftnl11", "libmnl0",
-	"libnfnetlink0", "libnetfilter-conntrack3", "libc6",
+// debianSet is Debian packages an image takes some files of: the set's
+// name (its cache folder and log lines), the packages, and what to take
+// out of their unpacked tree for one architecture.
+type debianSet struct {
+	name     string
+	packages []string
+	pick     func(root string, arch debArch) ([]ociimage.File, error)
 }
 
-// iptablesForPlatforms returns, per platform, the init image's iptables
-// files. The platforms' packages are fetched (or taken from the cache) and
-// unpacked concurrently.
-func iptablesForPlatforms(ctx context.Context, cacheDir, work string, platforms []ociimage.Platform, log *slog.Logger) (map[ociimage.Platform][]ociimage.File, error) {
+// iptablesSet is the init image's: iptables (legacy and nft multi-call
+// binaries, extensions), the libraries they load, and libc6 for the loader
+// and libc.
+var iptablesSet = &debianSet{name: "iptables", packages: []string{
+	"iptables", "libxtables12", "libip4tc2", "libip6tc2", "libnftnl11", "libmnl0",
+	"libnfnetlink0", "libnetfilter-conntrack3", "libc6",
+}}
+
+// prometheusSet is the viz Prometheus image's: Debian's prometheus server
+// (without promtool and the web UI's JavaScript packages: the API is what
+// viz uses) and libc6.
+var prometheusSet = &debianSet{name: "prometheus", packages: []string{"prometheus", "libc6"}}
+
+func init() {
+	// Set here, not in the literals: the pick functions name the sets'
+	// packages in their errors.
+	iptablesSet.pick = iptablesFiles
+	prometheusSet.pick = prometheusFiles
+}
+
+// debianForPlatforms returns, per platform, the set's files. The
+// platforms' packages are fetched (or taken from the cache) and unpacked
+// concurrently.
+func debianForPlatforms(ctx context.Context, set *debianSet, cacheDir, work string, platforms []ociimage.Platform, log *slog.Logger) (map[ociimage.Platform][]ociimage.File, error) {
 	out := map[ociimage.Platform][]ociimage.File{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -66,22 +87,22 @@ func iptablesForPlatforms(ctx context.Context, cacheDir, work string, platforms 
 				return
 			}
 			start := time.Now()
-			debs, fetched, err := fetchDebs(ctx, cacheDir, arch.name, iptablesPackages, log)
+			debs, fetched, err := fetchDebs(ctx, cacheDir, set.name, arch.name, set.packages, log)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			root := filepath.Join(work, arch.name)
+			root := filepath.Join(work, set.name, arch.name)
 			if err := unpackDebs(ctx, debs, root); err != nil {
 				errs[i] = err
 				return
 			}
-			files, err := iptablesFiles(root, arch)
+			files, err := set.pick(root, arch)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			log.Info("iptables", "platform", p.String(), "packages", strings.Join(baseNames(debs), " "), "downloaded", fetched, "took", time.Since(start).Round(100*time.Millisecond))
+			log.Info(set.name, "platform", p.String(), "packages", strings.Join(baseNames(debs), " "), "downloaded", fetched, "took", time.Since(start).Round(100*time.Millisecond))
 			mu.Lock()
 			out[p] = files
 			mu.Unlock()
@@ -102,21 +123,22 @@ func baseNames(paths []string) []string {
 	return out
 }
 
-// fetchDebs returns one .deb per package for arch from cacheDir/debs/<arch>,
-// downloading them with apt-get when any is missing. apt works on its own
-// state under cacheDir/apt/<arch> (the machine's sources, another
-// architecture, no dpkg --add-architecture, no root needed), so the
-// machine's package state is left alone. fetched tells whether it
-// downloaded.
-func fetchDebs(ctx context.Context, cacheDir, arch string, pkgs []string, log *slog.Logger) (debs []string, fetched bool, err error) {
-	dir := filepath.Join(cacheDir, "debs", arch)
+// fetchDebs returns one .deb per package for arch from
+// cacheDir/debs/<set>/<arch>, downloading them with apt-get when any is
+// missing. apt works on its own state under cacheDir/apt/<set>/<arch> (the
+// machine's sources, another architecture, no dpkg --add-architecture, no
+// root needed), so the machine's package state is left alone, and sets
+// fetched at the same time do not share apt's locks. fetched tells whether
+// it downloaded.
+func fetchDebs(ctx context.Context, cacheDir, set, arch string, pkgs []string, log *slog.Logger) (debs []string, fetched bool, err error) {
+	dir := filepath.Join(cacheDir, "debs", set, arch)
 	if debs, err := cachedDebs(dir, arch, pkgs); err == nil {
 		return debs, false, nil
 	}
 	if _, err := exec.LookPath("apt-get"); err != nil {
-		return nil, false, fmt.Errorf("imagebuild: the init image needs Debian's iptables for %s: apt-get is not installed (or put %s_*_%s.deb and the others in %s)", arch, pkgs[0], arch, dir)
+		return nil, false, fmt.Errorf("imagebuild: Debian's %s for %s is needed: apt-get is not installed (or put %s_*_%s.deb and the others in %s)", set, arch, pkgs[0], arch, dir)
 	}
-	state := filepath.Join(cacheDir, "apt", arch)
+	state := filepath.Join(cacheDir, "apt", set, arch)
 	for _, d := range []string{filepath.Join(state, "lists", "partial"), filepath.Join(state, "cache", "archives", "partial"), dir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, false, fmt.Errorf("imagebuild: %w", err)
@@ -157,7 +179,7 @@ func fetchDebs(ctx context.Context, cacheDir, arch string, pkgs []string, log *s
 		case <-time.After(time.Duration(attempt) * 2 * time.Second):
 		}
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(cacheDir, "debs"), ".download-"+arch+"-")
+	tmp, err := os.MkdirTemp(filepath.Join(cacheDir, "debs", set), ".download-"+arch+"-")
 	if err != nil {
 		return nil, false, fmt.Errorf("imagebuild: %w", err)
 	}
@@ -277,17 +299,45 @@ func iptablesFiles(root string, arch debArch) ([]ociimage.File, error) {
 		files = append(files, ociimage.File{Path: p, Source: real})
 		elves = append(elves, p)
 	}
+	return withLibraries(root, arch, files, elves, iptablesSet)
+}
+
+// prometheusFiles picks the Prometheus image's files: the server at
+// /usr/bin/prometheus, the libraries it loads and the dynamic loader.
+func prometheusFiles(root string, arch debArch) ([]ociimage.File, error) {
+	bin, err := resolveIn(root, "/usr/bin/prometheus")
+	if err != nil {
+		return nil, err
+	}
+	files := []ociimage.File{{Path: "/usr/bin/prometheus", Source: bin}}
+	return withLibraries(root, arch, files, []string{"/usr/bin/prometheus"}, prometheusSet)
+}
+
+// withLibraries adds to files the libraries the ELF files elves (image
+// paths) load, followed through DT_NEEDED, and the dynamic loader they
+// all name (PT_INTERP), and sorts them by path.
+func withLibraries(root string, arch debArch, files []ociimage.File, elves []string, set *debianSet) ([]ociimage.File, error) {
 	// The dynamic loader, at the path the binaries name (PT_INTERP).
 	interp := ""
-	for _, mode := range []string{"legacy", "nft"} {
-		_, in, err := elfDeps(filepath.Join(root, "usr/sbin/xtables-"+mode+"-multi"), arch.machine)
+	for _, e := range elves {
+		real, err := resolveIn(root, e)
 		if err != nil {
-			return nil, fmt.Errorf("imagebuild: xtables-%s-multi: %w", mode, err)
+			return nil, err
 		}
-		if in == "" || (interp != "" && in != interp) {
-			return nil, fmt.Errorf("imagebuild: xtables-%s-multi names loader %q (the other %q)", mode, in, interp)
+		_, in, err := elfDeps(real, arch.machine)
+		if err != nil {
+			return nil, fmt.Errorf("imagebuild: %s: %w", e, err)
+		}
+		if in == "" {
+			continue // a shared library
+		}
+		if interp != "" && in != interp {
+			return nil, fmt.Errorf("imagebuild: %s names loader %q, another file %q", e, in, interp)
 		}
 		interp = in
+	}
+	if interp == "" {
+		return nil, fmt.Errorf("imagebuild: none of %v names a dynamic loader", elves)
 	}
 	// Libraries, breadth first over DT_NEEDED, found where the loader looks
 	// and all put in /usr/lib/<triplet> (a system directory of Debian's
@@ -320,7 +370,7 @@ func iptablesFiles(root string, arch debArch) ([]ociimage.File, error) {
 				}
 			}
 			if found == "" {
-				return nil, fmt.Errorf("imagebuild: %s needs %s, which none of the Debian packages %v holds", p, lib, iptablesPackages)
+				return nil, fmt.Errorf("imagebuild: %s needs %s, which none of the Debian packages %v holds", p, lib, set.packages)
 			}
 			haveLib[lib] = true
 			libReal, err := resolveIn(root, found)

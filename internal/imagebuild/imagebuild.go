@@ -1,11 +1,13 @@
 // Package imagebuild builds Weft's container images — weft-controller,
-// weft-proxy (with weft-await) and weft-proxy-init (with Debian's iptables)
-// — for linux/amd64, linux/arm64 and linux/arm/v7, without Docker: Go
-// cross-compiles the binaries, Debian's .deb files give iptables for each
-// architecture, and package ociimage writes one OCI archive per image.
-// Images are named as the weft-control-plane chart's defaults name them,
-// so a helm install without image values runs exactly these images; two
-// builds of the same commit give the same digests.
+// weft-proxy (with weft-await), weft-proxy-init (with Debian's iptables)
+// and weft-prometheus (Debian's Prometheus, for the viz extension) — for
+// linux/amd64, linux/arm64 and linux/arm/v7, without Docker: Go
+// cross-compiles the binaries, Debian's .deb files give iptables and
+// Prometheus for each architecture, and package ociimage writes one OCI
+// archive per image. Images are named as the weft-control-plane and
+// weft-viz charts' defaults name them, so a helm install without image
+// values runs exactly these images; two builds of the same commit give the
+// same digests.
 package imagebuild
 
 import (
@@ -37,20 +39,24 @@ const (
 	Controller = "weft-controller"
 	Proxy      = "weft-proxy"
 	ProxyInit  = "weft-proxy-init"
+	Prometheus = "weft-prometheus"
 )
 
-// spec is one image: the commands it carries (each at /<name>) and whether
-// it carries iptables.
+// spec is one image: the commands it carries (each at /<name>), the
+// Debian files it carries, and its entrypoint (default: the first
+// command).
 type spec struct {
-	name     string
-	commands []string
-	iptables bool
+	name       string
+	commands   []string
+	debian     *debianSet
+	entrypoint []string
 }
 
 var specs = []spec{
 	{name: Controller, commands: []string{"weft-controller"}},
 	{name: Proxy, commands: []string{"weft-proxy", "weft-await"}},
-	{name: ProxyInit, commands: []string{"weft-proxy-init"}, iptables: true},
+	{name: ProxyInit, commands: []string{"weft-proxy-init"}, debian: iptablesSet},
+	{name: Prometheus, debian: prometheusSet, entrypoint: []string{"/usr/bin/prometheus"}},
 }
 
 // Names lists every image Build knows.
@@ -104,6 +110,9 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if chart.Refs[Prometheus], err = readVizPrometheus(filepath.Join(o.Root, "charts", "weft-viz")); err != nil {
+		return nil, err
+	}
 	if o.Version == "" {
 		o.Version = chart.Version
 	}
@@ -131,20 +140,30 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	}
 	defer os.RemoveAll(work)
 
-	// Debian's iptables downloads while Go compiles.
-	wantIptables := slices.ContainsFunc(todo, func(s spec) bool { return s.iptables })
-	type iptablesResult struct {
-		files map[ociimage.Platform][]ociimage.File
+	// Debian's packages download while Go compiles, one set after the
+	// other (each set's platforms at once).
+	var sets []*debianSet
+	for _, s := range todo {
+		if s.debian != nil && !slices.Contains(sets, s.debian) {
+			sets = append(sets, s.debian)
+		}
+	}
+	type debianResult struct {
+		files map[*debianSet]map[ociimage.Platform][]ociimage.File
 		err   error
 	}
-	iptablesDone := make(chan iptablesResult, 1)
+	debianDone := make(chan debianResult, 1)
 	go func() {
-		if !wantIptables {
-			iptablesDone <- iptablesResult{}
-			return
+		r := debianResult{files: map[*debianSet]map[ociimage.Platform][]ociimage.File{}}
+		for _, set := range sets {
+			files, err := debianForPlatforms(ctx, set, o.CacheDir, filepath.Join(work, "debian"), o.Platforms, o.Log)
+			if err != nil {
+				r.err = err
+				break
+			}
+			r.files[set] = files
 		}
-		files, err := iptablesForPlatforms(ctx, o.CacheDir, filepath.Join(work, "debian"), o.Platforms, o.Log)
-		iptablesDone <- iptablesResult{files, err}
+		debianDone <- r
 	}()
 
 	var commands []string
@@ -154,6 +173,9 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	bins := map[ociimage.Platform]string{}
 	var compileErr error
 	for _, p := range o.Platforms {
+		if len(commands) == 0 {
+			break
+		}
 		dir := filepath.Join(work, "bin", strings.ReplaceAll(p.String(), "/", "-"))
 		start := time.Now()
 		if err := compile(ctx, o.Root, dir, p, o.Version, commands); err != nil {
@@ -163,12 +185,12 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		o.Log.Info("compiled", "platform", p.String(), "commands", strings.Join(commands, " "), "took", time.Since(start).Round(100*time.Millisecond))
 		bins[p] = dir
 	}
-	ipt := <-iptablesDone
+	deb := <-debianDone
 	if compileErr != nil {
 		return nil, compileErr
 	}
-	if ipt.err != nil {
-		return nil, ipt.err
+	if deb.err != nil {
+		return nil, deb.err
 	}
 
 	// One archive per image, written concurrently (gzip is most of it).
@@ -179,7 +201,7 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = writeImage(s, chart.Refs[s.name], o, bins, ipt.files)
+			results[i], errs[i] = writeImage(s, chart.Refs[s.name], o, bins, deb.files[s.debian])
 		}()
 	}
 	wg.Wait()
@@ -190,17 +212,19 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 }
 
 // writeImage writes one image's archive and reads it back.
-func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string, iptables map[ociimage.Platform][]ociimage.File) (Result, error) {
+func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string, debian map[ociimage.Platform][]ociimage.File) (Result, error) {
 	var images []ociimage.Image
 	for _, p := range o.Platforms {
-		img := ociimage.Image{Platform: p, Entrypoint: []string{"/" + s.commands[0]},
+		entry := s.entrypoint
+		if entry == nil {
+			entry = []string{"/" + s.commands[0]}
+		}
+		img := ociimage.Image{Platform: p, Entrypoint: entry,
 			Labels: map[string]string{"org.opencontainers.image.title": s.name, "org.opencontainers.image.version": o.Version}}
 		for _, c := range s.commands {
 			img.Files = append(img.Files, ociimage.File{Path: "/" + c, Source: filepath.Join(bins[p], c)})
 		}
-		if s.iptables {
-			img.Files = append(img.Files, iptables[p]...)
-		}
+		img.Files = append(img.Files, debian[p]...)
 		images = append(images, img)
 	}
 	path := filepath.Join(o.OutDir, s.name+".tar")

@@ -118,11 +118,17 @@ func TestEveryArchiveListsThreePlatforms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if chart.Refs[Prometheus], err = readVizPrometheus(filepath.Join(repoRoot(t), "charts", "weft-viz")); err != nil {
+		t.Fatal(err)
+	}
+	if want := "ghcr.io/weftmesh/weft-prometheus:" + chart.Version; chart.Refs[Prometheus] != want {
+		t.Errorf("the viz chart's Prometheus image is %q, want %q", chart.Refs[Prometheus], want)
+	}
 	want := []ociimage.Platform{parse(t, "linux/amd64"), parse(t, "linux/arm64"), parse(t, "linux/arm/v7")}
 	for _, tc := range []struct {
 		name       string
 		entrypoint string
-	}{{Controller, "/weft-controller"}, {Proxy, "/weft-proxy"}, {ProxyInit, "/weft-proxy-init"}} {
+	}{{Controller, "/weft-controller"}, {Proxy, "/weft-proxy"}, {ProxyInit, "/weft-proxy-init"}, {Prometheus, "/usr/bin/prometheus"}} {
 		path, ok := paths[tc.name]
 		if !ok {
 			t.Errorf("no %s.tar", tc.name)
@@ -447,4 +453,76 @@ func (r imageRunner) cmd(env []string, bin string, args ...string) *exec.Cmd {
 	}
 	cmd.WaitDelay = time.Minute
 	return cmd
+}
+
+// TestPrometheusImage runs the viz Prometheus image's own binary (its
+// loader and libraries): for arm64 and armv7 under qemu-user it prints its
+// version; for amd64 in a chroot of the image it serves, scrapes itself
+// and answers a query, as the weft-viz chart runs it.
+func TestPrometheusImage(t *testing.T) {
+	archive := built(t)[Prometheus]
+	for _, platform := range []string{"linux/arm64", "linux/arm/v7", "linux/amd64"} {
+		t.Run(strings.ReplaceAll(platform, "/", "-"), func(t *testing.T) {
+			p := parse(t, platform)
+			in := imageRunner{root: extract(t, archive, p)}
+			if p != ociimage.HostPlatform() {
+				in.emulator = qemu(t, p)
+				if out := in.run(t, "/usr/bin/prometheus", "--version"); !strings.Contains(out, "prometheus, version 2.") {
+					t.Errorf("prometheus --version: %q", out)
+				}
+				return
+			}
+			if os.Geteuid() != 0 {
+				t.Skip("needs root to chroot into the image of this machine's platform")
+			}
+			in.chroot = true
+			addr := freeAddr(t)
+			for _, d := range []string{"etc/prometheus", "data"} {
+				if err := os.MkdirAll(filepath.Join(in.root, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := fmt.Sprintf("global: {scrape_interval: 1s}\nscrape_configs:\n- job_name: self\n  static_configs: [{targets: [%q]}]\n", addr)
+			if err := os.WriteFile(filepath.Join(in.root, "etc/prometheus/prometheus.yml"), []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// The chart's arguments.
+			cmd := in.cmd(nil, "/usr/bin/prometheus", "--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/data",
+				"--storage.tsdb.retention.time=6h", "--web.listen-address="+addr)
+			var logs bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &logs, &logs
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			t.Cleanup(func() {
+				cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					cmd.Process.Kill()
+					<-exited
+				}
+			})
+			if err := waitReady("http://"+addr+"/-/ready", exited, time.Minute); err != nil {
+				t.Fatalf("%v\n%s", err, logs.String())
+			}
+			for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+				resp, err := http.Get("http://" + addr + "/api/v1/query?query=up")
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), `"job":"self"`) && strings.Contains(string(body), `"1"]`) {
+					t.Logf("up: %s", body)
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("query up: %s\n%s", body, logs.String())
+				}
+			}
+		})
+	}
 }

@@ -23,9 +23,8 @@ import (
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/kubetest"
-	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policyclient"
 )
 
@@ -54,7 +53,7 @@ func startCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installCRDs(t, ctx, dyn)
+	crds.Install(t, a.Config, nil)
 	c := a.Client.CoreV1()
 	if _, err := c.Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop",
 		Annotations: map[string]string{compat.AnnotationDefaultInboundPolicy: "deny"}}}, metav1.CreateOptions{}); err != nil {
@@ -91,48 +90,6 @@ func startCluster(t *testing.T) *cluster {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &cluster{dyn: dyn, a: a, api: policyv1.NewInboundPoliciesClient(conn), stop: srv.Stop, cancel: cancel}
-}
-
-// installCRDs installs weft-crds and waits until every policy resource
-// is served.
-func installCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface) {
-	t.Helper()
-	crds, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", map[string]any{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := manifest.Read(strings.NewReader(crds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-	for _, d := range docs {
-		j, err := d.JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(j, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := dyn.Resource(crdGVR).Create(ctx, &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("CRD %s: %v", obj.GetName(), err)
-		}
-	}
-	// CRDs take a moment to be served.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, k := range kinds {
-		for {
-			_, err := dyn.Resource(k.gvr).Namespace("default").List(ctx, metav1.ListOptions{})
-			if err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s not served: %v", k.gvr, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
 }
 
 // apply creates or replaces a policy.linkerd.io object given as YAML.
@@ -290,6 +247,14 @@ spec:
 	if n := len(pp.Authorizations); n != 1 || pp.Authorizations[0].Meta.Name != "web-authz" {
 		t.Errorf("authorizations %+v, want only web-authz", pp.Authorizations)
 	}
+	// Nothing fails open: the client is still let in, an intruder, a
+	// plaintext client and the identity the bad MeshTLSAuthentication
+	// meant are not.
+	if bad, err := authz.Compile(pp, nil); err != nil {
+		t.Errorf("the policy with bad input around it does not compile: %v", err)
+	} else if !allows(bad, clientID, "GET", "/") || allows(bad, intruderID, "GET", "/") || allows(bad, "", "GET", "/") {
+		t.Error("bad input changed who is let in")
+	}
 
 	// Route-scoped: GET /public for everyone, /admin for the client only.
 	c.apply(t, NetworkAuthnGVR, `
@@ -440,7 +405,7 @@ func TestWithoutCRDs(t *testing.T) {
 
 	// The CRDs installed later: their resources are watched without a
 	// restart (a Server installed then must not be ignored).
-	installCRDs(t, ctx, dyn)
+	crds.Install(t, a.Config, nil)
 	c := &cluster{dyn: dyn}
 	c.apply(t, ServersGVR, `
 metadata: {name: web-http}

@@ -92,7 +92,6 @@ func (x *Index) authzPolicy(o *object) (authz.Authorization, authzPolicySpec, er
 		return a, spec, err
 	}
 	var ids []string
-	nets := 0
 	for _, r := range spec.RequiredAuthenticationRefs {
 		ns := r.Namespace
 		if ns == "" {
@@ -118,10 +117,9 @@ func (x *Index) authzPolicy(o *object) (authz.Authorization, authzPolicySpec, er
 			if err != nil {
 				return a, spec, fmt.Errorf("NetworkAuthentication %s/%s is invalid: %v", ns, r.Name, err)
 			}
-			if nets++; nets > 1 {
-				return a, spec, fmt.Errorf("more than one NetworkAuthentication is not supported")
-			}
-			a.Networks = got
+			// Several NetworkAuthentications: a client in any of their
+			// networks (the union), as Linkerd's controller does.
+			a.Networks = append(a.Networks, got...)
 		case sameKind(r.Kind, KindServiceAccount) && r.Group == "":
 			ids = append(ids, x.saIdentity(r.Name, ns))
 		default:

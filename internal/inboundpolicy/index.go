@@ -237,13 +237,40 @@ func (x *Index) sorted(kind, namespace string) []*object {
 			out = append(out, o)
 		}
 	}
+	sortOldestFirst(out)
+	return out
+}
+
+// ServerProtocol is the proxyProtocol of the Server that selects a pod's
+// port, as the policy controller computes it (the oldest valid Server of
+// the pod's namespace selecting it), from servers (Server objects, any
+// namespace, any order): authz.ProtocolUnknown when none selects it or
+// the one that does is invalid. The destination service uses it to mark
+// opaque ports.
+func ServerProtocol(servers []*unstructured.Unstructured, p *Pod, port uint16) authz.Protocol {
+	var objs []*object
+	for _, u := range servers {
+		if u.GetNamespace() == p.Namespace {
+			objs = append(objs, newObject(KindServer, u))
+		}
+	}
+	sortOldestFirst(objs)
+	srv, invalid := selectServer(objs, p, port)
+	if srv == nil || invalid {
+		return authz.ProtocolUnknown
+	}
+	var spec serverSpec
+	_ = srv.spec(&spec) // selectServer only returns valid Servers
+	return protocolOf(spec.ProxyProtocol)
+}
+
+func sortOldestFirst(out []*object) {
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(&out[j].Created) {
 			return out[i].Created.Before(&out[j].Created)
 		}
 		return out[i].key() < out[j].key()
 	})
-	return out
 }
 
 // checkServer validates a Server.
@@ -276,7 +303,12 @@ func checkServer(o *object) (serverSpec, labels.Selector, error) {
 // closed): the pods its selector matches, or every pod when the selector
 // is unusable; the port it names, or every port when that is unusable.
 func (x *Index) serverFor(p *Pod, port uint16) (srv *object, invalid bool) {
-	for _, o := range x.sorted(KindServer, p.Namespace) {
+	return selectServer(x.sorted(KindServer, p.Namespace), p, port)
+}
+
+// selectServer is serverFor over Servers sorted oldest first.
+func selectServer(servers []*object, p *Pod, port uint16) (srv *object, invalid bool) {
+	for _, o := range servers {
 		spec, sel, err := checkServer(o)
 		if err != nil {
 			if mayCover(o, p, port) {

@@ -188,3 +188,98 @@ func TestInvalidServerFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestServerProtocol: the destination service's view of a port's
+// proxyProtocol is that of the Server the policy controller picks.
+func TestServerProtocol(t *testing.T) {
+	server := func(name, created, port, proto, sel string) *unstructured.Unstructured {
+		u := obj(t, `
+metadata: {name: `+name+`, creationTimestamp: "`+created+`"}
+spec: {podSelector: `+sel+`, port: `+port+`, proxyProtocol: `+proto+`}`)
+		return u
+	}
+	web := &Pod{Namespace: "shop", Name: "web-0", Labels: map[string]string{"app": "web"}, Ports: map[string]int32{"smtp": 2525}}
+	other := func(u *unstructured.Unstructured) *unstructured.Unstructured { u.SetNamespace("other"); return u }
+	tests := []struct {
+		name    string
+		servers []*unstructured.Unstructured
+		port    uint16
+		want    authz.Protocol
+	}{
+		{"none", nil, 2525, authz.ProtocolUnknown},
+		{"by port name", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolOpaque},
+		{"by number", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "2525", "TLS", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolTLS},
+		{"other port", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "2525", "opaque", "{matchLabels: {app: web}}")}, 8080, authz.ProtocolUnknown},
+		{"other pods", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: db}}")}, 2525, authz.ProtocolUnknown},
+		{"other namespace", []*unstructured.Unstructured{other(server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}"))}, 2525, authz.ProtocolUnknown},
+		{"oldest wins", []*unstructured.Unstructured{
+			server("new", "2026-02-01T00:00:00Z", "smtp", "opaque", "{matchLabels: {app: web}}"),
+			server("old", "2026-01-01T00:00:00Z", "smtp", "HTTP/1", "{matchLabels: {app: web}}"),
+		}, 2525, authz.ProtocolHTTP1},
+		{"unknown value", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "SMTP", "{matchLabels: {app: web}}")}, 2525, authz.ProtocolUnknown},
+		{"invalid Server: not opaque", []*unstructured.Unstructured{server("a", "2026-01-01T00:00:00Z", "smtp", "opaque", "{matchExpressions: [{key: app, operator: Bogus}]}")}, 2525, authz.ProtocolUnknown},
+	}
+	for _, tt := range tests {
+		if got := ServerProtocol(tt.servers, web, tt.port); got != tt.want {
+			t.Errorf("%s: got %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestSeveralNetworkAuthentications: an AuthorizationPolicy requiring
+// several NetworkAuthentications admits a client in any of their networks
+// (with each one's exceptions), and still requires its MeshTLS
+// authentication; one invalid or missing NetworkAuthentication makes the
+// whole policy unusable (it admits nobody, reported).
+func TestSeveralNetworkAuthentications(t *testing.T) {
+	setup := func(refs string, extra ...string) *authz.Policy {
+		x := newTestIndex(t, nil, nil)
+		x.Upsert(KindServer, obj(t, `metadata: {name: web-http}
+spec: {podSelector: {matchLabels: {app: web}}, port: 8080}`))
+		x.Upsert(KindNetworkAuthn, obj(t, `metadata: {name: pods}
+spec: {networks: [{cidr: 198.18.0.0/16, except: [198.18.9.0/24]}]}`))
+		x.Upsert(KindNetworkAuthn, obj(t, `metadata: {name: office}
+spec: {networks: [{cidr: 203.0.113.0/24}, {cidr: "2001:db8::/32"}]}`))
+		x.Upsert(KindMeshTLSAuthn, obj(t, `metadata: {name: client}
+spec: {identityRefs: [{kind: ServiceAccount, name: client}]}`))
+		for _, y := range extra {
+			x.Upsert(KindNetworkAuthn, obj(t, y))
+		}
+		x.Upsert(KindAuthorizationPolicy, obj(t, `metadata: {name: nets}
+spec: {targetRef: {kind: Server, name: web-http}, requiredAuthenticationRefs: `+refs+`}`))
+		p, err := x.Policy("shop", "web-0", 8080)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := authz.Compile(p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	const clientID = "client.shop.serviceaccount.identity.linkerd.cluster.local"
+	tests := []struct {
+		name, refs string
+		extra      []string
+		addr, id   string
+		want       bool
+	}{
+		{"first network", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}]`, nil, "198.18.3.3", "", true},
+		{"second network", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}]`, nil, "203.0.113.7", "", true},
+		{"second network, IPv6", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}]`, nil, "2001:db8::1", "", true},
+		{"first network's exception", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}]`, nil, "198.18.9.1", "", false},
+		{"neither", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}]`, nil, "192.0.2.1", "", false},
+		{"networks and identity: both hold", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}, {kind: MeshTLSAuthentication, name: client}]`, nil, "203.0.113.7", clientID, true},
+		{"networks and identity: no identity", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}, {kind: MeshTLSAuthentication, name: client}]`, nil, "203.0.113.7", "", false},
+		{"networks and identity: outside", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: office}, {kind: MeshTLSAuthentication, name: client}]`, nil, "192.0.2.1", clientID, false},
+		{"one missing: nobody", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: gone}]`, nil, "198.18.3.3", "", false},
+		{"one invalid: nobody", `[{kind: NetworkAuthentication, name: pods}, {kind: NetworkAuthentication, name: bad}]`,
+			[]string{"metadata: {name: bad}\nspec: {networks: [{cidr: 198.18.0.0/33}]}"}, "198.18.3.3", "", false},
+	}
+	for _, tt := range tests {
+		d := setup(tt.refs, tt.extra...).CheckConn(authz.Client{Addr: netip.MustParseAddr(tt.addr), Identity: tt.id})
+		if d.Allowed != tt.want || tt.want && d.Authz.Name != "nets" {
+			t.Errorf("%s: %s %q: %+v, want allowed %v by nets", tt.name, tt.addr, tt.id, d, tt.want)
+		}
+	}
+}

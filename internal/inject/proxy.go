@@ -30,6 +30,7 @@ type config struct {
 	defaultPolicy                   string // config.linkerd.io/default-inbound-policy
 	requireIdentity                 string // ports
 	probes                          string // the app's HTTP probes, PORT/PATH,...
+	accessLog                       string // apache or json
 }
 
 func resolve(w *Workload, v Values, o Options) (config, error) {
@@ -67,6 +68,17 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	boolean(compat.AnnotationDisableTap, &c.disableTap)
 	if val, ok := get(compat.AnnotationProxyLogLevel); ok {
 		c.logLevel = val
+	}
+	// Linkerd's proxy documents the alpha name; the stable one wins.
+	for _, key := range []string{compat.AnnotationAccessLog, compat.AnnotationAccessLogAlpha} {
+		if val, ok := get(key); ok {
+			if val != compat.AccessLogApache && val != compat.AccessLogJSON {
+				bad(key, val, compat.AccessLogApache+" or "+compat.AccessLogJSON)
+			} else {
+				c.accessLog = val
+			}
+			break
+		}
 	}
 	for key, dst := range map[string]*string{compat.AnnotationShutdownGracePeriod: &c.shutdownGrace,
 		compat.AnnotationOutboundConnect: &c.outboundConnect, compat.AnnotationInboundConnect: &c.inboundConnect} {
@@ -207,6 +219,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		return ""
 	}
 	for _, e := range []corev1.EnvVar{
+		{Name: compat.EnvAccessLog, Value: c.accessLog},
 		{Name: compat.EnvInboundConnect, Value: c.inboundConnect},
 		{Name: compat.EnvIngressMode, Value: ifTrue(c.mode == compat.InjectIngress)},
 		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},

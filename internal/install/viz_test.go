@@ -145,8 +145,9 @@ func TestVizPrometheusConfigIsValid(t *testing.T) {
 		}
 		t.Skip("promtool not installed (apt-get install prometheus)")
 	}
-	// With http discovery the configuration is checked as it is.
-	out, _ := vizRender(t, "prometheus.discovery=http")
+	// With http discovery (the default, for Debian's Prometheus) the
+	// configuration is checked as it is.
+	out, _ := vizRender(t)
 	p := filepath.Join(t.TempDir(), "prometheus-http.yml")
 	if err := os.WriteFile(p, []byte(prometheusYML(t, out)), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,7 +163,7 @@ func TestVizPrometheusConfigIsValid(t *testing.T) {
 		t.Errorf("prometheus.discovery=dns: %v", err)
 	}
 
-	out, _ = vizRender(t)
+	out, _ = vizRender(t, "prometheus.discovery=kubernetes")
 	cfg := prometheusYML(t, out)
 	if !strings.Contains(cfg, "regex: ^linkerd-proxy;linkerd-admin;linkerd$") {
 		t.Fatalf("prometheus.yml lacks the proxy job's keep rule:\n%s", cfg)
@@ -214,7 +215,7 @@ func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
 		if d.String("/metadata/labels/grafana_dashboard") != "1" {
 			t.Error("no grafana_dashboard label")
 		}
-		for _, f := range []string{"top-line.json", "namespace.json", "deployment.json", "pod.json", "service.json"} {
+		for _, f := range []string{"top-line.json", "namespace.json", "deployment.json", "pod.json", "service.json", "route.json", "authority.json", "health.json"} {
 			var dash struct {
 				UID    string `json:"uid"`
 				Panels []any  `json:"panels"`
@@ -225,8 +226,8 @@ func TestVizGrafanaDashboardsConfigMap(t *testing.T) {
 			found++
 		}
 	}
-	if found != 5 {
-		t.Errorf("%d dashboards in the ConfigMap, want 5", found)
+	if found != 8 {
+		t.Errorf("%d dashboards in the ConfigMap, want 8", found)
 	}
 }
 

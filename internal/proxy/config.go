@@ -7,8 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/trace"
 )
 
 // Config is everything the proxy needs to run. The zero value is not valid;
@@ -75,6 +77,11 @@ type Config struct {
 	// Policy is the static inbound authorization policy (authz.go).
 	Policy PolicyConfig
 
+	// Trace says where spans go (observe.go); AccessLog is "", "apache"
+	// or "json".
+	Trace     trace.Config
+	AccessLog string
+
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
 	MetricsIdleTimeout time.Duration
@@ -130,6 +137,7 @@ func DefaultConfig() Config {
 		DiscoveryIdleTimeout:   time.Minute,
 		LogLevel:               "info",
 		Policy:                 defaultPolicyConfig(),
+		Trace:                  trace.Config{ServiceName: compat.DefaultTraceServiceName, Protocol: trace.ProtocolOpenTelemetry},
 	}
 }
 
@@ -272,6 +280,14 @@ func (c *Config) Validate() error {
 	if id := c.Identity; id.Enabled() && (id.SvcAddr == "" || id.SvcName == "" || id.TrustAnchorsPEM == "" || id.TokenFile == "") {
 		return fmt.Errorf("identity %q: %s, %s, %s and %s are all required (or set %s)", id.LocalName,
 			compat.EnvIdentitySvcAddr, compat.EnvIdentitySvcName, compat.EnvTrustAnchors, compat.EnvIdentityTokenFile, compat.EnvIdentityDisabled)
+	}
+	if err := c.Trace.Validate(); err != nil {
+		return err
+	}
+	if c.AccessLog != "" {
+		if err := accesslog.Validate(c.AccessLog); err != nil {
+			return err
+		}
 	}
 	if c.DetectTimeout <= 0 {
 		return fmt.Errorf("detect timeout must be positive")

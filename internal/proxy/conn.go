@@ -11,11 +11,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
-	"github.com/weftmesh/weft/internal/origdst"
 	"github.com/weftmesh/weft/internal/tunnel"
 )
 
@@ -34,6 +34,9 @@ type connInfo struct {
 	// opaque: the connection skipped detection (an opaque port), so toward
 	// a meshed endpoint it rides the opaque transport (internal/tunnel).
 	opaque bool
+	// direct: an inbound connection dialed at the inbound listener itself
+	// (forward mode, not redirected), which may be the opaque transport.
+	direct bool
 }
 
 // handle routes one accepted connection.
@@ -46,6 +49,10 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 	if info.dst != "" && p.skipDetection(info) {
 		info.opaque = true
 		p.serveTCP(c, info)
+		return
+	}
+	if proto := p.declaredProtocol(info); proto != authz.ProtocolUnknown {
+		p.serveDeclared(c, info, proto)
 		return
 	}
 	res, dc, err := detect.Detect(c, p.cfg.DetectTimeout)
@@ -115,12 +122,13 @@ func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 		info.port = portOf(port)
 		return info, true
 	}
-	orig, err := origdst.Lookup(c)
+	orig, err := p.origDst(c)
 	redirected := err == nil
 	switch {
 	case k.direction == compat.Inbound && p.cfg.InboundForward != "":
 		info.dst = p.cfg.InboundForward
 		info.port = orig.Port()
+		info.direct = !redirected
 		if _, port, err := net.SplitHostPort(p.cfg.InboundForward); err == nil && !redirected {
 			info.port = portOf(port)
 		}
@@ -172,6 +180,10 @@ func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
 	if info.dst == "" {
 		p.log.Warn("mTLS connection dialed directly (no original destination) without the opaque transport; closing", "client_id", info.clientID)
 		tc.Close()
+		return
+	}
+	if proto := p.declaredProtocol(info); proto != authz.ProtocolUnknown {
+		p.serveAs(tc, info, proto)
 		return
 	}
 	res, inner, err := detect.Detect(tc, p.cfg.DetectTimeout)
@@ -301,7 +313,7 @@ func connInfoFrom(ctx context.Context) *connInfo {
 	return info
 }
 
-func (p *Proxy) serveHTTPConn(c *detect.Conn, info *connInfo) {
+func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo) {
 	tcp := p.metrics.TCP(info.target(info.dst), "src")
 	tcp.Open()
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}

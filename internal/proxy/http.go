@@ -67,6 +67,8 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	if info == nil {
 		info = &connInfo{direction: compat.Outbound, tls: compat.TLSDisabled}
 	}
+	w, r, o := p.observe(w, r, info)
+	defer p.done(o)
 	dst := info.dst
 	if p.cfg.IngressMode {
 		if a := ingressAuthority(r); a != "" {
@@ -86,6 +88,8 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 		proxyError(w, http.StatusInternalServerError, "connection has no routing information")
 		return
 	}
+	w, r, o := p.observe(w, r, info)
+	defer p.done(o)
 	if !p.authorizeRequest(w, r, info) {
 		return
 	}
@@ -177,6 +181,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			return
 		}
 		mt := p.upstreamTarget(info, ep, p.peerID(info, ep))
+		p.spanOf(ctx).Peer(ep.Addr, mt.ServerID)
 		mt.Authority = r.Host
 		series := p.metrics.HTTP(mt)
 		series.Request()

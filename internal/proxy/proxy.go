@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,14 +19,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/accesslog"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/origdst"
 	"github.com/weftmesh/weft/internal/retry"
 	reqtap "github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/target"
+	"github.com/weftmesh/weft/internal/trace"
 )
 
 // Proxy is one running sidecar proxy.
@@ -41,7 +45,9 @@ type Proxy struct {
 	ready    atomic.Bool
 	policies authz.Source // inbound authorization (authz.go)
 	authzm   *authzMetrics
-	tap      *reqtap.Tap // nil: tap disabled
+	tracer   *trace.Tracer     // nil: tracing off (observe.go)
+	access   *accesslog.Logger // nil: no access log
+	tap      *reqtap.Tap       // nil: tap disabled
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
@@ -50,6 +56,7 @@ type Proxy struct {
 
 	listeners []net.Listener
 	ownPorts  map[uint16]bool // every bound port: never a forwarding target
+	origDst   func(net.Conn) (netip.AddrPort, error)
 	adminSrv  *http.Server
 	ctrlSrv   *http.Server
 	failed    chan error // a server that stopped serving on its own
@@ -77,6 +84,13 @@ type Options struct {
 	// Policies, when set, give each inbound port's authorization policy
 	// (the policy controller's client); else the Config's static policy.
 	Policies authz.Source
+	// origDst stands in for iptables' SO_ORIGINAL_DST in tests (nil:
+	// origdst.Lookup).
+	origDst func(net.Conn) (netip.AddrPort, error)
+	// AccessLog receives the access log (default os.Stderr), through a
+	// queue of AccessLogQueue lines (default 4096).
+	AccessLog      io.Writer
+	AccessLogQueue int
 }
 
 // New validates cfg and prepares a proxy; Start binds its listeners.
@@ -104,6 +118,7 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		id:       o.Identity,
 		opaque:   map[net.Conn]struct{}{},
 		ownPorts: map[uint16]bool{},
+		origDst:  o.origDst,
 		failed:   make(chan error, 1),
 		stop:     make(chan struct{}),
 	}
@@ -120,6 +135,9 @@ func New(cfg Config, o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("inbound policy: %w", err)
 		}
 		p.policies = static
+	}
+	if p.origDst == nil {
+		p.origDst = origdst.Lookup
 	}
 	p.authzm = newAuthzMetrics(cfg.MetricsLabels)
 	for _, c := range p.authzm.collectors() {
@@ -138,6 +156,9 @@ func New(cfg Config, o Options) (*Proxy, error) {
 			}
 		}
 		p.tap = t
+	}
+	if err := p.setupObservers(o.AccessLog, o.AccessLogQueue); err != nil {
+		return nil, fmt.Errorf("tracing and access log: %w", err)
 	}
 	p.h1, p.h2 = p.newTransports()
 	p.outbound = p.newHTTPServer(compat.Outbound)
@@ -374,6 +395,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	p.adminSrv.Close()
 	p.closeListeners()
+	p.closeObservers()
 	p.log.Info("shutdown complete")
 	return errors.Join(errs...)
 }

@@ -242,6 +242,7 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 			actx, acancel = context.WithCancel(ctx)
 		}
 		mt := p.upstreamTarget(info, ep, p.peerID(info, ep))
+		p.spanOf(ctx).Peer(ep.Addr, mt.ServerID)
 		mt.Authority = r.Host
 		legacy := p.metrics.HTTP(mt)
 		legacy.Request()

@@ -177,6 +177,18 @@ var Settings = append([]Setting{
 		Set: setString(func(c *Config) *string { return &c.Identity.TrustAnchorsPEM })},
 	{Env: []string{compat.EnvIdentityDisabled}, Help: "set to disable identity (overrides the variables above)",
 		Set: func(c *Config, _, _ string) error { c.Identity = IdentityConfig{}; return nil }},
+	{Env: []string{compat.EnvTraceCollectorSvcAddr}, Help: "trace collector `host:port`; unset: no spans (see [tracing.md](tracing.md))",
+		Set: setString(func(c *Config) *string { return &c.Trace.CollectorAddr })},
+	{Env: []string{compat.EnvTraceCollectorSvcName}, Help: "the identity the collector must present: spans go over mTLS when identity is on",
+		Set: setString(func(c *Config) *string { return &c.Trace.CollectorName })},
+	{Env: []string{compat.EnvTraceProtocol}, Default: "opentelemetry", Help: "`opentelemetry` (OTLP/gRPC) or `opencensus`",
+		Set: setString(func(c *Config) *string { return &c.Trace.Protocol })},
+	{Env: []string{compat.EnvTraceServiceName}, Default: compat.DefaultTraceServiceName, Help: "the service name of the proxy's spans",
+		Set: setString(func(c *Config) *string { return &c.Trace.ServiceName })},
+	{Env: []string{compat.EnvTraceAttributesPath}, Help: "a file of `key=\"value\"` lines (the pod's labels, downward API) added to every span's resource",
+		Set: setString(func(c *Config) *string { return &c.Trace.AttributesPath })},
+	{Env: []string{compat.EnvAccessLog}, Help: "`apache` or `json`: log every inbound HTTP request to stderr",
+		Set: setString(func(c *Config) *string { return &c.AccessLog })},
 }, policySettings...) // inbound policy: authz.go
 
 // ApplyEnv overrides c from the environment variables of Settings (empty

@@ -155,9 +155,50 @@ spec:
   requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: %[2]s, name: %[3]s}]
 `
 
+// policyOpaque: a server-speaks-first application (a banner at once, as
+// SMTP) behind a Server declaring proxyProtocol opaque, authorized for the
+// client's identity only.
+const policyOpaque = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: mail, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: mail}}
+  template:
+    metadata: {labels: {app: mail}}
+    spec:
+      serviceAccountName: server
+      containers:
+      - name: mail
+        image: %[2]s
+        imagePullPolicy: IfNotPresent
+        args: ["-tcp-banner", "0.0.0.0:2525"]
+        ports: [{name: smtp, containerPort: 2525}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: mail, namespace: %[1]s}
+spec:
+  selector: {app: mail}
+  ports: [{name: smtp, port: 25, targetPort: smtp}]
+---
+apiVersion: policy.linkerd.io/v1beta3
+kind: Server
+metadata: {name: mail-smtp, namespace: %[1]s}
+spec: {podSelector: {matchLabels: {app: mail}}, port: smtp, proxyProtocol: opaque}
+---
+apiVersion: policy.linkerd.io/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: mail-authz, namespace: %[1]s}
+spec:
+  targetRef: {group: policy.linkerd.io, kind: Server, name: mail-smtp}
+  requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
+`
+
 // TestInboundPolicy is the issue's proof on the cluster: default deny,
 // a Server with a MeshTLSAuthentication for the client, route-scoped
-// policy, a policy change under traffic, the server pod staying Ready.
+// policy, a policy change under traffic, the server pod staying Ready,
+// and a server-speaks-first application behind an opaque Server.
 func TestInboundPolicy(t *testing.T) {
 	begin := time.Now()
 	// Linkerd's policy CRDs (the control plane chart does not carry them).
@@ -346,6 +387,70 @@ spec:
 	}
 	if sum(t, m, "inbound_http_authz_deny_total", `srv_name="web-http"`) == 0 || sum(t, m, "inbound_http_authz_allow_total", `srv_name="web-http"`, `route_name="admin"`) == 0 {
 		t.Errorf("authorization metrics missing:\n%s", grepLines(m, "inbound_http_authz"))
+	}
+
+	testOpaqueServer(t, ns)
+}
+
+// testOpaqueServer: behind a Server declaring proxyProtocol opaque, a
+// server-speaks-first application answers the meshed client at once (the
+// destination service marks the port opaque, so neither proxy waits for
+// the client to speak), over mTLS (the opaque transport) and authorized by
+// the client's identity; an intruder and an unmeshed pod are refused.
+func testOpaqueServer(t *testing.T, ns string) {
+	start := time.Now()
+	kubectl(t, fmt.Sprintf(policyOpaque, ns, clientImage), "apply", "-f", "-")
+	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/mail", "--timeout=120s")
+	banner := func(pod string) (string, error) {
+		return runKubectl(t, "", "-n", ns, "exec", pod, "-c", "client", "--", "/testapp", "-tcp-read-banner", "mail:25")
+	}
+	// after reads the time testapp measured, in ms (-1: no banner).
+	after := func(out string) int {
+		i := strings.Index(out, "after=")
+		if i < 0 {
+			return -1
+		}
+		var ms int
+		fmt.Sscanf(out[i:], "after=%dms", &ms)
+		return ms
+	}
+	var out string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _ = banner("client")
+		if ms := after(out); ms >= 0 && ms < 1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("opaque Server: no prompt banner for the client 60 s after applying it; last: %s", tail(out))
+		}
+		time.Sleep(time.Second)
+	}
+	t.Logf("opaque Server: the client's banner came in %d ms (%v after the apply): %s", after(out), time.Since(start).Round(time.Second), strings.TrimSpace(out))
+	var times []int
+	for range 5 {
+		out, err := banner("client")
+		if ms := after(out); err != nil || ms < 0 || ms >= 1000 {
+			t.Errorf("client: %v %s, want the banner within 1 s (detection would wait 10 s)", err, tail(out))
+		} else {
+			times = append(times, ms)
+		}
+	}
+	t.Logf("opaque Server: 5 more banners in %v ms", times)
+	for _, pod := range []string{"intruder", "plain"} {
+		out, err := banner(pod)
+		if err == nil || strings.Contains(out, "banner=") {
+			t.Errorf("%s reached the opaque Server's application: %s", pod, tail(out))
+		}
+	}
+	pod := strings.TrimPrefix(strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", "app=mail", "-o", "name"))[0], "pod/")
+	m := proxyMetrics(t, ns, pod)
+	clientID := "client." + ns + ".serviceaccount.identity.linkerd.cluster.local"
+	allowed := sum(t, m, "inbound_tcp_authz_allow_total", `srv_name="mail-smtp"`, `authz_name="mail-authz"`, `tls="true"`, `client_id="`+clientID+`"`)
+	denied := sum(t, m, "inbound_tcp_authz_deny_total", `srv_name="mail-smtp"`)
+	t.Logf("opaque Server: inbound_tcp_authz_allow_total{client, tls=true} %v, inbound_tcp_authz_deny_total %v", allowed, denied)
+	if allowed < 6 || denied < 2 {
+		t.Errorf("opaque Server metrics: allowed over mTLS %v (want ≥ 6), denied %v (want ≥ 2):\n%s", allowed, denied, grepLines(m, "inbound_tcp_authz"))
 	}
 }
 

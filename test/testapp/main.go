@@ -1,10 +1,12 @@
 // Command testapp is the small application Weft's tests run behind proxies:
 // an HTTP server that says who answered and who called, and a TCP echo
 // server on one or more ports (as a database would listen). It knows
-// nothing of the mesh.
+// nothing of the mesh. It also serves a server-speaks-first protocol
+// (-tcp-banner), and has client modes for HTTP, TCP and banners.
 package main
 
 import (
+	"bufio"
 	"flag"
 	"fmt"
 	"io"
@@ -41,7 +43,15 @@ func main() {
 	tally := flag.Bool("tally", false, "with -get: do not stop on a non-200 answer; print one line per status, \"status=<code> count=<n>\"")
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
+	bannerAddr := flag.String("tcp-banner", "", "serve a server-speaks-first TCP protocol on this address: a banner line at once, then an echo of what the client sends")
+	readBanner := flag.String("tcp-read-banner", "", "client mode: connect to this address without sending, print the first line the server sends and how long it took")
 	flag.Parse()
+	if *readBanner != "" {
+		if err := readBannerLine(*readBanner); err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		return
+	}
 	if *get != "" && *tally {
 		if err := tallyN(*get, *count, *skip, *interval); err != nil {
 			log.Fatalf("testapp: %v", err)
@@ -60,11 +70,18 @@ func main() {
 		}
 		return
 	}
-	if *httpAddr == "" && *echoAddrs == "" {
-		log.Fatal("testapp: give -http and/or -tcp-echo, or -tcp-send")
+	if *httpAddr == "" && *echoAddrs == "" && *bannerAddr == "" {
+		log.Fatal("testapp: give -http, -tcp-echo and/or -tcp-banner, or a client mode")
 	}
 	host, _ := os.Hostname()
 	errc := make(chan error, 1)
+	if *bannerAddr != "" {
+		l, err := net.Listen("tcp", *bannerAddr)
+		if err != nil {
+			log.Fatalf("testapp: %v", err)
+		}
+		go func() { errc <- serveBanner(l, host) }()
+	}
 	for _, addr := range strings.Split(*echoAddrs, ",") {
 		if addr = strings.TrimSpace(addr); addr == "" {
 			continue
@@ -183,4 +200,39 @@ func serveEcho(l net.Listener) error {
 			c.Write([]byte("echo:" + strings.TrimSpace(string(b)) + "\n"))
 		}()
 	}
+}
+
+// serveBanner speaks first, as SMTP or MySQL do: a banner line on accept,
+// then it echoes what the client sends.
+func serveBanner(l net.Listener, host string) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			fmt.Fprintf(c, "220 %s ready\n", host)
+			io.Copy(c, io.LimitReader(c, 1<<20))
+		}()
+	}
+}
+
+// readBannerLine connects without sending anything and prints the first
+// line the server sends, with how long it took ("after=<ms>ms").
+func readBannerLine(addr string) error {
+	start := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(start.Add(15 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	took := time.Since(start)
+	if err != nil {
+		return fmt.Errorf("no banner from %s after %v: %v", addr, took.Round(time.Millisecond), err)
+	}
+	fmt.Printf("banner=%q after=%dms\n", strings.TrimSpace(line), took.Milliseconds())
+	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftmesh/weft/charts"
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/kubetest"
 )
 
 const (
@@ -42,7 +43,14 @@ type vizMesh struct {
 	apiURL     string // the metrics API
 	webAdmin   string
 	apiAdmin   string
+	apiInbound string // api's inbound proxy (plaintext clients are denied there)
 	appHandled atomic.Int64
+	// kube is the API server holding the policy controller's Service and
+	// routes (nil without Kubernetes binaries).
+	kube *kubetest.APIServer
+	// controllers are the control plane's admin ports Prometheus scrapes
+	// with the chart's linkerd-controller job.
+	controllers []scrapeTarget
 }
 
 // requirePrometheus skips without Debian's prometheus, except in CI.
@@ -80,6 +88,7 @@ func newVizMesh(t *testing.T) *vizMesh {
 	start(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", idAddr, "--admin-addr", idAdmin,
 		"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir+"/tokens", "--issuer-cert", crt, "--issuer-key", key)
 	waitReady(t, "http://"+idAdmin+"/ready")
+	m.controllers = append(m.controllers, scrapeTarget{addr: idAdmin, ns: "linkerd", pod: "linkerd-identity-0", container: "identity", port: "admin-http"})
 
 	// The application: 2 ms per request, every 5th answered 500.
 	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +108,11 @@ func newVizMesh(t *testing.T) *vizMesh {
 	t.Cleanup(func() { app.Close() })
 
 	apiInbound := freeAddr(t)
+	m.apiInbound = apiInbound
+	var policyEnv []string
+	if haveKubeBins() {
+		policyEnv = []string{"LINKERD2_PROXY_POLICY_SVC_ADDR=" + startPolicy(t, m)}
+	}
 	registry := fmt.Sprintf(`services:
 - name: api.shop.svc.cluster.local:80
   labels: {dst_namespace: shop, dst_service: api}
@@ -112,6 +126,7 @@ func newVizMesh(t *testing.T) *vizMesh {
 	start(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", dstAddr, "--admin-addr", dstAdmin,
 		"--registry", m.write(t, "registry.yaml", registry))
 	waitReady(t, "http://"+dstAdmin+"/ready")
+	m.controllers = append(m.controllers, scrapeTarget{addr: dstAdmin, ns: "linkerd", pod: "linkerd-destination-0", container: "destination", port: "admin-http"})
 
 	proxyEnv := func(sa, pod string) []string {
 		return []string{
@@ -125,17 +140,25 @@ func newVizMesh(t *testing.T) *vizMesh {
 		}
 	}
 	m.apiAdmin = freeAddr(t)
-	start(t, "proxy-api", proxyEnv("api", "api-0"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
+	// api admits only meshed clients: plaintext requests are denied (viz authz).
+	start(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
 		"--outbound-addr", freeAddr(t), "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())
 	m.webAdmin, m.webBind = freeAddr(t), freeAddr(t)
-	start(t, "proxy-web", proxyEnv("web", "web-0"), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
+	start(t, "proxy-web", append(proxyEnv("web", "web-0"), policyEnv...), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
 		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t), "--bind", m.webBind+"=api.shop.svc.cluster.local:80")
 	waitReady(t, "http://"+m.apiAdmin+"/ready")
 	waitReady(t, "http://"+m.webAdmin+"/ready")
 
 	promAddr := freeAddr(t)
 	m.promURL = "http://" + promAddr
-	cfg := m.write(t, "prometheus.yml", prometheusConfig(t, []scrapeTarget{
+	apiAddr, apiAdminAddr := freeAddr(t), freeAddr(t)
+	m.controllers = append(m.controllers,
+		scrapeTarget{addr: apiAdminAddr, ns: "linkerd-viz", pod: "metrics-api-0", container: "metrics-api", port: "admin-http"},
+		// Another port of a control-plane pod, and a namespace that is not
+		// the control plane's: not scraped.
+		scrapeTarget{addr: dstAdmin, ns: "linkerd", pod: "linkerd-destination-0", container: "destination", port: "grpc"},
+		scrapeTarget{addr: dstAdmin, ns: "shop", pod: "other-0", container: "destination", port: "admin-http"})
+	cfg := m.write(t, "prometheus.yml", prometheusConfig(t, m.controllers, []scrapeTarget{
 		{addr: m.webAdmin, ns: "shop", pod: "web-0", container: "linkerd-proxy", port: "linkerd-admin",
 			labels: map[string]string{"linkerd.io/proxy-deployment": "web", "app": "web", "linkerd.io/control-plane-ns": "linkerd", "pod-template-hash": "5d9f"}},
 		{addr: m.apiAdmin, ns: "shop", pod: "api-0", container: "linkerd-proxy", port: "linkerd-admin",
@@ -151,7 +174,6 @@ func newVizMesh(t *testing.T) *vizMesh {
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	waitReady(t, m.promURL+"/-/ready")
 
-	apiAddr, apiAdminAddr := freeAddr(t), freeAddr(t)
 	m.apiURL = "http://" + apiAddr
 	start(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
 		"--addr", apiAddr, "--admin-addr", apiAdminAddr)
@@ -166,11 +188,20 @@ type scrapeTarget struct {
 	labels                         map[string]string // the pod's labels
 }
 
-// prometheusConfig is a Prometheus configuration whose job linkerd-proxy
-// applies the chart's relabel_configs to static targets carrying the
-// __meta_kubernetes_* labels that kubernetes_sd_configs (role: pod) sets.
-func prometheusConfig(t *testing.T, targets []scrapeTarget) string {
-	t.Helper()
+// prometheusConfig is a Prometheus configuration with the chart's two
+// jobs: linkerd-proxy applies the chart's proxy relabel_configs to targets
+// (static targets carrying the __meta_kubernetes_* labels that
+// kubernetes_sd_configs, role pod, sets), linkerd-controller its controller
+// relabel_configs to controllers.
+func prometheusConfig(t *testing.T, controllers, targets []scrapeTarget) string {
+	return prometheusJobs(t,
+		job{"linkerd-proxy", "static_configs", staticGroups(targets), proxyRelabelRules(t)},
+		job{"linkerd-controller", "static_configs", staticGroups(controllers), relabelFile(t, "controller-relabel-configs.yaml")})
+}
+
+// staticGroups are static_configs whose targets carry the labels
+// Kubernetes pod discovery would give them.
+func staticGroups(targets []scrapeTarget) []any {
 	var groups []any
 	for _, tg := range targets {
 		ls := map[string]string{
@@ -190,18 +221,26 @@ func prometheusConfig(t *testing.T, targets []scrapeTarget) string {
 		}
 		groups = append(groups, map[string]any{"targets": []string{tg.addr}, "labels": ls})
 	}
-	return prometheusJob(t, "static_configs", groups)
+	return groups
 }
 
-// relabelRules are the chart's relabel_configs for control plane linkerd.
-func relabelRules(t *testing.T) []any {
+// proxyRelabelRules are the chart's proxy relabel_configs for control
+// plane linkerd.
+func proxyRelabelRules(t *testing.T) []any {
+	return relabelFile(t, "proxy-relabel-configs.yaml")
+}
+
+// relabelFile is one of the chart's relabel_configs files, rendered for
+// control plane linkerd and viz in linkerd-viz.
+func relabelFile(t *testing.T, name string) []any {
 	t.Helper()
-	raw, err := charts.FS.ReadFile("weft-viz/files/proxy-relabel-configs.yaml")
+	raw, err := charts.FS.ReadFile("weft-viz/files/" + name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var relabel bytes.Buffer
-	if err := template.Must(template.New("relabel").Parse(string(raw))).Execute(&relabel, map[string]string{"controlPlaneNamespace": "linkerd"}); err != nil {
+	if err := template.Must(template.New("relabel").Parse(string(raw))).Execute(&relabel,
+		map[string]string{"controlPlaneNamespace": "linkerd", "vizNamespace": "linkerd-viz"}); err != nil {
 		t.Fatal(err)
 	}
 	var rules []any
@@ -211,17 +250,29 @@ func relabelRules(t *testing.T) []any {
 	return rules
 }
 
+// job is one scrape job: its name, discovery kind and configuration, and
+// relabel rules.
+type job struct {
+	name, discovery string
+	config          any
+	relabel         []any
+}
+
 // prometheusJob is a Prometheus configuration with the job linkerd-proxy:
-// the chart's relabel rules over the given discovery.
+// the chart's proxy relabel rules over the given discovery.
 func prometheusJob(t *testing.T, discovery string, config any) string {
+	return prometheusJobs(t, job{"linkerd-proxy", discovery, config, proxyRelabelRules(t)})
+}
+
+func prometheusJobs(t *testing.T, jobs ...job) string {
 	t.Helper()
+	var scrape []any
+	for _, j := range jobs {
+		scrape = append(scrape, map[string]any{"job_name": j.name, j.discovery: j.config, "relabel_configs": j.relabel})
+	}
 	cfg := map[string]any{
-		"global": map[string]any{"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
-		"scrape_configs": []any{map[string]any{
-			"job_name":        "linkerd-proxy",
-			discovery:         config,
-			"relabel_configs": relabelRules(t),
-		}},
+		"global":         map[string]any{"scrape_interval": "1s", "scrape_timeout": "900ms", "evaluation_interval": "1s"},
+		"scrape_configs": scrape,
 	}
 	b, err := json.Marshal(cfg) // JSON is YAML
 	if err != nil {
@@ -251,17 +302,23 @@ func (m *vizMesh) write(t *testing.T, name, content string) string {
 
 // traffic is what the client counted.
 type traffic struct {
-	mu   sync.Mutex
-	done []time.Time // completion times
-	ok   []bool
+	mu    sync.Mutex
+	done  []time.Time // completion times
+	ok    []bool
+	books []bool // the request was for /books/… (route books), else / (route rest)
 }
 
 // between counts the requests completed in [from, to) and the successful ones.
 func (tr *traffic) between(from, to time.Time) (total, ok int) {
+	return tr.count(from, to, func(int) bool { return true })
+}
+
+// count is between for the requests keep selects.
+func (tr *traffic) count(from, to time.Time, keep func(i int) bool) (total, ok int) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for i, d := range tr.done {
-		if !d.Before(from) && d.Before(to) {
+		if !d.Before(from) && d.Before(to) && keep(i) {
 			total++
 			if tr.ok[i] {
 				ok++
@@ -289,9 +346,14 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 		for i := 0; i < max && time.Now().Before(stop); i++ {
 			<-tick.C
 			inflight.Add(1)
+			books := i%4 == 3
+			path := "/"
+			if books {
+				path = fmt.Sprintf("/books/%d", i)
+			}
 			go func() {
 				defer inflight.Done()
-				resp, err := client.Get("http://" + m.webBind + "/")
+				resp, err := client.Get("http://" + m.webBind + path)
 				ok := false
 				if err == nil {
 					io.Copy(io.Discard, resp.Body)
@@ -301,6 +363,7 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 				tr.mu.Lock()
 				tr.done = append(tr.done, time.Now())
 				tr.ok = append(tr.ok, ok)
+				tr.books = append(tr.books, books)
 				tr.mu.Unlock()
 			}()
 		}

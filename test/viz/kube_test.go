@@ -27,7 +27,7 @@ import (
 // Prometheus — with the shop namespace holding web and api (meshed, as
 // scraped) and legacy (running without a proxy). It returns its URL.
 func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
-	api := kubetest.StartAPIServer(t)
+	api := m.kube // the policy controller's, with namespace shop
 	ctx := context.Background()
 	c := api.Client
 	mustCreate := func(what string, err error) {
@@ -36,9 +36,7 @@ func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
 			t.Fatalf("creating %s: %v", what, err)
 		}
 	}
-	_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{})
-	mustCreate("namespace", err)
-	_, err = c.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
+	_, err := c.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
 	mustCreate("service account", err)
 	for _, w := range []struct {
 		name, pod, admin string

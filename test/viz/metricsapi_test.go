@@ -92,6 +92,7 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 			t.Errorf("web row = %+v, want meshed with no inbound traffic", web)
 		}
 	})
+	t.Run("routes", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkRoutes(t, m, tr, at) })
 	t.Run("kubernetes", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkKubeMode(t, m, kubeAPI, wantRPS) })
 	t.Run("http service discovery", func(t *testing.T) { skipWithoutKube(t, kubeAPI); checkHTTPSD(t, m, kubeAPI) })
 	t.Run("to", func(t *testing.T) {
@@ -171,6 +172,9 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 		t.Logf("message: %s", ae.Message)
 	})
+	// Last: it waits for scrapes, and the subtests above query the
+	// client's traffic while it flows.
+	t.Run("authz", func(t *testing.T) { checkAuthz(t, m) })
 }
 
 // checkRelabeling checks the chart's relabel_configs
@@ -181,8 +185,9 @@ func checkRelabeling(t *testing.T, m *vizMesh) {
 	type targetsAnswer struct {
 		Data struct {
 			ActiveTargets []struct {
-				Labels map[string]string `json:"labels"`
-				Health string            `json:"health"`
+				Labels     map[string]string `json:"labels"`
+				Health     string            `json:"health"`
+				ScrapePool string            `json:"scrapePool"`
 			} `json:"activeTargets"`
 			DroppedTargets []struct {
 				DiscoveredLabels map[string]string `json:"discoveredLabels"`
@@ -208,17 +213,37 @@ func checkRelabeling(t *testing.T, m *vizMesh) {
 				healthy++
 			}
 		}
-		if healthy == 2 || time.Now().After(deadline) {
+		if healthy == 2+len(m.controllers)-2 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	got := map[string]map[string]string{}
+	controllers := map[string]map[string]string{}
 	for _, a := range targets.Data.ActiveTargets {
 		if a.Health != "up" {
 			t.Errorf("target %v is %s", a.Labels, a.Health)
 		}
+		if a.ScrapePool == "linkerd-controller" {
+			controllers[a.Labels["component"]] = a.Labels
+			continue
+		}
 		got[a.Labels["pod"]] = a.Labels
+	}
+	// The controllers' job keeps the admin-http ports of the control plane's
+	// and viz's namespaces, labelled by component.
+	for _, c := range m.controllers {
+		if c.port != "admin-http" || (c.ns != "linkerd" && c.ns != "linkerd-viz") {
+			continue
+		}
+		want := map[string]string{"instance": c.addr, "job": "linkerd-controller", "namespace": c.ns, "pod": c.pod, "component": c.container}
+		if !equalMaps(controllers[c.container], want) {
+			t.Errorf("controller target %s labels = %v, want %v", c.container, controllers[c.container], want)
+		}
+		delete(controllers, c.container)
+	}
+	if len(controllers) > 0 {
+		t.Errorf("unexpected controller targets %v", controllers)
 	}
 	want := map[string]map[string]string{
 		"web-0": {"instance": m.webAdmin, "job": "linkerd-proxy", "namespace": "shop", "pod": "web-0", "deployment": "web",
@@ -234,8 +259,8 @@ func checkRelabeling(t *testing.T, m *vizMesh) {
 			t.Errorf("target %s labels = %v, want %v", pod, got[pod], w)
 		}
 	}
-	if n := len(targets.Data.DroppedTargets); n != 2 {
-		t.Errorf("%d dropped targets, want 2 (the app container's port, another control plane's proxy)", n)
+	if n := len(targets.Data.DroppedTargets); n != 4 {
+		t.Errorf("%d dropped targets, want 4 (the app container's port, another control plane's proxy; a controller's grpc port, an admin-http port outside the control plane)", n)
 	}
 	// The series themselves carry the labels the metrics API groups by.
 	q, err := metricsapi.NewPromQuerier(m.promURL)

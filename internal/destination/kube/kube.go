@@ -50,6 +50,7 @@ type Backend struct {
 	subs        *destination.Subscriptions[destination.Snapshot]
 	profileSubs *destination.Subscriptions[destination.Profile]
 	profiles    cache.GenericLister // ServiceProfiles; nil when the CRD is not served
+	servers     cache.GenericLister // policy.linkerd.io Servers; nil when the CRD is not served
 	kick        chan struct{}
 
 	// What changed since the last refresh: services (namespace/name) and
@@ -179,7 +180,8 @@ func New(factory informers.SharedInformerFactory, cfg Config, log *slog.Logger) 
 }
 
 // NewFromClient is New with its own informer factory, started and synced;
-// with dyn it also reads ServiceProfiles (when the cluster serves them).
+// with dyn it also reads ServiceProfiles and Servers (when the cluster
+// serves them).
 func NewFromClient(client kubernetes.Interface, dyn dynamic.Interface, cfg Config, log *slog.Logger, stop <-chan struct{}) (*Backend, error) {
 	f := informers.NewSharedInformerFactory(client, 10*time.Minute)
 	b, err := New(f, cfg, log)
@@ -195,6 +197,9 @@ func NewFromClient(client kubernetes.Interface, dyn dynamic.Interface, cfg Confi
 	if dyn != nil {
 		if err := b.watchProfiles(client, dyn, stop); err != nil {
 			return nil, fmt.Errorf("ServiceProfiles: %w", err)
+		}
+		if err := b.watchServers(client, dyn, stop); err != nil {
+			return nil, fmt.Errorf("Servers: %w", err)
 		}
 	}
 	go b.Run(stop)
@@ -397,7 +402,7 @@ func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string
 		e.Identity = fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, pod.Namespace, b.cfg.ControlPlaneNS, b.cfg.TrustDomain)
 		e.Labels["dst_serviceaccount"] = sa
 	}
-	if b.opaque(nil, pod, port) {
+	if b.opaque(nil, pod, port) || b.serverOpaque(pod, port) {
 		b.markOpaque(&e, pod)
 	}
 	return e
@@ -472,17 +477,25 @@ func portListed(list string, port int) bool {
 	return false
 }
 
-// proxyPorts keeps, of a pod's containers, only the proxy's ports (for
-// the opaque transport), whether it runs as a container or a native sidecar.
-func proxyPorts(p *corev1.Pod) []corev1.Container {
+// containerPorts keeps, of a pod's containers, their names and port
+// names and numbers: the proxy's (for the opaque transport), whether it
+// runs as a container or a native sidecar, and the application's (the
+// ports Servers name).
+func containerPorts(p *corev1.Pod) []corev1.Container {
+	var out []corev1.Container
 	for _, cs := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
 		for _, c := range cs {
-			if c.Name == compat.ProxyContainerName {
-				return []corev1.Container{{Name: c.Name, Ports: c.Ports}}
+			if len(c.Ports) == 0 {
+				continue
 			}
+			slim := corev1.Container{Name: c.Name}
+			for _, cp := range c.Ports {
+				slim.Ports = append(slim.Ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort})
+			}
+			out = append(out, slim)
 		}
 	}
-	return nil
+	return out
 }
 
 // slimPod is the pod informer's transform.
@@ -493,7 +506,7 @@ func slimPod(obj any) (any, error) {
 	}
 	slim := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion, Labels: p.Labels},
-		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, Containers: proxyPorts(p)},
+		Spec:       corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName, Containers: containerPorts(p)},
 		Status:     corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs, Phase: p.Status.Phase},
 	}
 	for k, v := range p.Annotations {

@@ -60,6 +60,8 @@ func Handler(svc *Service, version string, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, resp)
 	})
+	mux.HandleFunc("GET "+PathRoutes, resourceHandler(svc.Routes, log))
+	mux.HandleFunc("GET "+PathAuthz, resourceHandler(svc.Authz, log))
 	mux.HandleFunc("GET "+PathPrometheusSD, func(w http.ResponseWriter, r *http.Request) {
 		if svc.Kube == nil {
 			writeError(w, log, &BadRequestError{Msg: "Prometheus service discovery needs Kubernetes access (the metrics API runs with --no-kube)"})
@@ -76,6 +78,23 @@ func Handler(svc *Service, version string, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"version": version})
 	})
 	return mux
+}
+
+// resourceHandler serves a query of one resource (ResourceRequest).
+func resourceHandler[T any](query func(context.Context, ResourceRequest) (T, error), log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		req, err := ResourceRequestFromQuery(r.URL.Query())
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		resp, err := query(r.Context(), req)
+		if err != nil {
+			writeError(w, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

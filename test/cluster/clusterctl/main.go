@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -22,6 +24,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: clusterctl up|down|status|load IMAGE.tar...")
 		os.Exit(2)
 	}
+	closeInheritedFiles()
 	c := &cluster{dir: stateDir(), bin: binDir()}
 	var err error
 	switch os.Args[1] {
@@ -59,4 +62,20 @@ func binDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "weft", "bin")
+}
+
+// closeInheritedFiles marks every descriptor above stderr close-on-exec, so
+// the daemons up starts do not inherit what clusterctl was started with —
+// such as the lock of `flock /tmp/weft-cluster.lock make cluster-up`, which
+// they would otherwise hold for as long as the cluster runs.
+func closeInheritedFiles() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }

@@ -21,9 +21,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
-	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/kubetest"
-	"github.com/weftmesh/weft/internal/manifest"
+	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	"github.com/weftmesh/weft/internal/policy/outbound/kube"
 	"github.com/weftmesh/weft/internal/route"
@@ -44,55 +43,6 @@ type cluster struct {
 	policy policyv1.OutboundPoliciesClient
 }
 
-func installCRDs(t testing.TB, dyn dynamic.Interface, client kubernetes.Interface) {
-	t.Helper()
-	installCRDsWith(t, dyn, client, map[string]any{})
-}
-
-// installCRDsWith installs weft-crds rendered with values.
-func installCRDsWith(t testing.TB, dyn dynamic.Interface, client kubernetes.Interface, values map[string]any) {
-	t.Helper()
-	out, err := install.Render(install.CRDsChart, "weft-crds", "linkerd", values)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs, err := manifest.Read(strings.NewReader(out))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range docs {
-		j, err := d.JSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var obj unstructured.Unstructured
-		if err := yaml.Unmarshal(j, &obj.Object); err != nil {
-			t.Fatal(err)
-		}
-		if obj.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		if _, err := dyn.Resource(crdGVR).Create(context.Background(), &obj, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("CRD %s: %v", obj.GetName(), err)
-		}
-	}
-	// Wait until every route resource is served.
-	for _, rk := range kube.RouteKinds {
-		eventually(t, 30*time.Second, "CRD "+rk.GVR.String()+" served", func() bool {
-			rl, err := client.Discovery().ServerResourcesForGroupVersion(rk.GVR.GroupVersion().String())
-			if err != nil {
-				return false
-			}
-			for _, r := range rl.APIResources {
-				if r.Name == rk.GVR.Resource {
-					return true
-				}
-			}
-			return false
-		})
-	}
-}
-
 func startCluster(t testing.TB) *cluster {
 	t.Helper()
 	return startClusterWith(t, map[string]any{})
@@ -106,7 +56,7 @@ func startClusterWith(t testing.TB, crdValues map[string]any) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installCRDsWith(t, dyn, a.Client, crdValues)
+	crds.Install(t, a.Config, crdValues)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	ix := outbound.NewIndex("cluster.local", quiet)

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	"github.com/weftmesh/weft/internal/policy/outbound/kube"
 	"github.com/weftmesh/weft/internal/route"
@@ -241,7 +242,7 @@ func TestCRDsInstalledAfterTheController(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "Services synced", ad.Ready)
-	installCRDs(t, dyn, a.Client)
+	crds.Install(t, a.Config, nil)
 	c := &cluster{client: a.Client, dyn: dyn, ix: ix, ad: ad}
 	c.namespace(t, "vastaya")
 	c.service(t, "vastaya", "projects-vastaya-svc", nil)

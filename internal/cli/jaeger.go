@@ -1,0 +1,186 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/install"
+	"github.com/weftmesh/weft/internal/version"
+)
+
+func newJaegerCommand() *cobra.Command {
+	v := vizFlags{}
+	cmd := &cobra.Command{
+		Use:   "jaeger",
+		Short: "The jaeger extension: the injector that turns tracing on in proxies",
+		Long: `Commands of the jaeger extension (linkerd-jaeger's names). Its chart, weft-jaeger, runs the
+jaeger-injector webhook that gives proxies the trace collector's address, identity and
+protocol (docs/tracing.md).`,
+	}
+	f := cmd.PersistentFlags()
+	f.StringVar(&v.kubeconfig, "kubeconfig", "", "kubeconfig path (default: $KUBECONFIG or ~/.kube/config)")
+	f.StringVar(&v.kubeContext, "context", "", "kubeconfig context")
+	f.StringVar(&v.vizNamespace, "jaeger-namespace", compat.JaegerNamespace, "the jaeger extension's namespace")
+	cmd.AddCommand(newJaegerInstallCommand(), newJaegerUninstallCommand(&v), newJaegerCheckCommand(&v), newJaegerDashboardCommand())
+	return cmd
+}
+
+func newJaegerInstallCommand() *cobra.Command {
+	var o install.Options
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Print the jaeger extension's manifests for kubectl apply",
+		Long: `Renders the embedded weft-jaeger chart — the same templates helm installs. Values as with
+helm (linkerd-jaeger's names: webhook.collectorSvcAddr, webhook.collectorSvcAccount,
+webhook.collectorTraceProtocol, webhook.collectorTraceSvcName, webhook.namespaceSelector,
+collector.enabled, jaeger.enabled): -f, --set, --set-string, --set-file.`,
+		Example: "  weft jaeger install --set webhook.collectorSvcAddr=tempo-distributor.tracing:55678 \\\n" +
+			"    --set webhook.collectorSvcAccount=tempo --set webhook.collectorTraceProtocol=opencensus | kubectl apply -f -",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			vals, err := install.Overlay(map[string]any{"installNamespace": true, compat.ValuesVersionKey: version.Version}, o)
+			if err != nil {
+				return err
+			}
+			out, err := install.Render(install.JaegerChart, "weft-jaeger", o.Namespace, vals)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), out)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Namespace, "jaeger-namespace", compat.JaegerNamespace, "the jaeger extension's namespace")
+	f.StringArrayVarP(&o.ValuesFiles, "values", "f", nil, "values file (repeatable)")
+	f.StringArrayVar(&o.Sets, "set", nil, "set a value, key=value (repeatable)")
+	f.StringArrayVar(&o.SetStrings, "set-string", nil, "set a string value, key=value (repeatable)")
+	f.StringArrayVar(&o.SetFiles, "set-file", nil, "set a value from a file, key=path (repeatable)")
+	return cmd
+}
+
+func newJaegerUninstallCommand(v *vizFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:     "uninstall",
+		Short:   "Print the jaeger extension's resources, for kubectl delete",
+		Example: "  weft jaeger uninstall | kubectl delete -f -",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := jaegerClient(v)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var items []map[string]any
+			if _, err := c.CoreV1().Namespaces().Get(ctx, v.vizNamespace, metav1.GetOptions{}); err == nil {
+				items = append(items, item("v1", "Namespace", v.vizNamespace))
+			}
+			sel := metav1.ListOptions{LabelSelector: compat.JaegerSelector}
+			whs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel)
+			if err != nil {
+				return fmt.Errorf("listing mutatingwebhookconfigurations: %w", err)
+			}
+			for _, o := range whs.Items {
+				items = append(items, item("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", o.Name))
+			}
+			crs, err := c.RbacV1().ClusterRoles().List(ctx, sel)
+			if err != nil {
+				return fmt.Errorf("listing clusterroles: %w", err)
+			}
+			for _, o := range crs.Items {
+				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRole", o.Name))
+			}
+			crbs, err := c.RbacV1().ClusterRoleBindings().List(ctx, sel)
+			if err != nil {
+				return fmt.Errorf("listing clusterrolebindings: %w", err)
+			}
+			for _, o := range crbs.Items {
+				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", o.Name))
+			}
+			if len(items) == 0 {
+				return fmt.Errorf("no jaeger extension found (namespace %s, objects labelled %s)", v.vizNamespace, compat.JaegerSelector)
+			}
+			b, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}
+
+func jaegerClient(v *vizFlags) (kubernetes.Interface, error) {
+	cfg, err := v.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+func newJaegerCheckCommand(v *vizFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "check",
+		Short: "Check the jaeger extension: its injector and its webhook",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+			defer cancel()
+			deployments := func(ctx context.Context) error {
+				c, err := jaegerClient(v)
+				if err != nil {
+					return err
+				}
+				list, err := c.AppsV1().Deployments(v.vizNamespace).List(ctx, metav1.ListOptions{LabelSelector: compat.JaegerSelector})
+				if err != nil {
+					return fmt.Errorf("listing Deployments in %s: %w", v.vizNamespace, err)
+				}
+				if len(list.Items) == 0 {
+					return fmt.Errorf("no jaeger Deployments in namespace %s", v.vizNamespace)
+				}
+				for _, d := range list.Items {
+					if !deploymentAvailable(&d) {
+						return fmt.Errorf("%s not available (%d/%d ready)", d.Name, d.Status.ReadyReplicas, d.Status.Replicas)
+					}
+				}
+				return nil
+			}
+			webhook := func(ctx context.Context) error {
+				c, err := jaegerClient(v)
+				if err != nil {
+					return err
+				}
+				_, err = c.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, compat.JaegerWebhookConfig, metav1.GetOptions{})
+				return err
+			}
+			g := checkGroup{name: compat.CheckJaeger, checks: []check{
+				{desc: "the jaeger injector is available", hint: "kubectl get pods -n " + v.vizNamespace + "; install with weft jaeger install | kubectl apply -f -", run: deployments},
+				{desc: "the jaeger injector's webhook is registered", hint: "weft jaeger install | kubectl apply -f -", run: webhook},
+			}}
+			if !runChecks(ctx, cmd.OutOrStdout(), []checkGroup{g}) {
+				return errors.New("jaeger checks failed")
+			}
+			return nil
+		},
+	}
+}
+
+func newJaegerDashboardCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "dashboard",
+		Short: "Open the Jaeger UI (needs jaeger.enabled, not available yet)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return errors.New("weft-jaeger does not run a Jaeger backend yet (jaeger.enabled): open your tracing backend's UI (Tempo through Grafana, or your Jaeger); see docs/tracing.md")
+		},
+	}
+}
