@@ -55,6 +55,11 @@ const (
 	EnvTrustAnchors        = "LINKERD2_PROXY_IDENTITY_TRUST_ANCHORS"
 	EnvDestinationSvcAddr  = "LINKERD2_PROXY_DESTINATION_SVC_ADDR"
 	EnvPolicySvcAddr       = "LINKERD2_PROXY_POLICY_SVC_ADDR"
+	// The identities the destination and policy controllers must present
+	// (both run as the linkerd-destination ServiceAccount): set, the proxy
+	// reaches them over mTLS.
+	EnvDestinationSvcName = "LINKERD2_PROXY_DESTINATION_SVC_NAME"
+	EnvPolicySvcName      = "LINKERD2_PROXY_POLICY_SVC_NAME"
 	// EnvDestinationContext is the JSON the proxy sends the destination
 	// service as its context token (see DestinationContextReference).
 	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT"
