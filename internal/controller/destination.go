@@ -85,7 +85,7 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		}
 		backend = kb
 	}
-	tlsc, err := o.TLS.start(ctx, o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
+	tlsc, err := o.TLS.start(ctx, destinationIdentity(o.ControllerNS, o.TrustDomain), o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("outbound policy: %w", err)
 	}
-	tlsc, err := o.TLS.start(ctx, o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
+	tlsc, err := o.TLS.start(ctx, destinationIdentity(o.ControllerNS, o.TrustDomain), o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
 	if err != nil {
 		return err
 	}

@@ -47,15 +47,23 @@ type servingTLS struct {
 	identity   string
 }
 
+// destinationIdentity is the identity of the linkerd-destination
+// ServiceAccount, which the destination and policy controllers run as.
+func destinationIdentity(ns, trustDomain string) string {
+	return fmt.Sprintf(compat.DestinationServiceNameFormat, ns, ns, trustDomain)
+}
+
 // start begins obtaining the certificate (renewed until ctx ends) and
-// returns the serving options; with --plaintext, none.
-func (s ServingIdentity) start(ctx context.Context, ns, clusterDomain, trustDomain string, log *slog.Logger) (servingTLS, error) {
+// returns the serving options; with --plaintext, none. self is the
+// identity used when --tls-identity is not given; ns is the control
+// plane's namespace.
+func (s ServingIdentity) start(ctx context.Context, self, ns, clusterDomain, trustDomain string, log *slog.Logger) (servingTLS, error) {
 	if s.Plaintext {
 		log.Warn("--plaintext: gRPC is served WITHOUT TLS: proxies are not authenticated and discovery is readable on the wire")
 		return servingTLS{ready: func() bool { return true }}, nil
 	}
 	if s.Identity == "" {
-		s.Identity = fmt.Sprintf(compat.DestinationServiceNameFormat, ns, ns, trustDomain)
+		s.Identity = self
 	}
 	if s.IdentityAddr == "" {
 		s.IdentityAddr = fmt.Sprintf(compat.IdentityServiceAddrFormat, ns, clusterDomain)
