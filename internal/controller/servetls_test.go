@@ -53,11 +53,12 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
-// proxyIdentity is a proxy's certificate manager for webID, certified by
-// ca's identity service, holding its first certificate.
-func proxyIdentity(t *testing.T, ca *identitytest.CA) *certify.Manager {
+// proxyIdentity is a proxy's certificate manager for webID (token for
+// shop/web), certified by ca's identity service, holding its first
+// certificate.
+func proxyIdentity(t *testing.T, ca *identitytest.CA, token string) *certify.Manager {
 	t.Helper()
-	m, err := certify.New(certify.Config{Identity: webID, Token: []byte(webToken), Client: ca.Client(t), Anchors: ca.Anchors,
+	m, err := certify.New(certify.Config{Identity: webID, Token: []byte(token), Client: ca.Client(t), Anchors: ca.Anchors,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +151,7 @@ func TestDestinationServesMTLS(t *testing.T) {
 		t.Errorf("/ready before the destination has a certificate = %d, want 503", code)
 	}
 	ca.Serve(t, idAddr)
-	proxyID := proxyIdentity(t, ca)
+	proxyID := proxyIdentity(t, ca, webToken)
 	conn, err := controlclient.Dial(dstAddr, testDstID, proxyID)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestDestinationServesMTLS(t *testing.T) {
 	}
 
 	other := identitytest.StartCA(t, time.Hour, controlTokens)
-	otherID := proxyIdentity(t, other)
+	otherID := proxyIdentity(t, other, webToken)
 	noCert := &tls.Config{ServerName: testDstID, RootCAs: ca.Anchors, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}}
 	otherRoot := noCert.Clone()
 	otherRoot.Certificates = []tls.Certificate{*otherID.Certificate()}
