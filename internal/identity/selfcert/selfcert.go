@@ -120,6 +120,14 @@ func (s *Source) ServerCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(s.ServerTLS())
 }
 
+// ClientTLS is the configuration for dialing a peer that must present
+// serverID (another controller, or a proxy's tap or admin server) with
+// this process's certificate as the client's: TLS 1.3, the peer verified
+// against the trust anchors.
+func (s *Source) ClientTLS(serverID string, alpn ...string) *tls.Config {
+	return s.mgr.ClientConfig(serverID, alpn...)
+}
+
 // PeerIdentity is the verified identity of the client of a gRPC call
 // served with ServerCredentials, or "" (plaintext, or no peer).
 func PeerIdentity(ctx context.Context) string {

@@ -117,8 +117,20 @@ func TestServingCertificateRotates(t *testing.T) {
 		t.Errorf("saw %d serving certificates in 7 s of three-second certificates, want at least 3", len(serials))
 	}
 	t.Logf("%d serving certificates in 7 s", len(serials))
-	if web.Certificate() == nil || ctl.Identity() != ctlID {
-		t.Error("sources lost their certificates")
+	// A controller dialing another with its own certificate (ClientTLS).
+	c, err := tls.Dial("tcp", addr, web.ClientTLS(ctlID, "h2"))
+	if err != nil {
+		t.Fatalf("Source.ClientTLS handshake: %v", err)
+	}
+	if got := c.ConnectionState().PeerCertificates[0].DNSNames; len(got) != 1 || got[0] != ctlID {
+		t.Errorf("server presented %v, want %s", got, ctlID)
+	}
+	c.Close()
+	if _, err := tls.Dial("tcp", addr, web.ClientTLS(webID, "h2")); err == nil {
+		t.Error("Source.ClientTLS accepted a server that is not the identity asked for")
+	}
+	if ctl.Identity() != ctlID {
+		t.Error("Identity changed")
 	}
 }
 
