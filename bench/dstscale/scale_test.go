@@ -95,7 +95,7 @@ func TestDestinationAtScale(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	ctl := exec.Command(filepath.Join(bin, "weft-controller"), "destination", "--kubeconfig", api.Kubeconfig, "--addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn")
+	ctl := exec.Command(filepath.Join(bin, "weft-controller"), "destination", "--kubeconfig", api.Kubeconfig, "--addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--plaintext")
 	ctl.Stderr = os.Stderr
 	if err := ctl.Start(); err != nil {
 		t.Fatal(err)

@@ -19,15 +19,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	policyv1 "github.com/weftmesh/weft/api/policy/v1"
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/controlclient"
 	"github.com/weftmesh/weft/internal/discovery"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/pki"
@@ -97,18 +96,16 @@ func run(args []string) error {
 	// and inbound policies.
 	var pconn *grpc.ClientConn
 	if cfg.PolicyAddr != "" {
-		if pconn, err = grpc.NewClient(cfg.PolicyAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}})); err != nil {
-			return fmt.Errorf("policy service %s: %w", cfg.PolicyAddr, err)
+		if pconn, err = dialControl(cfg.PolicyAddr, cfg.PolicyName, compat.EnvPolicySvcName, id, logger); err != nil {
+			return fmt.Errorf("policy service: %w", err)
 		}
 		defer pconn.Close()
 	}
 	var disc target.Resolver
 	if cfg.DestinationAddr != "" {
-		conn, err := grpc.NewClient(cfg.DestinationAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 200 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 5 * time.Second}}))
+		conn, err := dialControl(cfg.DestinationAddr, cfg.DestinationName, compat.EnvDestinationSvcName, id, logger)
 		if err != nil {
-			return fmt.Errorf("destination service %s: %w", cfg.DestinationAddr, err)
+			return fmt.Errorf("destination service: %w", err)
 		}
 		defer conn.Close()
 		opts := discovery.Options{Log: logger, IdleTimeout: cfg.DiscoveryIdleTimeout, ContextToken: cfg.DestinationContext}
@@ -144,6 +141,21 @@ func run(args []string) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
 	defer cancel()
 	return errors.Join(failed, p.Shutdown(shutdownCtx))
+}
+
+// dialControl connects to a control-plane service: mTLS verified against
+// name when the proxy has an identity and name is set, else plaintext,
+// said loudly.
+func dialControl(addr, name, nameEnv string, id *certify.Manager, log *slog.Logger) (*grpc.ClientConn, error) {
+	switch {
+	case id == nil:
+		log.Warn("identity is disabled: the connection to the control plane is PLAINTEXT (unauthenticated, unencrypted)", "addr", addr)
+	case name == "":
+		log.Warn("no control-plane identity configured: the connection to the control plane is PLAINTEXT (unauthenticated, unencrypted)", "addr", addr, "set", nameEnv)
+	default:
+		log.Info("control plane reached over mTLS", "addr", addr, "identity", name)
+	}
+	return controlclient.Dial(addr, name, id)
 }
 
 // newIdentity starts obtaining the proxy's certificate from the identity

@@ -58,6 +58,11 @@ const (
 	// EnvTapSvcName is the only identity the proxy serves tap to (set by
 	// the viz extension's injection).
 	EnvTapSvcName = "LINKERD2_PROXY_TAP_SVC_NAME"
+	// The identities the destination and policy controllers must present
+	// (both run as the linkerd-destination ServiceAccount): set, the proxy
+	// reaches them over mTLS.
+	EnvDestinationSvcName = "LINKERD2_PROXY_DESTINATION_SVC_NAME"
+	EnvPolicySvcName      = "LINKERD2_PROXY_POLICY_SVC_NAME"
 	// EnvDestinationContext is the JSON the proxy sends the destination
 	// service as its context token (see DestinationContextReference).
 	EnvDestinationContext   = "LINKERD2_PROXY_DESTINATION_CONTEXT"

@@ -25,6 +25,8 @@ type DestinationOptions struct {
 	Addr          string
 	AdminAddr     string
 	Reload        time.Duration
+	// TLS: the controller's own certificate, or --plaintext.
+	TLS ServingIdentity
 }
 
 // NewDestinationCommand returns `weft-controller destination`.
@@ -37,8 +39,12 @@ func NewDestinationCommand(log *slog.Logger) *cobra.Command {
 and receive its endpoints as incremental updates, with each endpoint's identity and protocol.
 
 With Kubernetes (the default) it watches Services, EndpointSlices, Pods and Namespaces. On hosts
-without Kubernetes, --registry serves a file (YAML or JSON, re-read when it changes). The gRPC
-port is plaintext: keep it on a trusted network.`,
+without Kubernetes, --registry serves a file (YAML or JSON, re-read when it changes).
+
+gRPC is served over mTLS: the controller obtains its own certificate from the identity service
+with its ServiceAccount token (as a proxy does), renews it, and requires every client to present
+a certificate chained to the trust anchors. It is ready once it holds a certificate. --plaintext
+serves without TLS (no identity service; keep it on a trusted network).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return RunDestination(cmd.Context(), o, log) },
 	}
@@ -51,6 +57,7 @@ port is plaintext: keep it on a trusted network.`,
 	f.StringVar(&o.Addr, "addr", ":8086", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9996", "admin listen address (/metrics, /ready, /live)")
 	f.DurationVar(&o.Reload, "registry-poll", time.Second, "how often the registry file is checked for changes")
+	o.TLS.flags(f)
 	return cmd
 }
 
@@ -76,12 +83,17 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		}
 		backend = kb
 	}
+	tlsc, err := o.TLS.start(ctx, destinationIdentity(o.ControllerNS, o.TrustDomain), o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
+	if err != nil {
+		return err
+	}
 	reg := newRegistry()
-	srv, initMetrics := newGRPCServer(reg)
+	reg.MustRegister(tlsc.collectors...)
+	srv, initMetrics := newGRPCServer(reg, tlsc.opts...)
 	destinationv1.RegisterDestinationServer(srv, destination.NewServer(backend, log))
 	initMetrics()
 	// Watch streams never end by themselves: cut them after a short grace.
 	return serve(ctx, component{name: "destination", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: reg, ready: func() bool { return true }, grace: 5 * time.Second, log: log,
-		attrs: []any{"registry", o.Registry, "kubernetes", o.Registry == ""}})
+		metrics: reg, ready: tlsc.ready, grace: 5 * time.Second, log: log,
+		attrs: []any{"registry", o.Registry, "kubernetes", o.Registry == "", "tls-identity", tlsc.identity}})
 }

@@ -31,6 +31,8 @@ type PolicyOptions struct {
 	// Inbound policy (internal/inboundpolicy).
 	TrustDomain          string
 	DefaultInboundPolicy string
+	// TLS: the controller's own certificate, or --plaintext.
+	TLS ServingIdentity
 }
 
 // NewPolicyCommand returns `weft-controller policy`.
@@ -43,8 +45,10 @@ func NewPolicyCommand(log *slog.Logger) *cobra.Command {
 and receive its routing table, built from the HTTPRoutes and GRPCRoutes attached to it
 (gateway.networking.k8s.io and policy.linkerd.io) and the Service's timeout, retry and
 failure-accrual annotations, with an update whenever one of them changes. Routes' status
-(Accepted, ResolvedRefs) is written back. The gRPC port is plaintext: keep it on a trusted
-network.`,
+(Accepted, ResolvedRefs) is written back.
+
+gRPC is served over mTLS with the controller's own certificate from the identity service, as
+the destination service does (see its help); --plaintext serves without TLS.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return RunPolicy(cmd.Context(), o, log) },
 	}
@@ -55,6 +59,7 @@ network.`,
 	f.StringVar(&o.Addr, "addr", ":8090", "gRPC listen address")
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9990", "admin listen address (/metrics, /ready, /live)")
 	f.StringVar(&o.TrustDomain, "identity-trust-domain", "cluster.local", "trust domain of proxy identities (ServiceAccount references)")
+	o.TLS.flags(f)
 	f.StringVar(&o.DefaultInboundPolicy, "default-inbound-policy", "all-unauthenticated", "the cluster's default inbound policy (proxy.defaultInboundPolicy)")
 	return cmd
 }
@@ -71,8 +76,13 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("outbound policy: %w", err)
 	}
+	tlsc, err := o.TLS.start(ctx, destinationIdentity(o.ControllerNS, o.TrustDomain), o.ControllerNS, o.ClusterDomain, o.TrustDomain, log)
+	if err != nil {
+		return err
+	}
 	reg := newRegistry()
-	srv, initMetrics := newGRPCServer(reg)
+	reg.MustRegister(tlsc.collectors...)
+	srv, initMetrics := newGRPCServer(reg, tlsc.opts...)
 	policyv1.RegisterOutboundPoliciesServer(srv, outbound.NewServer(ix, log))
 	inbound, err := startInboundPolicy(ctx, o, client, dyn, log)
 	if err != nil {
@@ -97,6 +107,6 @@ func RunPolicy(ctx context.Context, o PolicyOptions, log *slog.Logger) error {
 	}
 	// Watch streams never end by themselves: cut them after a short grace.
 	return serveOn(ctx, component{name: "policy", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv,
-		metrics: reg, ready: outKube.Ready, grace: 5 * time.Second, log: log,
-		attrs: []any{"cluster-domain", o.ClusterDomain}}, ls[0], ls[1])
+		metrics: reg, ready: func() bool { return outKube.Ready() && tlsc.ready() }, grace: 5 * time.Second, log: log,
+		attrs: []any{"cluster-domain", o.ClusterDomain, "tls-identity", tlsc.identity}}, ls[0], ls[1])
 }

@@ -44,9 +44,17 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	// The destination service has its own certificate (mTLS with the
+	// proxies), for the linkerd-destination ServiceAccount's token.
+	dstToken, err := newToken()
+	if err != nil {
+		return nil, nil, err
+	}
+	dstTokens := fmt.Sprintf("%s %s/%s\n", dstToken, compat.DefaultControlPlaneNamespace, compat.DestinationComponent)
 	paths := map[string]string{}
 	for name, content := range map[string]string{"ca.crt": string(root.CertPEM), "issuer.crt": string(issuer.CertPEM),
-		"issuer.key": string(issuer.KeyPEM), "tokens": tokens(l.reps), "registry.yaml": registry(l.svcs, l.reps, l.transparent)} {
+		"issuer.key": string(issuer.KeyPEM), "tokens": tokens(l.reps) + dstTokens, "registry.yaml": registry(l.svcs, l.reps, l.transparent),
+		"destination.token": dstToken} {
 		if paths[name], err = l.write(name, content, 0o600); err != nil {
 			return nil, nil, err
 		}
@@ -67,7 +75,8 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	}
 	started(p, idAdmin)
 	if p, err = l.sup.start("destination", nil, l.ctlBin, "destination", "--registry", paths["registry.yaml"],
-		"--addr", dstAddr, "--admin-addr", dstAdmin); err != nil {
+		"--addr", dstAddr, "--admin-addr", dstAdmin, "--identity-addr", idAddr, "--identity-trust-anchors-file", paths["ca.crt"],
+		"--identity-token-file", paths["destination.token"]); err != nil {
 		return nil, nil, err
 	}
 	if err := waitReady(ctx, p, dstAdmin); err != nil {
@@ -104,6 +113,7 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 			compat.EnvIdentityTokenFile + "=" + tokenFile,
 			compat.EnvTrustAnchors + "=" + string(root.CertPEM),
 			compat.EnvDestinationSvcAddr + "=" + dstAddr,
+			compat.EnvDestinationSvcName + "=" + fmt.Sprintf(compat.DestinationServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
 		}
 		args := []string{"--shutdown-grace", "3s"}
 		bin := proxyBin

@@ -203,6 +203,10 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvIdentitySvcAddr, Value: fmt.Sprintf(compat.IdentityServiceAddrFormat, v.ControllerNamespace, v.ClusterDomain)},
 		{Name: compat.EnvIdentityLocalName, Value: compat.ProxyIdentityLocalNameReference},
 		{Name: compat.EnvIdentitySvcName, Value: fmt.Sprintf(compat.IdentityServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
+		// Destination and policy are reached over mTLS; both controllers
+		// run as the linkerd-destination ServiceAccount, as in Linkerd.
+		{Name: compat.EnvDestinationSvcName, Value: fmt.Sprintf(compat.DestinationServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
+		{Name: compat.EnvPolicySvcName, Value: fmt.Sprintf(compat.DestinationServiceNameFormat, v.ControllerNamespace, v.ControllerNamespace, v.IdentityTrustDomain)},
 	}...)
 	env = append(env, policyEnv(v, c)...)
 	if !c.disableTap {

@@ -2,6 +2,7 @@ package install
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"os"
 	"path/filepath"
@@ -10,8 +11,11 @@ import (
 
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/manifest"
 )
@@ -197,6 +201,71 @@ func TestDisableIPv6Value(t *testing.T) {
 		}
 		if !found {
 			t.Fatal("no linkerd-config rendered")
+		}
+	}
+}
+
+// TestDestinationPodHasItsOwnIdentity: both controllers proxies reach
+// (destination, policy) get the projected token an injected proxy gets
+// (audience identity.l5d.io) and the trust roots, at the paths their flags
+// default to, and neither serves plaintext.
+func TestDestinationPodHasItsOwnIdentity(t *testing.T) {
+	vals, err := ControlPlaneValues(Options{Version: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Render(ControlPlaneChart, "weft-control-plane", "linkerd", vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := manifest.Read(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dep *appsv1.Deployment
+	for _, d := range docs {
+		if d.String("/kind") == "Deployment" && d.String("/metadata/name") == compat.DestinationComponent {
+			b, err := d.JSON()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dep = &appsv1.Deployment{}
+			if err := json.Unmarshal(b, dep); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if dep == nil {
+		t.Fatal("no linkerd-destination Deployment rendered")
+	}
+	vols := map[string]corev1.Volume{}
+	for _, v := range dep.Spec.Template.Spec.Volumes {
+		vols[v.Name] = v
+	}
+	tok := vols[compat.IdentityTokenVolume].Projected
+	if tok == nil || len(tok.Sources) != 1 || tok.Sources[0].ServiceAccountToken == nil ||
+		tok.Sources[0].ServiceAccountToken.Audience != compat.AudienceIdentity ||
+		filepath.Join(compat.IdentityTokenDir, tok.Sources[0].ServiceAccountToken.Path) != compat.IdentityTokenFile {
+		t.Errorf("token volume = %+v, want a projected token for %s at %s", vols[compat.IdentityTokenVolume], compat.AudienceIdentity, compat.IdentityTokenFile)
+	}
+	if cm := vols["trust-roots"].ConfigMap; cm == nil || cm.Name != compat.TrustRootsConfigMap {
+		t.Errorf("trust-roots volume = %+v, want ConfigMap %s", vols["trust-roots"], compat.TrustRootsConfigMap)
+	}
+	if got := len(dep.Spec.Template.Spec.Containers); got != 2 {
+		t.Fatalf("%d containers, want destination and policy", got)
+	}
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		mounts := map[string]string{}
+		for _, m := range c.VolumeMounts {
+			mounts[m.Name] = m.MountPath
+		}
+		if mounts[compat.IdentityTokenVolume] != compat.IdentityTokenDir || mounts["trust-roots"] != filepath.Dir(compat.TrustRootsPath) {
+			t.Errorf("container %s mounts %v, want the token at %s and the roots at %s", c.Name, mounts, compat.IdentityTokenDir, filepath.Dir(compat.TrustRootsPath))
+		}
+		for _, a := range c.Args {
+			if a == "--plaintext" {
+				t.Errorf("container %s serves plaintext", c.Name)
+			}
 		}
 	}
 }

@@ -65,6 +65,10 @@ type Config struct {
 	// OutboundPolicies stream each Service's routing table; empty: no
 	// routes beyond ServiceProfiles.
 	PolicyAddr string
+	// DestinationName and PolicyName are the identities the destination
+	// service and the policy controller must present: with identity
+	// enabled the proxy reaches them over mTLS; empty: plaintext.
+	DestinationName, PolicyName string
 	// DestinationContext describes this pod to the destination service
 	// (JSON: ns, nodeName, pod), for topology preferences.
 	DestinationContext string

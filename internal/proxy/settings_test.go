@@ -59,6 +59,8 @@ func TestApplyEnv(t *testing.T) {
 		compat.EnvPodName:             "web-0",
 		compat.EnvMetricsLabels:       "team=a",
 		compat.EnvIdentityLocalName:   "web.shop",
+		compat.EnvDestinationSvcName:  "dst.id",
+		compat.EnvPolicySvcName:       "policy.id",
 		compat.EnvLog:                 "", // empty: ignored
 	}
 	c := DefaultConfig()
@@ -82,6 +84,8 @@ func TestApplyEnv(t *testing.T) {
 		{"bindings", c.Bindings, []Binding{{Listen: "127.0.0.1:9000", Dst: "web.test:80"}}},
 		{"labels", c.MetricsLabels, map[string]string{"namespace": "shop", "pod": "web-0", "team": "a"}},
 		{"identity", c.Identity.LocalName, "web.shop"},
+		{"destination identity", c.DestinationName, "dst.id"},
+		{"policy identity", c.PolicyName, "policy.id"},
 		{"log level", c.LogLevel, "info"},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {

@@ -36,21 +36,24 @@ func installControlPlane(t *testing.T) {
 	}
 	helm(t, "uninstall", "weft-control-plane", "-n", "linkerd", "--ignore-not-found", "--wait")
 	tryKubectl(t, "delete", "namespace", "linkerd", "--ignore-not-found", "--wait=true")
+	// Registered before the install, so that an install that never gets
+	// ready says why.
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- linkerd pods:\n%s", tryOutput(t, "-n", "linkerd", "get", "pods", "-o", "wide"))
+			for _, d := range []string{"linkerd-identity", "linkerd-destination", "linkerd-proxy-injector"} {
+				t.Logf("--- %s logs:\n%s", d, tryOutput(t, "-n", "linkerd", "logs", "deploy/"+d, "--all-containers", "--tail", "40"))
+			}
+		}
+		helm(t, "uninstall", "weft-control-plane", "-n", "linkerd", "--ignore-not-found", "--wait")
+		removeNamespace(t, "linkerd")
+	})
 	helm(t, "install", "weft-control-plane", "../../charts/weft-control-plane", "-n", "linkerd", "--create-namespace",
 		"--set-file", "identityTrustAnchorsPEM="+filepath.Join(dir, "ca.crt"),
 		"--set-file", "identity.issuer.tls.crtPEM="+filepath.Join(dir, "issuer.crt"),
 		"--set-file", "identity.issuer.tls.keyPEM="+filepath.Join(dir, "issuer.key"),
 		"--set", "controllerLogLevel=debug", "--wait", "--timeout", "3m")
 	waitInjector(t)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, d := range []string{"linkerd-identity", "linkerd-destination", "linkerd-proxy-injector"} {
-				t.Logf("--- %s logs:\n%s", d, tryOutput(t, "-n", "linkerd", "logs", "deploy/"+d, "--tail", "40"))
-			}
-		}
-		helm(t, "uninstall", "weft-control-plane", "-n", "linkerd", "--wait")
-		removeNamespace(t, "linkerd")
-	})
 }
 
 func helm(t *testing.T, args ...string) string {

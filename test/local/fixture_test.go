@@ -15,7 +15,8 @@ import (
 
 const apiID = "api.shop.serviceaccount.identity.linkerd.cluster.local"
 
-var tokens = map[string]string{"web": "web-token-aaaaaaaaaaaaaaaa", "api": "api-token-bbbbbbbbbbbbbbbb"}
+var tokens = map[string]string{"web": "web-token-aaaaaaaaaaaaaaaa", "api": "api-token-bbbbbbbbbbbbbbbb",
+	"linkerd-destination": "dst-token-cccccccccccccccc"}
 
 // mesh is what every binary test starts with: built binaries, a trust
 // anchor and issuer, the identity controller in static-token mode, and an
@@ -43,7 +44,7 @@ func newMesh(t *testing.T) *mesh {
 		t.Fatal(err)
 	}
 	m.rootPEM = root.CertPEM
-	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n", tokens["web"], tokens["api"]))
+	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n%s linkerd/linkerd-destination\n", tokens["web"], tokens["api"], tokens["linkerd-destination"]))
 	anchors, crt, key := m.write(t, "ca.crt", string(root.CertPEM)), m.write(t, "issuer.crt", string(iss.CertPEM)), m.write(t, "issuer.key", string(iss.KeyPEM))
 	startReady(t, "identity", func() ([]string, string) {
 		m.idAddr = freeAddr(t)

@@ -124,7 +124,7 @@ func newVizMesh(t *testing.T) *vizMesh {
 `, apiInbound, apiID)
 	dstAddr, dstAdmin := freeAddr(t), freeAddr(t)
 	start(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", dstAddr, "--admin-addr", dstAdmin,
-		"--registry", m.write(t, "registry.yaml", registry))
+		"--registry", m.write(t, "registry.yaml", registry), "--plaintext") // discovery is not what these tests look at
 	waitReady(t, "http://"+dstAdmin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: dstAdmin, ns: "linkerd", pod: "linkerd-destination-0", container: "destination", port: "admin-http"})
 
