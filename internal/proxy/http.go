@@ -103,6 +103,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	if info.clientID != "" {
 		r.Header.Set(compat.HeaderClientID, info.clientID)
 	}
+	addForwardedFor(r)
 	p.forward(w, r, info, info.dst)
 }
 
