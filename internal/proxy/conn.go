@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ type connInfo struct {
 	// opaque: the connection skipped detection (an opaque port), so toward
 	// a meshed endpoint it rides the opaque transport (internal/tunnel).
 	opaque bool
+	// local is the address the client dialed (the pod's own IP), where
+	// the app is tried when it refuses on loopback (appdial.go).
+	local netip.Addr
 }
 
 // handle routes one accepted connection.
@@ -127,6 +131,7 @@ func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	case k.direction == compat.Inbound && redirected:
 		info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(orig.Port())))
 		info.port = orig.Port()
+		info.local = orig.Addr()
 	case k.direction == compat.Outbound && redirected:
 		info.dst = orig.String()
 		info.port = orig.Port()
@@ -200,6 +205,9 @@ func (p *Proxy) serveTunnel(tc *tls.Conn, info *connInfo) {
 	}
 	info.port, info.opaque = h.Port, true
 	info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(h.Port)))
+	if la, ok := tc.LocalAddr().(*net.TCPAddr); ok {
+		info.local = la.AddrPort().Addr()
+	}
 	if p.cfg.InboundForward != "" {
 		// Everything goes to the forward address: its port, not the one
 		// the client names, is the one policy decides on.

@@ -48,6 +48,7 @@ type Proxy struct {
 
 	listeners []net.Listener
 	ownPorts  map[uint16]bool // every bound port: never a forwarding target
+	apps      appRoutes       // app ports reached on the pod's own address (appdial.go)
 	adminSrv  *http.Server
 	ctrlSrv   *http.Server
 	failed    chan error // a server that stopped serving on its own
