@@ -68,8 +68,10 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	}
 	dst := info.dst
 	if p.cfg.IngressMode {
-		if a := ingressAuthority(r); a != "" {
-			dst = a
+		var err error
+		if dst, err = ingressDestination(r, info.dst); err != nil {
+			proxyError(w, http.StatusBadRequest, err.Error())
+			return
 		}
 	}
 	if dst == "" {
@@ -105,22 +107,6 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	addForwardedFor(r)
 	p.forward(w, r, info, info.dst)
-}
-
-// ingressAuthority picks the destination of an ingress-mode request: the
-// first of l5d-dst-override, :authority and Host, with a default port.
-func ingressAuthority(r *http.Request) string {
-	a := r.Header.Get(compat.HeaderDstOverride)
-	if a == "" {
-		a = r.Host
-	}
-	if a == "" {
-		return ""
-	}
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		a = net.JoinHostPort(strings.Trim(a, "[]"), "80")
-	}
-	return a
 }
 
 // forward sends r to an endpoint of dst. Idempotent bodiless requests are
