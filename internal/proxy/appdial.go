@@ -62,6 +62,16 @@ func (p *Proxy) dialApp(ctx context.Context, addr string) (net.Conn, error) {
 	var local netip.Addr
 	if info := connInfoFrom(ctx); info != nil {
 		local = info.local
+		if p.cfg.PreserveClientAddress {
+			c, err := p.dialAsClient(ctx, info, addr)
+			if err == nil {
+				return c, nil
+			}
+			p.clientAddrOnce.Do(func() {
+				p.log.Warn("cannot connect to the application from the client's address; connecting from the proxy's (logged once)", "err", err)
+			})
+			addr = loopbackFor(addr)
+		}
 	}
 	alt, port, ok := appFallback(addr, local)
 	if !ok {
@@ -81,4 +91,14 @@ func (p *Proxy) dialApp(ctx context.Context, addr string) (net.Conn, error) {
 	}
 	p.apps.remember(port, second == alt)
 	return c, nil
+}
+
+// loopbackFor is 127.0.0.1 on addr's port (addr may be a per-client pool
+// key, appPoolKey).
+func loopbackFor(addr string) string {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return addr
+	}
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
 }

@@ -38,6 +38,9 @@ type connInfo struct {
 	// local is the address the client dialed (the pod's own IP), where
 	// the app is tried when it refuses on loopback (appdial.go).
 	local netip.Addr
+	// peer is the client's IP, kept toward the app when configured
+	// (clientaddr.go).
+	peer netip.Addr
 }
 
 // handle routes one accepted connection.
@@ -110,6 +113,9 @@ func (p *Proxy) route(dc *detect.Conn, res detect.Result, info *connInfo) {
 // false (and logs why) when the connection cannot be routed.
 func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	info := &connInfo{direction: k.direction, tls: compat.TLSDisabled}
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		info.peer = ra.AddrPort().Addr().Unmap()
+	}
 	if p.id != nil {
 		info.tls, info.noTLS = compat.TLSNoIdentity, compat.NoTLSFromRemote
 	}

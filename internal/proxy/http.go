@@ -209,7 +209,10 @@ func (p *Proxy) peerID(info *connInfo, ep *balance.Endpoint) string {
 
 func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endpoint, info *connInfo, upgrade, downgrade bool) (*http.Response, error) {
 	out := r.WithContext(withPeer(ctx, ep))
-	out.URL = &url.URL{Scheme: "http", Host: ep.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out.URL = &url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if out.Host == "" {
+		out.Host = ep.Addr
+	}
 	out.RequestURI = ""
 	out.Close = false
 	if out.Body == http.NoBody {

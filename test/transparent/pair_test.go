@@ -13,8 +13,9 @@ import (
 // meshedPair makes two network namespaces (client at clientIP, server at
 // serverIP, dual-stack) joined by a veth pair, applies linkerd-init's rules
 // in both and starts a weft-proxy in each as UID 2102, with extra
-// arguments for the server's proxy. suffix tells apart pairs of one test.
-func meshedPair(t *testing.T, bin, suffix string, serverArgs ...string) (client, server string) {
+// arguments for the server's proxy (serverCaps: ambient capabilities it is
+// given, e.g. "+net_admin"). suffix tells apart pairs of one test.
+func meshedPair(t *testing.T, bin, suffix, serverCaps string, serverArgs ...string) (client, server string) {
 	t.Helper()
 	id := fmt.Sprintf("%d%s", os.Getpid()%100000, suffix)
 	client, server = "weft-t"+id+"-a", "weft-t"+id+"-b"
@@ -47,8 +48,11 @@ func meshedPair(t *testing.T, bin, suffix string, serverArgs ...string) (client,
 		}
 		// The listen addresses the injector gives a dual-stack pod: one
 		// socket per family (the IPv6 ones IPv6-only).
-		args := []string{"setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin + "/weft-proxy",
-			"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143"}
+		args := []string{"setpriv", "--reuid=2102", "--regid=2102", "--clear-groups"}
+		if ns == server && serverCaps != "" {
+			args = append(args, "--inh-caps", serverCaps, "--ambient-caps", serverCaps)
+		}
+		args = append(args, bin+"/weft-proxy", "--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143")
 		if ns == server {
 			args = append(args, serverArgs...)
 		}

@@ -15,7 +15,7 @@ import (
 // and the app sees the client's IP in the forwarding headers.
 func TestAppBoundToPodIPOnly(t *testing.T) {
 	bin := setup(t, []string{"ip", "iptables-legacy-restore", "setpriv", "curl"}, "./cmd/weft-proxy", "./test/testapp")
-	client, server := meshedPair(t, bin, "p")
+	client, server := meshedPair(t, bin, "p", "")
 	background(t, server, "app.log", bin+"/testapp", "-http", serverIP+":8080", "-tcp-echo", serverIP+":9000")
 	for _, ns := range []string{client, server} {
 		poll.Until(t, 15*time.Second, "proxy ready in "+ns, func() bool {

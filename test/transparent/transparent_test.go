@@ -105,7 +105,7 @@ func setup(t *testing.T, tools []string, pkgs ...string) (bin string) {
 func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	bin := setup(t, []string{"ip", "iptables-legacy-restore", "setpriv", "curl"}, "./cmd/weft-proxy", "./test/testapp")
 
-	client, server := meshedPair(t, bin, "")
+	client, server := meshedPair(t, bin, "", "")
 	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
 	for _, ns := range []string{client, server} {
 		poll.Until(t, 15*time.Second, "proxy ready in "+ns, func() bool {
