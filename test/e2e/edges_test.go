@@ -10,7 +10,9 @@ import (
 )
 
 // An app that listens only on its pod IP (like longhorn-manager before
-// seed 000's POD_IP=0.0.0.0 step), meshed with no changes.
+// seed 000's POD_IP=0.0.0.0 step), meshed with no changes. Its image is the
+// suite's own testapp build (it prints the forwarding headers), not the
+// cluster's weft.local/testapp:dev, which may predate them.
 const podIPApp = `apiVersion: v1
 kind: Namespace
 metadata:
@@ -32,7 +34,7 @@ spec:
     spec:
       containers:
       - name: server
-        image: weft.local/testapp:dev
+        image: %[2]s
         imagePullPolicy: IfNotPresent
         env:
         - name: POD_IP
@@ -54,7 +56,7 @@ spec:
 func TestAppBoundToPodIP(t *testing.T) {
 	installControlPlane(t)
 	ns := fmt.Sprintf("podip-%d", time.Now().Unix()%100000)
-	kubectl(t, fmt.Sprintf(podIPApp, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(podIPApp, ns, clientImage), "apply", "-f", "-")
 	t.Cleanup(func() { tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false") })
 	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/server", "--timeout=120s")
 	if c := tryOutput(t, "-n", ns, "get", "pod", "-l", "app=server", "-o", "jsonpath={.items[0].spec.containers[*].name}"); !strings.Contains(c, "linkerd-proxy") {
