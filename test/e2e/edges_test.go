@@ -63,7 +63,9 @@ func TestAppBoundToPodIP(t *testing.T) {
 		t.Fatalf("server not meshed: containers %q", c)
 	}
 	const n = 20
-	runClient(t, ns, "podip", n, "0s")
+	// Not runClient: it waits for the pod to be Ready, and 20 requests can
+	// be over before that is seen.
+	kubectl(t, fmt.Sprintf(routeClient, ns, "podip", clientImage, n, "0s", "", "server"), "apply", "-f", "-")
 	awaitClient(t, ns, "podip")
 	clientIP := strings.TrimSpace(kubectl(t, "", "-n", ns, "get", "pod", "-l", "job-name=podip", "-o", "jsonpath={.items[0].status.podIP}"))
 	logs := kubectl(t, "", "-n", ns, "logs", "job/podip", "-c", "client")
