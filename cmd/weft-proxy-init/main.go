@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/version"
 )
@@ -32,6 +33,7 @@ func main() {
 	subnets := fs.String("subnets-to-ignore", "", "destination CIDRs that bypass the proxy")
 	firewall := fs.String("firewall-bin-path", "iptables-legacy", "iptables-legacy or iptables-nft")
 	fs.BoolVar(&c.IPv6, "ipv6", true, "also write the ip6tables rules")
+	clientAddr := fs.Bool("preserve-client-address", false, "also write Weft's client-address rules (mangle table, policy route; docs/proxy.md), for pods with "+compat.AnnotationPreserveClientAddress)
 	dry := fs.Bool("dry-run", false, "print the rules without writing them")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Parse(os.Args[1:])
@@ -62,6 +64,9 @@ func main() {
 	}
 	if *dry {
 		fmt.Print(iptables.Rules(c, true))
+		if *clientAddr {
+			fmt.Print(iptables.ClientAddrRules(true))
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -70,5 +75,12 @@ func main() {
 	fmt.Print(out)
 	if err != nil {
 		log.Fatalf("weft-proxy-init: %v", err)
+	}
+	if *clientAddr {
+		out, err := iptables.ApplyClientAddr(ctx, c, iptables.ExecRunner)
+		fmt.Print(out)
+		if err != nil {
+			log.Fatalf("weft-proxy-init: client address: %v", err)
+		}
 	}
 }

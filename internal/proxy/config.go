@@ -54,6 +54,10 @@ type Config struct {
 	// InboundForward, when set, is where inbound traffic goes instead of
 	// 127.0.0.1:<original port>.
 	InboundForward string
+	// PreserveClientAddress connects inbound traffic to the app from the
+	// client's IP (clientaddr.go; needs CAP_NET_ADMIN and
+	// weft-proxy-init's client-address rules).
+	PreserveClientAddress bool
 
 	RetryBudgetRatio     float64
 	RetryBudgetMinPerSec float64

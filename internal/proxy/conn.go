@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,12 @@ type connInfo struct {
 	// direct: an inbound connection dialed at the inbound listener itself
 	// (forward mode, not redirected), which may be the opaque transport.
 	direct bool
+	// local is the address the client dialed (the pod's own IP), where
+	// the app is tried when it refuses on loopback (appdial.go).
+	local netip.Addr
+	// peer is the client's IP, kept toward the app when configured
+	// (clientaddr.go).
+	peer netip.Addr
 }
 
 // handle routes one accepted connection.
@@ -113,6 +120,9 @@ func (p *Proxy) route(dc *detect.Conn, res detect.Result, info *connInfo) {
 // false (and logs why) when the connection cannot be routed.
 func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	info := &connInfo{direction: k.direction, tls: compat.TLSDisabled}
+	if ra, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		info.peer = ra.AddrPort().Addr().Unmap()
+	}
 	if p.id != nil {
 		info.tls, info.noTLS = compat.TLSNoIdentity, compat.NoTLSFromRemote
 	}
@@ -135,6 +145,7 @@ func (p *Proxy) classify(c net.Conn, k listenerKind) (*connInfo, bool) {
 	case k.direction == compat.Inbound && redirected:
 		info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(orig.Port())))
 		info.port = orig.Port()
+		info.local = orig.Addr()
 	case k.direction == compat.Outbound && redirected:
 		info.dst = orig.String()
 		info.port = orig.Port()
@@ -212,6 +223,9 @@ func (p *Proxy) serveTunnel(tc *tls.Conn, info *connInfo) {
 	}
 	info.port, info.opaque = h.Port, true
 	info.dst = net.JoinHostPort("127.0.0.1", strconv.Itoa(int(h.Port)))
+	if la, ok := tc.LocalAddr().(*net.TCPAddr); ok {
+		info.local = la.AddrPort().Addr()
+	}
 	if p.cfg.InboundForward != "" {
 		// Everything goes to the forward address: its port, not the one
 		// the client names, is the one policy decides on.

@@ -71,8 +71,10 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	defer p.done(o)
 	dst := info.dst
 	if p.cfg.IngressMode {
-		if a := ingressAuthority(r); a != "" {
-			dst = a
+		var err error
+		if dst, err = ingressDestination(r, info.dst); err != nil {
+			proxyError(w, http.StatusBadRequest, err.Error())
+			return
 		}
 	}
 	if dst == "" {
@@ -108,23 +110,8 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	if info.clientID != "" {
 		r.Header.Set(compat.HeaderClientID, info.clientID)
 	}
+	addForwardedFor(r)
 	p.forward(w, r, info, info.dst)
-}
-
-// ingressAuthority picks the destination of an ingress-mode request: the
-// first of l5d-dst-override, :authority and Host, with a default port.
-func ingressAuthority(r *http.Request) string {
-	a := r.Header.Get(compat.HeaderDstOverride)
-	if a == "" {
-		a = r.Host
-	}
-	if a == "" {
-		return ""
-	}
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		a = net.JoinHostPort(strings.Trim(a, "[]"), "80")
-	}
-	return a
 }
 
 // forward sends r to an endpoint of dst. Idempotent bodiless requests are
@@ -231,7 +218,10 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		reqtap.Endpoint(ctx, ep.Addr, p.peerID(info, ep))
 	}
 	out := r.WithContext(withPeer(ctx, ep))
-	out.URL = &url.URL{Scheme: "http", Host: ep.Addr, Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out.URL = &url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	if out.Host == "" {
+		out.Host = ep.Addr
+	}
 	out.RequestURI = ""
 	out.Close = false
 	if out.Body == http.NoBody {

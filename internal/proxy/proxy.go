@@ -54,12 +54,14 @@ type Proxy struct {
 	outbound *httpServer
 	inbound  *httpServer
 
-	listeners []net.Listener
-	ownPorts  map[uint16]bool // every bound port: never a forwarding target
-	origDst   func(net.Conn) (netip.AddrPort, error)
-	adminSrv  *http.Server
-	ctrlSrv   *http.Server
-	failed    chan error // a server that stopped serving on its own
+	listeners      []net.Listener
+	ownPorts       map[uint16]bool // every bound port: never a forwarding target
+	origDst        func(net.Conn) (netip.AddrPort, error)
+	apps           appRoutes // app ports reached on the pod's own address (appdial.go)
+	clientAddrOnce sync.Once // the client address could not be kept (clientaddr.go), logged once
+	adminSrv       *http.Server
+	ctrlSrv        *http.Server
+	failed         chan error // a server that stopped serving on its own
 
 	mu       sync.Mutex
 	opaque   map[net.Conn]struct{} // live opaque connections, force-closed after the grace period

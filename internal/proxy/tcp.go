@@ -91,7 +91,7 @@ func (p *Proxy) connect(info *connInfo, ep *balance.Endpoint) (net.Conn, string,
 	id := ep.Peer.Identity
 	switch {
 	case info.direction == compat.Inbound || p.id == nil || id == "":
-		c, err := p.dial(ctx, info.direction, ep.Addr)
+		c, err := p.dial(context.WithValue(ctx, connKey{}, info), info.direction, ep.Addr)
 		return c, "", err
 	case info.opaque && ep.Peer.OpaquePort != 0:
 		c, err := p.dialTunnel(ctx, info, ep)
@@ -217,6 +217,9 @@ func errnoOf(err error) string {
 func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, error) {
 	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" && p.id != nil {
 		return p.dialTLS(ctx, direction, addr, id)
+	}
+	if direction == compat.Inbound {
+		return p.dialApp(ctx, addr)
 	}
 	d := net.Dialer{Timeout: p.connectTimeout(direction)}
 	return d.DialContext(ctx, "tcp", addr)

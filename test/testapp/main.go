@@ -107,7 +107,8 @@ func main() {
 				http.Error(w, "injected failure", http.StatusInternalServerError)
 				return
 			}
-			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s\n", host, r.RemoteAddr, r.Header.Get(compat.HeaderClientID), r.URL.Path)
+			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s forwarded=%q xff=%q\n", host, r.RemoteAddr, r.Header.Get(compat.HeaderClientID), r.URL.Path,
+				strings.Join(r.Header.Values("Forwarded"), ", "), strings.Join(r.Header.Values("X-Forwarded-For"), ", "))
 		})
 		go func() {
 			errc <- (&http.Server{Addr: *httpAddr, Handler: h, ReadHeaderTimeout: 10 * time.Second}).ListenAndServe()

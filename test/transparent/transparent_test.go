@@ -1,7 +1,6 @@
 package transparent
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/poll"
 	"github.com/weftmesh/weft/internal/promtext"
 )
@@ -107,40 +105,7 @@ func setup(t *testing.T, tools []string, pkgs ...string) (bin string) {
 func TestUnmodifiedAppsThroughBothProxies(t *testing.T) {
 	bin := setup(t, []string{"ip", "iptables-legacy-restore", "setpriv", "curl"}, "./cmd/weft-proxy", "./test/testapp")
 
-	id := fmt.Sprintf("%d", os.Getpid()%100000)
-	client, server := "weft-t"+id+"-a", "weft-t"+id+"-b"
-	vethA, vethB := "wt"+id+"a", "wt"+id+"b"
-	for _, ns := range []string{client, server} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
-	}
-	run(t, "ip", "link", "add", vethA, "type", "veth", "peer", "name", vethB)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", vethA).Run() })
-	run(t, "ip", "link", "set", vethA, "netns", client)
-	run(t, "ip", "link", "set", vethB, "netns", server)
-	run(t, "ip", "-n", client, "addr", "add", clientIP+"/24", "dev", vethA)
-	run(t, "ip", "-n", server, "addr", "add", serverIP+"/24", "dev", vethB)
-	run(t, "ip", "-n", client, "addr", "add", clientIP6+"/64", "dev", vethA, "nodad")
-	run(t, "ip", "-n", server, "addr", "add", serverIP6+"/64", "dev", vethB, "nodad")
-	run(t, "ip", "-n", client, "link", "set", vethA, "up")
-	run(t, "ip", "-n", server, "link", "set", vethB, "up")
-	ipt := iptables.DefaultConfig()
-	ipt.IPv6 = true
-
-	for _, ns := range []string{client, server} {
-		_, err := iptables.Apply(context.Background(), ipt,
-			func(ctx context.Context, name string, args []string, stdin string) (string, error) {
-				return iptables.ExecRunner(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...), stdin)
-			})
-		if err != nil {
-			t.Fatalf("proxy-init rules in %s: %v", ns, err)
-		}
-		// The listen addresses the injector gives a dual-stack pod: one
-		// socket per family (the IPv6 ones IPv6-only).
-		background(t, ns, ns+"-proxy.log", "setpriv", "--reuid=2102", "--regid=2102", "--clear-groups", bin+"/weft-proxy",
-			"--outbound-addr", "127.0.0.1:4140,[::1]:4140", "--inbound-addr", "0.0.0.0:4143,[::]:4143")
-	}
+	client, server := meshedPair(t, bin, "", "")
 	background(t, server, "app.log", bin+"/testapp", "-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:9000")
 	for _, ns := range []string{client, server} {
 		poll.Until(t, 15*time.Second, "proxy ready in "+ns, func() bool {

@@ -76,7 +76,7 @@ func startPolicy(t *testing.T, m *vizMesh) string {
 		}
 	}
 	addr, admin := freeAddr(t), freeAddr(t)
-	start(t, "policy", nil, m.bin+"/weft-controller", "policy", "--kubeconfig", m.kube.Kubeconfig,
+	start(t, "policy", nil, m.bin+"/weft-controller", "policy", "--plaintext", "--kubeconfig", m.kube.Kubeconfig,
 		"--addr", addr, "--admin-addr", admin)
 	waitReady(t, "http://"+admin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: admin, ns: "linkerd", pod: "linkerd-destination-0", container: "policy", port: "admin-http"})
