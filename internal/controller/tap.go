@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,17 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/identity/certify"
-	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/identity/selfcert"
 	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/viz/tapserver"
@@ -94,10 +88,13 @@ func RunTap(ctx context.Context, o TapOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	id, err := startCertify(ctx, o, anchorsPEM, log)
+	// The tap server's own certificate, as the destination's (selfcert).
+	id, err := selfcert.New(selfcert.Config{Identity: o.Identity, IdentityAddr: o.IdentityAddr, IdentityName: o.IdentityName,
+		TokenFile: o.TokenFile, AnchorsPEM: anchorsPEM, Log: log})
 	if err != nil {
 		return err
 	}
+	go id.Run(ctx)
 	srv, err := tapserver.New(tapserver.Config{Kube: kube, Identity: id, ControlPlaneNamespace: o.ControllerNS,
 		TrustDomain: o.TrustDomain, MaxRPS: o.DefaultMaxRPS, Log: log})
 	if err != nil {
@@ -108,10 +105,8 @@ func RunTap(ctx context.Context, o TapOptions, log *slog.Logger) error {
 		return fmt.Errorf("tap: %w", err)
 	}
 	var stopping atomic.Bool
-	reg := prometheus.NewRegistry()
-	for _, c := range id.Collectors() {
-		reg.MustRegister(c)
-	}
+	reg := newRegistry()
+	reg.MustRegister(id.Collectors()...)
 	ready := func() bool {
 		select {
 		case <-id.Ready():
@@ -145,29 +140,4 @@ func trustAnchors(ctx context.Context, kube kubernetes.Interface, o TapOptions) 
 		return nil, fmt.Errorf("trust anchors: ConfigMap %s/%s has no %s", o.ControllerNS, compat.TrustRootsConfigMap, compat.TrustRootsKey)
 	}
 	return []byte(pem), nil
-}
-
-// startCertify obtains and renews the tap server's certificate as a proxy
-// does (the ctl-mtls branch builds the shared version of this).
-func startCertify(ctx context.Context, o TapOptions, anchorsPEM []byte, log *slog.Logger) (*certify.Manager, error) {
-	anchors, _, err := pki.AnchorPool(anchorsPEM)
-	if err != nil {
-		return nil, fmt.Errorf("trust anchors: %w", err)
-	}
-	creds := credentials.NewTLS(&tls.Config{ServerName: o.IdentityName, RootCAs: anchors, MinVersion: tls.VersionTLS13})
-	conn, err := grpc.NewClient(o.IdentityAddr, grpc.WithTransportCredentials(creds))
-	if err != nil {
-		return nil, fmt.Errorf("identity service %s: %w", o.IdentityAddr, err)
-	}
-	mgr, err := certify.New(certify.Config{Identity: o.Identity, TokenPath: o.TokenFile,
-		Client: identityv1.NewIdentityClient(conn), Anchors: anchors, Log: log})
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	go func() {
-		mgr.Run(ctx)
-		conn.Close()
-	}()
-	return mgr, nil
 }

@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +105,17 @@ func TestVizTap(t *testing.T) {
 	})
 	waitControlPlane(t)
 	waitInjector(t)
-	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.enabled=false", "--set", "prometheusUrl=http://prometheus.invalid:9090", "--set", "grafana.dashboards=false")
+	// The bundled Prometheus (Weft's weft-prometheus image, pods found
+	// through the metrics API's HTTP service discovery), scraping every 2 s.
+	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.scrapeInterval=2s", "--set", "grafana.dashboards=false")
 	if err != nil {
 		t.Fatalf("weft viz install: %v\n%s", err, viz)
 	}
 	kubectl(t, viz, "apply", "-f", "-")
 	t.Cleanup(func() { runKubectl(t, viz, "delete", "-f", "-", "--ignore-not-found", "--wait=true", "--timeout=90s") })
-	kubectl(t, "", "-n", "linkerd-viz", "rollout", "status", "deploy/tap", "--timeout=180s")
+	for _, d := range []string{"tap", "metrics-api", "prometheus", "web"} {
+		kubectl(t, "", "-n", "linkerd-viz", "rollout", "status", "deploy/"+d, "--timeout=180s")
+	}
 
 	ns := fmt.Sprintf("tap-%d", time.Now().Unix()%100000)
 	kubectl(t, fmt.Sprintf(tapApp, ns), "apply", "-f", "-")
@@ -169,4 +175,51 @@ func TestVizTap(t *testing.T) {
 		t.Errorf("weft viz tap as nosy: %v; want the tap server's refusal:\n%s", err, out)
 	}
 	t.Logf("weft viz tap as nosy:\n%s", out)
+
+	checkVizMetrics(t, w, ns)
+}
+
+// checkVizMetrics: the metrics API on the bundled Prometheus sees the
+// client's 10 requests per second (one every 100 ms) to the server, all
+// successful and over mTLS, its edge, and the Service's default route.
+func checkVizMetrics(t *testing.T, w, ns string) {
+	const wantRPS = 10.0
+	var stat struct {
+		Rows []struct {
+			Name            string   `json:"name"`
+			MeshedPods      int      `json:"meshedPods"`
+			TotalPods       int      `json:"totalPods"`
+			SuccessRate     *float64 `json:"successRate"`
+			RPS             *float64 `json:"rps"`
+			Requests        float64  `json:"requests"`
+			SecuredRequests float64  `json:"securedRequests"`
+		} `json:"rows"`
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		out, err := weft(t, w, "viz", "stat", "deploy/server", "-n", ns, "-t", "30s", "-o", "json")
+		if err == nil && json.Unmarshal([]byte(out), &stat) == nil && len(stat.Rows) == 1 && stat.Rows[0].RPS != nil &&
+			math.Abs(*stat.Rows[0].RPS-wantRPS) <= 0.05*wantRPS {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("weft viz stat deploy/server: %v; want about %.0f rps within 5 %%:\n%s", err, wantRPS, out)
+		}
+		time.Sleep(5 * time.Second)
+	}
+	r := stat.Rows[0]
+	t.Logf("viz stat deploy/server: %.2f rps (client: one request every 100 ms), success %.3f, meshed %d/%d", *r.RPS, *r.SuccessRate, r.MeshedPods, r.TotalPods)
+	if r.SuccessRate == nil || *r.SuccessRate < 0.999 || r.MeshedPods != 1 || r.TotalPods != 1 || r.SecuredRequests < r.Requests*0.999 {
+		t.Errorf("viz stat deploy/server = %+v, want all successful, over mTLS, meshed 1/1", r)
+	}
+	out, err := weft(t, w, "viz", "edges", "deploy", "-n", ns, "-o", "wide")
+	t.Logf("weft viz edges deploy -n %s -o wide:\n%s", ns, out)
+	if err != nil || !regexpMatch(`(?m)^client\s+server\s+`+ns+`\s+`+ns+`\s+default\.`+ns+`\.serviceaccount\.identity\.linkerd\.cluster\.local\s+default\.`+ns+`\.serviceaccount`, out) {
+		t.Errorf("weft viz edges: %v; want client → server with both identities", err)
+	}
+	out, err = weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
+	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
+	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
+		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
+	}
 }

@@ -120,11 +120,11 @@ func (s *Source) ServerCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(s.ServerTLS())
 }
 
-// ClientTLS is the configuration for dialing a peer that must present
+// ClientConfig is the configuration for dialing a peer that must present
 // serverID (another controller, or a proxy's tap or admin server) with
 // this process's certificate as the client's: TLS 1.3, the peer verified
 // against the trust anchors.
-func (s *Source) ClientTLS(serverID string, alpn ...string) *tls.Config {
+func (s *Source) ClientConfig(serverID string, alpn ...string) *tls.Config {
 	return s.mgr.ClientConfig(serverID, alpn...)
 }
 

@@ -118,7 +118,7 @@ func TestServingCertificateRotates(t *testing.T) {
 	}
 	t.Logf("%d serving certificates in 7 s", len(serials))
 	// A controller dialing another with its own certificate (ClientTLS).
-	c, err := tls.Dial("tcp", addr, web.ClientTLS(ctlID, "h2"))
+	c, err := tls.Dial("tcp", addr, web.ClientConfig(ctlID, "h2"))
 	if err != nil {
 		t.Fatalf("Source.ClientTLS handshake: %v", err)
 	}
@@ -126,7 +126,7 @@ func TestServingCertificateRotates(t *testing.T) {
 		t.Errorf("server presented %v, want %s", got, ctlID)
 	}
 	c.Close()
-	if _, err := tls.Dial("tcp", addr, web.ClientTLS(webID, "h2")); err == nil {
+	if _, err := tls.Dial("tcp", addr, web.ClientConfig(webID, "h2")); err == nil {
 		t.Error("Source.ClientTLS accepted a server that is not the identity asked for")
 	}
 	if ctl.Identity() != ctlID {

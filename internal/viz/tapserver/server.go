@@ -33,7 +33,7 @@ import (
 // Identity gives the tap server's client certificate toward a proxy.
 type Identity interface {
 	// ClientConfig is the mTLS configuration toward a peer that must
-	// present serverID (certify.Manager's).
+	// present serverID (selfcert.Source's, certify.Manager's).
 	ClientConfig(serverID string, alpn ...string) *tls.Config
 }
 
