@@ -392,8 +392,7 @@ func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string
 			e.Labels["dst_"+kind] = v // dst_deployment, dst_statefulset, ...
 		}
 	}
-	meshed := pod.Labels[compat.LabelControlPlaneNS] != ""
-	if meshed {
+	if b.proxied(pod, port) {
 		e.Meshed, e.Protocol = true, destination.ProtocolProxy
 		sa := pod.Spec.ServiceAccountName
 		if sa == "" {
@@ -406,6 +405,40 @@ func (b *Backend) endpoint(pod *corev1.Pod, addr string, port int32, zone string
 		b.markOpaque(&e, pod)
 	}
 	return e
+}
+
+// proxied reports whether a connection to port of pod is taken by the
+// pod's proxy, and so is mTLS from a meshed client: the pod is of this
+// mesh (linkerd.io/control-plane-ns) and has a linkerd-proxy container, and
+// the port is not one linkerd-init leaves alone — the proxy's own control
+// and admin ports (a meshed Prometheus scrapes 4191 in plaintext), 4567,
+// 4568, and config.linkerd.io/skip-inbound-ports of the pod, else its
+// namespace. The control plane's own pods carry the label without a proxy.
+func (b *Backend) proxied(pod *corev1.Pod, port int32) bool {
+	if pod.Labels[compat.LabelControlPlaneNS] == "" {
+		return false
+	}
+	hasProxy := false
+	for _, cs := range [][]corev1.Container{pod.Spec.Containers, pod.Spec.InitContainers} {
+		for _, c := range cs {
+			hasProxy = hasProxy || c.Name == compat.ProxyContainerName
+		}
+	}
+	if !hasProxy {
+		return false
+	}
+	for _, p := range compat.DefaultIgnoredInboundPorts {
+		if int(port) == p {
+			return false
+		}
+	}
+	skip, ok := pod.Annotations[compat.AnnotationSkipInboundPorts]
+	if !ok {
+		if n, err := b.namespaces.Get(pod.Namespace); err == nil {
+			skip = n.Annotations[compat.AnnotationSkipInboundPorts]
+		}
+	}
+	return !portListed(skip, int(port))
 }
 
 // markOpaque makes e an opaque endpoint; a meshed pod's proxy then takes

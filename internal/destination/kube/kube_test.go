@@ -106,9 +106,14 @@ func createPod(t *testing.T, c kubernetes.Interface, ns, name, ip string, meshed
 	if meshed {
 		lbl["linkerd.io/control-plane-ns"] = "linkerd"
 	}
+	containers := []corev1.Container{{Name: "app", Image: "weft.local/testapp:dev"}}
+	if meshed {
+		containers = append(containers, corev1.Container{Name: "linkerd-proxy", Image: "weft.local/proxy:dev",
+			Ports: []corev1.ContainerPort{{Name: "linkerd-proxy", ContainerPort: 4143}, {Name: "linkerd-admin", ContainerPort: 4191}}})
+	}
 	p, err := c.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbl},
-		Spec:       corev1.PodSpec{ServiceAccountName: "web", Containers: []corev1.Container{{Name: "app", Image: "weft.local/testapp:dev"}}},
+		Spec:       corev1.PodSpec{ServiceAccountName: "web", Containers: containers},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)

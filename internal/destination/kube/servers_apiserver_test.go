@@ -10,6 +10,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"sigs.k8s.io/yaml"
 
@@ -76,8 +77,29 @@ func TestServerProxyProtocolOpaque(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The proxy's admin port and a skipped port are reached in plaintext
+	// (a meshed Prometheus scrapes 4191); a control-plane pod labelled
+	// for the mesh but without a proxy is not meshed.
+	if _, err := c.CoreV1().Pods(ns).Patch(ctx, "mail-0", types.MergePatchType,
+		[]byte(`{"metadata":{"annotations":{"config.linkerd.io/skip-inbound-ports":"9000-9100"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctl, err := c.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "controller-0", Labels: map[string]string{"linkerd.io/control-plane-ns": "linkerd"}},
+		Spec: corev1.PodSpec{ServiceAccountName: "mail", Containers: []corev1.Container{
+			{Name: "identity", Image: "weft.local/controller:dev", Ports: []corev1.ContainerPort{{Name: "admin-http", ContainerPort: 9990}}}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Status.PodIP, ctl.Status.PodIPs = "198.18.0.32", []corev1.PodIP{{IP: "198.18.0.32"}}
+	if _, err := c.CoreV1().Pods(ns).UpdateStatus(ctx, ctl, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	admin, skipped, ctlAdmin := &watcher{}, &watcher{}, &watcher{}
 	smtp, byIP, http := &watcher{}, &watcher{}, &watcher{}
-	for target, w := range map[string]*watcher{"mail.shop.svc.cluster.local:25": smtp, "198.18.0.31:2525": byIP, "mail.shop.svc.cluster.local:80": http} {
+	for target, w := range map[string]*watcher{"mail.shop.svc.cluster.local:25": smtp, "198.18.0.31:2525": byIP, "mail.shop.svc.cluster.local:80": http,
+		"198.18.0.31:4191": admin, "198.18.0.31:9050": skipped, "198.18.0.32:9990": ctlAdmin} {
 		cancel, err := b.Subscribe(target, w.update)
 		if err != nil {
 			t.Fatal(err)
@@ -88,6 +110,9 @@ func TestServerProxyProtocolOpaque(t *testing.T) {
 	smtp.wait(t, "198.18.0.31:2525"+id)
 	byIP.wait(t, "198.18.0.31:2525"+id)
 	http.wait(t, "198.18.0.31:8080"+id)
+	admin.wait(t, "198.18.0.31:4191{mail-0}")
+	skipped.wait(t, "198.18.0.31:9050{mail-0}")
+	ctlAdmin.wait(t, "198.18.0.32:9990{controller-0}")
 
 	servers := dyn.Resource(inboundpolicy.ServersGVR).Namespace(ns)
 	server := func(proto string) *unstructured.Unstructured {
