@@ -10,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/install"
@@ -79,42 +78,7 @@ func newJaegerUninstallCommand(v *vizFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var items []map[string]any
-			if _, err := c.CoreV1().Namespaces().Get(ctx, v.vizNamespace, metav1.GetOptions{}); err == nil {
-				items = append(items, item("v1", "Namespace", v.vizNamespace))
-			}
-			sel := metav1.ListOptions{LabelSelector: compat.JaegerSelector}
-			whs, err := c.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, sel)
-			if err != nil {
-				return fmt.Errorf("listing mutatingwebhookconfigurations: %w", err)
-			}
-			for _, o := range whs.Items {
-				items = append(items, item("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration", o.Name))
-			}
-			crs, err := c.RbacV1().ClusterRoles().List(ctx, sel)
-			if err != nil {
-				return fmt.Errorf("listing clusterroles: %w", err)
-			}
-			for _, o := range crs.Items {
-				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRole", o.Name))
-			}
-			crbs, err := c.RbacV1().ClusterRoleBindings().List(ctx, sel)
-			if err != nil {
-				return fmt.Errorf("listing clusterrolebindings: %w", err)
-			}
-			for _, o := range crbs.Items {
-				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", o.Name))
-			}
-			if len(items) == 0 {
-				return fmt.Errorf("no jaeger extension found (namespace %s, objects labelled %s)", v.vizNamespace, compat.JaegerSelector)
-			}
-			b, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			return writeExtensionUninstall(cmd.Context(), c, cmd.OutOrStdout(), "jaeger", v.vizNamespace, compat.JaegerSelector)
 		},
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	"sigs.k8s.io/yaml"
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/install"
@@ -260,35 +259,7 @@ linkerd.io/extension=viz) as a List for kubectl delete -f -.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var items []map[string]any
-			if _, err := c.CoreV1().Namespaces().Get(ctx, v.vizNamespace, metav1.GetOptions{}); err == nil {
-				items = append(items, item("v1", "Namespace", v.vizNamespace))
-			}
-			sel := metav1.ListOptions{LabelSelector: compat.VizSelector}
-			crs, err := c.RbacV1().ClusterRoles().List(ctx, sel)
-			if err != nil {
-				return fmt.Errorf("listing clusterroles: %w", err)
-			}
-			for _, o := range crs.Items {
-				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRole", o.Name))
-			}
-			crbs, err := c.RbacV1().ClusterRoleBindings().List(ctx, sel)
-			if err != nil {
-				return fmt.Errorf("listing clusterrolebindings: %w", err)
-			}
-			for _, o := range crbs.Items {
-				items = append(items, item("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", o.Name))
-			}
-			if len(items) == 0 {
-				return fmt.Errorf("no viz extension found (namespace %s, objects labelled linkerd.io/extension=viz)", v.vizNamespace)
-			}
-			b, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "items": items})
-			if err != nil {
-				return err
-			}
-			_, err = cmd.OutOrStdout().Write(b)
-			return err
+			return writeExtensionUninstall(cmd.Context(), c, cmd.OutOrStdout(), "viz", v.vizNamespace, compat.VizSelector)
 		},
 	}
 }
