@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -11,9 +12,11 @@ import (
 )
 
 // promFake answers each query with the vector of the first rule whose
-// substring it contains, and records the queries.
+// substring it contains, and records the queries (the Service queries
+// concurrently).
 type promFake struct {
 	rules   []promRule
+	mu      sync.Mutex
 	queries []string
 }
 
@@ -23,6 +26,8 @@ type promRule struct {
 }
 
 func (p *promFake) Query(_ context.Context, q string, _ time.Time) (model.Vector, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.queries = append(p.queries, q)
 	for _, r := range p.rules {
 		if strings.Contains(q, r.contains) {
