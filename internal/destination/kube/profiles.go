@@ -22,38 +22,48 @@ var ServiceProfileGVR = schema.GroupVersionResource{Group: compat.ServiceProfile
 // watchProfiles starts a ServiceProfile informer when the cluster serves
 // the CRD (weft install --crds); without it profiles carry no routes.
 func (b *Backend) watchProfiles(client kubernetes.Interface, dyn dynamic.Interface, stop <-chan struct{}) error {
-	if _, err := client.Discovery().ServerResourcesForGroupVersion(ServiceProfileGVR.GroupVersion().String()); err != nil {
-		b.log.Info("ServiceProfiles are not served (install the CRDs): profiles carry no routes", "err", err)
-		return nil
+	lister, err := b.watchCRD(client, dyn, ServiceProfileGVR, stop, "ServiceProfiles are not served (install the CRDs): profiles carry no routes",
+		func(u *unstructured.Unstructured) {
+			// A ServiceProfile is named for the service's FQDN.
+			name, _, _ := strings.Cut(u.GetName(), ".")
+			b.mu.Lock()
+			b.dirtyServices[u.GetNamespace()+"/"+name] = true
+			b.mu.Unlock()
+		})
+	b.profiles = lister
+	return err
+}
+
+// watchCRD starts an informer over a custom resource when the cluster
+// serves it (else logs absent and returns a nil lister): on every change
+// mark records what to refresh, then the backend refreshes.
+func (b *Backend) watchCRD(client kubernetes.Interface, dyn dynamic.Interface, gvr schema.GroupVersionResource, stop <-chan struct{},
+	absent string, mark func(*unstructured.Unstructured)) (cache.GenericLister, error) {
+	if _, err := client.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String()); err != nil {
+		b.log.Info(absent, "err", err)
+		return nil, nil
 	}
 	f := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
-	inf := f.ForResource(ServiceProfileGVR)
+	inf := f.ForResource(gvr)
 	on := func(obj any) {
 		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = d.Obj
 		}
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			mark(u)
+			b.changed()
 		}
-		// A ServiceProfile is named for the service's FQDN.
-		name, _, _ := strings.Cut(u.GetName(), ".")
-		b.mu.Lock()
-		b.dirtyServices[u.GetNamespace()+"/"+name] = true
-		b.mu.Unlock()
-		b.changed()
 	}
 	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, n any) { on(n) }, DeleteFunc: on}); err != nil {
-		return err
+		return nil, err
 	}
-	b.profiles = inf.Lister()
 	f.Start(stop)
 	for gvr, ok := range f.WaitForCacheSync(stop) {
 		if !ok {
-			return fmt.Errorf("cache of %v did not sync", gvr)
+			return nil, fmt.Errorf("cache of %v did not sync", gvr)
 		}
 	}
-	return nil
+	return inf.Lister(), nil
 }
 
 // serviceProfile reads the routes and retry budget of the ServiceProfile

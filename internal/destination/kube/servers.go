@@ -1,16 +1,11 @@
 package kube
 
 import (
-	"fmt"
-	"time"
-
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/inboundpolicy"
@@ -23,38 +18,16 @@ import (
 // detection and use the opaque transport. Without the CRD only the
 // annotations mark opaque ports.
 func (b *Backend) watchServers(client kubernetes.Interface, dyn dynamic.Interface, stop <-chan struct{}) error {
-	gvr := inboundpolicy.ServersGVR
-	if _, err := client.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String()); err != nil {
-		b.log.Info("Servers are not served (install the CRDs): only config.linkerd.io/opaque-ports marks opaque ports", "err", err)
-		return nil
-	}
-	f := dynamicinformer.NewDynamicSharedInformerFactory(dyn, 10*time.Minute)
-	inf := f.ForResource(gvr)
-	on := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
-		u, ok := obj.(*unstructured.Unstructured)
-		if !ok {
-			return
-		}
-		// A Server may select any pod of its namespace.
-		b.mu.Lock()
-		b.dirtyNS[u.GetNamespace()] = true
-		b.mu.Unlock()
-		b.changed()
-	}
-	if _, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: on, UpdateFunc: func(_, n any) { on(n) }, DeleteFunc: on}); err != nil {
-		return err
-	}
-	b.servers = inf.Lister()
-	f.Start(stop)
-	for gvr, ok := range f.WaitForCacheSync(stop) {
-		if !ok {
-			return fmt.Errorf("cache of %v did not sync", gvr)
-		}
-	}
-	return nil
+	lister, err := b.watchCRD(client, dyn, inboundpolicy.ServersGVR, stop,
+		"Servers are not served (install the CRDs): only config.linkerd.io/opaque-ports marks opaque ports",
+		func(u *unstructured.Unstructured) {
+			// A Server may select any pod of its namespace.
+			b.mu.Lock()
+			b.dirtyNS[u.GetNamespace()] = true
+			b.mu.Unlock()
+		})
+	b.servers = lister
+	return err
 }
 
 // serverOpaque reports whether the Server selecting the pod's port
