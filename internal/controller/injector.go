@@ -108,19 +108,7 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	if _, err := certs.get(nil); err != nil {
 		return err
 	}
-	cfg, err := kubeclient.Config(o.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	cluster, err := injector.NewKubeCluster(client, meta, ctx.Done())
+	client, cluster, err := webhookCluster(ctx, o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -208,4 +196,27 @@ func (c *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	}
 	c.current, c.stamp = &pair, stamp
 	return c.current, nil
+}
+
+// webhookCluster is what an injection webhook reads of the cluster
+// (namespaces, owners' metadata) and its clientset, from kubeconfig ("":
+// in-cluster).
+func webhookCluster(ctx context.Context, kubeconfig string) (kubernetes.Interface, *injector.KubeCluster, error) {
+	cfg, err := kubeclient.Config(kubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cluster, err := injector.NewKubeCluster(client, meta, ctx.Done())
+	if err != nil {
+		return nil, nil, err
+	}
+	return client, cluster, nil
 }

@@ -5,15 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/metadata"
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/injector"
-	"github.com/weftmesh/weft/internal/kubeclient"
 	"github.com/weftmesh/weft/internal/serving"
 )
 
@@ -65,19 +61,7 @@ func RunJaegerInjector(ctx context.Context, o JaegerInjectorOptions, log *slog.L
 	if _, err := certs.get(nil); err != nil {
 		return err
 	}
-	cfg, err := kubeclient.Config(o.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	meta, err := metadata.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	cluster, err := injector.NewKubeCluster(client, meta, ctx.Done())
+	_, cluster, err := webhookCluster(ctx, o.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -87,5 +71,5 @@ func RunJaegerInjector(ctx context.Context, o JaegerInjectorOptions, log *slog.L
 		return fmt.Errorf("jaeger-injector: %w", err)
 	}
 	log.Info("jaeger-injector started", "addr", ls[0].Addr().String(), "collector", o.Values.CollectorSvcAddr, "protocol", o.Values.CollectorTraceProtocol)
-	return serveWebhook(ctx, log, wh, certs, ls[0], ls[1], prometheus.NewRegistry())
+	return serveWebhook(ctx, log, wh, certs, ls[0], ls[1], newRegistry())
 }
