@@ -54,27 +54,38 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST an AdmissionReview", http.StatusMethodNotAllowed)
 		return
 	}
+	var result string
+	serveReview(w, r, func(req *admissionv1.AdmissionRequest) (resp *admissionv1.AdmissionResponse) {
+		resp, result = h.Review(r.Context(), req)
+		return resp
+	})
+	if h.Observe != nil && result != "" { // a request answered (not a bad body)
+		h.Observe(time.Since(start), result)
+	}
+}
+
+// serveReview decodes an AdmissionReview v1 (or v1beta1) request from r,
+// answers it with review's response (the request's UID, the same API
+// version) and writes it to w; a body that is no AdmissionReview gets 400.
+func serveReview(w http.ResponseWriter, r *http.Request, review func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<20))
 	if err != nil {
 		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
 		return
 	}
-	var review admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &review); err != nil || review.Request == nil {
+	var in admissionv1.AdmissionReview
+	if err := json.Unmarshal(body, &in); err != nil || in.Request == nil {
 		http.Error(w, fmt.Sprintf("not an AdmissionReview with a request: %v", err), http.StatusBadRequest)
 		return
 	}
-	resp, result := h.Review(r.Context(), review.Request)
-	resp.UID = review.Request.UID
-	out := admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp}
+	resp := review(in.Request)
+	resp.UID = in.Request.UID
+	out := admissionv1.AdmissionReview{TypeMeta: in.TypeMeta, Response: resp}
 	if out.APIVersion == "" {
 		out.APIVersion, out.Kind = "admission.k8s.io/v1", "AdmissionReview"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)
-	if h.Observe != nil {
-		h.Observe(time.Since(start), result)
-	}
 }
 
 // Review decides one request. It always allows: a resource it cannot or
