@@ -47,9 +47,23 @@ func waitInjector(t *testing.T) {
 
 // proxyMetrics scrapes a meshed pod's proxy admin port (4191) through the
 // API server's pod proxy.
+//
+// The API server's proxy to the pod can fail for a moment (a dial through
+// the node while it is busy), so a failed read is tried again, up to 5
+// times a second apart, before the test fails.
 func proxyMetrics(t *testing.T, ns, pod string) string {
 	t.Helper()
-	return kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+pod+":4191/proxy/metrics")
+	args := []string{"get", "--raw", "/api/v1/namespaces/" + ns + "/pods/" + pod + ":4191/proxy/metrics"}
+	for i := 1; ; i++ {
+		out, err := runKubectl(t, "", args...)
+		if err == nil {
+			return out
+		}
+		if i == 5 {
+			t.Fatalf("kubectl %s: %v (%d tries)\n%s", strings.Join(args, " "), err, i, out)
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // samples maps each sample line's series (name and labels) of the named
@@ -95,3 +109,4 @@ func label(series, name string) string {
 	rest := series[i+len(name)+3:]
 	return rest[:strings.IndexByte(rest, '"')]
 }
+

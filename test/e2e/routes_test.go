@@ -322,7 +322,9 @@ func awaitAccepted(t *testing.T, ns string) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("route not accepted: %q\n%s", out, tryOutput(t, "-n", "linkerd", "logs", "deploy/linkerd-destination", "-c", "policy", "--tail", "30"))
+			t.Fatalf("route not accepted in 60 s: generation, Accepted, observedGeneration = %q\nthe route:\n%s\npolicy controller (route lines):\n%s", out,
+				tryOutput(t, "-n", ns, "get", "httproute", "server-split", "-o", "yaml"),
+				grepLines(tryOutput(t, "-n", "linkerd", "logs", "deploy/linkerd-destination", "-c", "policy", "--tail", "400"), "route"))
 		}
 	}
 }

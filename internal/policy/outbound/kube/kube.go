@@ -284,7 +284,10 @@ func (a *Adapter) syncStatus(ctx context.Context, key string) error {
 		return fmt.Errorf("unexpected object %T", obj)
 	}
 	if u.GetGeneration() != r.Generation {
-		return nil // a newer version is on its way through the informer
+		// The index and the informer's cache are a moment apart: look
+		// again shortly rather than trust the next event to come.
+		a.queue.AddAfter(key, time.Second)
+		return nil
 	}
 	u = u.DeepCopy()
 	var list []any
