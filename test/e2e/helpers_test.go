@@ -109,4 +109,3 @@ func label(series, name string) string {
 	rest := series[i+len(name)+3:]
 	return rest[:strings.IndexByte(rest, '"')]
 }
-
