@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/policyroute"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -66,6 +67,8 @@ func main() {
 		fmt.Print(iptables.Rules(c, true))
 		if *clientAddr {
 			fmt.Print(iptables.ClientAddrRules(true))
+			fmt.Printf("ip rule add fwmark %#x lookup %d priority %d\nip route add local default dev lo table %d\n",
+				policyroute.Mark, policyroute.Table, policyroute.Priority, policyroute.Table)
 		}
 		return
 	}
@@ -82,5 +85,21 @@ func main() {
 		if err != nil {
 			log.Fatalf("weft-proxy-init: client address: %v", err)
 		}
+		if err := clientAddrRoute(c.IPv6); err != nil {
+			log.Fatalf("weft-proxy-init: client address: %v", err)
+		}
 	}
+}
+
+// clientAddrRoute writes the client address's policy rule and local route
+// over netlink (the image has no ip(8)) and prints what it added.
+func clientAddrRoute(ipv6 bool) error {
+	r, err := policyroute.New()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	out, err := r.Apply(ipv6)
+	fmt.Print(out)
+	return err
 }

@@ -23,6 +23,7 @@ import (
 
 type injectOptions struct {
 	manual, ingress, nativeSidecar                bool
+	preserveClientAddr                            bool
 	skipInbound, skipOutbound, opaquePorts, await string
 	values, anchors, controllerNS                 string
 }
@@ -63,6 +64,7 @@ written unchanged, reported as "failed to inject KIND/NAME: REASON", and the com
 	f.StringVar(&o.skipOutbound, "skip-outbound-ports", "", "outbound ports and ranges that bypass the proxy")
 	f.StringVar(&o.opaquePorts, "opaque-ports", "", "ports and ranges to treat as opaque TCP (no protocol detection)")
 	f.StringVar(&o.await, "await", "", "enabled or disabled: hold the app back until the proxy is ready")
+	f.BoolVar(&o.preserveClientAddr, "preserve-client-address", false, "Weft's own: the app sees its clients' IPs, not 127.0.0.1 ("+compat.AnnotationPreserveClientAddress+`: "true"; docs/proxy.md)`)
 	f.StringVar(&o.values, "values", "", "--manual: the control plane's values (linkerd-config), for the proxy's image and settings")
 	f.StringVar(&o.anchors, "trust-anchors-file", "", "--manual: the trust anchors (PEM) the proxy is given")
 	f.StringVar(&o.controllerNS, "controller-namespace", compat.DefaultControlPlaneNamespace, "the control plane's namespace")
@@ -194,6 +196,9 @@ func (o injectOptions) configAnnotations() map[string]string {
 	}
 	if o.nativeSidecar {
 		a[compat.AnnotationNativeSidecar] = "enabled"
+	}
+	if o.preserveClientAddr {
+		a[compat.AnnotationPreserveClientAddress] = "true"
 	}
 	return a
 }

@@ -31,6 +31,7 @@ type config struct {
 	requireIdentity                 string // ports
 	probes                          string // the app's HTTP probes, PORT/PATH,...
 	accessLog                       string // apache or json
+	preserveClientAddr              bool   // Weft's config.weft.io/preserve-client-address
 }
 
 func resolve(w *Workload, v Values, o Options) (config, error) {
@@ -66,6 +67,7 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 	boolean(compat.AnnotationNativeSidecar, &c.nativeSidecar)
 	boolean(compat.AnnotationProxyAdminShutdown, &c.shutdown)
 	boolean(compat.AnnotationDisableTap, &c.disableTap)
+	boolean(compat.AnnotationPreserveClientAddress, &c.preserveClientAddr)
 	if val, ok := get(compat.AnnotationProxyLogLevel); ok {
 		c.logLevel = val
 	}
@@ -229,6 +231,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},
 		{Name: compat.EnvShutdownEnabled, Value: ifTrue(c.shutdown)},
 		{Name: compat.EnvShutdownGrace, Value: c.shutdownGrace},
+		{Name: compat.EnvPreserveClientAddress, Value: ifTrue(c.preserveClientAddr)},
 	} {
 		if e.Value != "" {
 			env = append(env, e)
@@ -262,6 +265,9 @@ func proxyContainer(v Values, c config) corev1.Container {
 			{Name: compat.IdentityEndEntityVolume, MountPath: compat.IdentityDirPath},
 			{Name: compat.IdentityTokenVolume, MountPath: compat.IdentityTokenDir},
 		},
+	}
+	if c.preserveClientAddr {
+		preserveClientAddrProxy(pc.SecurityContext, v)
 	}
 	if c.await && !c.nativeSidecar && len(v.Proxy.AwaitCommand) > 0 {
 		pc.Lifecycle = &corev1.Lifecycle{PostStart: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: v.Proxy.AwaitCommand}}}
@@ -300,6 +306,9 @@ func initContainer(v Values, c config) corev1.Container {
 	}
 	if v.DisableIPv6 {
 		args = append(args, "--ipv6=false") // linkerd-init writes ip6tables rules unless told not to
+	}
+	if c.preserveClientAddr {
+		args = append(args, preserveClientAddrInitArgs(v)...)
 	}
 	yes, no := true, false
 	uid := int64(65534)

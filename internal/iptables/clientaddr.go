@@ -3,7 +3,6 @@ package iptables
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -19,7 +18,9 @@ import (
 //	ip rule add fwmark M lookup T
 //	ip route add local default dev lo table T     marked packets are delivered locally
 //
-// (the same scheme as Istio's TPROXY inbound mode). The proxy's own
+// (the last two written over netlink by package policyroute, so the init
+// image needs no ip(8)); the same scheme as Istio's TPROXY inbound mode.
+// The proxy's own
 // connection is not redirected by the nat rules (its UID is skipped).
 const (
 	ClientAddrChain = "WEFT_CLIENT_ADDR"
@@ -43,24 +44,10 @@ func ClientAddrRules(withJump bool) string {
 	return b.String()
 }
 
-// clientAddrRoutes are the ip(8) commands of one family ("-4" or "-6"):
-// the rule and the local route. add=false removes them.
-func clientAddrRoutes(family string, add bool) [][]string {
-	verb := "add"
-	if !add {
-		verb = "del"
-	}
-	mark, table := strconv.Itoa(ClientAddrMark), strconv.Itoa(ClientAddrTable)
-	return [][]string{
-		{family, "rule", verb, "fwmark", mark, "lookup", table, "priority", table},
-		{family, "route", verb, "local", "default", "dev", "lo", "table", table},
-	}
-}
-
-// ApplyClientAddr installs the mangle rules and the policy route (IPv4, and
-// IPv6 when configured) and returns what it did. Running it again changes
-// nothing: the chain is rewritten, the jump, rule and route added only
-// when missing.
+// ApplyClientAddr installs the mangle rules (IPv4, and IPv6 when
+// configured) and returns what it wrote. Running it again changes nothing:
+// the chain is rewritten, the jump added only when missing. The policy
+// rule and route are written over netlink by package policyroute.
 func ApplyClientAddr(ctx context.Context, c Config, run Runner) (string, error) {
 	var applied strings.Builder
 	for _, fam := range c.families() {
@@ -74,41 +61,19 @@ func ApplyClientAddr(ctx context.Context, c Config, run Runner) (string, error) 
 			return applied.String(), fmt.Errorf("writing the mangle table: %w", err)
 		}
 		fmt.Fprintf(&applied, "# %s\n%s", restore, rules)
-		rulesNow, err := run(ctx, "ip", []string{fam.ip, "rule", "show"}, "")
-		if err != nil {
-			return applied.String(), fmt.Errorf("reading the policy rules: %w", err)
-		}
-		for i, args := range clientAddrRoutes(fam.ip, true) {
-			if i == 0 && strings.Contains(rulesNow, "lookup "+strconv.Itoa(ClientAddrTable)) {
-				continue
-			}
-			if i == 1 {
-				routes, _ := run(ctx, "ip", []string{fam.ip, "route", "show", "table", strconv.Itoa(ClientAddrTable)}, "")
-				if strings.Contains(routes, "local default dev lo") {
-					continue
-				}
-			}
-			if _, err := run(ctx, "ip", args, ""); err != nil {
-				return applied.String(), fmt.Errorf("policy routing: %w", err)
-			}
-			fmt.Fprintf(&applied, "ip %s\n", strings.Join(args, " "))
-		}
 	}
 	return applied.String(), nil
 }
 
-// RemoveClientAddr removes what ApplyClientAddr installed; what is already
-// gone is skipped. (In a pod everything goes with its network namespace;
-// this is for hosts and tests.)
+// RemoveClientAddr removes the mangle rules ApplyClientAddr installed;
+// what is already gone is skipped. (In a pod everything goes with its
+// network namespace; this is for hosts and tests.)
 func RemoveClientAddr(ctx context.Context, c Config, run Runner) error {
 	for _, fam := range c.families() {
 		cmd := fmt.Sprintf("%s-%s", fam.tables, c.Mode)
 		run(ctx, cmd, []string{"-t", "mangle", "-D", "OUTPUT", "-m", "comment", "--comment", "weft/install-client-address", "-j", ClientAddrChain}, "")
 		run(ctx, cmd, []string{"-t", "mangle", "-F", ClientAddrChain}, "")
 		run(ctx, cmd, []string{"-t", "mangle", "-X", ClientAddrChain}, "")
-		for _, args := range clientAddrRoutes(fam.ip, false) {
-			run(ctx, "ip", args, "")
-		}
 		current, err := run(ctx, cmd+"-save", []string{"-t", "mangle"}, "")
 		if err != nil {
 			return fmt.Errorf("reading the mangle table: %w", err)
@@ -116,19 +81,16 @@ func RemoveClientAddr(ctx context.Context, c Config, run Runner) error {
 		if strings.Contains(current, ClientAddrChain) {
 			return fmt.Errorf("%s: %s is still in the mangle table", cmd, ClientAddrChain)
 		}
-		if rules, _ := run(ctx, "ip", []string{fam.ip, "rule", "show"}, ""); strings.Contains(rules, "lookup "+strconv.Itoa(ClientAddrTable)) {
-			return fmt.Errorf("ip %s rule: the rule to table %d is still there", fam.ip, ClientAddrTable)
-		}
 	}
 	return nil
 }
 
-type family struct{ tables, ip string }
+type family struct{ tables string }
 
 func (c Config) families() []family {
-	out := []family{{"iptables", "-4"}}
+	out := []family{{"iptables"}}
 	if c.IPv6 {
-		out = append(out, family{"ip6tables", "-6"})
+		out = append(out, family{"ip6tables"})
 	}
 	return out
 }

@@ -27,6 +27,7 @@ func main() {
 	failRate := flag.Int("fail-every", 0, "answer 500 to every Nth request (0: never)")
 	failFirst := flag.Int("fail-first", 0, "answer 500 to the first N requests, logging when each arrived (t=unix nanoseconds)")
 	delay := flag.Duration("delay", 0, "wait this long before answering")
+	logRequests := flag.Bool("log-requests", false, "print each HTTP request's peer address and path (\"request remote=ADDR path=PATH\")")
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
 	count := flag.Int("n", 1, "how many requests -get sends")
 	interval := flag.Duration("interval", 0, "pause between -get requests (steady traffic)")
@@ -96,6 +97,9 @@ func main() {
 		var n atomic.Int64
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			i := n.Add(1)
+			if *logRequests {
+				fmt.Printf("request remote=%s path=%s\n", r.RemoteAddr, r.URL.Path)
+			}
 			time.Sleep(*delay)
 			io.Copy(io.Discard, r.Body)
 			if i <= int64(*failFirst) {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/policyroute"
 	"github.com/weftmesh/weft/internal/poll"
 )
 
@@ -24,9 +25,17 @@ func TestClientAddressPreserved(t *testing.T) {
 	}
 	ipt := iptables.DefaultConfig()
 	ipt.IPv6 = true
+	routes, err := policyroute.InNamespace(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer routes.Close()
 	for range 2 { // idempotent
 		if _, err := iptables.ApplyClientAddr(context.Background(), ipt, inServer); err != nil {
 			t.Fatalf("client-address rules: %v", err)
+		}
+		if _, err := routes.Apply(true); err != nil {
+			t.Fatalf("client-address route: %v", err)
 		}
 	}
 	if out, _ := inNS(server, "iptables-legacy-save", "-t", "mangle"); strings.Count(out, "-j "+iptables.ClientAddrChain) != 1 {
@@ -66,9 +75,15 @@ func TestClientAddressPreserved(t *testing.T) {
 	if err := iptables.RemoveClientAddr(context.Background(), ipt, inServer); err != nil {
 		t.Fatalf("removing the rules: %v", err)
 	}
+	if err := routes.Remove(true); err != nil {
+		t.Fatalf("removing the route: %v", err)
+	}
 	for _, fam := range []string{"-4", "-6"} {
 		if out, _ := inNS(server, "ip", fam, "route", "show", "table", fmt.Sprint(iptables.ClientAddrTable)); strings.TrimSpace(out) != "" {
 			t.Errorf("ip %s: table %d still has routes after removal: %s", fam, iptables.ClientAddrTable, out)
+		}
+		if out, _ := inNS(server, "ip", fam, "rule", "show"); strings.Contains(out, fmt.Sprint(iptables.ClientAddrTable)) {
+			t.Errorf("ip %s: a rule to table %d is left after removal: %s", fam, iptables.ClientAddrTable, out)
 		}
 	}
 }
