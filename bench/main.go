@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,6 +31,8 @@ type options struct {
 	size     int
 	out      string
 	fortio   string
+	only     string // comma-separated target names; "" runs all
+	profile  string // directory for weft-proxy profiles; "" disables
 }
 
 func main() {
@@ -41,6 +44,8 @@ func main() {
 	flag.IntVar(&o.size, "size", 1024, "response body bytes")
 	flag.StringVar(&o.out, "out", "bench/results", "where latest.md and latest.json go")
 	flag.StringVar(&o.fortio, "fortio", "", "fortio binary (default: $HOME/.cache/weft/bin/fortio or PATH)")
+	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct always runs first as the baseline)")
+	flag.StringVar(&o.profile, "profile", "", "directory: CPU and allocation profiles of every weft-proxy at max rate (builds with -tags weftpprof)")
 	flag.Parse()
 	if o.quick {
 		o.duration = 2 * time.Second
@@ -82,7 +87,14 @@ func run(o options) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; b.stopAll(); os.Exit(130) }()
 
-	build := exec.Command("go", "build", "-o", b.bin+"/", "./cmd/weft-proxy", "./bench/naiveproxy")
+	buildArgs := []string{"build", "-trimpath", "-o", b.bin + "/"}
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+		buildArgs = append(buildArgs, "-tags", "weftpprof")
+	}
+	build := exec.Command("go", append(buildArgs, "./cmd/weft-proxy", "./bench/naiveproxy")...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -105,6 +117,9 @@ func run(o options) error {
 	var failures []error
 	var direct *Row
 	for _, t := range targets() {
+		if !o.selected(t.name) {
+			continue
+		}
 		url, procs, err := t.start(b)
 		if err != nil {
 			log.Printf("skipping %s: %v", t.name, err)
@@ -196,7 +211,11 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	row.FixedQPS = fixed.ActualQPS
 	row.P50Ms, row.P99Ms, row.P999Ms = fixed.percentileMs(50), fixed.percentileMs(99), fixed.percentileMs(99.9)
 	row.MaxMs = fixed.DurationHistogram.Max * 1000
+	pr := b.startProfiles(name, procs, b.o.duration)
 	max, err := b.load(name+"-max", url, 0)
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +224,19 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	}
 	row.MaxQPS = max.ActualQPS
 	return row, nil
+}
+
+// selected reports whether -only lets target name run.
+func (o options) selected(name string) bool {
+	if o.only == "" || name == "direct" {
+		return true
+	}
+	for _, n := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // load runs fortio on CPU 0 and parses its JSON.

@@ -18,10 +18,18 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// pprof is the address of the process's net/http/pprof (weft-proxy
+	// built with -tags weftpprof in -profile mode), or "".
+	pprof string
 }
 
 // startProc runs args pinned to cpu (-1: unpinned), logging to dir/name.log.
 func startProc(dir, name string, cpu int, args ...string) (*proc, error) {
+	return startProcEnv(dir, name, cpu, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables.
+func startProcEnv(dir, name string, cpu int, env []string, args ...string) (*proc, error) {
 	if cpu >= 0 {
 		if _, err := exec.LookPath("taskset"); err == nil {
 			args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
@@ -33,6 +41,9 @@ func startProc(dir, name string, cpu int, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)

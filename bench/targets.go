@@ -137,10 +137,21 @@ func (b *bench) weft(name string, extra ...string) (*proc, string, error) {
 	}
 	args := append([]string{filepath.Join(b.bin, "weft-proxy"), "--log-level", "warn",
 		"--admin-addr", addrs[0], "--control-addr", addrs[1], "--outbound-addr", addrs[2], "--inbound-addr", addrs[3]}, extra...)
-	p, err := startProc(b.dir, name, proxyCPU, args...)
+	var env []string
+	var pprofAddr string
+	if b.o.profile != "" {
+		a, err := listenAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		pprofAddr = a
+		env = []string{"WEFT_PPROF_ADDR=" + a}
+	}
+	p, err := startProcEnv(b.dir, name, proxyCPU, env, args...)
 	if err != nil {
 		return nil, "", err
 	}
+	p.pprof = pprofAddr
 	if err := waitHTTP("http://"+addrs[0]+"/ready", 10*time.Second); err != nil {
 		p.stop()
 		return nil, "", err
