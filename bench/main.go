@@ -33,6 +33,7 @@ type options struct {
 	fortio   string
 	only     string // comma-separated target names; "" runs all
 	profile  string // directory for weft-proxy profiles; "" disables
+	baseline string // another weft-proxy binary measured beside this tree's
 }
 
 func main() {
@@ -46,6 +47,7 @@ func main() {
 	flag.StringVar(&o.fortio, "fortio", "", "fortio binary (default: $HOME/.cache/weft/bin/fortio or PATH)")
 	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct always runs first as the baseline)")
 	flag.StringVar(&o.profile, "profile", "", "directory: CPU and allocation profiles of every weft-proxy at max rate (builds with -tags weftpprof)")
+	flag.StringVar(&o.baseline, "baseline", "", "another weft-proxy binary (e.g. built from main) measured in the same run, as rows \"… (baseline)\"")
 	flag.Parse()
 	if o.quick {
 		o.duration = 2 * time.Second
@@ -68,6 +70,7 @@ type bench struct {
 	bin     string
 	backend string // host:port
 	procs   []*proc
+	weftBin string // weft-proxy binary; "" is the one built from this tree
 }
 
 func run(o options) error {
@@ -121,6 +124,9 @@ func run(o options) error {
 			continue
 		}
 		url, procs, err := t.start(b)
+		if errors.Is(err, errNoBaseline) {
+			continue
+		}
 		if err != nil {
 			log.Printf("skipping %s: %v", t.name, err)
 			rep.Rows = append(rep.Rows, Row{Target: t.name, Note: "skipped: " + err.Error()})
@@ -231,6 +237,7 @@ func (o options) selected(name string) bool {
 	if o.only == "" || name == "direct" {
 		return true
 	}
+	name = strings.TrimSuffix(name, " (baseline)")
 	for _, n := range strings.Split(o.only, ",") {
 		if strings.TrimSpace(n) == name {
 			return true
