@@ -20,7 +20,7 @@ func targets() []target {
 		{name: "httputil.ReverseProxy", start: startNaive, note: "Go's ReverseProxy, MaxIdleConnsPerHost raised to 64"},
 		{name: "weft-proxy", start: startWeft, note: "single hop, explicit mode"},
 		{name: "haproxy pair", start: startHAProxyPair, note: "two haproxy, 1 thread each, http mode, keep-alive on both hops (both on CPU 1)"},
-		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/2 → inbound proxy (both on CPU 1)"},
+		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/1, pooled → inbound proxy (both on CPU 1)"},
 	}
 	// -baseline: each weft layout again with another binary, right after it.
 	var out []target
