@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/internal/imagebuild"
 )
 
 type options struct {
@@ -90,13 +92,14 @@ func run(o options) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; b.stopAll(); os.Exit(130) }()
 
-	buildArgs := []string{"build", "-trimpath", "-o", b.bin + "/"}
+	tags := imagebuild.BuildTags // as release binaries
 	if o.profile != "" {
 		if err := os.MkdirAll(o.profile, 0o755); err != nil {
 			return err
 		}
-		buildArgs = append(buildArgs, "-tags", "weftpprof")
+		tags += ",weftpprof"
 	}
+	buildArgs := []string{"build", "-trimpath", "-tags", tags, "-o", b.bin + "/"}
 	build := exec.Command("go", append(buildArgs, "./cmd/weft-proxy", "./bench/naiveproxy")...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
