@@ -119,7 +119,7 @@ func run(o options) error {
 		return fmt.Errorf("fortio backend: %w", err)
 	}
 
-	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
 	var failures []error
 	var direct *Row
 	for _, t := range targets() {

@@ -78,6 +78,7 @@ type Row struct {
 // Report is the whole run.
 type Report struct {
 	Date     string   `json:"date"`
+	Machine  string   `json:"machine"`
 	Duration string   `json:"phase_duration"`
 	QPS      int      `json:"fixed_qps"`
 	Conns    int      `json:"connections"`
@@ -147,6 +148,9 @@ func (r *Report) evaluatePair() {
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Proxy benchmark (%s)\n\n", r.Date)
+	if r.Machine != "" {
+		fmt.Fprintf(&b, "Machine: %s.\n\n", r.Machine)
+	}
 	fmt.Fprintf(&b, "fortio, HTTP/1.1 keep-alive, %d connections, %d-byte responses; fixed rate %d rps; phases of %s.\n", r.Conns, r.BodySize, r.QPS, r.Duration)
 	fmt.Fprintf(&b, "Latency is at the fixed rate; \"added\" is the target minus direct. Max rps is with -qps 0.\n\n")
 	b.WriteString("| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 | added p99 | added p99.9 | max rps | RSS idle MiB | RSS load MiB | CPU s / 10k req |\n")

@@ -32,7 +32,7 @@ func TestParseFortio(t *testing.T) {
 }
 
 func TestEvaluateAndMarkdown(t *testing.T) {
-	rep := &Report{Rows: []Row{
+	rep := &Report{Machine: "Test CPU, 2 CPUs", Rows: []Row{
 		{Target: "direct", MaxQPS: 20000},
 		{Target: "haproxy", MaxQPS: 10000, AddedP99Ms: 0.5, HasProcesses: true},
 		{Target: "httputil.ReverseProxy", MaxQPS: 8000, HasProcesses: true},
@@ -63,7 +63,7 @@ func TestEvaluateAndMarkdown(t *testing.T) {
 		}
 	}
 	md := rep.Markdown()
-	for _, s := range []string{"| weft-proxy | ", "| 0.90× | missed |", "| direct | ", "| 0.75× | missed |", "| 1.50× (1.200 vs 0.800 s / 10k) | missed |"} {
+	for _, s := range []string{"| weft-proxy | ", "| 0.90× | missed |", "| direct | ", "| 0.75× | missed |", "Machine: Test CPU, 2 CPUs.", "| 1.50× (1.200 vs 0.800 s / 10k) | missed |"} {
 		if !strings.Contains(md, s) && !strings.Contains(md, strings.TrimPrefix(s, "| ")) {
 			t.Errorf("markdown lacks %q:\n%s", s, md)
 		}
