@@ -3,12 +3,15 @@ GO      ?= go
 BIN     ?= bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X github.com/weftmesh/weft/internal/version.Version=$(VERSION)
+# grpcnotrace drops grpc-go's golang.org/x/net/trace (and html/template with
+# it): weft-proxy's binary 24 → 20 MB, idle RSS -1.8 MiB (issue 17).
+TAGS    := grpcnotrace
 
 .PHONY: all build test test-short vet fmt-check bench generate check-generate
 all: build
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # The hermetic suite: unit tests and loopback integration tests. The image
 # tests build every image for three platforms: on an empty Go build cache

@@ -18,8 +18,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
+
+	"github.com/weftmesh/weft/internal/imagebuild"
 )
 
 type options struct {
@@ -30,6 +33,9 @@ type options struct {
 	size     int
 	out      string
 	fortio   string
+	only     string // comma-separated target names; "" runs all
+	profile  string // directory for weft-proxy profiles; "" disables
+	baseline string // another weft-proxy binary measured beside this tree's
 }
 
 func main() {
@@ -41,6 +47,9 @@ func main() {
 	flag.IntVar(&o.size, "size", 1024, "response body bytes")
 	flag.StringVar(&o.out, "out", "bench/results", "where latest.md and latest.json go")
 	flag.StringVar(&o.fortio, "fortio", "", "fortio binary (default: $HOME/.cache/weft/bin/fortio or PATH)")
+	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct always runs first as the baseline)")
+	flag.StringVar(&o.profile, "profile", "", "directory: CPU and allocation profiles of every weft-proxy at max rate (builds with -tags weftpprof)")
+	flag.StringVar(&o.baseline, "baseline", "", "another weft-proxy binary (e.g. built from main) measured in the same run, as rows \"… (baseline)\"")
 	flag.Parse()
 	if o.quick {
 		o.duration = 2 * time.Second
@@ -63,6 +72,7 @@ type bench struct {
 	bin     string
 	backend string // host:port
 	procs   []*proc
+	weftBin string // weft-proxy binary; "" is the one built from this tree
 }
 
 func run(o options) error {
@@ -82,7 +92,15 @@ func run(o options) error {
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	go func() { <-sig; b.stopAll(); os.Exit(130) }()
 
-	build := exec.Command("go", "build", "-o", b.bin+"/", "./cmd/weft-proxy", "./bench/naiveproxy")
+	tags := imagebuild.BuildTags // as release binaries
+	if o.profile != "" {
+		if err := os.MkdirAll(o.profile, 0o755); err != nil {
+			return err
+		}
+		tags += ",weftpprof"
+	}
+	buildArgs := []string{"build", "-trimpath", "-tags", tags, "-o", b.bin + "/"}
+	build := exec.Command("go", append(buildArgs, "./cmd/weft-proxy", "./bench/naiveproxy")...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -101,11 +119,17 @@ func run(o options) error {
 		return fmt.Errorf("fortio backend: %w", err)
 	}
 
-	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
 	var failures []error
 	var direct *Row
 	for _, t := range targets() {
+		if !o.selected(t.name) {
+			continue
+		}
 		url, procs, err := t.start(b)
+		if errors.Is(err, errNoBaseline) {
+			continue
+		}
 		if err != nil {
 			log.Printf("skipping %s: %v", t.name, err)
 			rep.Rows = append(rep.Rows, Row{Target: t.name, Note: "skipped: " + err.Error()})
@@ -196,7 +220,11 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	row.FixedQPS = fixed.ActualQPS
 	row.P50Ms, row.P99Ms, row.P999Ms = fixed.percentileMs(50), fixed.percentileMs(99), fixed.percentileMs(99.9)
 	row.MaxMs = fixed.DurationHistogram.Max * 1000
+	pr := b.startProfiles(name, procs, b.o.duration)
 	max, err := b.load(name+"-max", url, 0)
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -205,6 +233,20 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	}
 	row.MaxQPS = max.ActualQPS
 	return row, nil
+}
+
+// selected reports whether -only lets target name run.
+func (o options) selected(name string) bool {
+	if o.only == "" || name == "direct" {
+		return true
+	}
+	name = strings.TrimSuffix(name, " (baseline)")
+	for _, n := range strings.Split(o.only, ",") {
+		if strings.TrimSpace(n) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // load runs fortio on CPU 0 and parses its JSON.

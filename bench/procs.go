@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,10 +19,18 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
+	// pprof is the address of the process's net/http/pprof (weft-proxy
+	// built with -tags weftpprof in -profile mode), or "".
+	pprof string
 }
 
 // startProc runs args pinned to cpu (-1: unpinned), logging to dir/name.log.
 func startProc(dir, name string, cpu int, args ...string) (*proc, error) {
+	return startProcEnv(dir, name, cpu, nil, args...)
+}
+
+// startProcEnv is startProc with extra environment variables.
+func startProcEnv(dir, name string, cpu int, env []string, args ...string) (*proc, error) {
 	if cpu >= 0 {
 		if _, err := exec.LookPath("taskset"); err == nil {
 			args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
@@ -33,6 +42,9 @@ func startProc(dir, name string, cpu int, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
@@ -138,4 +150,30 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// machine describes where the benchmark ran: CPU model, CPUs, kernel and
+// the load average when it started (other work on a shared machine skews
+// every row of the run, not only one).
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			load = strings.Join(f[:3], " ")
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, %s, load average at start %s", model, runtime.NumCPU(), kernel, load)
 }

@@ -78,6 +78,7 @@ type Row struct {
 // Report is the whole run.
 type Report struct {
 	Date     string   `json:"date"`
+	Machine  string   `json:"machine"`
 	Duration string   `json:"phase_duration"`
 	QPS      int      `json:"fixed_qps"`
 	Conns    int      `json:"connections"`
@@ -102,7 +103,8 @@ func (r *Report) row(name string) *Row {
 	return nil
 }
 
-// evaluate compares weft's single hop with the product's stated targets.
+// evaluate compares weft's single hop and pair with the product's stated
+// targets.
 func (r *Report) evaluate() {
 	w, h, n := r.row("weft-proxy"), r.row("haproxy"), r.row("httputil.ReverseProxy")
 	if w == nil {
@@ -120,12 +122,35 @@ func (r *Report) evaluate() {
 	}
 	add("idle RSS ≤ 10 MiB", fmt.Sprintf("%.1f MiB", float64(w.RSSIdleKiB)/1024), w.RSSIdleKiB <= 10*1024)
 	add("RSS at fixed rate ≤ 20 MiB", fmt.Sprintf("%.1f MiB", float64(w.RSSLoadKiB)/1024), w.RSSLoadKiB <= 20*1024)
+	r.evaluatePair()
+}
+
+// evaluatePair compares the weft-proxy pair with the haproxy pair in the
+// same layout (issue 17's goals; RSS is per proxy, the pair's sum halved).
+func (r *Report) evaluatePair() {
+	w, h := r.row("weft-proxy pair"), r.row("haproxy pair")
+	if w == nil || h == nil || h.MaxQPS <= 0 {
+		return
+	}
+	add := func(goal, measured string, met bool) { r.Targets = append(r.Targets, Target{goal, measured, met}) }
+	ratio := w.MaxQPS / h.MaxQPS
+	add("pair: max throughput ≥ 1.0× haproxy pair", fmt.Sprintf("%.2f×", ratio), ratio >= 1.0)
+	add("pair: added p99 at fixed rate ≤ haproxy pair's", fmt.Sprintf("%.3f ms vs %.3f ms", w.AddedP99Ms, h.AddedP99Ms), w.AddedP99Ms <= h.AddedP99Ms)
+	if h.CPUPer10k > 0 {
+		cpu := w.CPUPer10k / h.CPUPer10k
+		add("pair: CPU per request ≤ 1.25× haproxy pair's", fmt.Sprintf("%.2f× (%.3f vs %.3f s / 10k)", cpu, w.CPUPer10k, h.CPUPer10k), cpu <= 1.25)
+	}
+	add("pair: idle RSS per proxy ≤ 10 MiB", fmt.Sprintf("%.1f MiB", float64(w.RSSIdleKiB)/2048), w.RSSIdleKiB <= 2*10*1024)
+	add("pair: RSS per proxy at fixed rate ≤ 20 MiB", fmt.Sprintf("%.1f MiB", float64(w.RSSLoadKiB)/2048), w.RSSLoadKiB <= 2*20*1024)
 }
 
 // Markdown renders the report as tables.
 func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Proxy benchmark (%s)\n\n", r.Date)
+	if r.Machine != "" {
+		fmt.Fprintf(&b, "Machine: %s.\n\n", r.Machine)
+	}
 	fmt.Fprintf(&b, "fortio, HTTP/1.1 keep-alive, %d connections, %d-byte responses; fixed rate %d rps; phases of %s.\n", r.Conns, r.BodySize, r.QPS, r.Duration)
 	fmt.Fprintf(&b, "Latency is at the fixed rate; \"added\" is the target minus direct. Max rps is with -qps 0.\n\n")
 	b.WriteString("| target | p50 ms | p99 ms | p99.9 ms | max ms | added p50 | added p99 | added p99.9 | max rps | RSS idle MiB | RSS load MiB | CPU s / 10k req |\n")
@@ -151,7 +176,7 @@ func (r *Report) Markdown() string {
 		}
 	}
 	if len(r.Targets) > 0 {
-		b.WriteString("\n\n| weft-proxy single hop target | measured | |\n| --- | --- | --- |\n")
+		b.WriteString("\n\n| weft-proxy target | measured | |\n| --- | --- | --- |\n")
 		for _, t := range r.Targets {
 			mark := "missed"
 			if t.Met {

@@ -1,25 +1,49 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // targets in report order; "direct" first, as the baseline.
 func targets() []target {
-	return []target{
+	all := []target{
 		{name: "direct", start: func(b *bench) (string, []*proc, error) { return b.url(b.backend), nil, nil }},
 		{name: "haproxy", start: startHAProxy, note: "1 thread, http mode, keep-alive to the backend"},
 		{name: "nginx", start: startNginx, note: "1 worker, upstream keepalive 64"},
 		{name: "httputil.ReverseProxy", start: startNaive, note: "Go's ReverseProxy, MaxIdleConnsPerHost raised to 64"},
 		{name: "weft-proxy", start: startWeft, note: "single hop, explicit mode"},
-		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/2 → inbound proxy (both on CPU 1)"},
+		{name: "haproxy pair", start: startHAProxyPair, note: "two haproxy, 1 thread each, http mode, keep-alive on both hops (both on CPU 1)"},
+		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/1, pooled → inbound proxy (both on CPU 1)"},
 	}
+	// -baseline: each weft layout again with another binary, right after it.
+	var out []target
+	for _, t := range all {
+		out = append(out, t)
+		if strings.HasPrefix(t.name, "weft-proxy") {
+			start := t.start
+			out = append(out, target{name: t.name + " (baseline)", note: "the -baseline binary",
+				start: func(b *bench) (string, []*proc, error) {
+					if b.o.baseline == "" {
+						return "", nil, errNoBaseline
+					}
+					bb := *b
+					bb.weftBin = b.o.baseline
+					return start(&bb)
+				}})
+		}
+	}
+	return out
 }
+
+// errNoBaseline skips the baseline rows when -baseline is not given.
+var errNoBaseline = errors.New("no -baseline binary")
 
 func (b *bench) url(hostport string) string {
 	return fmt.Sprintf("http://%s/echo?size=%d", hostport, b.o.size)
@@ -34,6 +58,31 @@ func listenAddr() (string, error) {
 }
 
 func startHAProxy(b *bench) (string, []*proc, error) {
+	addr, p, err := b.haproxy("haproxy", b.backend)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.url(addr), []*proc{p}, nil
+}
+
+// startHAProxyPair chains two haproxy processes, as the weft pair chains
+// an outbound and an inbound proxy.
+func startHAProxyPair(b *bench) (string, []*proc, error) {
+	inAddr, in, err := b.haproxy("haproxy-in", b.backend)
+	if err != nil {
+		return "", nil, err
+	}
+	addr, out, err := b.haproxy("haproxy-out", inAddr)
+	if err != nil {
+		in.stop()
+		return "", nil, err
+	}
+	return b.url(addr), []*proc{out, in}, nil
+}
+
+// haproxy starts one haproxy (1 thread, http mode, keep-alive) in front of
+// backend and returns its listening address.
+func (b *bench) haproxy(name, backend string) (string, *proc, error) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		return "", nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
@@ -57,16 +106,16 @@ frontend fe
 backend be
   http-reuse always
   server s1 %s
-`, addr, b.backend)
-	path := filepath.Join(b.dir, "haproxy.cfg")
+`, addr, backend)
+	path := filepath.Join(b.dir, name+".cfg")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return "", nil, err
 	}
-	p, err := startProc(b.dir, "haproxy", proxyCPU, bin, "-db", "-f", path)
+	p, err := startProc(b.dir, name, proxyCPU, bin, "-db", "-f", path)
 	if err != nil {
 		return "", nil, err
 	}
-	return b.url(addr), []*proc{p}, nil
+	return addr, p, nil
 }
 
 func startNginx(b *bench) (string, []*proc, error) {
@@ -135,12 +184,27 @@ func (b *bench) weft(name string, extra ...string) (*proc, string, error) {
 		}
 		addrs[i] = a
 	}
-	args := append([]string{filepath.Join(b.bin, "weft-proxy"), "--log-level", "warn",
+	bin := b.weftBin
+	if bin == "" {
+		bin = filepath.Join(b.bin, "weft-proxy")
+	}
+	args := append([]string{bin, "--log-level", "warn",
 		"--admin-addr", addrs[0], "--control-addr", addrs[1], "--outbound-addr", addrs[2], "--inbound-addr", addrs[3]}, extra...)
-	p, err := startProc(b.dir, name, proxyCPU, args...)
+	var env []string
+	var pprofAddr string
+	if b.o.profile != "" && b.weftBin == "" {
+		a, err := listenAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		pprofAddr = a
+		env = []string{"WEFT_PPROF_ADDR=" + a}
+	}
+	p, err := startProcEnv(b.dir, name, proxyCPU, env, args...)
 	if err != nil {
 		return nil, "", err
 	}
+	p.pprof = pprofAddr
 	if err := waitHTTP("http://"+addrs[0]+"/ready", 10*time.Second); err != nil {
 		p.stop()
 		return nil, "", err

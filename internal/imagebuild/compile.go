@@ -41,6 +41,11 @@ func goEnv(p ociimage.Platform) (target, error) {
 	return target{}, fmt.Errorf("imagebuild: platform %s is not one this builder knows (linux/amd64, linux/arm64, linux/arm/v7)", p)
 }
 
+// BuildTags are the build tags of release binaries (the Makefile's TAGS):
+// grpcnotrace leaves grpc-go's request tracing (golang.org/x/net/trace) out,
+// which trims weft-proxy's binary and idle RSS (issue 17).
+const BuildTags = "grpcnotrace"
+
 // compile builds ./cmd/<command> for platform p into dir: static
 // (CGO_ENABLED=0), stripped, without paths (-trimpath) or a build ID, with
 // version linked in. It checks each binary is an ELF file for p.
@@ -52,7 +57,7 @@ func compile(ctx context.Context, root, dir string, p ociimage.Platform, version
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("imagebuild: %w", err)
 	}
-	args := []string{"build", "-trimpath", "-ldflags", "-s -w -buildid= -X " + VersionVar + "=" + version, "-o", dir + string(filepath.Separator)}
+	args := []string{"build", "-trimpath", "-tags", BuildTags, "-ldflags", "-s -w -buildid= -X " + VersionVar + "=" + version, "-o", dir + string(filepath.Separator)}
 	for _, c := range commands {
 		args = append(args, "./cmd/"+c)
 	}

@@ -37,7 +37,10 @@ func pair(t *testing.T, backend string) (addr string, a, b *testProxy) {
 	return a.bindings[0], a, b
 }
 
-func TestHTTP1AcrossProxyPairRidesHTTP2(t *testing.T) {
+// TestHTTP1AcrossProxyPairStaysHTTP1: HTTP/1 requests cross a proxy pair as
+// HTTP/1 on pooled connections (no per-request connection, no HTTP/2
+// upgrade between the proxies), with the hop's headers handled.
+func TestHTTP1AcrossProxyPairStaysHTTP1(t *testing.T) {
 	backend := h2cServer(t, http.HandlerFunc(echo))
 	addr, a, b := pair(t, backend)
 
@@ -80,20 +83,65 @@ func TestHTTP1AcrossProxyPairRidesHTTP2(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	// Fifty concurrent HTTP/1 requests from A reach B over one HTTP/2 connection.
+	// Fifty concurrent requests need at most fifty connections from A to
+	// B; afterwards they are reused: twenty more, one at a time, open none.
 	mb := b.metricsText(t)
-	if got := metricValue(t, mb, "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != 1 {
-		t.Errorf("inbound connections at B = %v, want 1 multiplexed connection", got)
+	opened := metricValue(t, mb, "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"})
+	if opened < 1 || opened > 50 {
+		t.Errorf("inbound connections at B = %v, want 1..50", opened)
+	}
+	for i := range 20 {
+		req, _ := http.NewRequest("GET", fmt.Sprintf("http://%s/echo?seq=%d", addr, i), nil)
+		req.Host = "web.test"
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Proto"); got != "HTTP/1.1" {
+			t.Fatalf("backend saw %s, want HTTP/1.1", got)
+		}
+	}
+	mb = b.metricsText(t)
+	if got := metricValue(t, mb, "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != opened {
+		t.Errorf("inbound connections at B went from %v to %v over 20 sequential requests, want pooled connections reused", opened, got)
 	}
 	ma := a.metricsText(t)
-	if got := metricValue(t, ma, "request_total", map[string]string{"direction": "outbound", "authority": "web.test"}); got != 50 {
-		t.Errorf("outbound request_total = %v, want 50", got)
+	if got := metricValue(t, ma, "request_total", map[string]string{"direction": "outbound", "authority": "web.test"}); got != 70 {
+		t.Errorf("outbound request_total = %v, want 70", got)
 	}
-	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "status_code": "200", "classification": "success"}); got != 50 {
-		t.Errorf("outbound successful response_total = %v, want 50", got)
+	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "status_code": "200", "classification": "success"}); got != 70 {
+		t.Errorf("outbound successful response_total = %v, want 70", got)
 	}
-	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "target_addr": backend}); got != 50 {
-		t.Errorf("inbound request_total = %v, want 50", got)
+	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "target_addr": backend}); got != 70 {
+		t.Errorf("inbound request_total = %v, want 70", got)
+	}
+}
+
+// TestInboundRestoresHTTP1FromOrigProto: a peer that upgrades HTTP/1 to
+// HTTP/2 and names it in l5d-orig-proto (Linkerd's proxies, Weft before
+// issue 17) still reaches the application as HTTP/1.1, without the header.
+func TestInboundRestoresHTTP1FromOrigProto(t *testing.T) {
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	_, _, b := pair(t, backend)
+	req, _ := http.NewRequest("GET", "http://"+b.inbound+"/echo", nil)
+	req.Host = "web.test"
+	req.Header.Set(compat.HeaderOrigProto, "HTTP/1.1")
+	resp, err := h2cClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("client got %s, want HTTP/2", resp.Proto)
+	}
+	if got := resp.Header.Get("X-Proto"); got != "HTTP/1.1" {
+		t.Errorf("backend saw %s, want HTTP/1.1 restored", got)
+	}
+	if got := resp.Header.Get("X-Orig-Proto"); got != "" {
+		t.Errorf("l5d-orig-proto reached the application: %q", got)
 	}
 }
 
@@ -198,10 +246,10 @@ func TestChunkedAndExpectContinue(t *testing.T) {
 	tests := []struct {
 		name       string
 		addr       string
-		wantExpect bool // across a pair, 100-continue is honoured hop by hop over HTTP/2
+		wantExpect bool // HTTP/1 stays HTTP/1 across a pair, so Expect reaches the backend
 	}{
 		{"single hop", single.bindings[0], true},
-		{"proxy pair", pairAddr, false},
+		{"proxy pair", pairAddr, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

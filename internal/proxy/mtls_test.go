@@ -158,6 +158,26 @@ func TestMTLSBetweenProxies(t *testing.T) {
 			t.Fatalf("request %d: got %q, want %q", i, got, want)
 		}
 	}
+	// Over mTLS, HTTP/1 rides one multiplexed HTTP/2 connection: ten
+	// concurrent requests open no second connection (no handshake each).
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Post("http://"+a.bindings[0]+"/", "text/plain", strings.NewReader(secret))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}()
+	}
+	wg.Wait()
+	if got := metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != 1 {
+		t.Errorf("B: inbound connections = %v, want 1 multiplexed mTLS connection", got)
+	}
 	onWire := tp.bytes()
 	if len(onWire) < 5 || onWire[0] != 0x16 || onWire[1] != 0x03 {
 		t.Errorf("connection between proxies does not start with a TLS handshake: % x", onWire[:min(len(onWire), 8)])
@@ -168,11 +188,11 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		}
 	}
 	ma, mb := a.metricsText(t), b.metricsText(t)
-	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": apiID}); got != 5 {
-		t.Errorf("A: response_total{tls=true,server_id=api} = %v, want 5", got)
+	if got := metricValue(t, ma, "response_total", map[string]string{"direction": "outbound", "tls": "true", "server_id": apiID}); got != 15 {
+		t.Errorf("A: response_total{tls=true,server_id=api} = %v, want 15", got)
 	}
-	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}); got != 5 {
-		t.Errorf("B: request_total{tls=true,client_id=web} = %v, want 5", got)
+	if got := metricValue(t, mb, "request_total", map[string]string{"direction": "inbound", "tls": "true", "client_id": webID}); got != 15 {
+		t.Errorf("B: request_total{tls=true,client_id=web} = %v, want 15", got)
 	}
 	if got := metricValue(t, ma, "identity_cert_refresh_count", nil); got < 1 {
 		t.Errorf("identity_cert_refresh_count = %v, want ≥ 1", got)
