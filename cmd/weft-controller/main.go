@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/internal/controller"
+	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -27,9 +28,13 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var logLevel string
+	var logLevel, addrFile string
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
+	root.PersistentFlags().StringVar(&addrFile, "addr-file", "", "write the addresses the component's servers are bound to (JSON, server name → host:port) to this file once they listen: with port 0 in --addr/--admin-addr, where to reach them")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		cmd.SetContext(serving.WithAddrFile(cmd.Context(), addrFile))
+		return level.UnmarshalText([]byte(logLevel))
+	}
 	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger), controller.NewJaegerInjectorCommand(logger),
 		controller.NewPolicyCommand(logger), controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger), controller.NewTapCommand(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

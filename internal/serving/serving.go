@@ -3,6 +3,11 @@
 // stop gracefully in order; a server that stops serving by itself stops
 // the others and its error, naming it, is returned. Nothing is left
 // running silently, and no Serve error is dropped.
+//
+// A binary asked to (an address file in the context, WithAddrFile) writes
+// the addresses its servers are bound to, so that it can listen on port 0
+// and a test or script learn where (ReadAddrFile) instead of picking a
+// "free" port that another process may take first.
 package serving
 
 import (
@@ -19,7 +24,8 @@ import (
 
 // Server is one server on its listener.
 type Server struct {
-	Name  string       // in errors: "injector webhook server on 127.0.0.1:8443"
+	Name  string       // "injector webhook server"; errors add " on <Addr>"
+	Addr  net.Addr     // where it listens (the address file's value for Name)
 	Serve func() error // blocks while serving
 	Stop  func()       // makes Serve return, gracefully where it can
 }
@@ -32,7 +38,8 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 		srv.ReadHeaderTimeout = 10 * time.Second
 	}
 	return Server{
-		Name: fmt.Sprintf("%s on %s", name, l.Addr()),
+		Name: name,
+		Addr: l.Addr(),
 		Serve: func() error {
 			if srv.TLSConfig != nil {
 				return srv.ServeTLS(l, "", "")
@@ -40,6 +47,7 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 			return srv.Serve(l)
 		},
 		Stop: func() {
+			defer l.Close() // in case Serve never ran
 			if grace <= 0 {
 				srv.Close()
 				return
@@ -57,9 +65,11 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 // streams still open then are cut.
 func GRPC(name string, l net.Listener, srv *grpc.Server, grace time.Duration) Server {
 	return Server{
-		Name:  fmt.Sprintf("%s on %s", name, l.Addr()),
+		Name:  name,
+		Addr:  l.Addr(),
 		Serve: func() error { return srv.Serve(l) },
 		Stop: func() {
+			defer l.Close() // in case Serve never ran
 			stopped := make(chan struct{})
 			go func() { srv.GracefulStop(); close(stopped) }()
 			select {
@@ -92,7 +102,21 @@ func Listen(addrs ...string) ([]net.Listener, error) {
 // 503) and stops the servers in order, returning nil. A server whose Serve
 // returns before that (a failed TLS setup, a listener closed under it)
 // stops the others the same way, and Run returns its error, naming it.
+// With an address file in ctx (WithAddrFile), Run first writes every
+// server's address there; if it cannot, nothing is served.
 func Run(ctx context.Context, draining func(), servers ...Server) error {
+	if path := addrFile(ctx); path != "" {
+		addrs := make(map[string]string, len(servers))
+		for _, s := range servers {
+			addrs[s.Name] = s.Addr.String()
+		}
+		if err := WriteAddrFile(path, addrs); err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range servers {
 		g.Go(func() error {
@@ -103,7 +127,7 @@ func Run(ctx context.Context, draining func(), servers ...Server) error {
 			if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
 				err = errors.New("stopped serving")
 			}
-			return fmt.Errorf("%s: %w", s.Name, err)
+			return fmt.Errorf("%s on %s: %w", s.Name, s.Addr, err)
 		})
 	}
 	g.Go(func() error {
