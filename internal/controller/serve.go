@@ -47,7 +47,7 @@ func serveOn(ctx context.Context, c component, l, adminL net.Listener) error {
 	var stopping atomic.Bool
 	adm := adminServer(c.log, c.metrics, func() bool { return !stopping.Load() && c.ready() })
 	c.log.Info(c.name+" service started", append([]any{"addr", l.Addr().String(), "admin-addr", adminL.Addr().String()}, c.attrs...)...)
-	return serving.Run(ctx, func() { stopping.Store(true) },
+	return serving.Run(ctx, func(error) { stopping.Store(true) },
 		serving.GRPC(c.name+" gRPC server", l, c.srv, c.grace),
 		serving.HTTP(c.name+" admin server", adminL, adm, 0))
 }

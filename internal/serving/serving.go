@@ -98,13 +98,14 @@ func Listen(addrs ...string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// Run serves until ctx ends, then calls draining (for example /ready turns
-// 503) and stops the servers in order, returning nil. A server whose Serve
-// returns before that (a failed TLS setup, a listener closed under it)
-// stops the others the same way, and Run returns its error, naming it.
+// Run serves until ctx ends, then calls draining with a nil cause (for
+// example /ready turns 503) and stops the servers in order, returning nil.
+// A server whose Serve returns before that (a failed TLS setup, a listener
+// closed under it) stops the others the same way, draining getting its
+// error as the cause, and Run returns that error, naming the server.
 // With an address file in ctx (WithAddrFile), Run first writes every
 // server's address there; if it cannot, nothing is served.
-func Run(ctx context.Context, draining func(), servers ...Server) error {
+func Run(ctx context.Context, draining func(cause error), servers ...Server) error {
 	if path := addrFile(ctx); path != "" {
 		addrs := make(map[string]string, len(servers))
 		for _, s := range servers {
@@ -133,7 +134,11 @@ func Run(ctx context.Context, draining func(), servers ...Server) error {
 	g.Go(func() error {
 		<-gctx.Done()
 		if draining != nil {
-			draining()
+			var cause error
+			if ctx.Err() == nil {
+				cause = context.Cause(gctx) // a server stopped on its own
+			}
+			draining(cause)
 		}
 		for _, s := range servers {
 			s.Stop()

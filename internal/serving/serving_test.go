@@ -50,9 +50,12 @@ func TestRunDrainsInFlight(t *testing.T) {
 		io.WriteString(w, "done")
 	})}
 	var drained atomic.Bool
+	causes := make(chan error, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, func() { drained.Store(true) }, HTTP("slow server", l, srv, 5*time.Second)) }()
+	go func() {
+		done <- Run(ctx, func(cause error) { causes <- cause; drained.Store(true) }, HTTP("slow server", l, srv, 5*time.Second))
+	}()
 
 	type reply struct {
 		body string
@@ -77,6 +80,9 @@ func TestRunDrainsInFlight(t *testing.T) {
 	}
 	if !drained.Load() {
 		t.Fatal("draining was not called after ctx ended")
+	}
+	if cause := <-causes; cause != nil {
+		t.Errorf("draining's cause when ctx ended: got %v, want nil", cause)
 	}
 	close(release)
 	if r := <-got; r.err != nil || r.body != "done" {
@@ -108,8 +114,8 @@ func TestRunReturnsFailure(t *testing.T) {
 			healthpb.RegisterHealthServer(gs, health.NewServer())
 			hs := &http.Server{Handler: http.NotFoundHandler()}
 			servers := []Server{GRPC("test gRPC server", gl, gs, time.Second), HTTP("test admin server", hl, hs, 0)}
-			done := make(chan error, 1)
-			go func() { done <- Run(context.Background(), nil, servers...) }()
+			done, causes := make(chan error, 1), make(chan error, 1)
+			go func() { done <- Run(context.Background(), func(cause error) { causes <- cause }, servers...) }()
 
 			// Both serve before one breaks.
 			conn, err := grpc.NewClient(gl.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -133,6 +139,9 @@ func TestRunReturnsFailure(t *testing.T) {
 			want := servers[tt.broken].Name + " on " + servers[tt.broken].Addr.String()
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Fatalf("Run: got %v, want an error naming %q", err, want)
+			}
+			if cause := <-causes; cause == nil || cause.Error() != err.Error() {
+				t.Errorf("draining's cause: got %v, want %v", cause, err)
 			}
 			other := []net.Listener{gl, hl}[1-tt.broken]
 			if c, err := net.DialTimeout("tcp", other.Addr().String(), time.Second); err == nil {
