@@ -1,6 +1,8 @@
 // Command weft-controller runs Weft's control-plane components, one per
-// subcommand (identity, destination, injector, policy; viz's metrics-api, web and tap), so that a single image serves every
-// control-plane Deployment.
+// subcommand (identity, destination, injector, policy; viz's metrics-api,
+// web and tap; the jaeger extension's jaeger-injector), so that a single
+// image serves every control-plane Deployment. With --addr-file, a
+// component says where its servers listen (for port 0 in tests).
 package main
 
 import (
