@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -52,20 +54,26 @@ func proxyMetrics(t *testing.T, ns, pod string) string {
 	return kubectl(t, "", "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+pod+":4191/proxy/metrics")
 }
 
-// samples maps each sample line's series (name and labels) of the named
-// metrics to its value.
-func samples(metrics string, names ...string) map[string]float64 {
+// samples maps each labelled sample of the named metrics to its value, by
+// series: the name and its labels sorted, as the proxy exposes them
+// (request_total{direction="outbound",...}).
+func samples(t testing.TB, metrics string, names ...string) map[string]float64 {
+	t.Helper()
+	all, err := promtext.Parse(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 	out := map[string]float64{}
-	for _, line := range strings.Split(metrics, "\n") {
-		for _, name := range names {
-			if !strings.HasPrefix(line, name+"{") {
-				continue
-			}
-			i := strings.LastIndexByte(line, ' ')
-			var v float64
-			fmt.Sscanf(line[i+1:], "%g", &v)
-			out[line[:i]] = v
+	for _, s := range all {
+		if !slices.Contains(names, s.Name) || len(s.Labels) == 0 {
+			continue
 		}
+		pairs := make([]string, 0, len(s.Labels))
+		for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+			pairs = append(pairs, k+`="`+esc.Replace(s.Labels[k])+`"`)
+		}
+		out[s.Name+"{"+strings.Join(pairs, ",")+"}"] = s.Value
 	}
 	return out
 }

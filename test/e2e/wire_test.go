@@ -289,7 +289,7 @@ func (ex wireExchange) run(t *testing.T, ns, pod, marker string) (string, error)
 }
 
 func proxySamples(t *testing.T, ns, pod string) map[string]float64 {
-	return samples(proxyMetrics(t, ns, pod), "tcp_open_total", "request_total")
+	return samples(t, proxyMetrics(t, ns, pod), "tcp_open_total", "request_total")
 }
 
 // captureAround runs tcpdump on the pods' bridge (bounded in packets and
