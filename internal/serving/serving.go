@@ -1,4 +1,5 @@
-// Package serving runs a binary's servers (gRPC, HTTP, HTTPS) on their
+// Package serving runs a binary's servers (HTTP, HTTPS; gRPC through
+// grpcserving, so that binaries without gRPC do not link it) on their
 // listeners under one errgroup: they serve until the context ends, then
 // stop gracefully in order; a server that stops serving by itself stops
 // the others and its error, naming it, is returned. Nothing is left
@@ -19,7 +20,6 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 )
 
 // Server is one server on its listener.
@@ -56,26 +56,6 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 			defer cancel()
 			if srv.Shutdown(ctx) != nil {
 				srv.Close()
-			}
-		},
-	}
-}
-
-// GRPC serves srv on l. Stop lets in-flight RPCs finish for up to grace;
-// streams still open then are cut.
-func GRPC(name string, l net.Listener, srv *grpc.Server, grace time.Duration) Server {
-	return Server{
-		Name:  name,
-		Addr:  l.Addr(),
-		Serve: func() error { return srv.Serve(l) },
-		Stop: func() {
-			defer l.Close() // in case Serve never ran
-			stopped := make(chan struct{})
-			go func() { srv.GracefulStop(); close(stopped) }()
-			select {
-			case <-stopped:
-			case <-time.After(grace):
-				srv.Stop()
 			}
 		},
 	}
@@ -125,7 +105,7 @@ func Run(ctx context.Context, draining func(cause error), servers ...Server) err
 			if gctx.Err() != nil {
 				return nil // asked to stop (http.ErrServerClosed, or nil from gRPC)
 			}
-			if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+			if err == nil || errors.Is(err, http.ErrServerClosed) {
 				err = errors.New("stopped serving")
 			}
 			return fmt.Errorf("%s on %s: %w", s.Name, s.Addr, err)
