@@ -336,6 +336,8 @@ func waitReady(url string, exited <-chan error, within time.Duration) error {
 	}
 }
 
+// freeAddr is a loopback address nothing listened on a moment ago: for
+// the Prometheus image, which cannot bind port 0 and say where.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
