@@ -3,8 +3,6 @@ package dstscale
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +22,8 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/proctest"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 type scale struct{ services, perService, streams, changes int }
@@ -94,14 +94,22 @@ func TestDestinationAtScale(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	grpcAddr, adminAddr := freeAddr(t), freeAddr(t)
-	ctl := exec.Command(filepath.Join(bin, "weft-controller"), "destination", "--kubeconfig", api.Kubeconfig, "--addr", grpcAddr, "--admin-addr", adminAddr, "--log-level", "warn", "--plaintext")
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
+	ctl := exec.Command(filepath.Join(bin, "weft-controller"), "destination", "--kubeconfig", api.Kubeconfig, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--log-level", "warn", "--plaintext", "--addr-file", addrFile)
 	ctl.Stderr = os.Stderr
 	if err := ctl.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ctl.Process.Kill(); ctl.Wait() })
-	waitReady(t, "http://"+adminAddr+"/ready")
+	exited := make(chan struct{})
+	go func() { ctl.Wait(); close(exited) }()
+	t.Cleanup(func() { ctl.Process.Kill(); <-exited })
+	addrs, err := serving.ReadAddrFile(addrFile, 60*time.Second, exited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, adminAddr := addrs["destination gRPC server"], addrs["destination admin server"]
+	proctest.WaitReady(t, "http://"+adminAddr+"/ready", 60*time.Second)
 	idleRSS, idleCPU := procStats(t, ctl.Process.Pid)
 
 	// The streams: by name and by ClusterIP alternately, over 10 connections.
@@ -293,27 +301,4 @@ func parallel(t *testing.T, n, workers int, fn func(int) error) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-	}
-	t.Fatalf("%s not ready within 60s", url)
 }

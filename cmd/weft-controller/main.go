@@ -1,6 +1,8 @@
 // Command weft-controller runs Weft's control-plane components, one per
-// subcommand (identity, destination, injector, policy; viz's metrics-api, web and tap), so that a single image serves every
-// control-plane Deployment.
+// subcommand (identity, destination, injector, policy; viz's metrics-api,
+// web and tap; the jaeger extension's jaeger-injector), so that a single
+// image serves every control-plane Deployment. With --addr-file, a
+// component says where its servers listen (for port 0 in tests).
 package main
 
 import (
@@ -14,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/internal/controller"
+	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/version"
 )
 
@@ -27,9 +30,13 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	var logLevel string
+	var logLevel, addrFile string
 	root.PersistentFlags().StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return level.UnmarshalText([]byte(logLevel)) }
+	root.PersistentFlags().StringVar(&addrFile, "addr-file", "", "write the addresses the component's servers are bound to (JSON, server name → host:port) to this file once they listen: with port 0 in --addr/--admin-addr, where to reach them")
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		cmd.SetContext(serving.WithAddrFile(cmd.Context(), addrFile))
+		return level.UnmarshalText([]byte(logLevel))
+	}
 	root.AddCommand(controller.NewIdentityCommand(logger), controller.NewDestinationCommand(logger), controller.NewInjectorCommand(logger), controller.NewJaegerInjectorCommand(logger),
 		controller.NewPolicyCommand(logger), controller.NewMetricsAPICommand(logger), controller.NewWebCommand(logger), controller.NewTapCommand(logger))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

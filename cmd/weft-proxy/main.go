@@ -133,14 +133,10 @@ func run(args []string) error {
 	case <-p.Done():
 	}
 	signal.Stop(sig)
-	var failed error // a server that stopped on its own sends before stopping the proxy
-	select {
-	case failed = <-p.Failed():
-	default:
-	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace+5*time.Second)
 	defer cancel()
-	return errors.Join(failed, p.Shutdown(shutdownCtx))
+	return p.Shutdown(shutdownCtx) // with the error of a server that stopped on its own
+
 }
 
 // dialControl connects to a control-plane service: mTLS verified against

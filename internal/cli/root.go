@@ -1,5 +1,6 @@
 // Package cli holds the commands of the weft CLI (demo, install, upgrade,
-// uninstall, check, inject, uninject, version), wired explicitly in NewRoot.
+// uninstall, check, inject, uninject, version, and the viz and jaeger
+// extensions' commands), wired explicitly in NewRoot.
 package cli
 
 import (

@@ -1,7 +1,9 @@
 // Package controller holds the control plane's components as runnable
-// commands (identity, destination, injector, policy), wired from flags
-// to the packages that do the work. One weft-controller image runs each as
-// a subcommand.
+// commands (identity, destination, injector, policy; viz's metrics-api,
+// web and tap; the jaeger injector), wired from flags to the packages that
+// do the work, each serving through internal/serving with its admin port
+// from internal/admin. One weft-controller image runs each as a
+// subcommand.
 package controller
 
 import (

@@ -151,7 +151,7 @@ func serveWebhook(ctx context.Context, log *slog.Logger, wh http.Handler, certs 
 	var stopping atomic.Bool
 	adm := adminServer(log, reg, func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: wh, TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
-	return serving.Run(ctx, func() { stopping.Store(true) },
+	return serving.Run(ctx, func(error) { stopping.Store(true) },
 		serving.HTTP("injector webhook server", l, srv, 5*time.Second),
 		serving.HTTP("injector admin server", adminL, adm, 0))
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/admin"
 	"github.com/weftmesh/weft/internal/serving"
+	"github.com/weftmesh/weft/internal/serving/grpcserving"
 )
 
 // component is one control-plane gRPC service with its admin port.
@@ -47,8 +48,8 @@ func serveOn(ctx context.Context, c component, l, adminL net.Listener) error {
 	var stopping atomic.Bool
 	adm := adminServer(c.log, c.metrics, func() bool { return !stopping.Load() && c.ready() })
 	c.log.Info(c.name+" service started", append([]any{"addr", l.Addr().String(), "admin-addr", adminL.Addr().String()}, c.attrs...)...)
-	return serving.Run(ctx, func() { stopping.Store(true) },
-		serving.GRPC(c.name+" gRPC server", l, c.srv, c.grace),
+	return serving.Run(ctx, func(error) { stopping.Store(true) },
+		grpcserving.Server(c.name+" gRPC server", l, c.srv, c.grace),
 		serving.HTTP(c.name+" admin server", adminL, adm, 0))
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 func listen(t *testing.T) net.Listener {
@@ -29,17 +30,7 @@ func listen(t *testing.T) net.Listener {
 // waitReady polls the admin server's /ready, at most 10 s.
 func waitReady(t *testing.T, admin string) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + admin + "/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s/ready not 200 within 10s", admin)
-		}
-	}
+	proctest.WaitReady(t, "http://"+admin+"/ready", 10*time.Second)
 }
 
 // result waits (bounded) for what a server function returned.

@@ -23,6 +23,7 @@ import (
 	"github.com/weftmesh/weft/internal/controlclient"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 const (
@@ -36,7 +37,9 @@ const (
 
 var controlTokens = map[string]string{dstToken: "linkerd/linkerd-destination", webToken: "shop/web"}
 
-// freeAddr is a loopback address nothing listens on (bound, then closed).
+// freeAddr is a loopback address nothing listens on (bound, then closed):
+// the identity service's, which the destination must be told before the
+// identity service starts.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l := listen(t)
@@ -93,11 +96,12 @@ func runDestination(t *testing.T, idAddr string, anchorsPEM []byte) (string, str
 	t.Helper()
 	registry := writeFile(t, "registry.yaml", fmt.Sprintf("services:\n- name: %s\n  endpoints:\n  - {addr: %q, meshed: true, identity: %s}\n",
 		apiAuthity, apiAddr, "api.shop.serviceaccount.identity.linkerd.cluster.local"))
-	o := DestinationOptions{Registry: registry, Addr: freeAddr(t), AdminAddr: freeAddr(t), Reload: time.Second,
+	o := DestinationOptions{Registry: registry, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Reload: time.Second,
 		ClusterDomain: "cluster.local", ControllerNS: compat.DefaultControlPlaneNamespace, TrustDomain: "cluster.local",
 		TLS: ServingIdentity{IdentityAddr: idAddr, TokenFile: writeFile(t, "token", dstToken),
 			AnchorsFile: writeFile(t, "ca.crt", string(anchorsPEM))}}
-	ctx, cancel := context.WithCancel(context.Background())
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
+	ctx, cancel := context.WithCancel(serving.WithAddrFile(context.Background(), addrFile))
 	done := make(chan error, 1)
 	go func() { done <- RunDestination(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
 	t.Cleanup(func() {
@@ -106,7 +110,18 @@ func runDestination(t *testing.T, idAddr string, anchorsPEM []byte) (string, str
 			t.Errorf("RunDestination: %v", err)
 		}
 	})
-	return o.Addr, o.AdminAddr
+	return listening(t, addrFile, "destination")
+}
+
+// listening reads the gRPC and admin addresses a component bound to port 0
+// wrote to its address file.
+func listening(t *testing.T, addrFile, component string) (addr, admin string) {
+	t.Helper()
+	addrs, err := serving.ReadAddrFile(addrFile, 10*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addrs[component+" gRPC server"], addrs[component+" admin server"]
 }
 
 // handshake completes a TLS handshake with addr and reads: in TLS 1.3 a
@@ -209,18 +224,20 @@ func TestDestinationServesMTLS(t *testing.T) {
 // TestPlaintextIsExplicit: without --plaintext a controller needs its trust
 // anchors; with it, it serves plaintext and is ready at once.
 func TestPlaintextIsExplicit(t *testing.T) {
-	o := DestinationOptions{Registry: writeFile(t, "registry.yaml", "services: []\n"), Addr: freeAddr(t), AdminAddr: freeAddr(t),
+	o := DestinationOptions{Registry: writeFile(t, "registry.yaml", "services: []\n"), Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 		Reload: time.Second, TLS: ServingIdentity{AnchorsFile: filepath.Join(t.TempDir(), "missing.crt")}}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if err := RunDestination(context.Background(), o, log); err == nil || !strings.Contains(err.Error(), "--plaintext") {
 		t.Errorf("RunDestination without anchors = %v, want an error naming --plaintext", err)
 	}
 	o.TLS = ServingIdentity{Plaintext: true}
-	ctx, cancel := context.WithCancel(context.Background())
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
+	ctx, cancel := context.WithCancel(serving.WithAddrFile(context.Background(), addrFile))
 	done := make(chan error, 1)
 	go func() { done <- RunDestination(ctx, o, log) }()
-	waitReady(t, o.AdminAddr)
-	conn, err := controlclient.Dial(o.Addr, "", nil)
+	addr, admin := listening(t, addrFile, "destination")
+	waitReady(t, admin)
+	conn, err := controlclient.Dial(addr, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

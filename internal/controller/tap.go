@@ -118,7 +118,7 @@ func RunTap(ctx context.Context, o TapOptions, log *slog.Logger) error {
 	adm := adminServer(log, reg, ready)
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	log.Info("tap started", "addr", ls[0].Addr().String(), "identity", o.Identity, "identity-addr", o.IdentityAddr)
-	return serving.Run(ctx, func() { stopping.Store(true) },
+	return serving.Run(ctx, func(error) { stopping.Store(true) },
 		serving.HTTP("tap server", ls[0], hs, 5*time.Second),
 		serving.HTTP("tap admin server", ls[1], adm, 0))
 }

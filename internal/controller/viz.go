@@ -102,7 +102,7 @@ func serveHTTPComponent(ctx context.Context, log *slog.Logger, name, addr, admin
 	adm := adminServer(log, newRegistry(), func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	log.Info(name+" started", append([]any{"addr", ls[0].Addr().String(), "admin-addr", ls[1].Addr().String()}, attrs...)...)
-	return serving.Run(ctx, func() { stopping.Store(true) },
+	return serving.Run(ctx, func(error) { stopping.Store(true) },
 		serving.HTTP(name+" server", ls[0], srv, 5*time.Second),
 		serving.HTTP(name+" admin server", ls[1], adm, 0))
 }

@@ -7,11 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // AppConfig is one process of the demo application. Role is "web" (calls
@@ -44,22 +45,12 @@ func RunApp(ctx context.Context, cfg AppConfig, log *slog.Logger) error {
 	if cfg.FailRate < 0 || cfg.FailRate > 1 {
 		return fmt.Errorf("--fail-rate %v: want a fraction between 0 and 1", cfg.FailRate)
 	}
-	l, err := net.Listen("tcp", cfg.Listen)
+	ls, err := serving.Listen(cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", cfg.Role, err)
 	}
-	srv := &http.Server{Handler: appHandler(cfg), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(shut)
-	}()
-	log.Info("demo app serving", "role", cfg.Role, "addr", l.Addr().String())
-	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	log.Info("demo app serving", "role", cfg.Role, "addr", ls[0].Addr().String())
+	return serving.Run(ctx, nil, serving.HTTP("demo "+cfg.Role+" server", ls[0], &http.Server{Handler: appHandler(cfg)}, 5*time.Second))
 }
 
 var emojis = []string{"🍩", "🐳", "🚀", "🦄", "🌮", "🎉", "🐙", "🍕"}

@@ -1,7 +1,7 @@
 // Package destination serves service discovery to proxies: for a target (a
 // service authority or an IP:port) it streams the endpoint set as
 // incremental add/remove updates, with an explicit "no endpoints" state,
-// and the target's profile (opaque ports, later routes). Sources plug in
+// and the target's profile (opaque ports, routes). Sources plug in
 // behind the Backend interface: a file registry for hosts without
 // Kubernetes, and informers for clusters.
 package destination

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/ociimage"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // The images are built once per test binary by make images' command, in
@@ -277,42 +278,40 @@ func command(ctx context.Context, emulator, root, bin string, args ...string) *e
 }
 
 // startProxy starts the image's weft-proxy with one destination (the app)
-// bound to an extra outbound listener, waits for /ready and returns that
-// listener's address. Ports are picked free and may be taken in between:
-// it tries again on new ports, three times.
+// bound to an extra outbound listener, every listener on port 0, waits for
+// its address file and /ready and returns that listener's address.
 func startProxy(t *testing.T, emulator, root, appAddr string) string {
 	t.Helper()
-	var lastErr error
-	for attempt := 1; attempt <= 3; attempt++ {
-		admin, bind := freeAddr(t), freeAddr(t)
-		var logs bytes.Buffer
-		cmd := command(context.Background(), emulator, root, "/weft-proxy",
-			"--admin-addr", admin, "--control-addr", freeAddr(t), "--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t),
-			"--dst", "app.test:80="+appAddr, "--bind", bind+"=app.test:80", "--log-level", "info")
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		stop := func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				cmd.Process.Kill()
-				<-exited
-			}
-		}
-		if lastErr = waitReady("http://"+admin+"/ready", exited, 60*time.Second); lastErr == nil {
-			t.Cleanup(stop)
-			return bind
-		}
-		stop()
-		lastErr = fmt.Errorf("%w\n%s", lastErr, logs.String())
+	addrFile := filepath.Join(t.TempDir(), "addrs.json")
+	var logs bytes.Buffer
+	cmd := command(context.Background(), emulator, root, "/weft-proxy",
+		"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0",
+		"--dst", "app.test:80="+appAddr, "--bind", "127.0.0.1:0=app.test:80", "--log-level", "info", "--addr-file", addrFile)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("the proxy did not get ready: %v", lastErr)
-	return ""
+	exited, gone := make(chan error, 1), make(chan struct{})
+	go func() { exited <- cmd.Wait(); close(gone) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-gone:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-gone
+		}
+	})
+	addrs, err := serving.ReadAddrFile(addrFile, 60*time.Second, gone)
+	if err == nil {
+		err = waitReady("http://"+addrs["admin"]+"/ready", exited, 60*time.Second)
+	}
+	if err != nil {
+		cmd.Process.Kill()
+		<-gone // its output is all copied: logs can be read
+		t.Fatalf("the proxy did not get ready: %v\n%s", err, logs.String())
+	}
+	return addrs["bind app.test:80"]
 }
 
 func waitReady(url string, exited <-chan error, within time.Duration) error {
@@ -337,6 +336,8 @@ func waitReady(url string, exited <-chan error, within time.Duration) error {
 	}
 }
 
+// freeAddr is a loopback address nothing listened on a moment ago: for
+// the Prometheus image, which cannot bind port 0 and say where.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -22,6 +22,7 @@ type Config struct {
 	InboundAddr  string
 	AdminAddr    string
 	ControlAddr  string
+	AddrFile     string // where Start writes the bound addresses ("": nowhere)
 	// TapSvcName, with identity enabled, serves tap (internal/tap) on the
 	// control port to that identity only.
 	TapSvcName string

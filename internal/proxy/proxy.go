@@ -27,6 +27,7 @@ import (
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/origdst"
 	"github.com/weftmesh/weft/internal/retry"
+	"github.com/weftmesh/weft/internal/serving"
 	reqtap "github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/target"
 	"github.com/weftmesh/weft/internal/trace"
@@ -62,6 +63,11 @@ type Proxy struct {
 	adminSrv       *http.Server
 	ctrlSrv        *http.Server
 	failed         chan error // a server that stopped serving on its own
+	stopServing    context.CancelFunc
+	drained        chan struct{} // closed once Shutdown has drained the data plane
+	drainOnce      sync.Once
+	served         chan struct{} // closed when serving.Run has returned servedErr
+	servedErr      error
 
 	mu       sync.Mutex
 	opaque   map[net.Conn]struct{} // live opaque connections, force-closed after the grace period
@@ -247,6 +253,12 @@ func (p *Proxy) Start() error {
 	if err != nil {
 		return err
 	}
+	if p.cfg.AddrFile != "" {
+		if err := serving.WriteAddrFile(p.cfg.AddrFile, addrNames(all, ls)); err != nil {
+			p.closeListeners()
+			return err
+		}
+	}
 	adminL, ctrlL := ls[0], ls[1]
 	accepts := make([]func(), 0, len(binds))
 	for i, b := range binds {
@@ -262,22 +274,12 @@ func (p *Proxy) Start() error {
 	if p.cfg.ShutdownEndpoint {
 		shutdown = p.Stop
 	}
-	p.adminSrv = &http.Server{
-		Handler: admin.New(admin.Options{Log: p.log, Metrics: p.metrics.Handler(), Ready: p.ready.Load,
-			Level: p.level, Shutdown: shutdown, Environ: os.Environ}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	p.adminSrv = admin.NewServer(admin.Options{Log: p.log, Metrics: p.metrics.Handler(), Ready: p.ready.Load,
+		Level: p.level, Shutdown: shutdown, Environ: os.Environ})
 	p.ctrlSrv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tap is not enabled on this proxy", http.StatusNotFound)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	p.serve("admin", func() error { return p.adminSrv.Serve(adminL) })
-	if p.tap != nil {
-		p.serve("control", func() error { return p.tap.Serve(ctrlL) })
-	} else {
-		p.serve("control", func() error { return p.ctrlSrv.Serve(ctrlL) })
-	}
-	p.serve("outbound HTTP", func() error { return p.outbound.srv.Serve(p.outbound.ln) })
-	p.serve("inbound HTTP", func() error { return p.inbound.srv.Serve(p.inbound.ln) })
+	})}
+	p.serve(adminL, ctrlL)
 	go p.metrics.RunExpiry(p.stop, min(time.Minute, max(p.cfg.MetricsIdleTimeout/2, time.Second)))
 	for _, a := range accepts {
 		p.accepts.Add(1)
@@ -304,6 +306,28 @@ func (p *Proxy) Start() error {
 	return nil
 }
 
+// addrNames names each bound address for the address file: admin,
+// control, outbound, inbound, "bind NAME" per binding, and "outbound 2"…
+// for further listeners of a direction.
+func addrNames(all []bind, ls []net.Listener) map[string]string {
+	out := make(map[string]string, len(ls))
+	seen := map[string]int{}
+	for i, b := range all {
+		if ls[i] == nil {
+			continue
+		}
+		name := b.kind.direction
+		if b.kind.binding != "" {
+			name = "bind " + b.kind.binding
+		}
+		if seen[name]++; seen[name] > 1 {
+			name = fmt.Sprintf("%s %d", name, seen[name])
+		}
+		out[name] = ls[i].Addr().String()
+	}
+	return out
+}
+
 // Addrs returns the bound addresses in order: admin, control, the first
 // outbound, the first inbound, one per binding, then any further outbound
 // and inbound addresses (useful when configured with port 0).
@@ -315,24 +339,39 @@ func (p *Proxy) Addrs() []net.Addr {
 	return out
 }
 
-// serve runs one of the proxy's servers; if it stops while the proxy is
-// not shutting down, the error is reported on Failed and the proxy stops.
-func (p *Proxy) serve(name string, run func() error) {
+// serve runs the proxy's servers (the outbound and inbound HTTP servers
+// fed by the accept loops, control, admin) under serving.Run. Shutdown ends
+// them: the data plane drains first, admin stops last. If one stops
+// serving on its own, its error is reported on Failed and the proxy stops.
+func (p *Proxy) serve(adminL, ctrlL net.Listener) {
+	control := serving.HTTP("control server", ctrlL, p.ctrlSrv, 0)
+	if p.tap != nil {
+		control = serving.Server{Name: "control server", Addr: ctrlL.Addr(),
+			Serve: func() error { return p.tap.Serve(ctrlL) }, Stop: p.tap.Stop}
+	}
+	data := func(s *httpServer) serving.Server {
+		return serving.Server{Name: s.direction + " HTTP server", Addr: s.ln.Addr(),
+			Serve: func() error { return s.srv.Serve(s.ln) },
+			Stop: func() {
+				<-p.drained // Shutdown drains within the grace period
+				s.srv.Close()
+			}}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p.stopServing, p.drained, p.served = cancel, make(chan struct{}), make(chan struct{})
+	servers := []serving.Server{data(p.outbound), data(p.inbound), control, serving.HTTP("admin server", adminL, p.adminSrv, 0)}
 	go func() {
-		err := run()
-		if p.closing.Load() || errors.Is(err, http.ErrServerClosed) {
-			return
-		}
-		if err == nil {
-			err = errors.New("stopped serving")
-		}
-		err = fmt.Errorf("%s server: %w", name, err)
-		p.log.Error("a server stopped; shutting the proxy down", "err", err)
-		select {
-		case p.failed <- err:
-		default:
-		}
-		p.Stop()
+		defer close(p.served)
+		p.servedErr = serving.Run(ctx, func(cause error) {
+			if cause != nil {
+				p.log.Error("a server stopped; shutting the proxy down", "err", cause)
+				select {
+				case p.failed <- cause:
+				default:
+				}
+			}
+			p.Stop()
+		}, servers...)
 	}()
 }
 
@@ -353,6 +392,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.closing.Store(true)
 	p.ready.Store(false)
 	p.log.Info("shutting down", "grace", p.cfg.ShutdownGrace)
+	if p.served != nil {
+		p.stopServing() // the servers' Serve returning is no failure now
+	}
 	// Stop accepting on data listeners; keep admin alive until the end.
 	for _, l := range p.listeners[2:] {
 		l.Close()
@@ -391,11 +433,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	p.h1.CloseIdleConnections()
 	p.h2.CloseIdleConnections()
-	p.ctrlSrv.Close()
-	if p.tap != nil {
-		p.tap.Stop()
+	if p.served != nil { // Start ran: control and admin stop now, in that order
+		p.drainOnce.Do(func() { close(p.drained) })
+		<-p.served
+		errs = append(errs, p.servedErr)
 	}
-	p.adminSrv.Close()
 	p.closeListeners()
 	p.closeObservers()
 	p.log.Info("shutdown complete")

@@ -105,6 +105,8 @@ var Settings = append([]Setting{
 		Set: setString(func(c *Config) *string { return &c.AdminAddr })},
 	{Flag: "control-addr", Env: []string{compat.EnvControlListenAddr}, Default: compat.DefaultControlAddr, Help: "control/tap listener",
 		Set: setString(func(c *Config) *string { return &c.ControlAddr })},
+	{Flag: "addr-file", Help: "once listening, write the bound addresses to this file as JSON: `admin`, `control`, `outbound`, `inbound`, `bind NAME` per binding, `outbound 2`… for further listeners (with port 0: where the proxy listens)",
+		Set: setString(func(c *Config) *string { return &c.AddrFile })},
 	{Env: []string{compat.EnvTapSvcName}, Help: "the tap server's identity: with identity enabled, tap is served on the control port over mTLS to that identity only; unset: tap is disabled",
 		Set: setString(func(c *Config) *string { return &c.TapSvcName })},
 	{Flag: "inbound-forward", Env: []string{compat.EnvInboundForward},

@@ -1,8 +1,14 @@
-// Package serving runs a binary's servers (gRPC, HTTP, HTTPS) on their
+// Package serving runs a binary's servers (HTTP, HTTPS; gRPC through
+// grpcserving, so that binaries without gRPC do not link it) on their
 // listeners under one errgroup: they serve until the context ends, then
 // stop gracefully in order; a server that stops serving by itself stops
 // the others and its error, naming it, is returned. Nothing is left
 // running silently, and no Serve error is dropped.
+//
+// A binary asked to (an address file in the context, WithAddrFile) writes
+// the addresses its servers are bound to, so that it can listen on port 0
+// and a test or script learn where (ReadAddrFile) instead of picking a
+// "free" port that another process may take first.
 package serving
 
 import (
@@ -14,12 +20,12 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/grpc"
 )
 
 // Server is one server on its listener.
 type Server struct {
-	Name  string       // in errors: "injector webhook server on 127.0.0.1:8443"
+	Name  string       // "injector webhook server"; errors add " on <Addr>"
+	Addr  net.Addr     // where it listens (the address file's value for Name)
 	Serve func() error // blocks while serving
 	Stop  func()       // makes Serve return, gracefully where it can
 }
@@ -32,7 +38,8 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 		srv.ReadHeaderTimeout = 10 * time.Second
 	}
 	return Server{
-		Name: fmt.Sprintf("%s on %s", name, l.Addr()),
+		Name: name,
+		Addr: l.Addr(),
 		Serve: func() error {
 			if srv.TLSConfig != nil {
 				return srv.ServeTLS(l, "", "")
@@ -40,6 +47,7 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 			return srv.Serve(l)
 		},
 		Stop: func() {
+			defer l.Close() // in case Serve never ran
 			if grace <= 0 {
 				srv.Close()
 				return
@@ -48,24 +56,6 @@ func HTTP(name string, l net.Listener, srv *http.Server, grace time.Duration) Se
 			defer cancel()
 			if srv.Shutdown(ctx) != nil {
 				srv.Close()
-			}
-		},
-	}
-}
-
-// GRPC serves srv on l. Stop lets in-flight RPCs finish for up to grace;
-// streams still open then are cut.
-func GRPC(name string, l net.Listener, srv *grpc.Server, grace time.Duration) Server {
-	return Server{
-		Name:  fmt.Sprintf("%s on %s", name, l.Addr()),
-		Serve: func() error { return srv.Serve(l) },
-		Stop: func() {
-			stopped := make(chan struct{})
-			go func() { srv.GracefulStop(); close(stopped) }()
-			select {
-			case <-stopped:
-			case <-time.After(grace):
-				srv.Stop()
 			}
 		},
 	}
@@ -88,11 +78,26 @@ func Listen(addrs ...string) ([]net.Listener, error) {
 	return ls, nil
 }
 
-// Run serves until ctx ends, then calls draining (for example /ready turns
-// 503) and stops the servers in order, returning nil. A server whose Serve
-// returns before that (a failed TLS setup, a listener closed under it)
-// stops the others the same way, and Run returns its error, naming it.
-func Run(ctx context.Context, draining func(), servers ...Server) error {
+// Run serves until ctx ends, then calls draining with a nil cause (for
+// example /ready turns 503) and stops the servers in order, returning nil.
+// A server whose Serve returns before that (a failed TLS setup, a listener
+// closed under it) stops the others the same way, draining getting its
+// error as the cause, and Run returns that error, naming the server.
+// With an address file in ctx (WithAddrFile), Run first writes every
+// server's address there; if it cannot, nothing is served.
+func Run(ctx context.Context, draining func(cause error), servers ...Server) error {
+	if path := addrFile(ctx); path != "" {
+		addrs := make(map[string]string, len(servers))
+		for _, s := range servers {
+			addrs[s.Name] = s.Addr.String()
+		}
+		if err := WriteAddrFile(path, addrs); err != nil {
+			for _, s := range servers {
+				s.Stop()
+			}
+			return err
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, s := range servers {
 		g.Go(func() error {
@@ -100,16 +105,20 @@ func Run(ctx context.Context, draining func(), servers ...Server) error {
 			if gctx.Err() != nil {
 				return nil // asked to stop (http.ErrServerClosed, or nil from gRPC)
 			}
-			if err == nil || errors.Is(err, http.ErrServerClosed) || errors.Is(err, grpc.ErrServerStopped) {
+			if err == nil || errors.Is(err, http.ErrServerClosed) {
 				err = errors.New("stopped serving")
 			}
-			return fmt.Errorf("%s: %w", s.Name, err)
+			return fmt.Errorf("%s on %s: %w", s.Name, s.Addr, err)
 		})
 	}
 	g.Go(func() error {
 		<-gctx.Done()
 		if draining != nil {
-			draining()
+			var cause error
+			if ctx.Err() == nil {
+				cause = context.Cause(gctx) // a server stopped on its own
+			}
+			draining(cause)
 		}
 		for _, s := range servers {
 			s.Stop()

@@ -15,35 +15,15 @@ import (
 
 // ctlWireApp: a meshed namespace with a server behind a Service; the
 // meshed client is applied while the capture runs.
-const ctlWireApp = `apiVersion: v1
+var ctlWireApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
   annotations: {linkerd.io/inject: enabled}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{name: http, containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
-`
+`,
+	testApp{Name: "server", Replicas: 1, Image: "%[2]s", Ports: "{name: http, containerPort: 8080}"}.yaml(),
+	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}"}.yaml())
 
 const ctlWireClient = `apiVersion: v1
 kind: Pod

@@ -13,7 +13,8 @@ import (
 // seed 000's POD_IP=0.0.0.0 step), meshed with no changes. Its image is the
 // suite's own testapp build (it prints the forwarding headers), not the
 // cluster's weft.local/testapp:dev, which may predate them.
-const podIPApp = `apiVersion: v1
+var podIPApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -22,33 +23,9 @@ metadata:
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        env:
-        - name: POD_IP
-          valueFrom: {fieldRef: {fieldPath: status.podIP}}
-        args: ["-http", "$(POD_IP):8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{port: 80, targetPort: 8080}]
-`
+`,
+	testApp{Name: "server", Replicas: 1, Image: "%[2]s", PodIP: true, Args: `"-http", "$(POD_IP):8080"`}.yaml(),
+	testService{Name: "server"}.yaml())
 
 // TestAppBoundToPodIP: a meshed client's requests reach, through both
 // proxies, an app that listens only on its pod IP; the app sees the

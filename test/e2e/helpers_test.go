@@ -4,7 +4,9 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -66,20 +68,26 @@ func proxyMetrics(t *testing.T, ns, pod string) string {
 	}
 }
 
-// samples maps each sample line's series (name and labels) of the named
-// metrics to its value.
-func samples(metrics string, names ...string) map[string]float64 {
+// samples maps each labelled sample of the named metrics to its value, by
+// series: the name and its labels sorted, as the proxy exposes them
+// (request_total{direction="outbound",...}).
+func samples(t testing.TB, metrics string, names ...string) map[string]float64 {
+	t.Helper()
+	all, err := promtext.Parse(strings.NewReader(metrics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	esc := strings.NewReplacer(`\`, `\\`, "\n", `\n`, `"`, `\"`)
 	out := map[string]float64{}
-	for _, line := range strings.Split(metrics, "\n") {
-		for _, name := range names {
-			if !strings.HasPrefix(line, name+"{") {
-				continue
-			}
-			i := strings.LastIndexByte(line, ' ')
-			var v float64
-			fmt.Sscanf(line[i+1:], "%g", &v)
-			out[line[:i]] = v
+	for _, s := range all {
+		if !slices.Contains(names, s.Name) || len(s.Labels) == 0 {
+			continue
 		}
+		pairs := make([]string, 0, len(s.Labels))
+		for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+			pairs = append(pairs, k+`="`+esc.Replace(s.Labels[k])+`"`)
+		}
+		out[s.Name+"{"+strings.Join(pairs, ",")+"}"] = s.Value
 	}
 	return out
 }
@@ -108,4 +116,84 @@ func label(series, name string) string {
 	}
 	rest := series[i+len(name)+3:]
 	return rest[:strings.IndexByte(rest, '"')]
+}
+
+// testApp is a Deployment of the suite's test app, as a document of the
+// YAML templates the tests fill with fmt.Sprintf (%[1]s: the namespace).
+// Unset fields take the usual values: label app: <Name>, container
+// "server", image weft.local/testapp:dev, serving HTTP on 0.0.0.0:8080.
+type testApp struct {
+	Name        string
+	Replicas    int    // 0: not set (the Deployment's default, 1)
+	Labels      string // pod labels and selector, a flow map's inside ("app: server, version: v1")
+	Annotations string // pod annotations, a flow map's inside
+	SA          string // serviceAccountName
+	Container   string
+	Image       string // "%[2]s" for a template's image argument
+	PodIP       bool   // POD_IP in the environment, for "-http", "$(POD_IP):8080"
+	Args        string // a flow sequence's inside
+	Ports       string // the container's ports, a flow sequence's inside
+	More        string // further container fields, each line indented 8 spaces
+}
+
+func (a testApp) yaml() string {
+	or := func(v, def string) string {
+		if v == "" {
+			return def
+		}
+		return v
+	}
+	labels := or(a.Labels, "app: "+a.Name)
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: %s, namespace: %%[1]s}\nspec:\n", a.Name)
+	if a.Replicas > 0 {
+		fmt.Fprintf(&b, "  replicas: %d\n", a.Replicas)
+	}
+	fmt.Fprintf(&b, "  selector: {matchLabels: {%s}}\n  template:\n    metadata:\n      labels: {%s}\n", labels, labels)
+	if a.Annotations != "" {
+		fmt.Fprintf(&b, "      annotations: {%s}\n", a.Annotations)
+	}
+	b.WriteString("    spec:\n")
+	if a.SA != "" {
+		fmt.Fprintf(&b, "      serviceAccountName: %s\n", a.SA)
+	}
+	fmt.Fprintf(&b, "      containers:\n      - name: %s\n        image: %s\n        imagePullPolicy: IfNotPresent\n",
+		or(a.Container, "server"), or(a.Image, "weft.local/testapp:dev"))
+	if a.PodIP {
+		b.WriteString("        env: [{name: POD_IP, valueFrom: {fieldRef: {fieldPath: status.podIP}}}]\n")
+	}
+	fmt.Fprintf(&b, "        args: [%s]\n        ports: [%s]\n", or(a.Args, `"-http", "0.0.0.0:8080"`), or(a.Ports, "{containerPort: 8080}"))
+	b.WriteString(a.More)
+	return b.String()
+}
+
+// testService is the Service in front of a testApp.
+type testService struct {
+	Name        string
+	Annotations string // a flow map's inside
+	Selector    string // a flow map's inside; default app: <Name>
+	Ports       string // a flow sequence's inside; default port 80 to 8080
+}
+
+func (s testService) yaml() string {
+	sel, ports := s.Selector, s.Ports
+	if sel == "" {
+		sel = "app: " + s.Name
+	}
+	if ports == "" {
+		ports = "{port: 80, targetPort: 8080}"
+	}
+	meta := fmt.Sprintf("{name: %s, namespace: %%[1]s}", s.Name)
+	if s.Annotations != "" {
+		meta = fmt.Sprintf("{name: %s, namespace: %%[1]s, annotations: {%s}}", s.Name, s.Annotations)
+	}
+	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: %s\nspec:\n  selector: {%s}\n  ports: [%s]\n", meta, sel, ports)
+}
+
+// yamlDocs joins YAML documents into one stream.
+func yamlDocs(docs ...string) string {
+	for i, d := range docs {
+		docs[i] = strings.TrimSuffix(d, "\n") + "\n"
+	}
+	return strings.Join(docs, "---\n")
 }

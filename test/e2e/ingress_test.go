@@ -57,7 +57,8 @@ func loadNginx(t *testing.T) {
 // ingress mode, proxying to the Service's cluster IP (what the NGINX
 // ingress controller's nginx.ingress.kubernetes.io/service-upstream: "true"
 // does) with the seed's proxy_set_header l5d-dst-override.
-const ingressApp = `apiVersion: v1
+var ingressApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s}
 ---
@@ -72,40 +73,10 @@ metadata: {name: nginx-ingress, namespace: %[1]s}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata:
-      labels: {app: server}
-      annotations: {linkerd.io/inject: enabled}
-    spec:
-      serviceAccountName: server
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", ":8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: nginx, namespace: %[1]s}
-spec:
-  selector: {app: nginx}
-  ports: [{port: 80, targetPort: 8080}]
-`
+`,
+	testApp{Name: "server", Replicas: 3, Annotations: "linkerd.io/inject: enabled", SA: "server", Args: `"-http", ":8080"`}.yaml(),
+	testService{Name: "server"}.yaml(),
+	testService{Name: "nginx"}.yaml())
 
 const nginxDeployment = `apiVersion: v1
 kind: ConfigMap

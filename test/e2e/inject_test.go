@@ -69,36 +69,16 @@ func helm(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-const meshedApp = `apiVersion: v1
+var meshedApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
   annotations: {linkerd.io/inject: enabled}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
+`,
+	testApp{Name: "server", Replicas: 2}.yaml(),
+	testService{Name: "server"}.yaml(),
+	`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: unmeshed, namespace: %[1]s}
 spec:
@@ -120,7 +100,7 @@ spec:
     spec:
       hostNetwork: true
       containers: [{name: app, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:18089"]}]
-`
+`)
 
 // Two Jobs that must finish although meshed: one with the proxy as a
 // native sidecar, one wrapped in weft-await --shutdown.

@@ -14,7 +14,8 @@ import (
 	"github.com/weftmesh/weft/internal/identity/pki"
 )
 
-const operatedApp = `apiVersion: v1
+var operatedApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -27,31 +28,9 @@ metadata: {name: server, namespace: %[1]s}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 3
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      serviceAccountName: server
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{port: 80, targetPort: 8080}]
-`
+`,
+	testApp{Name: "server", Replicas: 3, SA: "server"}.yaml(),
+	testService{Name: "server"}.yaml())
 
 // The client: steady traffic (about 20 requests a second for about 60 s)
 // through the Service name; any failed request fails the Job.

@@ -14,7 +14,8 @@ import (
 // policyApp: a namespace whose default inbound policy is deny, a meshed
 // server (readiness probe on /ready), meshed clients with the
 // ServiceAccounts client and intruder, and an unmeshed pod.
-const policyApp = `apiVersion: v1
+var policyApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -31,33 +32,10 @@ metadata: {name: client, namespace: %[1]s}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: intruder, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      serviceAccountName: server
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{name: http, containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{name: http, port: 8080, targetPort: 8080}]
----
-apiVersion: v1
+`,
+	testApp{Name: "server", Replicas: 1, SA: "server", Image: "%[2]s", Ports: "{name: http, containerPort: 8080}", More: "        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2}\n"}.yaml(),
+	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}"}.yaml(),
+	`apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: %[1]s}
 spec:
@@ -82,7 +60,7 @@ metadata:
 spec:
   containers:
   - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
-`
+`)
 
 // policyServer: the Server on the app port, and the client's mTLS identity.
 const policyServer = `apiVersion: policy.linkerd.io/v1beta3
@@ -158,31 +136,10 @@ spec:
 // policyOpaque: a server-speaks-first application (a banner at once, as
 // SMTP) behind a Server declaring proxyProtocol opaque, authorized for the
 // client's identity only.
-const policyOpaque = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: mail, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: mail}}
-  template:
-    metadata: {labels: {app: mail}}
-    spec:
-      serviceAccountName: server
-      containers:
-      - name: mail
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-tcp-banner", "0.0.0.0:2525"]
-        ports: [{name: smtp, containerPort: 2525}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: mail, namespace: %[1]s}
-spec:
-  selector: {app: mail}
-  ports: [{name: smtp, port: 25, targetPort: smtp}]
----
-apiVersion: policy.linkerd.io/v1beta3
+var policyOpaque = yamlDocs(
+	testApp{Name: "mail", Replicas: 1, SA: "server", Container: "mail", Image: "%[2]s", Args: `"-tcp-banner", "0.0.0.0:2525"`, Ports: "{name: smtp, containerPort: 2525}"}.yaml(),
+	testService{Name: "mail", Ports: "{name: smtp, port: 25, targetPort: smtp}"}.yaml(),
+	`apiVersion: policy.linkerd.io/v1beta3
 kind: Server
 metadata: {name: mail-smtp, namespace: %[1]s}
 spec: {podSelector: {matchLabels: {app: mail}}, port: smtp, proxyProtocol: opaque}
@@ -193,7 +150,7 @@ metadata: {name: mail-authz, namespace: %[1]s}
 spec:
   targetRef: {group: policy.linkerd.io, kind: Server, name: mail-smtp}
   requiredAuthenticationRefs: [{group: policy.linkerd.io, kind: MeshTLSAuthentication, name: client-mtls}]
-`
+`)
 
 // TestInboundPolicy is the issue's proof on the cluster: default deny,
 // a Server with a MeshTLSAuthentication for the client, route-scoped

@@ -12,7 +12,8 @@ import (
 
 // Two versions of a service, as seed 003 deploys them: the Service
 // `server` selects v1 (the stable one), `server-v2` the canary.
-const versionedApp = `apiVersion: v1
+var versionedApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -21,143 +22,26 @@ metadata:
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server-v1, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server, version: v1}}
-  template:
-    metadata: {labels: {app: server, version: v1}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server-v2, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server, version: v2}}
-  template:
-    metadata: {labels: {app: server, version: v2}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server, version: v1}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: server-v2, namespace: %[1]s}
-spec:
-  selector: {app: server, version: v2}
-  ports: [{port: 80, targetPort: 8080}]
-`
+`,
+	testApp{Name: "server-v1", Replicas: 1, Labels: "app: server, version: v1"}.yaml(),
+	testApp{Name: "server-v2", Replicas: 1, Labels: "app: server, version: v2"}.yaml(),
+	testService{Name: "server", Selector: "app: server, version: v1"}.yaml(),
+	testService{Name: "server-v2", Selector: "app: server, version: v2"}.yaml())
 
 // Servers that misbehave: every 10th answer a 500, or every answer after
 // a second; Services annotated with Linkerd's retry and timeout annotations.
-const annotatedApp = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: flaky, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: flaky}}
-  template:
-    metadata: {labels: {app: flaky}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-fail-every", "10"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: slow, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: slow}}
-  template:
-    metadata: {labels: {app: slow}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-delay", "2s"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: flaky
-  namespace: %[1]s
-  annotations: {retry.linkerd.io/http: "5xx", retry.linkerd.io/limit: "2"}
-spec:
-  selector: {app: flaky}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: slow
-  namespace: %[1]s
-  annotations: {timeout.linkerd.io/request: 300ms}
-spec:
-  selector: {app: slow}
-  ports: [{port: 80, targetPort: 8080}]
-`
+var annotatedApp = yamlDocs(
+	testApp{Name: "flaky", Replicas: 1, Args: `"-http", "0.0.0.0:8080", "-fail-every", "10"`}.yaml(),
+	testApp{Name: "slow", Replicas: 1, Args: `"-http", "0.0.0.0:8080", "-delay", "2s"`}.yaml(),
+	testService{Name: "flaky", Annotations: `retry.linkerd.io/http: "5xx", retry.linkerd.io/limit: "2"`}.yaml(),
+	testService{Name: "slow", Annotations: "timeout.linkerd.io/request: 300ms"}.yaml())
 
 // A server answering 500 to its first 5 requests behind a Service with
 // Linkerd's consecutive failure accrual (3 failures eject; penalties 1 s,
 // then doubled; no jitter).
-const accrualApp = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: breaker, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: breaker}}
-  template:
-    metadata: {labels: {app: breaker}}
-    spec:
-      containers:
-      - name: server
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-fail-first", "5"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: breaker
-  namespace: %[1]s
-  annotations:
-    balancer.linkerd.io/failure-accrual: consecutive
-    balancer.linkerd.io/failure-accrual-consecutive-max-failures: "3"
-    balancer.linkerd.io/failure-accrual-consecutive-min-penalty: 1s
-    balancer.linkerd.io/failure-accrual-consecutive-max-penalty: 10s
-    balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio: "0"
-spec:
-  selector: {app: breaker}
-  ports: [{port: 80, targetPort: 8080}]
-`
+var accrualApp = yamlDocs(
+	testApp{Name: "breaker", Replicas: 1, Args: `"-http", "0.0.0.0:8080", "-fail-first", "5"`}.yaml(),
+	testService{Name: "breaker", Annotations: `balancer.linkerd.io/failure-accrual: consecutive, balancer.linkerd.io/failure-accrual-consecutive-max-failures: "3", balancer.linkerd.io/failure-accrual-consecutive-min-penalty: 1s, balancer.linkerd.io/failure-accrual-consecutive-max-penalty: 10s, balancer.linkerd.io/failure-accrual-consecutive-jitter-ratio: "0"`}.yaml())
 
 // The seed's HTTPRoute, with the weights given.
 const splitRoute = `apiVersion: gateway.networking.k8s.io/v1

@@ -64,35 +64,14 @@ func tryOutput(t *testing.T, args ...string) string {
 	return out
 }
 
-const app = `apiVersion: v1
+var app = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata: {name: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: %[1]s}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-      - name: web
-        image: weft.local/testapp:dev
-        imagePullPolicy: IfNotPresent
-        args: ["-http", ":8080"]
-        ports: [{containerPort: 8080}]
-        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: web, namespace: %[1]s}
-spec:
-  selector: {app: web}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: v1
+`,
+	testApp{Name: "web", Replicas: 2, Container: "web", Args: `"-http", ":8080"`, More: "        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}\n"}.yaml(),
+	testService{Name: "web"}.yaml(),
+	`apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: %[1]s}
 spec:
@@ -101,7 +80,7 @@ spec:
     image: weft.local/testapp:dev
     imagePullPolicy: IfNotPresent
     args: ["-http", ":9090"]
-`
+`)
 
 const job = `apiVersion: batch/v1
 kind: Job

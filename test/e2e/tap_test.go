@@ -11,31 +11,16 @@ import (
 	"time"
 )
 
-const tapApp = `apiVersion: v1
+var tapApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
   annotations: {linkerd.io/inject: enabled}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      containers:
-      - {name: server, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent, args: ["-http", "0.0.0.0:8080"], ports: [{containerPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
+`,
+	testApp{Name: "server"}.yaml(),
+	testService{Name: "server"}.yaml(),
+	`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: client, namespace: %[1]s}
 spec:
@@ -76,7 +61,7 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reach-tap}
 subjects:
 - {kind: ServiceAccount, name: tapper, namespace: %[1]s}
 - {kind: ServiceAccount, name: nosy, namespace: %[1]s}
-`
+`)
 
 // TestVizTap: the control plane and viz installed with the CLI, a meshed
 // client calling a meshed server; weft viz tap deploy/server shows the

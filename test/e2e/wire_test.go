@@ -37,7 +37,8 @@ const (
 // a database would (HTTP on 8080, TCP echo on 5432 and 6379, all declared,
 // so the injector marks the default-opaque ones opaque), a Service in front
 // of it, a meshed client and an unmeshed one.
-const wireApp = `apiVersion: v1
+var wireApp = yamlDocs(
+	`apiVersion: v1
 kind: Namespace
 metadata:
   name: %[1]s
@@ -50,38 +51,10 @@ metadata: {name: server, namespace: %[1]s}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: server, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: server}}
-  template:
-    metadata: {labels: {app: server}}
-    spec:
-      serviceAccountName: server
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:5432,0.0.0.0:6379"]
-        ports:
-        - {name: http, containerPort: 8080}
-        - {name: postgres, containerPort: 5432}
-        - {name: redis, containerPort: 6379}
----
-apiVersion: v1
-kind: Service
-metadata: {name: server, namespace: %[1]s}
-spec:
-  selector: {app: server}
-  ports:
-  - {name: http, port: 8080, targetPort: 8080}
-  - {name: postgres, port: 5432, targetPort: 5432}
-  - {name: redis, port: 6379, targetPort: 6379}
----
-apiVersion: v1
+`,
+	testApp{Name: "server", Replicas: 1, SA: "server", Image: "%[2]s", Args: `"-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:5432,0.0.0.0:6379"`, Ports: "{name: http, containerPort: 8080}, {name: postgres, containerPort: 5432}, {name: redis, containerPort: 6379}"}.yaml(),
+	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}, {name: postgres, port: 5432, targetPort: 5432}, {name: redis, port: 6379, targetPort: 6379}"}.yaml(),
+	`apiVersion: v1
 kind: Pod
 metadata: {name: client, namespace: %[1]s}
 spec:
@@ -98,7 +71,7 @@ metadata:
 spec:
   containers:
   - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
-`
+`)
 
 // wireExchange is one exchange with the server through its Service.
 type wireExchange struct {
@@ -316,7 +289,7 @@ func (ex wireExchange) run(t *testing.T, ns, pod, marker string) (string, error)
 }
 
 func proxySamples(t *testing.T, ns, pod string) map[string]float64 {
-	return samples(proxyMetrics(t, ns, pod), "tcp_open_total", "request_total")
+	return samples(t, proxyMetrics(t, ns, pod), "tcp_open_total", "request_total")
 }
 
 // captureAround runs tcpdump on the pods' bridge (bounded in packets and

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/weftmesh/weft/internal/demo"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // TestDemo runs `weft demo --for 20s` as a user would, in explicit mode
@@ -21,7 +22,7 @@ func TestDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs binaries for 20s")
 	}
-	bin := build(t, "./cmd/weft", "./cmd/weft-proxy", "./cmd/weft-controller")
+	bin := proctest.Build(t, "../..", "./cmd/weft", "./cmd/weft-proxy", "./cmd/weft-controller")
 	t.Run("explicit", func(t *testing.T) { runDemo(t, bin, "explicit") })
 	t.Run("transparent", func(t *testing.T) {
 		if os.Geteuid() != 0 {

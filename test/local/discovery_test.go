@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/detect"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // TestBinariesWithDiscovery runs both controllers (identity with static
@@ -17,34 +18,29 @@ import (
 // server's identity come from the destination service.
 func TestBinariesWithDiscovery(t *testing.T) {
 	m := newMesh(t)
-	bIn := freeAddr(t)
+	// The proxies reach the destination through a recorder: the wire. It
+	// relays to the destination once that listens: the registry names the
+	// server proxy's inbound address, known once that proxy listens.
+	wire := startRecorder(t, "")
+	discovery := []string{"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + wire.addr,
+		"LINKERD2_PROXY_DESTINATION_SVC_NAME=" + dstID}
+	b := m.startProxy(t, "api", discovery, "--inbound-forward", m.app)
 	registry := m.write(t, "registry.yaml", fmt.Sprintf(`services:
 - name: api.shop.svc.cluster.local:80
   labels: {dst_namespace: shop, dst_service: api}
   endpoints:
   - {addr: %q, meshed: true, identity: %s}
-`, bIn, apiID))
-	var dstAddr string
-	startReady(t, "destination", func() ([]string, string) {
-		dstAddr = freeAddr(t)
-		dstAdmin := freeAddr(t)
-		return []string{m.bin + "/weft-controller", "destination", "--registry", registry, "--addr", dstAddr, "--admin-addr", dstAdmin,
-			"--identity-addr", m.idAddr, "--identity-trust-anchors-file", m.dir + "/ca.crt",
-			"--identity-token-file", m.write(t, "dst.token", tokens["linkerd-destination"])}, "http://" + dstAdmin + "/ready"
-	})
-
-	// The proxies reach the destination through a recorder: the wire.
-	wire := startRecorder(t, dstAddr)
-	discovery := []string{"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + wire.addr,
-		"LINKERD2_PROXY_DESTINATION_SVC_NAME=" + dstID}
-	bAdmin := freeAddr(t)
-	start(t, "proxy-api", append(m.proxyEnv(t, "api"), discovery...), m.bin+"/weft-proxy", "--admin-addr", bAdmin,
-		"--control-addr", freeAddr(t), "--outbound-addr", freeAddr(t), "--inbound-addr", bIn, "--inbound-forward", m.app)
-	aBind := freeAddr(t)
-	aAdmin, _ := m.startProxy(t, "web", discovery, "--bind", aBind+"=api.shop.svc.cluster.local:80")
-	waitReady(t, "http://"+bAdmin+"/ready")
-	waitReady(t, "http://"+aAdmin+"/ready")
-	checkMTLS(t, aBind, aAdmin, bAdmin, apiID, m.now)
+`, b["inbound"], apiID))
+	dst := proctest.StartListening(t, "destination", nil, m.bin+"/weft-controller", "destination", "--registry", registry,
+		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--identity-addr", m.idAddr, "--identity-trust-anchors-file", m.dir+"/ca.crt",
+		"--identity-token-file", m.write(t, "dst.token", tokens["linkerd-destination"]))
+	proctest.WaitReady(t, "http://"+dst["destination admin server"]+"/ready", 20*time.Second)
+	wire.forward(dst["destination gRPC server"])
+	a := m.startProxy(t, "web", discovery, "--bind", "127.0.0.1:0=api.shop.svc.cluster.local:80")
+	proctest.WaitReady(t, "http://"+b["admin"]+"/ready", 20*time.Second)
+	proctest.WaitReady(t, "http://"+a["admin"]+"/ready", 20*time.Second)
+	checkMTLS(t, a["bind api.shop.svc.cluster.local:80"], a["admin"], b["admin"], apiID, m.now)
 
 	// Every connection to the destination service was TLS from its first
 	// byte, a ClientHello naming the destination's identity, with
@@ -76,17 +72,13 @@ func TestBinariesWithDiscovery(t *testing.T) {
 	// The control: a proxy without LINKERD2_PROXY_DESTINATION_SVC_NAME and a
 	// destination in --plaintext: the same recorder sees the preface in
 	// clear, so the checks above can fail.
-	var plainAddr string
-	startReady(t, "destination-plaintext", func() ([]string, string) {
-		plainAddr = freeAddr(t)
-		admin := freeAddr(t)
-		return []string{m.bin + "/weft-controller", "destination", "--registry", registry, "--addr", plainAddr, "--admin-addr", admin, "--plaintext"}, "http://" + admin + "/ready"
-	})
-	plainWire := startRecorder(t, plainAddr)
-	cBind := freeAddr(t)
-	cAdmin, _ := m.startProxy(t, "web", []string{"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + plainWire.addr}, "--bind", cBind+"=api.shop.svc.cluster.local:80")
-	waitReady(t, "http://"+cAdmin+"/ready")
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + cBind + "/")
+	plain := proctest.StartListening(t, "destination-plaintext", nil, m.bin+"/weft-controller", "destination", "--registry", registry,
+		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--plaintext")
+	proctest.WaitReady(t, "http://"+plain["destination admin server"]+"/ready", 20*time.Second)
+	plainWire := startRecorder(t, plain["destination gRPC server"])
+	c := m.startProxy(t, "web", []string{"LINKERD2_PROXY_DESTINATION_SVC_ADDR=" + plainWire.addr}, "--bind", "127.0.0.1:0=api.shop.svc.cluster.local:80")
+	proctest.WaitReady(t, "http://"+c["admin"]+"/ready", 20*time.Second)
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + c["bind api.shop.svc.cluster.local:80"] + "/")
 	if err != nil {
 		t.Fatalf("through the plaintext-discovery proxy: %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 const apiID = "api.shop.serviceaccount.identity.linkerd.cluster.local"
@@ -34,7 +35,7 @@ func newMesh(t *testing.T) *mesh {
 	if testing.Short() {
 		t.Skip("builds and runs binaries")
 	}
-	m := &mesh{bin: build(t, "./cmd/weft-proxy", "./cmd/weft-controller"), dir: t.TempDir(), now: time.Now()}
+	m := &mesh{bin: proctest.Build(t, "../..", "./cmd/weft-proxy", "./cmd/weft-controller"), dir: t.TempDir(), now: time.Now()}
 	root, err := pki.NewRoot("root.linkerd.cluster.local", m.now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -46,12 +47,10 @@ func newMesh(t *testing.T) *mesh {
 	m.rootPEM = root.CertPEM
 	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n%s linkerd/linkerd-destination\n", tokens["web"], tokens["api"], tokens["linkerd-destination"]))
 	anchors, crt, key := m.write(t, "ca.crt", string(root.CertPEM)), m.write(t, "issuer.crt", string(iss.CertPEM)), m.write(t, "issuer.key", string(iss.KeyPEM))
-	startReady(t, "identity", func() ([]string, string) {
-		m.idAddr = freeAddr(t)
-		idAdmin := freeAddr(t)
-		return []string{m.bin + "/weft-controller", "identity", "--addr", m.idAddr, "--admin-addr", idAdmin,
-			"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir + "/tokens", "--issuer-cert", crt, "--issuer-key", key}, "http://" + idAdmin + "/ready"
-	})
+	id := proctest.StartListening(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
+		"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir+"/tokens", "--issuer-cert", crt, "--issuer-key", key)
+	m.idAddr = id["identity gRPC server"]
+	proctest.WaitReady(t, "http://"+id["identity admin server"]+"/ready", 20*time.Second)
 
 	app := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -65,24 +64,6 @@ func newMesh(t *testing.T) *mesh {
 	t.Cleanup(func() { app.Close() })
 	m.app = l.Addr().String()
 	return m
-}
-
-// startReady starts a controller on ports chosen by freeAddr and waits for
-// its /ready; a port taken in the meantime by another process (freeAddr
-// closes its listener) makes it start again on new ports, up to 3 times.
-func startReady(t *testing.T, name string, argsAndReady func() (args []string, readyURL string)) {
-	t.Helper()
-	for attempt := 1; ; attempt++ {
-		args, url := argsAndReady()
-		start(t, name, nil, args[0], args[1:]...)
-		if attempt == 3 {
-			waitReady(t, url)
-			return
-		}
-		if readyWithin(url, 10*time.Second) {
-			return
-		}
-	}
 }
 
 func (m *mesh) write(t *testing.T, name, content string) string {
@@ -105,12 +86,10 @@ func (m *mesh) proxyEnv(t *testing.T, sa string) []string {
 	}
 }
 
-// startProxy runs a weft-proxy with its own loopback ports; it returns the
-// admin address and the inbound address.
-func (m *mesh) startProxy(t *testing.T, sa string, extraEnv []string, args ...string) (admin, inbound string) {
+// startProxy runs a weft-proxy on loopback ports of its own (port 0) and
+// returns the addresses it reports ("admin", "inbound", "bind NAME"…).
+func (m *mesh) startProxy(t *testing.T, sa string, extraEnv []string, args ...string) map[string]string {
 	t.Helper()
-	admin, inbound = freeAddr(t), freeAddr(t)
-	start(t, "proxy-"+sa, append(m.proxyEnv(t, sa), extraEnv...), m.bin+"/weft-proxy", append([]string{
-		"--admin-addr", admin, "--control-addr", freeAddr(t), "--outbound-addr", freeAddr(t), "--inbound-addr", inbound}, args...)...)
-	return admin, inbound
+	return proctest.StartListening(t, "proxy-"+sa, append(m.proxyEnv(t, sa), extraEnv...), m.bin+"/weft-proxy", append([]string{
+		"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0"}, args...)...)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -13,15 +14,18 @@ import (
 // connection's bytes in each direction (bounded): what a capture of the
 // wire between a proxy and a controller would show.
 type recorder struct {
-	addr string
-	mu   sync.Mutex
-	ups  [][]byte // client to server, per connection
-	dns  [][]byte
+	addr   string
+	target atomic.Pointer[string] // where connections are relayed
+	mu     sync.Mutex
+	ups    [][]byte // client to server, per connection
+	dns    [][]byte
 }
 
 const recordLimit = 4 << 20
 
-// startRecorder relays connections to target until the test ends.
+// startRecorder relays connections to target until the test ends; with
+// target "", to the one given later to forward (connections before that are
+// refused).
 func startRecorder(t *testing.T, target string) *recorder {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,6 +33,7 @@ func startRecorder(t *testing.T, target string) *recorder {
 		t.Fatal(err)
 	}
 	r := &recorder{addr: l.Addr().String()}
+	r.forward(target)
 	t.Cleanup(func() { l.Close() })
 	go func() {
 		for {
@@ -36,14 +41,21 @@ func startRecorder(t *testing.T, target string) *recorder {
 			if err != nil {
 				return
 			}
-			go r.relay(c, target)
+			go r.relay(c)
 		}
 	}()
 	return r
 }
 
-func (r *recorder) relay(c net.Conn, target string) {
+// forward sets where connections accepted from now on are relayed.
+func (r *recorder) forward(target string) { r.target.Store(&target) }
+
+func (r *recorder) relay(c net.Conn) {
 	defer c.Close()
+	target := *r.target.Load()
+	if target == "" {
+		return
+	}
 	s, err := net.Dial("tcp", target)
 	if err != nil {
 		return

@@ -4,13 +4,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/internal/poll"
+	"github.com/weftmesh/weft/internal/proctest"
 	"github.com/weftmesh/weft/internal/promtext"
 )
 
@@ -36,35 +35,11 @@ func inNS(ns string, args ...string) (string, error) {
 	return string(out), err
 }
 
-// background starts a process in a namespace and stops it by pid at cleanup.
+// background starts a process in a namespace and stops it by pid at
+// cleanup (proctest: its log shown if the test fails).
 func background(t *testing.T, ns, logName string, args ...string) {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), logName)
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- %s:\n%s", logName, b)
-		}
-	})
+	proctest.Start(t, logName, nil, "ip", append([]string{"netns", "exec", ns}, args...)...)
 }
 
 func metric(t *testing.T, ns, name string, labels ...string) float64 {

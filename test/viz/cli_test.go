@@ -83,7 +83,7 @@ func checkCLI(t *testing.T, m *vizMesh, wantRPS, wantSR float64) {
 	if err != nil || !strings.Contains(out, "√ the metrics API can query Prometheus") {
 		t.Errorf("weft viz check: %v\n%s", err, out)
 	}
-	b, err := exec.Command(m.bin+"/weft", "viz", "check", "--metrics-api-addr", freeAddr(t)).CombinedOutput()
+	b, err := exec.Command(m.bin+"/weft", "viz", "check", "--metrics-api-addr", deadAddr(t)).CombinedOutput()
 	if err == nil || !strings.Contains(string(b), "× the metrics API answers") {
 		t.Errorf("weft viz check with no metrics API: %v\n%s", err, b)
 	}

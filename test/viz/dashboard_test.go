@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // artefactDir is where screenshots go: $WEFT_VIZ_ARTIFACTS, else the
@@ -45,11 +47,10 @@ func requireChromium(t *testing.T) string {
 // its base URL.
 func (m *vizMesh) startWeb(t *testing.T, name, metricsAPI string) string {
 	t.Helper()
-	addr, admin := freeAddr(t), freeAddr(t)
-	start(t, name, nil, m.bin+"/weft-controller", "web", "--addr", addr, "--admin-addr", admin,
+	a := proctest.StartListening(t, name, nil, m.bin+"/weft-controller", "web", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--metrics-api-addr", metricsAPI, "--grafana-url", "http://grafana.example:3000")
-	waitReady(t, "http://"+admin+"/ready")
-	return "http://" + addr
+	waitReady(t, "http://"+a["web admin server"]+"/ready")
+	return "http://" + a["web server"]
 }
 
 func browser(t *testing.T) context.Context {
@@ -133,7 +134,7 @@ func checkDashboard(t *testing.T, m *vizMesh, wantSR float64) {
 	}
 
 	// Degraded: the metrics API is gone; the page says so.
-	dead := m.startWeb(t, "web-degraded", freeAddr(t))
+	dead := m.startWeb(t, "web-degraded", deadAddr(t))
 	err = chromedp.Do(ctx, chromedp.Navigate(dead+"/#/namespaces/shop"), chromedp.WaitVisible(`#error`))
 	var banner string
 	if err == nil {

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"text/template"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/weftmesh/weft/charts"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 const (
@@ -72,7 +72,7 @@ func requirePrometheus(t *testing.T) string {
 func newVizMesh(t *testing.T) *vizMesh {
 	t.Helper()
 	promBin := requirePrometheus(t)
-	m := &vizMesh{bin: build(t, "./cmd/weft-proxy", "./cmd/weft-controller", "./cmd/weft"), dir: t.TempDir()}
+	m := &vizMesh{bin: proctest.Build(t, "../..", "./cmd/weft-proxy", "./cmd/weft-controller", "./cmd/weft"), dir: t.TempDir()}
 	now := time.Now()
 	root, err := pki.NewRoot("root.linkerd.cluster.local", now.Add(-time.Hour), 24*time.Hour)
 	if err != nil {
@@ -84,9 +84,9 @@ func newVizMesh(t *testing.T) *vizMesh {
 	}
 	m.write(t, "tokens", fmt.Sprintf("%s shop/web\n%s shop/api\n", tokens["web"], tokens["api"]))
 	anchors, crt, key := m.write(t, "ca.crt", string(root.CertPEM)), m.write(t, "issuer.crt", string(iss.CertPEM)), m.write(t, "issuer.key", string(iss.KeyPEM))
-	idAddr, idAdmin := freeAddr(t), freeAddr(t)
-	start(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", idAddr, "--admin-addr", idAdmin,
+	id := proctest.StartListening(t, "identity", nil, m.bin+"/weft-controller", "identity", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--identity-trust-anchors-file", anchors, "--static-tokens", m.dir+"/tokens", "--issuer-cert", crt, "--issuer-key", key)
+	idAddr, idAdmin := id["identity gRPC server"], id["identity admin server"]
 	waitReady(t, "http://"+idAdmin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: idAdmin, ns: "linkerd", pod: "linkerd-identity-0", container: "identity", port: "admin-http"})
 
@@ -107,6 +107,8 @@ func newVizMesh(t *testing.T) *vizMesh {
 	go app.Serve(l)
 	t.Cleanup(func() { app.Close() })
 
+	// The destination's registry names api's inbound address, and api's
+	// proxy is told the destination's: this one port is picked beforehand.
 	apiInbound := freeAddr(t)
 	m.apiInbound = apiInbound
 	var policyEnv []string
@@ -122,9 +124,9 @@ func newVizMesh(t *testing.T) *vizMesh {
     identity: %s
     labels: {dst_pod: api-0, dst_deployment: api}
 `, apiInbound, apiID)
-	dstAddr, dstAdmin := freeAddr(t), freeAddr(t)
-	start(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", dstAddr, "--admin-addr", dstAdmin,
+	dst := proctest.StartListening(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
 		"--registry", m.write(t, "registry.yaml", registry), "--plaintext") // discovery is not what these tests look at
+	dstAddr, dstAdmin := dst["destination gRPC server"], dst["destination admin server"]
 	waitReady(t, "http://"+dstAdmin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: dstAdmin, ns: "linkerd", pod: "linkerd-destination-0", container: "destination", port: "admin-http"})
 
@@ -139,19 +141,24 @@ func newVizMesh(t *testing.T) *vizMesh {
 			"_pod_ns=shop", "_pod_name=" + pod,
 		}
 	}
-	m.apiAdmin = freeAddr(t)
 	// api admits only meshed clients: plaintext requests are denied (viz authz).
-	start(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy", "--admin-addr", m.apiAdmin, "--control-addr", freeAddr(t),
-		"--outbound-addr", freeAddr(t), "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())
-	m.webAdmin, m.webBind = freeAddr(t), freeAddr(t)
-	start(t, "proxy-web", append(proxyEnv("web", "web-0"), policyEnv...), m.bin+"/weft-proxy", "--admin-addr", m.webAdmin, "--control-addr", freeAddr(t),
-		"--outbound-addr", freeAddr(t), "--inbound-addr", freeAddr(t), "--bind", m.webBind+"=api.shop.svc.cluster.local:80")
+	m.apiAdmin = proctest.StartListening(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy",
+		"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0",
+		"--outbound-addr", "127.0.0.1:0", "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())["admin"]
+	web := proctest.StartListening(t, "proxy-web", append(proxyEnv("web", "web-0"), policyEnv...), m.bin+"/weft-proxy", "--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0",
+		"--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0", "--bind", "127.0.0.1:0=api.shop.svc.cluster.local:80")
+	m.webAdmin, m.webBind = web["admin"], web["bind api.shop.svc.cluster.local:80"]
 	waitReady(t, "http://"+m.apiAdmin+"/ready")
 	waitReady(t, "http://"+m.webAdmin+"/ready")
 
+	// Prometheus (not Weft's) cannot say where it listens: its port is
+	// picked beforehand. The metrics API starts first, so that Prometheus
+	// scrapes its admin port.
 	promAddr := freeAddr(t)
 	m.promURL = "http://" + promAddr
-	apiAddr, apiAdminAddr := freeAddr(t), freeAddr(t)
+	api := proctest.StartListening(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
+		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	apiAddr, apiAdminAddr := api["metrics-api server"], api["metrics-api admin server"]
 	m.controllers = append(m.controllers,
 		scrapeTarget{addr: apiAdminAddr, ns: "linkerd-viz", pod: "metrics-api-0", container: "metrics-api", port: "admin-http"},
 		// Another port of a control-plane pod, and a namespace that is not
@@ -170,13 +177,11 @@ func newVizMesh(t *testing.T) *vizMesh {
 		{addr: m.apiAdmin, ns: "shop", pod: "other-0", container: "linkerd-proxy", port: "linkerd-admin",
 			labels: map[string]string{"linkerd.io/control-plane-ns": "other"}},
 	}))
-	start(t, "prometheus", nil, promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb"),
+	proctest.Start(t, "prometheus", nil, promBin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	waitReady(t, m.promURL+"/-/ready")
 
 	m.apiURL = "http://" + apiAddr
-	start(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
-		"--addr", apiAddr, "--admin-addr", apiAdminAddr)
 	waitReady(t, "http://"+apiAdminAddr+"/ready")
 	return m
 }
@@ -373,17 +378,9 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 	return tr
 }
 
-func build(t *testing.T, cmds ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, cmds...)...)
-	cmd.Dir = "../.."
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return dir
-}
-
+// freeAddr is a loopback address nothing listened on a moment ago: for
+// what cannot bind port 0 and say where (Prometheus; api's inbound, which
+// the registry must name before api's proxy starts).
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -394,54 +391,9 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// start runs a process, shows its log if the test fails, and stops it by
-// pid with SIGTERM (then SIGKILL) at cleanup.
-func start(t *testing.T, name string, env []string, bin string, args ...string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
-	logFile := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = f, f
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		f.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("--- %s log:\n%s", name, b)
-		}
-	})
-	return cmd
-}
+// deadAddr is an address where nothing listens (a metrics API or
+// Prometheus that is gone).
+func deadAddr(t *testing.T) string { return freeAddr(t) }
 
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready within 30s (last: %v)", url, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// waitReady waits up to 30 s for url (a /ready) to answer 200.
+func waitReady(t *testing.T, url string) { t.Helper(); proctest.WaitReady(t, url, 30*time.Second) }

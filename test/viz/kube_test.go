@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/proctest"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
@@ -72,11 +73,10 @@ func startKubeMetricsAPI(t *testing.T, m *vizMesh) string {
 		t.Errorf("weft check with an empty viz namespace: %v\n%s", err, out)
 	}
 
-	addr, admin := freeAddr(t), freeAddr(t)
-	start(t, "metrics-api-kube", nil, m.bin+"/weft-controller", "metrics-api", "--kubeconfig", api.Kubeconfig,
-		"--prometheus-url", m.promURL, "--addr", addr, "--admin-addr", admin)
-	waitReady(t, "http://"+admin+"/ready")
-	return "http://" + addr
+	a := proctest.StartListening(t, "metrics-api-kube", nil, m.bin+"/weft-controller", "metrics-api", "--kubeconfig", api.Kubeconfig,
+		"--prometheus-url", m.promURL, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	waitReady(t, "http://"+a["metrics-api admin server"]+"/ready")
+	return "http://" + a["metrics-api server"]
 }
 
 // checkKubeMode checks the metrics API of startKubeMetricsAPI.
@@ -162,7 +162,7 @@ func checkHTTPSD(t *testing.T, m *vizMesh, url string) {
 	cfg := m.write(t, "prometheus-sd.yml", prometheusJob(t, "http_sd_configs",
 		[]any{map[string]any{"url": url + "/api/v1/prometheus-sd", "refresh_interval": "1s"}}))
 	bin := requirePrometheus(t)
-	start(t, "prometheus-sd", nil, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb-sd"),
+	proctest.Start(t, "prometheus-sd", nil, bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(m.dir, "tsdb-sd"),
 		"--web.listen-address="+promAddr, "--log.level=warn")
 	waitReady(t, "http://"+promAddr+"/-/ready")
 	var got map[string]map[string]string

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weftmesh/weft/internal/proctest"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
@@ -161,11 +162,10 @@ func TestMetricsAPIAgainstPrometheus(t *testing.T) {
 		}
 	})
 	t.Run("prometheus unreachable", func(t *testing.T) {
-		addr, admin, dead := freeAddr(t), freeAddr(t), freeAddr(t)
-		start(t, "metrics-api-dead-prometheus", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube",
-			"--prometheus-url", "http://"+dead, "--addr", addr, "--admin-addr", admin)
-		waitReady(t, "http://"+admin+"/ready")
-		_, err := (&metricsapi.Client{Base: "http://" + addr}).Stat(ctx, metricsapi.StatRequest{Kind: metricsapi.KindDeployment, Namespace: "shop"})
+		a := proctest.StartListening(t, "metrics-api-dead-prometheus", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube",
+			"--prometheus-url", "http://"+deadAddr(t), "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+		waitReady(t, "http://"+a["metrics-api admin server"]+"/ready")
+		_, err := (&metricsapi.Client{Base: "http://" + a["metrics-api server"]}).Stat(ctx, metricsapi.StatRequest{Kind: metricsapi.KindDeployment, Namespace: "shop"})
 		var ae *metricsapi.APIError
 		if !errors.As(err, &ae) || ae.Status != 503 || ae.Code != "prometheus-unavailable" {
 			t.Fatalf("err = %v, want 503 prometheus-unavailable", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/kubetest"
 	"github.com/weftmesh/weft/internal/kubetest/crds"
+	"github.com/weftmesh/weft/internal/proctest"
 	"github.com/weftmesh/weft/internal/viz/metricsapi"
 )
 
@@ -75,12 +76,12 @@ func startPolicy(t *testing.T, m *vizMesh) string {
 			t.Fatalf("HTTPRoute %s: %v", obj.GetName(), err)
 		}
 	}
-	addr, admin := freeAddr(t), freeAddr(t)
-	start(t, "policy", nil, m.bin+"/weft-controller", "policy", "--plaintext", "--kubeconfig", m.kube.Kubeconfig,
-		"--addr", addr, "--admin-addr", admin)
+	a := proctest.StartListening(t, "policy", nil, m.bin+"/weft-controller", "policy", "--plaintext", "--kubeconfig", m.kube.Kubeconfig,
+		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
+	admin := a["policy admin server"]
 	waitReady(t, "http://"+admin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: admin, ns: "linkerd", pod: "linkerd-destination-0", container: "policy", port: "admin-http"})
-	return addr
+	return a["policy gRPC server"]
 }
 
 // withinTol asserts got is within tol (a share) of want.

@@ -25,6 +25,7 @@ import (
 	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	"github.com/weftmesh/weft/internal/policy/outbound/kube"
+	"github.com/weftmesh/weft/internal/poll"
 	"github.com/weftmesh/weft/internal/route"
 	"github.com/weftmesh/weft/internal/routeapi"
 )
@@ -64,7 +65,7 @@ func startClusterWith(t testing.TB, crdValues map[string]any) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "informers synced", ad.Ready)
+	poll.Until(t, 30*time.Second, "informers synced", ad.Ready)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -79,15 +80,6 @@ func startClusterWith(t testing.TB, crdValues map[string]any) *cluster {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return &cluster{client: a.Client, dyn: dyn, ix: ix, ad: ad, policy: policyv1.NewOutboundPoliciesClient(conn)}
-}
-
-func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(within); !cond(); time.Sleep(25 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
 }
 
 func (c *cluster) namespace(t testing.TB, ns string) {

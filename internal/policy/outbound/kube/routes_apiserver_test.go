@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/kubetest/crds"
 	"github.com/weftmesh/weft/internal/policy/outbound"
 	"github.com/weftmesh/weft/internal/policy/outbound/kube"
+	"github.com/weftmesh/weft/internal/poll"
 	"github.com/weftmesh/weft/internal/route"
 )
 
@@ -64,7 +65,7 @@ func TestRoutesFromTheAPIServer(t *testing.T) {
 			return weightsOf(tab, "project-vastaya-split") == "projects-vastaya-svc=10,projects-canary-vastaya-svc=90"
 		})
 	}
-	eventually(t, 20*time.Second, "the canary route accepted", func() bool {
+	poll.Until(t, 20*time.Second, "the canary route accepted", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "project-vastaya-split")
 		return got["Accepted"] == "True/Accepted" && got["ResolvedRefs"] == "True/ResolvedRefs" && got["Conflicted"] == "False/NoConflict"
 	})
@@ -133,7 +134,7 @@ spec:
 	}
 	for _, b := range bad {
 		typ, want, _ := strings.Cut(b.cond, "=")
-		eventually(t, 20*time.Second, b.name+" "+b.cond, func() bool {
+		poll.Until(t, 20*time.Second, b.name+" "+b.cond, func() bool {
 			got, msgs := c.conditions(t, b.gvr, "vastaya", b.name)
 			return got[typ] == want && strings.Contains(msgs, b.message)
 		})
@@ -208,7 +209,7 @@ spec:
 	byName.await(t, "the backend's authority", func(tab *route.Table) bool {
 		return backendAuthority(tab) == "nowhere.vastaya.svc.cluster.local:80"
 	})
-	eventually(t, 20*time.Second, "missing-backend resolved", func() bool {
+	poll.Until(t, 20*time.Second, "missing-backend resolved", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "missing-backend")
 		return got["ResolvedRefs"] == "True/ResolvedRefs"
 	})
@@ -220,7 +221,7 @@ spec:
 	byName.await(t, "the table without the seed route", func(tab *route.Table) bool {
 		return !strings.Contains(routeNames(tab), "project-vastaya-split")
 	})
-	eventually(t, 20*time.Second, "the conflict cleared", func() bool {
+	poll.Until(t, 20*time.Second, "the conflict cleared", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "conflicting")
 		return got["Conflicted"] == "False/NoConflict"
 	})
@@ -241,18 +242,18 @@ func TestCRDsInstalledAfterTheController(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "Services synced", ad.Ready)
+	poll.Until(t, 30*time.Second, "Services synced", ad.Ready)
 	crds.Install(t, a.Config, nil)
 	c := &cluster{client: a.Client, dyn: dyn, ix: ix, ad: ad}
 	c.namespace(t, "vastaya")
 	c.service(t, "vastaya", "projects-vastaya-svc", nil)
 	c.service(t, "vastaya", "projects-canary-vastaya-svc", nil)
 	c.apply(t, seed(t, "seed003-canary.yaml", "vastaya"))
-	eventually(t, 30*time.Second, "the route in the table", func() bool {
+	poll.Until(t, 30*time.Second, "the route in the table", func() bool {
 		tab := ix.Table(outbound.WatchKey{Target: "projects-vastaya-svc.vastaya.svc.cluster.local:80"})
 		return tab != nil && len(tab.HTTP) == 1
 	})
-	eventually(t, 20*time.Second, "its status", func() bool {
+	poll.Until(t, 20*time.Second, "its status", func() bool {
 		got, _ := c.conditions(t, gwHTTP, "vastaya", "project-vastaya-split")
 		return got["Accepted"] == "True/Accepted"
 	})
