@@ -118,14 +118,20 @@ func TestVizTap(t *testing.T) {
 	}
 
 	ns := fmt.Sprintf("tap-%d", time.Now().Unix()%100000)
-	kubectl(t, fmt.Sprintf(tapApp, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(tapApp, ns)+"---\n"+fmt.Sprintf(vizExtraApp, ns), "apply", "-f", "-")
+	// The user's own Prometheus, scraping from the start; viz uses it later.
+	mon := "monitoring-" + ns
+	promURL := deployExternalPrometheus(t, mon)
 	t.Cleanup(func() {
 		tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		tryKubectl(t, "-n", "linkerd-viz", "delete", "rolebinding", "reach-tap-"+ns, "--ignore-not-found")
 	})
-	for _, d := range []string{"server", "client"} {
+	for _, d := range []string{"server", "client", "flaky", "legacy"} {
 		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
 	}
+	// A counted client of flaky, checked against the bundled Prometheus
+	// after the tap checks.
+	bundled := startCounter(t, ns, "counter-bundled", 400)
 	token := func(sa string) string {
 		return strings.TrimSpace(kubectl(t, "", "-n", ns, "create", "token", sa))
 	}
@@ -177,6 +183,19 @@ func TestVizTap(t *testing.T) {
 	t.Logf("weft viz tap as nosy:\n%s", out)
 
 	checkVizMetrics(t, w, ns)
+	bundled.check(t, w, "bundled Prometheus")
+
+	// viz on the user's Prometheus (prometheus.enabled=false, prometheusUrl).
+	kubectl(t, "", "-n", mon, "rollout", "status", "deploy/prometheus", "--timeout=60s")
+	switchToExternalPrometheus(t, w, promURL)
+	external := startCounter(t, ns, "counter-external", 400)
+	sr := external.check(t, w, "external Prometheus")
+
+	// The dashboard in Chromium through weft viz dashboard (flaky under
+	// traffic again), then bad input and Prometheus gone.
+	startCounter(t, ns, "counter-dashboard", 600)
+	dashboard, browser := checkDashboardInBrowser(t, w, ns, sr)
+	checkVizBadInput(t, w, ns, mon, promURL, dashboard, browser)
 }
 
 // checkVizMetrics: the metrics API on the bundled Prometheus sees the
