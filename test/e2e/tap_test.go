@@ -195,7 +195,7 @@ func TestVizTap(t *testing.T) {
 	// traffic again), then bad input and Prometheus gone.
 	startCounter(t, ns, "counter-dashboard", 600)
 	dashboard, browser := checkDashboardInBrowser(t, w, ns, sr)
-	checkVizBadInput(t, w, ns, mon, promURL, dashboard, browser)
+	checkVizBadInput(t, w, ns, tapper, mon, promURL, dashboard, browser)
 }
 
 // checkVizMetrics: the metrics API on the bundled Prometheus sees the

@@ -423,7 +423,7 @@ func checkDashboardInBrowser(t *testing.T, w, ns string, wantFlakySR float64) (b
 // workload and (after the user's Prometheus is gone) an unreachable
 // Prometheus are clear and non-zero, and the dashboard shows the
 // degraded state.
-func checkVizBadInput(t *testing.T, w, ns, mon, promURL, dashboard string, browser context.Context) {
+func checkVizBadInput(t *testing.T, w, ns, tapToken, mon, promURL, dashboard string, browser context.Context) {
 	t.Helper()
 	for _, tc := range []struct {
 		args []string
@@ -432,14 +432,15 @@ func checkVizBadInput(t *testing.T, w, ns, mon, promURL, dashboard string, brows
 		{[]string{"viz", "stat", "widgets", "-n", ns}, `unknown resource type "widgets"`},
 		{[]string{"viz", "stat", "deploy/legacy", "-n", ns}, `deployment/legacy in namespace "` + ns + `" is not meshed`},
 		{[]string{"viz", "stat", "deploy/nope", "-n", ns}, "not found"},
-		{[]string{"viz", "tap", "deploy/legacy", "-n", ns, "--token", "x"}, ""},
+		{[]string{"viz", "tap", "deploy/legacy", "-n", ns, "--token", tapToken, "--max-requests", "1"}, `deployment legacy in namespace "` + ns + `" has no running meshed pods to tap (1 running)`},
+		{[]string{"viz", "tap", "widgets/x", "-n", ns, "--token", tapToken}, `unknown resource type "widgets"`},
 	} {
 		out, err := weft(t, w, tc.args...)
 		t.Logf("weft %s: %v\n%s", strings.Join(tc.args, " "), err, strings.TrimSpace(out))
 		if err == nil {
 			t.Errorf("weft %s exited 0", strings.Join(tc.args, " "))
 		}
-		if tc.want != "" && !strings.Contains(out, tc.want) {
+		if !strings.Contains(out, tc.want) {
 			t.Errorf("weft %s: %q lacks %q", strings.Join(tc.args, " "), out, tc.want)
 		}
 	}
