@@ -161,32 +161,17 @@ func startCounter(t *testing.T, ns, job string, n int) counted {
 	return counted{ns: ns, job: job, started: started}
 }
 
-// check reads weft viz stat deploy/flaky over 30 s of the counter's run
-// and compares it with what the counter counted: success rate and rps
-// within 5 %. It returns the counted success rate.
+// check compares weft viz stat deploy/flaky with what the counter
+// counted, over one window holding the whole run (from 10 s before the
+// client started to after its last answer was scraped): the success rate
+// and the rps (the requests in the window over its length; the client's
+// requests over the same length) within 5 %. On the shared 2-core machine
+// the client falls behind its 100 ms pace and catches up in bursts, so a
+// window inside the run would not see the client's average rate. It
+// returns the counted success rate.
 func (c counted) check(t *testing.T, w, mode string) float64 {
 	t.Helper()
-	time.Sleep(time.Until(c.started.Add(37 * time.Second)))
-	out, err := weft(t, w, "viz", "stat", "deploy/flaky", "-n", c.ns, "-t", "30s", "-o", "json")
-	if err != nil {
-		t.Fatalf("%s: weft viz stat deploy/flaky: %v\n%s", mode, err, out)
-	}
-	var stat struct {
-		Rows []struct {
-			Name        string   `json:"name"`
-			MeshedPods  int      `json:"meshedPods"`
-			TotalPods   int      `json:"totalPods"`
-			SuccessRate *float64 `json:"successRate"`
-			RPS         *float64 `json:"rps"`
-		} `json:"rows"`
-	}
-	if err := json.Unmarshal([]byte(out), &stat); err != nil || len(stat.Rows) != 1 || stat.Rows[0].RPS == nil || stat.Rows[0].SuccessRate == nil {
-		t.Fatalf("%s: weft viz stat deploy/flaky -o json: %v\n%s", mode, err, out)
-	}
-	table, _ := weft(t, w, "viz", "stat", "deploy", "-n", c.ns, "-t", "30s")
-	t.Logf("%s: weft viz stat deploy -n %s -t 30s:\n%s", mode, c.ns, table)
-
-	if err := tryKubectl(t, "-n", c.ns, "wait", "job/"+c.job, "--for=condition=Complete", "--timeout=60s"); err != nil {
+	if err := tryKubectl(t, "-n", c.ns, "wait", "job/"+c.job, "--for=condition=Complete", "--timeout=120s"); err != nil {
 		t.Fatalf("%s: counter did not complete: %v", mode, err)
 	}
 	logs := kubectl(t, "", "-n", c.ns, "logs", "job/"+c.job, "-c", "client")
@@ -205,10 +190,32 @@ func (c counted) check(t *testing.T, w, mode string) float64 {
 	if total == 0 || seconds == 0 {
 		t.Fatalf("%s: counter's tally unreadable:\n%s", mode, logs)
 	}
-	wantSR, wantRPS := float64(ok)/float64(total), float64(total)/seconds
+	time.Sleep(6 * time.Second) // the last answers scraped (every 2 s)
+	window := time.Since(c.started.Add(-10 * time.Second)).Round(time.Second)
+	win := fmt.Sprintf("%ds", int(window.Seconds()))
+	out, err := weft(t, w, "viz", "stat", "deploy/flaky", "-n", c.ns, "-t", win, "-o", "json")
+	if err != nil {
+		t.Fatalf("%s: weft viz stat deploy/flaky: %v\n%s", mode, err, out)
+	}
+	var stat struct {
+		Rows []struct {
+			MeshedPods  int      `json:"meshedPods"`
+			TotalPods   int      `json:"totalPods"`
+			SuccessRate *float64 `json:"successRate"`
+			RPS         *float64 `json:"rps"`
+			Requests    float64  `json:"requests"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(out), &stat); err != nil || len(stat.Rows) != 1 || stat.Rows[0].RPS == nil || stat.Rows[0].SuccessRate == nil {
+		t.Fatalf("%s: weft viz stat deploy/flaky -o json: %v\n%s", mode, err, out)
+	}
+	table, _ := weft(t, w, "viz", "stat", "deploy", "-n", c.ns, "-t", win)
+	t.Logf("%s: weft viz stat deploy -n %s -t %s:\n%s", mode, c.ns, win, table)
+
+	wantSR, wantRPS := float64(ok)/float64(total), float64(total)/window.Seconds()
 	r := stat.Rows[0]
-	t.Logf("%s: viz stat deploy/flaky: success %.4f, %.3f rps, meshed %d/%d; the client counted %d/%d answers 200 in %.2f s: success %.4f, %.3f rps",
-		mode, *r.SuccessRate, *r.RPS, r.MeshedPods, r.TotalPods, ok, total, seconds, wantSR, wantRPS)
+	t.Logf("%s: viz stat deploy/flaky -t %s: success %.4f, %.3f rps (%.1f requests), meshed %d/%d; the client counted %d/%d answers 200 (%.2f s at its own pace): success %.4f, %.3f rps over the window",
+		mode, win, *r.SuccessRate, *r.RPS, r.Requests, r.MeshedPods, r.TotalPods, ok, total, seconds, wantSR, wantRPS)
 	if math.Abs(*r.SuccessRate-wantSR) > 0.05*wantSR {
 		t.Errorf("%s: success rate %.4f, the client's %.4f: more than 5 %% apart", mode, *r.SuccessRate, wantSR)
 	}
@@ -436,12 +443,13 @@ func checkVizBadInput(t *testing.T, w, ns, tapToken, mon, promURL, dashboard str
 		{[]string{"viz", "tap", "widgets/x", "-n", ns, "--token", tapToken}, `unknown resource type "widgets"`},
 	} {
 		out, err := weft(t, w, tc.args...)
-		t.Logf("weft %s: %v\n%s", strings.Join(tc.args, " "), err, strings.TrimSpace(out))
+		cmd := strings.ReplaceAll(strings.Join(tc.args, " "), tapToken, "<token>")
+		t.Logf("weft %s: %v\n%s", cmd, err, strings.TrimSpace(out))
 		if err == nil {
-			t.Errorf("weft %s exited 0", strings.Join(tc.args, " "))
+			t.Errorf("weft %s exited 0", cmd)
 		}
 		if !strings.Contains(out, tc.want) {
-			t.Errorf("weft %s: %q lacks %q", strings.Join(tc.args, " "), out, tc.want)
+			t.Errorf("weft %s: %q lacks %q", cmd, out, tc.want)
 		}
 	}
 
