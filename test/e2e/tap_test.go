@@ -190,6 +190,7 @@ func TestVizTap(t *testing.T) {
 	switchToExternalPrometheus(t, w, promURL)
 	external := startCounter(t, ns, "counter-external", 400)
 	sr := external.check(t, w, "external Prometheus")
+	checkVizEdges(t, w, ns)
 
 	// The dashboard in Chromium through weft viz dashboard (flaky under
 	// traffic again), then bad input and Prometheus gone.
@@ -231,14 +232,21 @@ func checkVizMetrics(t *testing.T, w, ns string) {
 	if r.SuccessRate == nil || *r.SuccessRate < 0.999 || r.MeshedPods != 1 || r.TotalPods != 1 || r.SecuredRequests < r.Requests*0.999 {
 		t.Errorf("viz stat deploy/server = %+v, want all successful, over mTLS, meshed 1/1", r)
 	}
+	checkVizEdges(t, w, ns)
+	out, err := weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
+	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
+	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
+		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
+	}
+}
+
+// checkVizEdges: weft viz edges shows client → server over mTLS with both
+// identities.
+func checkVizEdges(t *testing.T, w, ns string) {
+	t.Helper()
 	out, err := weft(t, w, "viz", "edges", "deploy", "-n", ns, "-o", "wide")
 	t.Logf("weft viz edges deploy -n %s -o wide:\n%s", ns, out)
 	if err != nil || !regexpMatch(`(?m)^client\s+server\s+`+ns+`\s+`+ns+`\s+default\.`+ns+`\.serviceaccount\.identity\.linkerd\.cluster\.local\s+default\.`+ns+`\.serviceaccount`, out) {
 		t.Errorf("weft viz edges: %v; want client → server with both identities", err)
-	}
-	out, err = weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
-	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
-	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
-		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
 	}
 }
