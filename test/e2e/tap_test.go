@@ -131,6 +131,7 @@ func TestVizTap(t *testing.T) {
 	}
 	// A counted client of flaky, checked against the bundled Prometheus
 	// after the tap checks.
+	awaitScraped(t, ns, "linkerd-viz")
 	bundled := startCounter(t, ns, "counter-bundled", 400)
 	token := func(sa string) string {
 		return strings.TrimSpace(kubectl(t, "", "-n", ns, "create", "token", sa))
@@ -188,6 +189,7 @@ func TestVizTap(t *testing.T) {
 	// viz on the user's Prometheus (prometheus.enabled=false, prometheusUrl).
 	kubectl(t, "", "-n", mon, "rollout", "status", "deploy/prometheus", "--timeout=60s")
 	switchToExternalPrometheus(t, w, promURL)
+	awaitScraped(t, ns, mon)
 	external := startCounter(t, ns, "counter-external", 400)
 	sr := external.check(t, w, "external Prometheus")
 	checkVizEdges(t, w, ns)

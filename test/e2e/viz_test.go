@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,6 +147,25 @@ func deployExternalPrometheus(t *testing.T, mon string) string {
 type counted struct {
 	ns, job string
 	started time.Time // the client container's start
+}
+
+// awaitScraped waits until the Prometheus behind Service prometheus:9090
+// in promNS scrapes flaky's proxy: the bundled one finds pods through the
+// metrics API's discovery every 30 s, and increase() cannot count what a
+// series held at its first scrape, so the counter must not start before.
+func awaitScraped(t *testing.T, ns, promNS string) {
+	t.Helper()
+	q := url.QueryEscape(`up{job="linkerd-proxy",namespace="` + ns + `",deployment="flaky"} == 1`)
+	path := "/api/v1/namespaces/" + promNS + "/services/prometheus:9090/proxy/api/v1/query?query=" + q
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+		out, _ := runKubectl(t, "", "get", "--raw", path)
+		if strings.Contains(out, `"deployment":"flaky"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus in %s does not scrape flaky's proxy within 60s: %s", promNS, out)
+		}
+	}
 }
 
 func startCounter(t *testing.T, ns, job string, n int) counted {
