@@ -139,17 +139,25 @@ daemonset (ds), job, pod (po) or service (svc).`,
 			}
 			out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
 			n := 0
-			return t.watch(cmd.Context(), v, args, func(ev tapapi.Event) bool {
+			var failed tapFailures
+			ctx := cmd.Context()
+			err := t.watch(ctx, v, args, func(ev tapapi.Event) bool {
 				if ev.Error != "" {
 					fmt.Fprintln(errOut, "tap:", ev.Error)
+					failed.add(ev.Error)
 					return true
 				}
+				failed.events++
 				writeTapEvent(out, ev, output)
 				if ev.ResponseEnd != nil {
 					n++
 				}
 				return max <= 0 || n < max
 			})
+			if err != nil || (max > 0 && n >= max) || ctx.Err() != nil {
+				return err
+			}
+			return failed.err()
 		},
 	}
 	t.add(cmd)
@@ -304,6 +312,7 @@ with it, printed once when the duration is over.`,
 			defer cancel()
 			out := cmd.OutOrStdout()
 			tt := newTopTable()
+			var failed tapFailures
 			events := make(chan tapapi.Event, 64)
 			errc := make(chan error, 1)
 			go func() {
@@ -325,12 +334,17 @@ with it, printed once when the duration is over.`,
 					if !ok {
 						err := <-errc
 						tt.write(out)
-						return err
+						if err != nil || ctx.Err() != nil {
+							return err
+						}
+						return failed.err()
 					}
 					if ev.Error != "" {
 						fmt.Fprintln(cmd.ErrOrStderr(), "tap:", ev.Error)
+						failed.add(ev.Error)
 						continue
 					}
+					failed.events++
 					tt.add(ev)
 				case <-tick.C:
 					if duration <= 0 {
@@ -345,4 +359,27 @@ with it, printed once when the duration is over.`,
 	cmd.Flags().DurationVar(&duration, "duration", 0, "tap this long, then print the table once and exit (0: until interrupted)")
 	cmd.Flags().DurationVar(&refresh, "refresh", 2*time.Second, "how often the table is redrawn")
 	return cmd
+}
+
+// tapFailures counts a tap's events and collects its pods' failures, to
+// tell why the tap server ended the stream before the user did: it ends
+// when every pod's tap has ended, which only a failure does.
+type tapFailures struct {
+	events int
+	errs   []string
+}
+
+func (f *tapFailures) add(msg string) { f.errs = append(f.errs, msg) }
+
+// err is the error of a stream the tap server ended: nil when no pod
+// failed.
+func (f *tapFailures) err() error {
+	switch {
+	case len(f.errs) == 0:
+		return nil
+	case f.events == 0:
+		return fmt.Errorf("tap failed on every pod (%d): %s", len(f.errs), strings.Join(f.errs, "; "))
+	default:
+		return fmt.Errorf("tap ended after %d events: every pod's tap failed (%d): %s", f.events, len(f.errs), strings.Join(f.errs, "; "))
+	}
 }

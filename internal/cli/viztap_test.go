@@ -65,3 +65,30 @@ func TestTapEventLine(t *testing.T) {
 		}
 	}
 }
+
+func TestTapFailures(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		events int
+		errs   []string
+		want   string
+	}{
+		{"no failure", 3, nil, ""},
+		{"every pod, nothing seen", 0, []string{"pod shop/a: refused", "pod shop/b: EOF"}, "tap failed on every pod (2): pod shop/a: refused; pod shop/b: EOF"},
+		{"after events", 7, []string{"pod shop/a: EOF"}, "tap ended after 7 events: every pod's tap failed (1): pod shop/a: EOF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := tapFailures{events: tc.events}
+			for _, e := range tc.errs {
+				f.add(e)
+			}
+			got := ""
+			if err := f.err(); err != nil {
+				got = err.Error()
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -130,7 +130,8 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 		values = live.Load()
 	}
 	wh := &injector.Webhook{Values: live, CreatedBy: "weft/proxy-injector " + version.Version, Cluster: cluster,
-		Events: record, Log: log, Observe: func(d time.Duration, result string) { latency.WithLabelValues(result).Observe(d.Seconds()) }}
+		Events: record, Log: log, Observe: func(d time.Duration, result string) { latency.WithLabelValues(result).Observe(d.Seconds()) },
+		VizNamespace: cluster.VizNamespace}
 
 	ls, err := serving.Listen(o.Addr, o.AdminAddr)
 	if err != nil {

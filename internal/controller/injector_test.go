@@ -154,6 +154,34 @@ func TestInjectorAgainstAPIServer(t *testing.T) {
 		t.Errorf("proxy image %s", img)
 	}
 
+	// Tap is served to viz's tap server only: in linkerd-viz until a
+	// namespace labelled linkerd.io/extension=viz says otherwise.
+	tapID := func(p *corev1.Pod) string {
+		for _, e := range p.Spec.Containers[0].Env {
+			if e.Name == compat.EnvTapSvcName {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	if got, want := tapID(injected), "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local"; got != want {
+		t.Errorf("%s=%q, want %q", compat.EnvTapSvcName, got, want)
+	}
+	if _, err := c.CoreV1().Namespaces().Create(bg, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "weft-viz",
+		Labels: map[string]string{"linkerd.io/extension": "viz"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, deadline := 0, time.Now().Add(10*time.Second); ; i++ {
+		got := tapID(pod("shop", fmt.Sprintf("web-5d8f-viz%d", i), nil, owned, nil))
+		if got == "tap.weft-viz.serviceaccount.identity.linkerd.cluster.local" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with viz in namespace weft-viz: %s=%q, want tap.weft-viz.serviceaccount.identity.linkerd.cluster.local", compat.EnvTapSvcName, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	unchanged := map[string]*corev1.Pod{
 		"disabled":      pod("shop", "web-5d8f-b", map[string]string{compat.AnnotationInject: "disabled"}, owned, nil),
 		"host network":  pod("shop", "web-5d8f-c", nil, owned, func(s *corev1.PodSpec) { s.HostNetwork = true }),

@@ -20,6 +20,9 @@ type Options struct {
 	CreatedBy     string            // the linkerd.io/created-by annotation, e.g. "weft/proxy-injector v1"
 	NSAnnotations map[string]string // the namespace's annotations (config.linkerd.io/* are inherited)
 	Mode          string            // enabled or ingress (from Decide)
+	// VizNamespace is viz's namespace: the proxy serves tap to the tap
+	// server's identity there (default linkerd-viz).
+	VizNamespace string
 }
 
 // Patch returns the JSON patch that injects the proxy into w. Call it only

@@ -21,6 +21,7 @@ type config struct {
 	logLevel                        string
 	await, nativeSidecar, shutdown  bool
 	disableTap                      bool
+	vizNamespace                    string
 	opaquePorts                     string // the pod's opaque ports (annotation)
 	skipInbound, skipOutbound       string
 	skipSubnets                     string
@@ -48,6 +49,9 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		skipInbound: v.ProxyInit.IgnoreInboundPorts, skipOutbound: v.ProxyInit.IgnoreOutboundPorts, skipSubnets: v.ProxyInit.SkipSubnets}
 	if c.namespace == "" {
 		return c, fmt.Errorf("%s/%s has no namespace", w.Kind, w.Name)
+	}
+	if c.vizNamespace = o.VizNamespace; c.vizNamespace == "" {
+		c.vizNamespace = compat.VizNamespace
 	}
 	var errs []string
 	bad := func(key, val, want string) { errs = append(errs, fmt.Sprintf("%s=%q: want %s", key, val, want)) }
@@ -215,7 +219,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 		// Tap is served to viz's tap server only (internal/tap); harmless
 		// until viz is installed, so no restart is needed afterwards.
 		env = append(env, corev1.EnvVar{Name: compat.EnvTapSvcName,
-			Value: fmt.Sprintf(compat.VizTapIdentityFormat, compat.VizNamespace, v.ControllerNamespace, v.IdentityTrustDomain)})
+			Value: fmt.Sprintf(compat.VizTapIdentityFormat, c.vizNamespace, v.ControllerNamespace, v.IdentityTrustDomain)})
 	}
 	// The optional ones, set only when asked for, in name order.
 	ifTrue := func(b bool) string {

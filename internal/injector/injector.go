@@ -45,6 +45,9 @@ type Webhook struct {
 	Events    func(ref *corev1.ObjectReference, eventType, reason, message string)
 	Log       *slog.Logger
 	Observe   func(time.Duration, string) // optional: admission latency by result
+	// VizNamespace, when set, names viz's namespace (KubeCluster's); the
+	// injected proxies serve tap to its tap server only. Default linkerd-viz.
+	VizNamespace func() string
 }
 
 // ServeHTTP handles POST / with an AdmissionReview v1 (or v1beta1) body.
@@ -131,7 +134,11 @@ func (h *Webhook) Review(ctx context.Context, req *admissionv1.AdmissionRequest)
 		}
 		return allow, "skipped"
 	}
-	ops, err := inject.Patch(w, h.Values.Load(), inject.Options{CreatedBy: h.CreatedBy, NSAnnotations: nsAnn, Mode: report.Mode})
+	opts := inject.Options{CreatedBy: h.CreatedBy, NSAnnotations: nsAnn, Mode: report.Mode}
+	if h.VizNamespace != nil {
+		opts.VizNamespace = h.VizNamespace()
+	}
+	ops, err := inject.Patch(w, h.Values.Load(), opts)
 	if err != nil {
 		h.Log.Warn("not injected", "kind", w.Kind, "name", w.Name, "namespace", w.Namespace, "err", err)
 		if owner != nil {

@@ -3,6 +3,7 @@ package injector
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -70,6 +72,32 @@ func (k *KubeCluster) NamespaceAnnotations(ctx context.Context, name string) (ma
 		return nil, fmt.Errorf("namespace %s: %w", name, err)
 	}
 	return ns.Annotations, nil
+}
+
+// VizNamespace is the namespace labelled linkerd.io/extension=viz (the
+// viz chart labels the namespace it creates; with helm's
+// --create-namespace, label it), from the cache: the first by name when
+// there are several, linkerd-viz when there is none.
+func (k *KubeCluster) VizNamespace() string {
+	sel, err := labels.Parse(compat.VizSelector)
+	if err != nil {
+		return compat.VizNamespace
+	}
+	list, err := k.namespaces.List(sel)
+	if err != nil || len(list) == 0 {
+		return compat.VizNamespace
+	}
+	names := make([]string, 0, len(list))
+	for _, ns := range list {
+		if ns.DeletionTimestamp == nil {
+			names = append(names, ns.Name)
+		}
+	}
+	if len(names) == 0 {
+		return compat.VizNamespace
+	}
+	slices.Sort(names)
+	return names[0]
 }
 
 // Owner follows ReplicaSet → Deployment and Job → CronJob, from the caches

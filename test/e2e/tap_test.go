@@ -103,14 +103,21 @@ func TestVizTap(t *testing.T) {
 	}
 
 	ns := fmt.Sprintf("tap-%d", time.Now().Unix()%100000)
-	kubectl(t, fmt.Sprintf(tapApp, ns), "apply", "-f", "-")
+	kubectl(t, fmt.Sprintf(tapApp, ns)+"---\n"+fmt.Sprintf(vizExtraApp, ns), "apply", "-f", "-")
+	// The user's own Prometheus, scraping from the start; viz uses it later.
+	mon := "monitoring-" + ns
+	promURL := deployExternalPrometheus(t, mon)
 	t.Cleanup(func() {
 		tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		tryKubectl(t, "-n", "linkerd-viz", "delete", "rolebinding", "reach-tap-"+ns, "--ignore-not-found")
 	})
-	for _, d := range []string{"server", "client"} {
+	for _, d := range []string{"server", "client", "flaky", "legacy"} {
 		kubectl(t, "", "-n", ns, "rollout", "status", "deploy/"+d, "--timeout=120s")
 	}
+	// A counted client of flaky, checked against the bundled Prometheus
+	// after the tap checks.
+	awaitScraped(t, ns, "linkerd-viz")
+	bundled := startCounter(t, ns, "counter-bundled", 400)
 	token := func(sa string) string {
 		return strings.TrimSpace(kubectl(t, "", "-n", ns, "create", "token", sa))
 	}
@@ -162,6 +169,21 @@ func TestVizTap(t *testing.T) {
 	t.Logf("weft viz tap as nosy:\n%s", out)
 
 	checkVizMetrics(t, w, ns)
+	bundled.check(t, w, "bundled Prometheus")
+
+	// viz on the user's Prometheus (prometheus.enabled=false, prometheusUrl).
+	kubectl(t, "", "-n", mon, "rollout", "status", "deploy/prometheus", "--timeout=60s")
+	switchToExternalPrometheus(t, w, promURL)
+	awaitScraped(t, ns, mon)
+	external := startCounter(t, ns, "counter-external", 400)
+	sr := external.check(t, w, "external Prometheus")
+	checkVizEdges(t, w, ns)
+
+	// The dashboard in Chromium through weft viz dashboard (flaky under
+	// traffic again), then bad input and Prometheus gone.
+	startCounter(t, ns, "counter-dashboard", 600)
+	dashboard, browser := checkDashboardInBrowser(t, w, ns, sr)
+	checkVizBadInput(t, w, ns, tapper, mon, promURL, dashboard, browser)
 }
 
 // checkVizMetrics: the metrics API on the bundled Prometheus sees the
@@ -197,14 +219,21 @@ func checkVizMetrics(t *testing.T, w, ns string) {
 	if r.SuccessRate == nil || *r.SuccessRate < 0.999 || r.MeshedPods != 1 || r.TotalPods != 1 || r.SecuredRequests < r.Requests*0.999 {
 		t.Errorf("viz stat deploy/server = %+v, want all successful, over mTLS, meshed 1/1", r)
 	}
+	checkVizEdges(t, w, ns)
+	out, err := weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
+	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
+	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
+		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
+	}
+}
+
+// checkVizEdges: weft viz edges shows client → server over mTLS with both
+// identities.
+func checkVizEdges(t *testing.T, w, ns string) {
+	t.Helper()
 	out, err := weft(t, w, "viz", "edges", "deploy", "-n", ns, "-o", "wide")
 	t.Logf("weft viz edges deploy -n %s -o wide:\n%s", ns, out)
 	if err != nil || !regexpMatch(`(?m)^client\s+server\s+`+ns+`\s+`+ns+`\s+default\.`+ns+`\.serviceaccount\.identity\.linkerd\.cluster\.local\s+default\.`+ns+`\.serviceaccount`, out) {
 		t.Errorf("weft viz edges: %v; want client → server with both identities", err)
-	}
-	out, err = weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
-	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
-	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
-		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
 	}
 }

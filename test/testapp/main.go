@@ -41,7 +41,7 @@ func main() {
 		return nil
 	})
 	skip := flag.Int("tally-skip", 0, "with -tally: do not count the first N answers (a warm-up)")
-	tally := flag.Bool("tally", false, "with -get: do not stop on a non-200 answer; print one line per status, \"status=<code> count=<n>\"")
+	tally := flag.Bool("tally", false, "with -get: do not stop on a non-200 answer; print one line per status, \"status=<code> count=<n>\", then \"seconds=<s>\", the time from the first request to the last answer")
 	send := flag.String("tcp-send", "", "client mode: send -msg to this address, half-close, print the answer")
 	msg := flag.String("msg", "\x01opaque-bytes", "what -tcp-send sends")
 	bannerAddr := flag.String("tcp-banner", "", "serve a server-speaks-first TCP protocol on this address: a banner line at once, then an echo of what the client sends")
@@ -157,7 +157,8 @@ func getN(url string, n int, interval time.Duration, stamp bool, headers []strin
 func tallyN(url string, n, skip int, interval time.Duration) error {
 	c := &http.Client{Timeout: 5 * time.Second}
 	counts := map[int]int{}
-	next := time.Now()
+	began := time.Now()
+	next := began
 	for i := 0; i < n; i++ {
 		time.Sleep(time.Until(next))
 		next = next.Add(interval)
@@ -174,6 +175,7 @@ func tallyN(url string, n, skip int, interval time.Duration) error {
 	for code, k := range counts {
 		fmt.Printf("status=%d count=%d\n", code, k)
 	}
+	fmt.Printf("seconds=%.3f\n", time.Since(began).Seconds())
 	return nil
 }
 

@@ -34,6 +34,9 @@ var (
 	APIID   = id("api", "shop")
 	TapID   = fmt.Sprintf(compat.VizTapIdentityFormat, compat.VizNamespace, compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
 	OtherID = id("intruder", "shop")
+	// VizNSTapID is the tap server's identity when viz is installed in
+	// namespace weft-viz.
+	VizNSTapID = fmt.Sprintf(compat.VizTapIdentityFormat, "weft-viz", compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
 )
 
 func id(sa, ns string) string {
@@ -48,10 +51,11 @@ type Mesh struct {
 
 // tokens: identity → "token namespace/serviceaccount" (statictoken lines).
 var tokens = map[string]string{
-	WebID:   "web-token-0123456789abcdef shop/web",
-	APIID:   "api-token-0123456789abcdef shop/api",
-	TapID:   "tap-token-0123456789abcdef " + compat.VizNamespace + "/" + compat.VizTapName,
-	OtherID: "intruder-token-0123456789ab shop/intruder",
+	WebID:      "web-token-0123456789abcdef shop/web",
+	APIID:      "api-token-0123456789abcdef shop/api",
+	TapID:      "tap-token-0123456789abcdef " + compat.VizNamespace + "/" + compat.VizTapName,
+	OtherID:    "intruder-token-0123456789ab shop/intruder",
+	VizNSTapID: "viztap-token-0123456789abcd weft-viz/" + compat.VizTapName,
 }
 
 // NewMesh starts the identity service.

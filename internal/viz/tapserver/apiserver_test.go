@@ -1,6 +1,7 @@
 package tapserver_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftmesh/weft/internal/cli"
 	"github.com/weftmesh/weft/internal/kubetest"
 	"github.com/weftmesh/weft/internal/proxy"
 	"github.com/weftmesh/weft/internal/tap/taptest"
@@ -157,6 +159,70 @@ func TestTapAuthorizedByKubernetesRBAC(t *testing.T) {
 			}
 		})
 	}
+	// Viz installed in namespace weft-viz: the injector gives the proxies
+	// that namespace's tap identity (internal/controller's injector test).
+	// A tap server holding it taps them; one holding linkerd-viz's fails on
+	// every pod, and weft viz tap says so and exits non-zero.
+	pxViz := taptest.StartProxy(t, m.Identity(t, taptest.APIID), func(c *proxy.Config) {
+		c.InboundForward = taptest.Backend(t, "hello")
+		c.TapSvcName = taptest.VizNSTapID
+	})
+	tapServer := func(id string) string {
+		srv, err := tapserver.New(tapserver.Config{Kube: kc, Identity: m.Identity(t, id),
+			ProxyAddr: func(*corev1.Pod) string { return pxViz.Control }, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv)
+		t.Cleanup(hs.Close)
+		return hs.URL
+	}
+	weftVizTap := func(t *testing.T, base string) (string, error) {
+		// Requests to the proxy while the CLI taps it.
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				if resp, err := http.Get("http://" + pxViz.Inbound + "/tapped"); err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+		}()
+		var out bytes.Buffer
+		root := cli.NewRoot(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		root.SetArgs([]string{"viz", "tap", "deploy/api", "-n", "shop", "--tap-addr", base, "--token", token("tapper"), "--max-requests", "1"})
+		root.SetOut(&out)
+		root.SetErr(&out)
+		wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+		defer wcancel()
+		err := root.ExecuteContext(wctx)
+		return out.String(), err
+	}
+	t.Run("viz in another namespace", func(t *testing.T) {
+		out, err := weftVizTap(t, tapServer(taptest.VizNSTapID))
+		t.Logf("weft viz tap:\n%s", out)
+		if err != nil || !strings.Contains(out, "req id=0:") || !strings.Contains(out, ":path=/tapped") || !strings.Contains(out, "end id=0:") {
+			t.Errorf("weft viz tap through the weft-viz tap server: %v; want the request seen through", err)
+		}
+	})
+	t.Run("every pod fails", func(t *testing.T) {
+		out, err := weftVizTap(t, tapServer(taptest.TapID))
+		t.Logf("weft viz tap: %v\n%s", err, out)
+		if err == nil {
+			t.Fatal("weft viz tap exited 0 though every pod's tap failed")
+		}
+		for _, want := range []string{"tap failed on every pod (1)", "pod shop/api-1", "PermissionDenied", taptest.VizNSTapID} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q lacks %q", err, want)
+			}
+		}
+	})
 	t.Run("not found", func(t *testing.T) {
 		c := &tapapi.Client{Base: hs.URL, Token: token("tapper")}
 		err := c.Watch(ctx, "shop", "deployments", "nope", tapapi.Request{}, func(tapapi.Event) bool { return false })
