@@ -80,10 +80,14 @@ func TestJaegerImage(t *testing.T) {
 		t.Skip("the Jaeger image is built for linux/amd64 only")
 	}
 	root := extract(t, archive, amd64)
-	addrs := map[string]string{"4317": freeAddr(t), "4318": freeAddr(t), "16686": freeAddr(t), "16685": freeAddr(t), "13133": freeAddr(t), "8888": freeAddr(t)}
+	addrs := map[string]string{"4317": freeAddr(t), "4318": freeAddr(t), "16686": freeAddr(t), "16685": freeAddr(t), "13133": freeAddr(t)}
 	cfg := chartJaegerConfig(t, addrs)
 	// The metrics reader takes host and port apart.
-	cfg = strings.Replace(cfg, "{host: 0.0.0.0, port: 8888}", fmt.Sprintf("{host: 127.0.0.1, port: %s}", addrs["8888"][strings.LastIndexByte(addrs["8888"], ':')+1:]), 1)
+	metrics := freeAddr(t)
+	if !strings.Contains(cfg, "{host: 0.0.0.0, port: 8888}") {
+		t.Fatalf("the chart's Jaeger config has no metrics reader on 0.0.0.0:8888:\n%s", cfg)
+	}
+	cfg = strings.Replace(cfg, "{host: 0.0.0.0, port: 8888}", fmt.Sprintf("{host: 127.0.0.1, port: %s}", metrics[strings.LastIndexByte(metrics, ':')+1:]), 1)
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
