@@ -20,16 +20,16 @@ func newJaegerCommand() *cobra.Command {
 	v := vizFlags{}
 	cmd := &cobra.Command{
 		Use:   "jaeger",
-		Short: "The jaeger extension: the injector that turns tracing on in proxies",
+		Short: "The jaeger extension: the injector that turns tracing on in proxies, and Jaeger",
 		Long: `Commands of the jaeger extension (linkerd-jaeger's names). Its chart, weft-jaeger, runs the
 jaeger-injector webhook that gives proxies the trace collector's address, identity and
-protocol (docs/tracing.md).`,
+protocol, and with jaeger.enabled a Jaeger (all-in-one, in memory) with its UI (docs/tracing.md).`,
 	}
 	f := cmd.PersistentFlags()
 	f.StringVar(&v.kubeconfig, "kubeconfig", "", "kubeconfig path (default: $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&v.kubeContext, "context", "", "kubeconfig context")
 	f.StringVar(&v.vizNamespace, "jaeger-namespace", compat.JaegerNamespace, "the jaeger extension's namespace")
-	cmd.AddCommand(newJaegerInstallCommand(), newJaegerUninstallCommand(&v), newJaegerCheckCommand(&v), newJaegerDashboardCommand())
+	cmd.AddCommand(newJaegerInstallCommand(), newJaegerUninstallCommand(&v), newJaegerCheckCommand(&v), newJaegerDashboardCommand(&v))
 	return cmd
 }
 
@@ -134,17 +134,6 @@ func newJaegerCheckCommand(v *vizFlags) *cobra.Command {
 				return errors.New("jaeger checks failed")
 			}
 			return nil
-		},
-	}
-}
-
-func newJaegerDashboardCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "dashboard",
-		Short: "Open the Jaeger UI (needs jaeger.enabled, not available yet)",
-		Args:  cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("weft-jaeger does not run a Jaeger backend yet (jaeger.enabled): open your tracing backend's UI (Tempo through Grafana, or your Jaeger); see docs/tracing.md")
 		},
 	}
 }

@@ -113,3 +113,32 @@ func readVizPrometheus(dir string) (string, error) {
 	}
 	return r, nil
 }
+
+// readJaegerImage reads the weft-jaeger chart's default Jaeger image
+// reference: jaeger.image.name, tagged jaeger.image.version, else
+// linkerdVersion, else the chart's appVersion (as its template does).
+func readJaegerImage(dir string) (string, error) {
+	var meta struct {
+		AppVersion string `json:"appVersion"`
+	}
+	var values struct {
+		LinkerdVersion string `json:"linkerdVersion"`
+		Jaeger         struct {
+			Image image `json:"image"`
+		} `json:"jaeger"`
+	}
+	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &values} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return "", fmt.Errorf("chart: %w", err)
+		}
+		if err := yaml.Unmarshal(b, v); err != nil {
+			return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
+		}
+	}
+	r := ref(values.Jaeger.Image.Name, first(values.Jaeger.Image.Version, values.LinkerdVersion, meta.AppVersion))
+	if r == "" || strings.HasSuffix(r, ":") {
+		return "", fmt.Errorf("chart %s: no jaeger.image.name or version", dir)
+	}
+	return r, nil
+}

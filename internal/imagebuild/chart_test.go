@@ -75,7 +75,7 @@ func TestSelectAndPlatforms(t *testing.T) {
 		want    []string
 		wantErr bool
 	}{
-		{images: nil, want: []string{Controller, Proxy, ProxyInit, Prometheus}},
+		{images: nil, want: []string{Controller, Proxy, ProxyInit, Prometheus, Jaeger}},
 		{images: []string{Proxy, Proxy}, want: []string{Proxy}},
 		{images: []string{ProxyInit, Controller}, want: []string{ProxyInit, Controller}},
 		{images: []string{"weft-nope"}, wantErr: true},

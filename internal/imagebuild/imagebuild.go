@@ -1,13 +1,14 @@
 // Package imagebuild builds Weft's container images — weft-controller,
 // weft-proxy (with weft-await), weft-proxy-init (with Debian's iptables)
 // and weft-prometheus (Debian's Prometheus, for the viz extension) — for
-// linux/amd64, linux/arm64 and linux/arm/v7, without Docker: Go
-// cross-compiles the binaries, Debian's .deb files give iptables and
-// Prometheus for each architecture, and package ociimage writes one OCI
-// archive per image. Images are named as the weft-control-plane and
-// weft-viz charts' defaults name them, so a helm install without image
-// values runs exactly these images; two builds of the same commit give the
-// same digests.
+// linux/amd64, linux/arm64 and linux/arm/v7, and weft-jaeger (Jaeger built
+// from its Go module, for the jaeger extension) for linux/amd64, without
+// Docker: Go cross-compiles the binaries, Debian's .deb files give iptables
+// and Prometheus for each architecture, and package ociimage writes one OCI
+// archive per image. Images are named as the weft-control-plane, weft-viz
+// and weft-jaeger charts' defaults name them, so a helm install without
+// image values runs exactly these images; two builds of the same commit
+// give the same digests.
 package imagebuild
 
 import (
@@ -40,16 +41,27 @@ const (
 	Proxy      = "weft-proxy"
 	ProxyInit  = "weft-proxy-init"
 	Prometheus = "weft-prometheus"
+	Jaeger     = "weft-jaeger"
 )
 
 // spec is one image: the commands it carries (each at /<name>), the
-// Debian files it carries, and its entrypoint (default: the first
-// command).
+// Debian files it carries, a third-party Go command it carries (at
+// /<bin>), and its entrypoint (default: the first command).
 type spec struct {
 	name       string
 	commands   []string
 	debian     *debianSet
+	tool       *goTool
 	entrypoint []string
+}
+
+// platforms are the platforms of want that s is built for: all of them,
+// except for a tool built for fewer.
+func (s spec) platforms(want []ociimage.Platform) []ociimage.Platform {
+	if s.tool == nil {
+		return want
+	}
+	return s.tool.toolPlatforms(want)
 }
 
 var specs = []spec{
@@ -57,6 +69,7 @@ var specs = []spec{
 	{name: Proxy, commands: []string{"weft-proxy", "weft-await"}},
 	{name: ProxyInit, commands: []string{"weft-proxy-init"}, debian: iptablesSet},
 	{name: Prometheus, debian: prometheusSet, entrypoint: []string{"/usr/bin/prometheus"}},
+	{name: Jaeger, tool: jaegerTool, entrypoint: []string{"/jaeger"}},
 }
 
 // Names lists every image Build knows.
@@ -113,6 +126,9 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	if chart.Refs[Prometheus], err = readVizPrometheus(filepath.Join(o.Root, "charts", "weft-viz")); err != nil {
 		return nil, err
 	}
+	if chart.Refs[Jaeger], err = readJaegerImage(filepath.Join(o.Root, "charts", "weft-jaeger")); err != nil {
+		return nil, err
+	}
 	if o.Version == "" {
 		o.Version = chart.Version
 	}
@@ -120,6 +136,14 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An image built for none of the platforms asked for is left out.
+	todo = slices.DeleteFunc(todo, func(s spec) bool {
+		if len(s.platforms(o.Platforms)) > 0 {
+			return false
+		}
+		o.Log.Info("skipped: built for other platforms only", "image", s.name)
+		return true
+	})
 	if strings.ContainsAny(o.Version, " \t\n'\"") {
 		return nil, fmt.Errorf("imagebuild: version %q: no spaces or quotes (it is linked in with -ldflags -X)", o.Version)
 	}
@@ -185,6 +209,22 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		o.Log.Info("compiled", "platform", p.String(), "commands", strings.Join(commands, " "), "took", time.Since(start).Round(100*time.Millisecond))
 		bins[p] = dir
 	}
+	// Third-party commands, each from its own module, cached.
+	tools := map[*goTool]map[ociimage.Platform]string{}
+	for _, s := range todo {
+		if s.tool == nil || compileErr != nil {
+			continue
+		}
+		tools[s.tool] = map[ociimage.Platform]string{}
+		for _, p := range s.platforms(o.Platforms) {
+			bin, err := s.tool.build(ctx, o.Root, o.CacheDir, p, o.Log)
+			if err != nil {
+				compileErr = err
+				break
+			}
+			tools[s.tool][p] = bin
+		}
+	}
 	deb := <-debianDone
 	if compileErr != nil {
 		return nil, compileErr
@@ -201,7 +241,7 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i], errs[i] = writeImage(s, chart.Refs[s.name], o, bins, deb.files[s.debian])
+			results[i], errs[i] = writeImage(s, chart.Refs[s.name], o, bins, deb.files[s.debian], tools[s.tool])
 		}()
 	}
 	wg.Wait()
@@ -212,9 +252,11 @@ func Build(ctx context.Context, o Options) ([]Result, error) {
 }
 
 // writeImage writes one image's archive and reads it back.
-func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string, debian map[ociimage.Platform][]ociimage.File) (Result, error) {
+func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string, debian map[ociimage.Platform][]ociimage.File,
+	tool map[ociimage.Platform]string) (Result, error) {
 	var images []ociimage.Image
-	for _, p := range o.Platforms {
+	platforms := s.platforms(o.Platforms)
+	for _, p := range platforms {
 		entry := s.entrypoint
 		if entry == nil {
 			entry = []string{"/" + s.commands[0]}
@@ -225,6 +267,9 @@ func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string
 			img.Files = append(img.Files, ociimage.File{Path: "/" + c, Source: filepath.Join(bins[p], c)})
 		}
 		img.Files = append(img.Files, debian[p]...)
+		if s.tool != nil {
+			img.Files = append(img.Files, ociimage.File{Path: "/" + s.tool.bin, Source: tool[p]})
+		}
 		images = append(images, img)
 	}
 	path := filepath.Join(o.OutDir, s.name+".tar")
@@ -232,7 +277,7 @@ func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string
 	if err != nil {
 		return Result{}, fmt.Errorf("imagebuild: %w", err)
 	}
-	if err := verify(path, ref, o.Platforms); err != nil {
+	if err := verify(path, ref, platforms); err != nil {
 		return Result{}, err
 	}
 	o.Log.Info("wrote", "image", ref, "archive", path, "digest", sum.Digest)

@@ -2,7 +2,10 @@
 // an HTTP server that says who answered and who called, and a TCP echo
 // server on one or more ports (as a database would listen). It knows
 // nothing of the mesh. It also serves a server-speaks-first protocol
-// (-tcp-banner), and has client modes for HTTP, TCP and banners.
+// (-tcp-banner), and has client modes for HTTP, TCP and banners. With
+// -next it is one service of a chain: each request calls the next service,
+// forwarding the trace context it received (W3C and b3 headers) as an
+// application without spans of its own does.
 package main
 
 import (
@@ -28,6 +31,7 @@ func main() {
 	failFirst := flag.Int("fail-first", 0, "answer 500 to the first N requests, logging when each arrived (t=unix nanoseconds)")
 	delay := flag.Duration("delay", 0, "wait this long before answering")
 	logRequests := flag.Bool("log-requests", false, "print each HTTP request's peer address and path (\"request remote=ADDR path=PATH\")")
+	next := flag.String("next", "", "with -http: each request GETs this URL first, forwarding the request's trace headers, and the answer follows this service's line")
 	get := flag.String("get", "", "client mode: GET this URL -n times, print each answer, fail on any non-200")
 	count := flag.Int("n", 1, "how many requests -get sends")
 	interval := flag.Duration("interval", 0, "pause between -get requests (steady traffic)")
@@ -109,6 +113,15 @@ func main() {
 			}
 			if *failRate > 0 && i%int64(*failRate) == 0 {
 				http.Error(w, "injected failure", http.StatusInternalServerError)
+				return
+			}
+			if *next != "" {
+				body, err := callNext(r, *next)
+				if err != nil {
+					http.Error(w, err.Error(), http.StatusBadGateway)
+					return
+				}
+				fmt.Fprintf(w, "host=%s path=%s trace=%q\n%s", host, r.URL.Path, traceHeaders(r.Header), body)
 				return
 			}
 			fmt.Fprintf(w, "host=%s remote=%s client-id=%s path=%s forwarded=%q xff=%q\n", host, r.RemoteAddr, r.Header.Get(compat.HeaderClientID), r.URL.Path,
@@ -242,4 +255,47 @@ func readBannerLine(addr string) error {
 	}
 	fmt.Printf("banner=%q after=%dms\n", strings.TrimSpace(line), took.Milliseconds())
 	return nil
+}
+
+// propagated are the trace context headers an application forwards: W3C
+// Trace Context and Zipkin's b3 (single and multi).
+var propagated = []string{"Traceparent", "Tracestate", "B3", "X-B3-Traceid", "X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled", "X-B3-Flags"}
+
+// traceHeaders lists the request's trace headers, "name=value" joined by
+// spaces.
+func traceHeaders(h http.Header) string {
+	var out []string
+	for _, k := range propagated {
+		if v := h.Get(k); v != "" {
+			out = append(out, strings.ToLower(k)+"="+v)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// callNext GETs url with r's trace headers and returns the answer's body.
+func callNext(r *http.Request, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range propagated {
+		if v := r.Header.Values(k); len(v) > 0 {
+			req.Header[k] = v
+		}
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("next %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	if err != nil {
+		return nil, fmt.Errorf("next %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("next %s: %s: %s", url, resp.Status, b)
+	}
+	return b, nil
 }

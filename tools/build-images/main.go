@@ -1,7 +1,8 @@
 // Command build-images is `make images`: it builds Weft's container images
-// (weft-controller, weft-proxy, weft-proxy-init) for linux/amd64,
-// linux/arm64 and linux/arm/v7 into OCI archives, one per image, named as
-// the weft-control-plane chart's defaults name them, and prints each
+// (weft-controller, weft-proxy, weft-proxy-init, weft-prometheus) for
+// linux/amd64, linux/arm64 and linux/arm/v7, and weft-jaeger for
+// linux/amd64, into OCI archives, one per image, named as the charts'
+// defaults name them, and prints each
 // image's size per platform. It is a build tool, not a product binary
 // (those are under cmd/ and ship with make build); the work is done by
 // package internal/imagebuild. See docs/install.md.
