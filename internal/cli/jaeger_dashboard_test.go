@@ -35,14 +35,14 @@ func TestJaegerPod(t *testing.T) {
 		want    string // the pod's name, or a piece of the error
 		notInst bool
 	}{
-		{"no Deployment", nil, "not installed", true},
+		{"no Deployment", nil, "Jaeger (Deployment jaeger in namespace linkerd-jaeger): no such Deployment", true},
 		{"no pod", []runtime.Object{deploy}, "no ready pod of Jaeger (Deployment jaeger in namespace linkerd-jaeger, 0 pods)", false},
 		{"pending and unready", []runtime.Object{deploy, pod("a", corev1.PodPending, corev1.ConditionFalse), pod("b", corev1.PodRunning, corev1.ConditionFalse)}, "2 pods", false},
 		{"one ready", []runtime.Object{deploy, pod("a", corev1.PodRunning, corev1.ConditionFalse), pod("b", corev1.PodRunning, corev1.ConditionTrue)}, "b", false},
 	} {
 		c := fake.NewSimpleClientset(tc.objects...)
-		got, err := waitJaegerPod(context.Background(), c, "linkerd-jaeger", 0*time.Second)
-		if errors.Is(err, errJaegerNotInstalled) != tc.notInst {
+		got, err := waitReadyPod(context.Background(), c, "linkerd-jaeger", "jaeger", "Jaeger", 0*time.Second)
+		if errors.Is(err, errNoDeployment) != tc.notInst {
 			t.Errorf("%s: err %v, not-installed %v", tc.name, err, tc.notInst)
 		}
 		switch {
