@@ -15,64 +15,12 @@ import (
 // Two meshed servers that log each request's peer address: one with Weft's
 // config.weft.io/preserve-client-address, one without. The suite's own
 // testapp image (it has -log-requests).
-const clientAddrApp = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: kept, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: kept}}
-  template:
-    metadata:
-      labels: {app: kept}
-      annotations: {config.weft.io/preserve-client-address: "true"}
-    spec:
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-log-requests"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: kept, namespace: %[1]s}
-spec:
-  selector: {app: kept}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: plain, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: plain}}
-  template:
-    metadata: {labels: {app: plain}}
-    spec:
-      containers:
-      - name: server
-        image: %[2]s
-        imagePullPolicy: IfNotPresent
-        args: ["-http", "0.0.0.0:8080", "-log-requests"]
-        ports: [{containerPort: 8080}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: plain, namespace: %[1]s}
-spec:
-  selector: {app: plain}
-  ports: [{port: 80, targetPort: 8080}]
-`
+var clientAddrApp = yamlDocs(meshedNamespace,
+	testApp{Name: "kept", Replicas: 1, Image: "%[2]s", Annotations: `config.weft.io/preserve-client-address: "true"`,
+		Args: `"-http", "0.0.0.0:8080", "-log-requests"`}.yaml(),
+	testService{Name: "kept"}.yaml(),
+	testApp{Name: "plain", Replicas: 1, Image: "%[2]s", Args: `"-http", "0.0.0.0:8080", "-log-requests"`}.yaml(),
+	testService{Name: "plain"}.yaml())
 
 // TestClientAddressPreserved: with Weft's opt-in the injector sets up the
 // pod (linkerd-init writes the mangle rules and, over netlink, the policy

@@ -13,17 +13,7 @@ import (
 // seed 000's POD_IP=0.0.0.0 step), meshed with no changes. Its image is the
 // suite's own testapp build (it prints the forwarding headers), not the
 // cluster's weft.local/testapp:dev, which may predate them.
-var podIPApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`,
+var podIPApp = yamlDocs(meshedNamespace,
 	testApp{Name: "server", Replicas: 1, Image: "%[2]s", PodIP: true, Args: `"-http", "$(POD_IP):8080"`}.yaml(),
 	testService{Name: "server"}.yaml())
 

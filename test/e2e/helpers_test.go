@@ -190,6 +190,20 @@ func (s testService) yaml() string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: %s\nspec:\n  selector: {%s}\n  ports: [%s]\n", meta, sel, ports)
 }
 
+// meshedNamespace is a namespace annotated for injection, with the
+// ServiceAccount client the tests' client Jobs run as (%[1]s: the
+// namespace).
+const meshedNamespace = `apiVersion: v1
+kind: Namespace
+metadata:
+  name: %[1]s
+  annotations: {linkerd.io/inject: enabled}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: client, namespace: %[1]s}
+`
+
 // yamlDocs joins YAML documents into one stream.
 func yamlDocs(docs ...string) string {
 	for i, d := range docs {

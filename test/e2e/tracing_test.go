@@ -38,17 +38,6 @@ webhook:
 
 // Three meshed services in a chain: svc-a calls svc-b, which calls svc-c,
 // each forwarding the trace headers it received (testapp -next).
-const tracedNamespace = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`
-
 const tracedService = `---
 apiVersion: apps/v1
 kind: Deployment
@@ -76,7 +65,7 @@ spec:
 
 // tracedManifest is namespace ns with svc-a → svc-b → svc-c.
 func tracedManifest(ns string) string {
-	out := fmt.Sprintf(tracedNamespace, ns)
+	out := fmt.Sprintf(meshedNamespace, ns)
 	for _, c := range [][2]string{{"svc-a", "svc-b"}, {"svc-b", "svc-c"}, {"svc-c", ""}} {
 		next := ""
 		if c[1] != "" {

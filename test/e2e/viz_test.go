@@ -23,37 +23,10 @@ import (
 
 // vizExtraApp joins TestVizTap's app: flaky answers 500 to every 5th
 // request (a success rate to measure), legacy is not meshed.
-const vizExtraApp = `apiVersion: apps/v1
-kind: Deployment
-metadata: {name: flaky, namespace: %[1]s}
-spec:
-  selector: {matchLabels: {app: flaky}}
-  template:
-    metadata: {labels: {app: flaky}}
-    spec:
-      containers:
-      - {name: flaky, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent, args: ["-http", "0.0.0.0:8080", "-fail-every", "5"], ports: [{containerPort: 8080}]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: flaky, namespace: %[1]s}
-spec:
-  selector: {app: flaky}
-  ports: [{port: 80, targetPort: 8080}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: legacy, namespace: %[1]s}
-spec:
-  selector: {matchLabels: {app: legacy}}
-  template:
-    metadata:
-      labels: {app: legacy}
-      annotations: {linkerd.io/inject: disabled}
-    spec:
-      containers:
-      - {name: legacy, image: weft.local/testapp:dev, imagePullPolicy: IfNotPresent, args: ["-http", "0.0.0.0:8080"]}
-`
+var vizExtraApp = yamlDocs(
+	testApp{Name: "flaky", Container: "flaky", Args: `"-http", "0.0.0.0:8080", "-fail-every", "5"`}.yaml(),
+	testService{Name: "flaky"}.yaml(),
+	testApp{Name: "legacy", Container: "legacy", Annotations: "linkerd.io/inject: disabled"}.yaml())
 
 // counterJob sends N GETs to flaky, one every 100 ms, and prints how many
 // got each status and how long it took (the suite's client image: testapp
