@@ -86,48 +86,25 @@ func first(s ...string) string {
 // reference: prometheus.image.name, tagged prometheus.image.tag, else
 // linkerdVersion, else the chart's appVersion (as its template does).
 func readVizPrometheus(dir string) (string, error) {
-	var meta struct {
-		AppVersion string `json:"appVersion"`
-	}
-	var values struct {
-		LinkerdVersion string `json:"linkerdVersion"`
-		Prometheus     struct {
-			Image struct {
-				Name string `json:"name"`
-				Tag  string `json:"tag"`
-			} `json:"image"`
-		} `json:"prometheus"`
-	}
-	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &values} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return "", fmt.Errorf("chart: %w", err)
-		}
-		if err := yaml.Unmarshal(b, v); err != nil {
-			return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
-		}
-	}
-	r := ref(values.Prometheus.Image.Name, first(values.Prometheus.Image.Tag, values.LinkerdVersion, meta.AppVersion))
-	if r == "" || strings.HasSuffix(r, ":") {
-		return "", fmt.Errorf("chart %s: no prometheus.image.name or version", dir)
-	}
-	return r, nil
+	return readExtensionImage(dir, "prometheus", "tag")
 }
 
 // readJaegerImage reads the weft-jaeger chart's default Jaeger image
 // reference: jaeger.image.name, tagged jaeger.image.version, else
 // linkerdVersion, else the chart's appVersion (as its template does).
 func readJaegerImage(dir string) (string, error) {
+	return readExtensionImage(dir, "jaeger", "version")
+}
+
+// readExtensionImage reads an extension chart's default image for the
+// values key: <key>.image.name, tagged <key>.image.<tagKey>, else
+// linkerdVersion, else the chart's appVersion.
+func readExtensionImage(dir, key, tagKey string) (string, error) {
 	var meta struct {
 		AppVersion string `json:"appVersion"`
 	}
-	var values struct {
-		LinkerdVersion string `json:"linkerdVersion"`
-		Jaeger         struct {
-			Image image `json:"image"`
-		} `json:"jaeger"`
-	}
-	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &values} {
+	var raw map[string]any
+	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &raw} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			return "", fmt.Errorf("chart: %w", err)
@@ -136,9 +113,14 @@ func readJaegerImage(dir string) (string, error) {
 			return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
 		}
 	}
-	r := ref(values.Jaeger.Image.Name, first(values.Jaeger.Image.Version, values.LinkerdVersion, meta.AppVersion))
+	linkerdVersion, _ := raw["linkerdVersion"].(string)
+	comp, _ := raw[key].(map[string]any)
+	img, _ := comp["image"].(map[string]any)
+	name, _ := img["name"].(string)
+	tag, _ := img[tagKey].(string)
+	r := ref(name, first(tag, linkerdVersion, meta.AppVersion))
 	if r == "" || strings.HasSuffix(r, ":") {
-		return "", fmt.Errorf("chart %s: no jaeger.image.name or version", dir)
+		return "", fmt.Errorf("chart %s: no %s.image.name or version", dir, key)
 	}
 	return r, nil
 }

@@ -130,3 +130,26 @@ func TestBuildRefuses(t *testing.T) {
 		}
 	}
 }
+
+// The extension charts' default images, as the chart templates name them.
+func TestReadExtensionImages(t *testing.T) {
+	for _, tc := range []struct {
+		chart string
+		read  func(string) (string, error)
+		want  string // the repository, before the tag
+	}{
+		{"weft-viz", readVizPrometheus, "ghcr.io/weftmesh/weft-prometheus:"},
+		{"weft-jaeger", readJaegerImage, "ghcr.io/weftmesh/weft-jaeger:"},
+	} {
+		got, err := tc.read(filepath.Join(repoRoot(t), "charts", tc.chart))
+		if err != nil || !strings.HasPrefix(got, tc.want) || strings.HasSuffix(got, ":") {
+			t.Errorf("%s: got %q, %v; want %s<version>", tc.chart, got, err, tc.want)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "Chart.yaml"), []byte("appVersion: \"\"\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "values.yaml"), []byte("jaeger: {image: {name: x}}\n"), 0o644)
+	if got, err := readJaegerImage(dir); err == nil {
+		t.Errorf("a chart without a version: got %q, want an error", got)
+	}
+}
