@@ -12,17 +12,7 @@ import (
 
 // Two versions of a service, as seed 003 deploys them: the Service
 // `server` selects v1 (the stable one), `server-v2` the canary.
-var versionedApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`,
+var versionedApp = yamlDocs(meshedNamespace,
 	testApp{Name: "server-v1", Replicas: 1, Labels: "app: server, version: v1"}.yaml(),
 	testApp{Name: "server-v2", Replicas: 1, Labels: "app: server, version: v2"}.yaml(),
 	testService{Name: "server", Selector: "app: server, version: v1"}.yaml(),
