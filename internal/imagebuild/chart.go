@@ -103,22 +103,29 @@ func readExtensionImage(dir, key, tagKey string) (string, error) {
 	var meta struct {
 		AppVersion string `json:"appVersion"`
 	}
-	var raw map[string]any
-	for name, v := range map[string]any{"Chart.yaml": &meta, "values.yaml": &raw} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
+	var versions struct {
+		LinkerdVersion string `json:"linkerdVersion"`
+	}
+	var values map[string]any
+	for _, f := range []struct {
+		name string
+		into []any
+	}{{"Chart.yaml", []any{&meta}}, {"values.yaml", []any{&versions, &values}}} {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
 		if err != nil {
 			return "", fmt.Errorf("chart: %w", err)
 		}
-		if err := yaml.Unmarshal(b, v); err != nil {
-			return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, name), err)
+		for _, v := range f.into {
+			if err := yaml.Unmarshal(b, v); err != nil {
+				return "", fmt.Errorf("chart %s: %w", filepath.Join(dir, f.name), err)
+			}
 		}
 	}
-	linkerdVersion, _ := raw["linkerdVersion"].(string)
-	comp, _ := raw[key].(map[string]any)
+	comp, _ := values[key].(map[string]any)
 	img, _ := comp["image"].(map[string]any)
 	name, _ := img["name"].(string)
 	tag, _ := img[tagKey].(string)
-	r := ref(name, first(tag, linkerdVersion, meta.AppVersion))
+	r := ref(name, first(tag, versions.LinkerdVersion, meta.AppVersion))
 	if r == "" || strings.HasSuffix(r, ":") {
 		return "", fmt.Errorf("chart %s: no %s.image.name or version", dir, key)
 	}
