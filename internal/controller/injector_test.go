@@ -181,6 +181,22 @@ func TestInjectorAgainstAPIServer(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// A second labelled namespace does not move tap's identity there: with
+	// two, proxies name linkerd-viz's tap server.
+	if _, err := c.CoreV1().Namespaces().Create(bg, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "aaa-intruder",
+		Labels: map[string]string{"linkerd.io/extension": "viz"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, deadline := 0, time.Now().Add(10*time.Second); ; i++ {
+		got := tapID(pod("shop", fmt.Sprintf("web-5d8f-two%d", i), nil, owned, nil))
+		if got == "tap.linkerd-viz.serviceaccount.identity.linkerd.cluster.local" {
+			break
+		}
+		if strings.Contains(got, "aaa-intruder") || time.Now().After(deadline) {
+			t.Fatalf("with two namespaces labelled for viz: %s=%q, want linkerd-viz's tap identity", compat.EnvTapSvcName, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	unchanged := map[string]*corev1.Pod{
 		"disabled":      pod("shop", "web-5d8f-b", map[string]string{compat.AnnotationInject: "disabled"}, owned, nil),

@@ -217,7 +217,9 @@ func proxyContainer(v Values, c config) corev1.Container {
 	env = append(env, policyEnv(v, c)...)
 	if !c.disableTap {
 		// Tap is served to viz's tap server only (internal/tap); harmless
-		// until viz is installed, so no restart is needed afterwards.
+		// until viz is installed, so no restart is needed afterwards when
+		// viz goes to linkerd-viz (pods injected before viz was installed
+		// in another namespace name linkerd-viz's tap server: restart them).
 		env = append(env, corev1.EnvVar{Name: compat.EnvTapSvcName,
 			Value: fmt.Sprintf(compat.VizTapIdentityFormat, c.vizNamespace, v.ControllerNamespace, v.IdentityTrustDomain)})
 	}

@@ -3,7 +3,6 @@ package injector
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -76,27 +75,27 @@ func (k *KubeCluster) NamespaceAnnotations(ctx context.Context, name string) (ma
 
 // VizNamespace is the namespace labelled linkerd.io/extension=viz (the
 // viz chart labels the namespace it creates; with helm's
-// --create-namespace, label it), from the cache: the first by name when
-// there are several, linkerd-viz when there is none.
+// --create-namespace, label it), from the cache; linkerd-viz when there is
+// none, or when several carry the label: labelling a second namespace
+// cannot move the tap identity proxies serve away from viz's.
 func (k *KubeCluster) VizNamespace() string {
 	sel, err := labels.Parse(compat.VizSelector)
 	if err != nil {
 		return compat.VizNamespace
 	}
 	list, err := k.namespaces.List(sel)
-	if err != nil || len(list) == 0 {
+	if err != nil {
 		return compat.VizNamespace
 	}
-	names := make([]string, 0, len(list))
+	var names []string
 	for _, ns := range list {
 		if ns.DeletionTimestamp == nil {
 			names = append(names, ns.Name)
 		}
 	}
-	if len(names) == 0 {
+	if len(names) != 1 {
 		return compat.VizNamespace
 	}
-	slices.Sort(names)
 	return names[0]
 }
 
