@@ -347,7 +347,11 @@ func (p *Proxy) serve(adminL, ctrlL net.Listener) {
 	control := serving.HTTP("control server", ctrlL, p.ctrlSrv, 0)
 	if p.tap != nil {
 		control = serving.Server{Name: "control server", Addr: ctrlL.Addr(),
-			Serve: func() error { return p.tap.Serve(ctrlL) }, Stop: p.tap.Stop}
+			Serve: func() error { return p.tap.Serve(ctrlL) },
+			Stop: func() {
+				p.tap.Stop()
+				ctrlL.Close() // in case Serve had not started its server yet
+			}}
 	}
 	data := func(s *httpServer) serving.Server {
 		return serving.Server{Name: s.direction + " HTTP server", Addr: s.ln.Addr(),
