@@ -67,8 +67,7 @@ func main() {
 		fmt.Print(iptables.Rules(c, true))
 		if *clientAddr {
 			fmt.Print(iptables.ClientAddrRules(true))
-			fmt.Printf("ip rule add fwmark %#x lookup %d priority %d\nip route add local default dev lo table %d\n",
-				policyroute.Mark, policyroute.Table, policyroute.Priority, policyroute.Table)
+			fmt.Print(policyroute.Describe(c.IPv6))
 		}
 		return
 	}

@@ -76,6 +76,25 @@ func families(ipv6 bool) []family {
 	return out
 }
 
+// Describe lists, in ip(8)'s words, the rules and routes Apply writes
+// (for a dry run).
+func Describe(ipv6 bool) string {
+	var b strings.Builder
+	for _, f := range families(ipv6) {
+		b.WriteString(f.ruleWords())
+		b.WriteString(f.routeWords())
+	}
+	return b.String()
+}
+
+func (f family) ruleWords() string {
+	return fmt.Sprintf("ip %s rule add fwmark %#x lookup %d priority %d\n", f.name, Mark, Table, Priority)
+}
+
+func (f family) routeWords() string {
+	return fmt.Sprintf("ip %s route add local default dev lo table %d\n", f.name, Table)
+}
+
 func (f family) rule() *netlink.Rule {
 	r := netlink.NewRule()
 	r.Family = f.nl
@@ -138,7 +157,7 @@ func (r *Router) Apply(ipv6 bool) (string, error) {
 			if err := r.h.RuleAdd(f.rule()); err != nil {
 				return did.String(), fmt.Errorf("ip %s rule add fwmark %#x lookup %d: %w", f.name, Mark, Table, err)
 			}
-			fmt.Fprintf(&did, "ip %s rule add fwmark %#x lookup %d priority %d\n", f.name, Mark, Table, Priority)
+			did.WriteString(f.ruleWords())
 		}
 		routes, err := r.routes(f)
 		if err != nil {
@@ -149,10 +168,13 @@ func (r *Router) Apply(ipv6 bool) (string, error) {
 			if err != nil {
 				return did.String(), err
 			}
-			if err := r.h.RouteAdd(rt); err != nil && !errors.Is(err, unix.EEXIST) {
+			switch err := r.h.RouteAdd(rt); {
+			case errors.Is(err, unix.EEXIST): // there already: nothing added
+			case err != nil:
 				return did.String(), fmt.Errorf("ip %s route add local default dev lo table %d: %w", f.name, Table, err)
+			default:
+				did.WriteString(f.routeWords())
 			}
-			fmt.Fprintf(&did, "ip %s route add local default dev lo table %d\n", f.name, Table)
 		}
 	}
 	return did.String(), nil

@@ -11,6 +11,17 @@ import (
 // TestApplyAndRemoveInNetworkNamespace writes the rule and the route over
 // netlink, twice, in a network namespace made for the test, reads them
 // back with ip(8) and removes them.
+func TestDescribe(t *testing.T) {
+	got := Describe(false)
+	want := "ip -4 rule add fwmark 0x5746 lookup 5746 priority 5746\nip -4 route add local default dev lo table 5746\n"
+	if got != want {
+		t.Errorf("Describe(false) = %q, want %q", got, want)
+	}
+	if n := strings.Count(Describe(true), "\n"); n != 4 {
+		t.Errorf("Describe(true) has %d lines, want 4", n)
+	}
+}
+
 func TestApplyAndRemoveInNetworkNamespace(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a network namespace")
