@@ -143,18 +143,19 @@ func RunInjector(ctx context.Context, o InjectorOptions, log *slog.Logger) error
 	}
 	log.Info("injector started", "addr", l.Addr().String(), "admin-addr", al.Addr().String(),
 		"proxy-image", values.Proxy.Image.Name, "version", values.Version, "watch-config", o.WatchConfig)
-	return serveWebhook(ctx, log, wh, certs, l, al, reg)
+	return serveWebhook(ctx, log, "injector", wh, certs, l, al, reg)
 }
 
-// serveWebhook serves the webhook over TLS on l and the admin server on
-// adminL until ctx ends (nil) or either fails (an error naming it).
-func serveWebhook(ctx context.Context, log *slog.Logger, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
+// serveWebhook serves component's webhook ("injector", "jaeger-injector")
+// over TLS on l and its admin server on adminL until ctx ends (nil) or
+// either fails (an error naming it).
+func serveWebhook(ctx context.Context, log *slog.Logger, component string, wh http.Handler, certs *certReloader, l, adminL net.Listener, reg *prometheus.Registry) error {
 	var stopping atomic.Bool
 	adm := adminServer(log, reg, func() bool { return !stopping.Load() })
 	srv := &http.Server{Handler: wh, TLSConfig: &tls.Config{GetCertificate: certs.get, MinVersion: tls.VersionTLS12}}
 	return serving.Run(ctx, func(error) { stopping.Store(true) },
-		serving.HTTP("injector webhook server", l, srv, 5*time.Second),
-		serving.HTTP("injector admin server", adminL, adm, 0))
+		serving.HTTP(component+" webhook server", l, srv, 5*time.Second),
+		serving.HTTP(component+" admin server", adminL, adm, 0))
 }
 
 // certReloader serves the key pair on disk, re-read when either file's

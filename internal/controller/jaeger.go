@@ -71,5 +71,5 @@ func RunJaegerInjector(ctx context.Context, o JaegerInjectorOptions, log *slog.L
 		return fmt.Errorf("jaeger-injector: %w", err)
 	}
 	log.Info("jaeger-injector started", "addr", ls[0].Addr().String(), "collector", o.Values.CollectorSvcAddr, "protocol", o.Values.CollectorTraceProtocol)
-	return serveWebhook(ctx, log, wh, certs, ls[0], ls[1], newRegistry())
+	return serveWebhook(ctx, log, "jaeger-injector", wh, certs, ls[0], ls[1], newRegistry())
 }

@@ -71,7 +71,7 @@ func TestServersEndWhenOneFails(t *testing.T) {
 			return serveOn(ctx, c, l, al)
 		}},
 		{"injector", "injector webhook server", func(ctx context.Context, l, al net.Listener) error {
-			return serveWebhook(ctx, quiet, http.NotFoundHandler(), &certReloader{cert: crt, key: key}, l, al, prometheus.NewRegistry())
+			return serveWebhook(ctx, quiet, "injector", http.NotFoundHandler(), &certReloader{cert: crt, key: key}, l, al, prometheus.NewRegistry())
 		}},
 	}
 	admin := map[string]string{"identity": "identity admin server", "injector": "injector admin server"}

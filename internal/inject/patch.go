@@ -54,7 +54,7 @@ func Patch(w *Workload, v Values, o Options) ([]jsonpatch.Op, error) {
 		}
 	}
 	for k, val := range o.NSAnnotations { // inherited overrides, made visible on the pod
-		if strings.HasPrefix(k, compat.ConfigAnnotationPrefix) && k != compat.AnnotationAdmissionWebhooks || k == compat.AnnotationPreserveClientAddress {
+		if (strings.HasPrefix(k, compat.ConfigAnnotationPrefix) && k != compat.AnnotationAdmissionWebhooks) || k == compat.AnnotationPreserveClientAddress {
 			if _, set := w.PodMeta.Annotations[k]; !set {
 				ann[k] = val
 			}
