@@ -23,10 +23,13 @@ func newJaegerDashboardCommand(v *vizFlags) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "dashboard",
-		Short: "Forward a local port to the Jaeger UI and show its URL",
+		Short: "Forward a local port to Jaeger's query port and show its URL",
 		Long: `Port-forwards --address:--port to a ready pod of the jaeger extension's Jaeger (Deployment
-jaeger in the jaeger namespace, port 16686, installed with jaeger.enabled=true), prints the UI's
-URL and with --show jaeger opens it in a browser (xdg-open) if there is one. It runs until
+jaeger in the jaeger namespace, port 16686, installed with jaeger.enabled=true), prints its URL
+and its query API's (/api/services, /api/traces?service=linkerd-proxy), and with --show jaeger
+opens it in a browser (xdg-open) if there is one. Weft's Jaeger, built from Jaeger's Go module,
+serves the query API but only a placeholder page where Jaeger's web UI would be (docs/tracing.md):
+read traces through the API or Grafana's Jaeger data source. It runs until
 interrupted. When the extension was installed without Jaeger (jaeger.enabled=false, as the
 seeds do with Tempo), it says so: open your tracing backend's UI instead.`,
 		Example: "  weft jaeger dashboard\n  weft jaeger dashboard --port 0 --show url",
@@ -64,6 +67,7 @@ seeds do with Tempo), it says so: open your tracing backend's UI instead.`,
 			base := fw.base
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Jaeger extension dashboard available at:\n%s\n", base)
+			fmt.Fprintf(out, "Its query API (the web UI is a placeholder page): %s/api/services\n", base)
 			if show == "jaeger" {
 				openBrowser(out, base)
 			}
