@@ -133,6 +133,8 @@ func checkDashboard(t *testing.T, m *vizMesh, wantSR float64) {
 		t.Errorf("edges table %q, want web → api with both identities", edge)
 	}
 
+	checkTopology(t, ctx, wantSR)
+
 	// Degraded: the metrics API is gone; the page says so.
 	dead := m.startWeb(t, "web-degraded", deadAddr(t))
 	err = chromedp.Do(ctx, chromedp.Navigate(dead+"/#/namespaces/shop"), chromedp.WaitVisible(`#error`))
@@ -146,5 +148,81 @@ func checkDashboard(t *testing.T, m *vizMesh, wantSR float64) {
 	screenshot(t, ctx, "dashboard-degraded.png")
 	if !strings.Contains(banner, "Metrics are unavailable") || !strings.Contains(banner, "unreachable") {
 		t.Errorf("degraded banner %q, want it to say the metrics API is unreachable", banner)
+	}
+}
+
+// topology is what the workload page's SVG graph shows, read from its DOM.
+type topology struct {
+	Edges int // the svg's data-edges
+	Nodes []struct{ Name, Role, Label, NS string }
+	Lines []struct{ Src, Dst, MTLS, SR, Class, Text string }
+	// Drawn counts the edges' <line> elements with an arrow head.
+	Drawn int
+}
+
+const readTopology = `(() => {
+  const s = document.querySelector("#topology");
+  const txt = (g, sel) => { const e = g.querySelector(sel); return e ? e.textContent : ""; };
+  return {
+    Edges: Number(s.dataset.edges),
+    Nodes: [...s.querySelectorAll("g.node")].map(g => ({Name: g.dataset.name, Role: g.dataset.role, Label: txt(g, "text.label"), NS: txt(g, "text.ns")})),
+    Lines: [...s.querySelectorAll("g.edge")].map(g => ({Src: g.dataset.src, Dst: g.dataset.dst, MTLS: g.dataset.mtls, SR: g.dataset.sr || "", Class: g.getAttribute("class"), Text: txt(g, "text")})),
+    Drawn: s.querySelectorAll("g.edge line[marker-end]").length,
+  };
+})()`
+
+// checkTopology opens api's and web's workload pages from the namespace
+// page and reads their topology graphs: web → api, one mTLS edge coloured
+// by its success rate (the client's, within 5 %).
+func checkTopology(t *testing.T, ctx context.Context, wantSR float64) {
+	for _, tc := range []struct {
+		workload, peer, peerRole string
+	}{
+		{"api", "web", "source"},
+		{"web", "api", "destination"},
+	} {
+		var g topology
+		err := chromedp.Do(ctx,
+			chromedp.Evaluate[chromedp.Void](`location.hash = "#/namespaces/shop"`),
+			chromedp.WaitVisible(`table[data-kind="deployment"] tr[data-name="`+tc.workload+`"] a.wl`),
+			chromedp.Click(`table[data-kind="deployment"] tr[data-name="`+tc.workload+`"] a.wl`),
+			chromedp.WaitVisible(`svg#topology g.node.self[data-name="shop/`+tc.workload+`"]`),
+			chromedp.WaitVisible(`svg#topology g.edge[data-sr]`),
+		)
+		if err == nil {
+			g, err = chromedp.Run(ctx, chromedp.Evaluate[topology](readTopology))
+		}
+		if err != nil {
+			screenshot(t, ctx, "dashboard-workload-"+tc.workload+"-failed.png")
+			t.Fatalf("workload page of %s: %v", tc.workload, err)
+		}
+		screenshot(t, ctx, "dashboard-workload-"+tc.workload+".png")
+		t.Logf("topology of %s: %+v", tc.workload, g)
+		roles := map[string]string{}
+		for _, n := range g.Nodes {
+			roles[n.Label] = n.Role
+			if n.NS != "" {
+				t.Errorf("%s: node %s labelled with namespace %q, want none (same namespace)", tc.workload, n.Label, n.NS)
+			}
+		}
+		if want := map[string]string{tc.workload: "self", tc.peer: tc.peerRole}; len(roles) != len(want) || roles[tc.workload] != "self" || roles[tc.peer] != tc.peerRole {
+			t.Errorf("%s: nodes %+v, want %v", tc.workload, g.Nodes, want)
+		}
+		if g.Edges != 1 || len(g.Lines) != 1 || g.Drawn != 1 {
+			t.Fatalf("%s: %d edges (%d groups, %d arrows), want 1", tc.workload, g.Edges, len(g.Lines), g.Drawn)
+		}
+		e := g.Lines[0]
+		if e.Src != "shop/web" || e.Dst != "shop/api" || e.MTLS != "true" || !strings.Contains(e.Text, "mTLS") || strings.Contains(e.Text, "no mTLS") {
+			t.Errorf("%s: edge %+v, want shop/web → shop/api over mTLS", tc.workload, e)
+		}
+		sr, err := strconv.ParseFloat(e.SR, 64)
+		if err != nil {
+			t.Fatalf("%s: edge success rate %q: %v", tc.workload, e.SR, err)
+		}
+		within(t, tc.workload+" graph edge success rate", &sr, wantSR)
+		// The client sees 80 %: below 90 % the edge is drawn red.
+		if !strings.Contains(e.Class, "sr-bad") {
+			t.Errorf("%s: edge classes %q, want sr-bad for %.3f", tc.workload, e.Class, sr)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 // Package dashboard is viz's web dashboard: embedded static assets (a
 // single page that lists namespaces and their workloads with golden
-// metrics and edges, and a workload's live tap), a JSON API that relays the
+// metrics and edges, and a workload's topology graph and live tap), a JSON API that relays the
 // metrics API and the tap server, and the
 // Host check against DNS rebinding (enforcedHostRegexp).
 package dashboard

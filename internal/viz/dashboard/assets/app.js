@@ -98,8 +98,9 @@ async function renderNamespace(ns) {
   kinds.forEach((k, i) => {
     if (!res[i]) return;
     if (k !== "deployment" && !res[i].rows.length) return;
-    h += `<h2>${k[0].toUpperCase() + k.slice(1)}s</h2>` + statTable(res[i].rows, k, r => esc(r.name) + grafanaLink(k, ns, r.name) +
-      ` <a href="#/namespaces/${encodeURIComponent(ns)}/tap/${k}/${encodeURIComponent(r.name)}" class="taplink" title="live requests">tap</a>`);
+    const page = r => `#/namespaces/${encodeURIComponent(ns)}/tap/${k}/${encodeURIComponent(r.name)}`;
+    h += `<h2>${k[0].toUpperCase() + k.slice(1)}s</h2>` + statTable(res[i].rows, k, r => `<a href="${page(r)}" class="wl" title="topology and live requests">${esc(r.name)}</a>` +
+      grafanaLink(k, ns, r.name) + ` <a href="${page(r)}" class="taplink" title="live requests">tap</a>`);
   });
   if (res[kinds.length]) h += "<h2>Edges</h2>" + edgeTable(res[kinds.length].edges);
   document.getElementById("main").innerHTML = h || '<p class="muted">No data.</p>';
@@ -119,8 +120,11 @@ function tapRow(req, rsp, end) {
 }
 async function renderTap(ns, kind, name) {
   document.getElementById("crumbs").innerHTML = `<a href="#/">Namespaces</a> / <a href="#/namespaces/${encodeURIComponent(ns)}">${esc(ns)}</a> / ${esc(kind)}/${esc(name)} / tap`;
-  document.getElementById("main").innerHTML = `<h2>Live requests of ${esc(kind)}/${esc(name)}</h2><p id="tapstate" class="muted">Tapping…</p>` +
+  document.getElementById("main").innerHTML = `<h2>Topology of ${esc(kind)}/${esc(name)}</h2><div id="topology-wrap" class="graph"><p class="muted">Loading edges…</p></div>` +
+    `<h2>Edges</h2><div id="wl-edges"></div>` +
+    `<h2>Live requests of ${esc(kind)}/${esc(name)}</h2><p id="tapstate" class="muted">Tapping…</p>` +
     '<table data-kind="tap"><thead><tr><th>Proxy</th><th>Source</th><th>Destination</th><th>mTLS</th><th>Method</th><th>Authority</th><th>Path</th><th>Status</th><th>Latency</th><th>Size</th></tr></thead><tbody id="taprows"></tbody></table>';
+  refreshGraph(ns, kind, name);
   if (tapAbort) tapAbort.abort();
   tapAbort = new AbortController();
   const state = document.getElementById("tapstate");
@@ -174,6 +178,7 @@ async function render() {
     return "tap";
   }
   if (tapAbort) { tapAbort.abort(); tapAbort = null; }
+  clearTimeout(graphTimer); graphFor = "";
   const m = location.hash.match(/^#\/namespaces\/([^/]+)/);
   try {
     if (m) await renderNamespace(decodeURIComponent(m[1]));
