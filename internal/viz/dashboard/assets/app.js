@@ -67,11 +67,13 @@ function edgeTable(edges) {
   return h + "</tbody></table>";
 }
 
-function showError(errs) {
+// showError shows errs in the banner, after prefix (metrics errors by
+// default; tap's errors name themselves).
+function showError(errs, prefix = "Metrics are unavailable: ") {
   const el = document.getElementById("error");
   if (!errs.length) { el.hidden = true; el.textContent = ""; return; }
   el.hidden = false;
-  el.textContent = "Metrics are unavailable: " + errs.join("; ");
+  el.textContent = prefix + errs.join("; ");
 }
 
 async function settle(promises) {
@@ -133,7 +135,7 @@ async function renderTap(ns, kind, name) {
     if (!resp.ok) {
       let msg = `${resp.status} ${resp.statusText}`;
       try { const b = await resp.json(); if (b.error) msg = b.error.message; } catch (e) {}
-      showError(["Tap failed: " + msg]);
+      showError(["Tap failed: " + msg], "");
       state.textContent = "";
       return;
     }
@@ -151,7 +153,7 @@ async function renderTap(ns, kind, name) {
         const line = buf.slice(0, i); buf = buf.slice(i + 1);
         if (!line) continue;
         const ev = JSON.parse(line);
-        if (ev.error) { showError(["Tap: " + ev.error]); continue; }
+        if (ev.error) { showError(["Tap: " + ev.error], ""); continue; }
         const p = pending[ev.id] || (pending[ev.id] = {});
         if (ev.requestInitEvent) p.req = ev;
         if (ev.responseInitEvent) p.rsp = ev;
@@ -165,7 +167,7 @@ async function renderTap(ns, kind, name) {
     }
     state.textContent += " (tap ended)";
   } catch (e) {
-    if (e.name !== "AbortError") showError(["Tap failed: " + e.message]);
+    if (e.name !== "AbortError") showError(["Tap failed: " + e.message], "");
   }
 }
 
