@@ -286,7 +286,7 @@ func writeImage(s spec, ref string, o Options, bins map[ociimage.Platform]string
 
 func selectSpecs(names []string) ([]spec, error) {
 	if len(names) == 0 {
-		return specs, nil
+		return slices.Clone(specs), nil // Build filters its list in place
 	}
 	var out []spec
 	for _, n := range names {
