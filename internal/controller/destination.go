@@ -60,7 +60,7 @@ serves without TLS (no identity service; keep it on a trusted network).`,
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9996", "admin listen address (/metrics, /ready, /live)")
 	f.DurationVar(&o.Reload, "registry-poll", time.Second, "how often the registry file is checked for changes")
 	o.TLS.flags(f)
-	o.Trace.flags(f, "linkerd-destination")
+	o.Trace.flags(f, compat.DestinationComponent)
 	return cmd
 }
 

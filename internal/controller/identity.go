@@ -80,7 +80,7 @@ linkerd-identity-issuer Secret (reloaded when cert-manager rotates it). Without 
 	f.StringVar(&o.StaticTokens, "static-tokens", "", "token file (TOKEN NAMESPACE/SERVICEACCOUNT per line) instead of TokenReview")
 	f.StringVar(&o.IssuerCertFile, "issuer-cert", "", "issuer certificate PEM instead of the Secret (with --static-tokens)")
 	f.StringVar(&o.IssuerKeyFile, "issuer-key", "", "issuer key PEM instead of the Secret (with --static-tokens)")
-	o.Trace.flags(f, "linkerd-identity")
+	o.Trace.flags(f, compat.IdentityComponent)
 	return cmd
 }
 
