@@ -27,6 +27,8 @@ type DestinationOptions struct {
 	Reload        time.Duration
 	// TLS: the controller's own certificate, or --plaintext.
 	TLS ServingIdentity
+	// Trace: a server span per gRPC call when a collector is set.
+	Trace TraceOptions
 }
 
 // NewDestinationCommand returns `weft-controller destination`.
@@ -58,6 +60,7 @@ serves without TLS (no identity service; keep it on a trusted network).`,
 	f.StringVar(&o.AdminAddr, "admin-addr", ":9996", "admin listen address (/metrics, /ready, /live)")
 	f.DurationVar(&o.Reload, "registry-poll", time.Second, "how often the registry file is checked for changes")
 	o.TLS.flags(f)
+	o.Trace.flags(f, compat.DestinationComponent)
 	return cmd
 }
 
@@ -89,7 +92,12 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 	}
 	reg := newRegistry()
 	reg.MustRegister(tlsc.collectors...)
-	srv, initMetrics := newGRPCServer(reg, tlsc.opts...)
+	traceOpts, stopTrace, err := serverTracing(o.Trace, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
+	srv, initMetrics := newGRPCServer(reg, append(tlsc.opts, traceOpts...)...)
 	destinationv1.RegisterDestinationServer(srv, destination.NewServer(backend, log))
 	initMetrics()
 	// Watch streams never end by themselves: cut them after a short grace.

@@ -48,6 +48,7 @@ type IdentityOptions struct {
 	StaticTokens   string // hosts without Kubernetes: token file ...
 	IssuerCertFile string // ... and issuer files instead of the Secret
 	IssuerKeyFile  string
+	Trace          TraceOptions // a server span per gRPC call when a collector is set
 }
 
 // NewIdentityCommand returns `weft-controller identity`.
@@ -79,6 +80,7 @@ linkerd-identity-issuer Secret (reloaded when cert-manager rotates it). Without 
 	f.StringVar(&o.StaticTokens, "static-tokens", "", "token file (TOKEN NAMESPACE/SERVICEACCOUNT per line) instead of TokenReview")
 	f.StringVar(&o.IssuerCertFile, "issuer-cert", "", "issuer certificate PEM instead of the Secret (with --static-tokens)")
 	f.StringVar(&o.IssuerKeyFile, "issuer-key", "", "issuer key PEM instead of the Secret (with --static-tokens)")
+	o.Trace.flags(f, compat.IdentityComponent)
 	return cmd
 }
 
@@ -110,7 +112,12 @@ func RunIdentity(ctx context.Context, o IdentityOptions, log *slog.Logger) error
 		return err
 	}
 	self := identity.Name{ServiceAccount: compat.IdentityComponent, Namespace: o.Namespace, ControlPlaneNS: o.Namespace, TrustDomain: o.TrustDomain}
-	srv, initMetrics := newGRPCServer(reg, grpc.Creds(credentials.NewTLS(svc.ServingTLS(self))))
+	traceOpts, stopTrace, err := serverTracing(o.Trace, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
+	srv, initMetrics := newGRPCServer(reg, append([]grpc.ServerOption{grpc.Creds(credentials.NewTLS(svc.ServingTLS(self)))}, traceOpts...)...)
 	identityv1.RegisterIdentityServer(srv, svc)
 	initMetrics()
 	return serve(ctx, component{name: "identity", addr: o.Addr, adminAddr: o.AdminAddr, srv: srv, metrics: reg,

@@ -288,3 +288,13 @@ func ReadAttributes(path string) (map[string]string, error) {
 	}
 	return out, nil
 }
+
+// Provider is the tracer's OpenTelemetry TracerProvider, for instrumentation
+// that makes spans of its own (the controllers' gRPC servers). Nil for a
+// nil *Tracer.
+func (t *Tracer) Provider() oteltrace.TracerProvider {
+	if t == nil {
+		return nil
+	}
+	return t.tp
+}

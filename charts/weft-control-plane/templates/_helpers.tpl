@@ -43,3 +43,6 @@ affinity:
         topologyKey: topology.kubernetes.io/zone
 {{- end }}
 {{- end -}}
+{{- define "weft.traceCollector" -}}
+{{- required "controller.tracing.collector.endpoint must be set when controller.tracing.enabled is true" (((.Values.controller).tracing).collector).endpoint -}}
+{{- end -}}
