@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/install"
@@ -74,21 +73,13 @@ func newJaegerUninstallCommand(v *vizFlags) *cobra.Command {
 		Example: "  weft jaeger uninstall | kubectl delete -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := jaegerClient(v)
+			_, c, err := v.kubeClient()
 			if err != nil {
 				return err
 			}
 			return writeExtensionUninstall(cmd.Context(), c, cmd.OutOrStdout(), "jaeger", v.vizNamespace, compat.JaegerSelector)
 		},
 	}
-}
-
-func jaegerClient(v *vizFlags) (kubernetes.Interface, error) {
-	cfg, err := v.restConfig()
-	if err != nil {
-		return nil, err
-	}
-	return kubernetes.NewForConfig(cfg)
 }
 
 func newJaegerCheckCommand(v *vizFlags) *cobra.Command {
@@ -100,7 +91,7 @@ func newJaegerCheckCommand(v *vizFlags) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
 			defer cancel()
 			deployments := func(ctx context.Context) error {
-				c, err := jaegerClient(v)
+				_, c, err := v.kubeClient()
 				if err != nil {
 					return err
 				}
@@ -119,7 +110,7 @@ func newJaegerCheckCommand(v *vizFlags) *cobra.Command {
 				return nil
 			}
 			webhook := func(ctx context.Context) error {
-				c, err := jaegerClient(v)
+				_, c, err := v.kubeClient()
 				if err != nil {
 					return err
 				}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 )
 
 // Jaeger's Deployment and UI port in the jaeger namespace (linkerd-jaeger's).
@@ -38,16 +37,12 @@ seeds do with Tempo), it says so: open your tracing backend's UI instead.`,
 			if show != "jaeger" && show != "url" {
 				return fmt.Errorf("--show %q: want jaeger or url", show)
 			}
-			if port < 0 || port > 65535 {
-				return fmt.Errorf("--port %d: want 0 (any free port) to 65535", port)
-			}
-			cfg, err := v.restConfig()
-			if err != nil {
+			if err := checkLocalPort(port); err != nil {
 				return err
 			}
-			c, err := kubernetes.NewForConfig(cfg)
+			cfg, c, err := v.kubeClient()
 			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
+				return err
 			}
 			ctx := cmd.Context()
 			pod, err := waitReadyPod(ctx, c, v.vizNamespace, jaegerName, "Jaeger", wait)

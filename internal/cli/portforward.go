@@ -73,6 +73,14 @@ func readyPod(ctx context.Context, c kubernetes.Interface, ns, name, what string
 	return nil, fmt.Errorf("no ready pod of %s (Deployment %s in namespace %s, %d pods)", what, name, ns, len(pods.Items))
 }
 
+// checkLocalPort checks a dashboard's --port.
+func checkLocalPort(port int) error {
+	if port < 0 || port > 65535 {
+		return fmt.Errorf("--port %d: want 0 (any free port) to 65535", port)
+	}
+	return nil
+}
+
 // podForward is a running port-forward from a local address to a pod's
 // port.
 type podForward struct {

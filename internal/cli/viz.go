@@ -55,6 +55,20 @@ func (v *vizFlags) restConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
+// kubeClient returns the REST config of the flags' kubeconfig and context
+// and a client built from it.
+func (v *vizFlags) kubeClient() (*rest.Config, kubernetes.Interface, error) {
+	cfg, err := v.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return cfg, c, nil
+}
+
 // client returns the metrics API client.
 func (v *vizFlags) client() (*metricsapi.Client, error) {
 	if v.metricsAPIAddr != "" {
@@ -251,11 +265,7 @@ linkerd.io/extension=viz) as a List for kubectl delete -f -.`,
 		Example: "  weft viz uninstall | kubectl delete -f -",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := v.restConfig()
-			if err != nil {
-				return err
-			}
-			c, err := kubernetes.NewForConfig(cfg)
+			_, c, err := v.kubeClient()
 			if err != nil {
 				return err
 			}
@@ -322,11 +332,7 @@ func (v *vizFlags) checkGroup() checkGroup {
 }
 
 func (v *vizFlags) checkDeployments(ctx context.Context) error {
-	cfg, err := v.restConfig()
-	if err != nil {
-		return err
-	}
-	c, err := kubernetes.NewForConfig(cfg)
+	_, c, err := v.kubeClient()
 	if err != nil {
 		return err
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/compat"
 )
@@ -44,16 +43,12 @@ dashboard.enforcedHostRegexp; the default allows localhost and 127.0.0.1 — wit
 			if show != compat.VizShowDashboard && show != "grafana" && show != "url" {
 				return fmt.Errorf("--show %q: want linkerd, grafana or url", show)
 			}
-			if port < 0 || port > 65535 {
-				return fmt.Errorf("--port %d: want 0 (any free port) to 65535", port)
-			}
-			cfg, err := v.restConfig()
-			if err != nil {
+			if err := checkLocalPort(port); err != nil {
 				return err
 			}
-			c, err := kubernetes.NewForConfig(cfg)
+			cfg, c, err := v.kubeClient()
 			if err != nil {
-				return fmt.Errorf("kubernetes client: %w", err)
+				return err
 			}
 			ctx := cmd.Context()
 			pod, err := waitReadyPod(ctx, c, v.vizNamespace, vizWebName, "the dashboard", wait)
