@@ -93,6 +93,27 @@ func built(t *testing.T) map[string]string {
 	return fixture.paths
 }
 
+// startUntilCleanup starts cmd and stops it when the test ends (SIGTERM,
+// then SIGKILL after 10 s); the channel delivers its exit.
+func startUntilCleanup(t *testing.T, cmd *exec.Cmd) <-chan error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
+}
+
 func indexDigest(path string) string {
 	a, err := ociimage.ReadFile(path)
 	if err != nil {
@@ -492,20 +513,7 @@ func TestPrometheusImage(t *testing.T) {
 				"--storage.tsdb.retention.time=6h", "--web.listen-address="+addr)
 			var logs bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &logs, &logs
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			t.Cleanup(func() {
-				cmd.Process.Signal(syscall.SIGTERM)
-				select {
-				case <-exited:
-				case <-time.After(10 * time.Second):
-					cmd.Process.Kill()
-					<-exited
-				}
-			})
+			exited := startUntilCleanup(t, cmd)
 			if err := waitReady("http://"+addr+"/-/ready", exited, time.Minute); err != nil {
 				t.Fatalf("%v\n%s", err, logs.String())
 			}
