@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftmesh/weft/internal/compat"
@@ -71,15 +70,7 @@ func TestPreserveClientAddressPatch(t *testing.T) {
 				ann[compat.AnnotationPreserveClientAddress] = tt.podVal
 			}
 			raw, _ = json.Marshal(doc)
-			p, err := jsonpatch.DecodePatch(patch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := p.Apply(raw)
-			if err != nil {
-				t.Fatalf("applying the patch: %v", err)
-			}
-			after, err := ParseWorkload(out)
+			after, err := ParseWorkload(apply(t, raw, json.RawMessage(patch)))
 			if err != nil {
 				t.Fatal(err)
 			}

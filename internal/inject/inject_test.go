@@ -9,7 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
@@ -75,15 +74,7 @@ func TestPatchGolden(t *testing.T) {
 			}
 			golden.Check(t, strings.TrimSuffix(tt.file, ".yaml")+".patch.json", append(patch, '\n'))
 
-			p, err := jsonpatch.DecodePatch(patch)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out, err := p.Apply(raw)
-			if err != nil {
-				t.Fatalf("applying the patch: %v", err)
-			}
-			after, err := ParseWorkload(out)
+			after, err := ParseWorkload(apply(t, raw, json.RawMessage(patch)))
 			if err != nil {
 				t.Fatal(err)
 			}
