@@ -97,29 +97,16 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}()
 
 	svcs := services(cfg.SlowDelay, cfg.FailRate)
-	free := &ports{}
-	reps, err := plan(svcs, free, transparent)
+	reps, err := plan(svcs, transparent)
 	if err != nil {
-		free.release()
 		return err
 	}
-	// identity, its admin, destination, its admin.
-	ctl := [4]string{hostIP + ":8080", hostIP + ":9990", hostIP + ":8086", hostIP + ":9996"}
-	if !transparent {
-		for i := range ctl {
-			if ctl[i], err = free.next(); err != nil {
-				free.release()
-				return err
-			}
-		}
-	}
-	free.release()
 	if transparent {
 		if err := netw.setup(ctx, reps); err != nil {
 			return fmt.Errorf("transparent mode: %w (--mode explicit needs no namespaces)", err)
 		}
 	}
-	l := launcher{cfg: cfg, sup: sup, dir: dir, proxyBin: proxyBin, ctlBin: ctlBin, svcs: svcs, reps: reps, ctl: ctl, transparent: transparent}
+	l := launcher{cfg: cfg, sup: sup, dir: dir, proxyBin: proxyBin, ctlBin: ctlBin, svcs: svcs, reps: reps, transparent: transparent}
 	bot, infos, err := l.startAll(ctx)
 	if err != nil {
 		return err
