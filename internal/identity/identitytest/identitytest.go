@@ -113,6 +113,12 @@ func (ca *CA) Serve(t testing.TB, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ca.ServeListener(t, l)
+}
+
+// ServeListener is Serve on a listener the test has.
+func (ca *CA) ServeListener(t testing.TB, l net.Listener) {
+	t.Helper()
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.Service.ServingTLS(ca.self))))
 	identityv1.RegisterIdentityServer(srv, ca.Service)
 	go srv.Serve(l)
