@@ -23,7 +23,6 @@ import (
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/controlclient"
-	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
 	"github.com/weftmesh/weft/internal/serving"
 )
@@ -79,27 +78,6 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// proxyIdentity is a proxy's certificate manager for webID (token for
-// shop/web), certified by ca's identity service, holding its first
-// certificate.
-func proxyIdentity(t *testing.T, ca *identitytest.CA, token string) *certify.Manager {
-	t.Helper()
-	m, err := certify.New(certify.Config{Identity: webID, Token: []byte(token), Client: ca.Client(t), Anchors: ca.Anchors,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go m.Run(ctx)
-	select {
-	case <-m.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the proxy got no certificate")
-	}
-	return m
 }
 
 // firstUpdate watches apiAuthity over conn and returns the first update
@@ -191,7 +169,7 @@ func TestDestinationServesMTLS(t *testing.T) {
 		t.Errorf("/ready before the destination has a certificate = %d, want 503", code)
 	}
 	ca.ServeListener(t, idListen())
-	proxyID := proxyIdentity(t, ca, webToken)
+	proxyID := identitytest.Certified(t, ca.Client(t), ca.Anchors, webID, webToken)
 	conn, err := controlclient.Dial(dstAddr, testDstID, proxyID)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +185,7 @@ func TestDestinationServesMTLS(t *testing.T) {
 	}
 
 	other := identitytest.StartCA(t, time.Hour, controlTokens)
-	otherID := proxyIdentity(t, other, webToken)
+	otherID := identitytest.Certified(t, other.Client(t), other.Anchors, webID, webToken)
 	noCert := &tls.Config{ServerName: testDstID, RootCAs: ca.Anchors, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}}
 	otherRoot := noCert.Clone()
 	otherRoot.Certificates = []tls.Certificate{*otherID.Certificate()}
