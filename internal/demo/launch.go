@@ -3,9 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -262,7 +260,7 @@ func (l *launcher) startListening(name string, env []string, bin string, args ..
 // and waits (up to 30 s) until the destination service has loaded it: its
 // destination_registry_loads_total passes the count before.
 func (l *launcher) publishRegistry(ctx context.Context, dst *proc, path, dstAdmin string) error {
-	before, err := registryLoads(ctx, dstAdmin)
+	before, err := promtext.SumAt(ctx, "http://"+dstAdmin+"/metrics", "destination_registry_loads_total")
 	if err != nil {
 		return err
 	}
@@ -271,7 +269,7 @@ func (l *launcher) publishRegistry(ctx context.Context, dst *proc, path, dstAdmi
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		n, err := registryLoads(ctx, dstAdmin)
+		n, err := promtext.SumAt(ctx, "http://"+dstAdmin+"/metrics", "destination_registry_loads_total")
 		if err == nil && n > before {
 			return nil
 		}
@@ -286,25 +284,6 @@ func (l *launcher) publishRegistry(ctx context.Context, dst *proc, path, dstAdmi
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// registryLoads reads destination_registry_loads_total from the
-// destination service's admin server.
-func registryLoads(ctx context.Context, admin string) (float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := (&http.Client{Timeout: time.Second}).Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("destination metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return 0, fmt.Errorf("destination metrics: %w", err)
-	}
-	return promtext.Sum(string(b), "destination_registry_loads_total")
 }
 
 // appCommand is the command line of r's app.
