@@ -12,12 +12,7 @@ import (
 )
 
 var tapApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
-`,
+	testNamespace{}.yaml(),
 	testApp{Name: "server"}.yaml(),
 	testService{Name: "server"}.yaml(),
 	`apiVersion: apps/v1
