@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +56,10 @@ weft-proxy and weft-controller beside this binary (make build puts them in bin/)
 					cfg.Live = true
 				}
 			}
+			// A closed output (weft demo | head) is an error on write that
+			// the demo notices, stopping what it started, rather than a
+			// SIGPIPE that would leave its processes' namespaces behind.
+			signal.Ignore(syscall.SIGPIPE)
 			return demo.Run(cmd.Context(), cfg)
 		},
 	}

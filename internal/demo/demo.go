@@ -96,6 +96,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		os.RemoveAll(dir)
 	}()
 
+	out := &outWriter{w: cfg.Out}
+	cfg.Out = out
 	svcs := services(cfg.SlowDelay, cfg.FailRate)
 	reps, err := plan(svcs, transparent)
 	if err != nil {
@@ -163,6 +165,10 @@ loop:
 			return fmt.Errorf("%s exited unexpectedly (%v):\n%s", p.name, p.err, p.tail())
 		case <-tick.C:
 			show(false)
+			if err := out.failed(); err != nil {
+				cfg.Log.Info("the output is closed: stopping", "err", err)
+				break loop
+			}
 		}
 	}
 	// Stop the traffic first, so that the last frame's totals are final.
@@ -178,6 +184,32 @@ loop:
 		fmt.Fprintf(cfg.Out, "stopped %d processes\n", len(infos))
 	}
 	return nil
+}
+
+// outWriter keeps the first error writing the view (a closed pipe) so that
+// the demo stops, everything it started with it.
+type outWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (o *outWriter) Write(b []byte) (int, error) {
+	n, err := o.w.Write(b)
+	if err != nil {
+		o.mu.Lock()
+		if o.err == nil {
+			o.err = err
+		}
+		o.mu.Unlock()
+	}
+	return n, err
+}
+
+func (o *outWriter) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 func adminURL(addr string) string {
