@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -42,10 +43,13 @@ func TestDemo(t *testing.T) {
 	})
 }
 
-func runDemo(t *testing.T, bin, mode string) {
-	cmd := exec.Command(bin+"/weft", "demo", "--mode", mode, "--for", "20s", "--interval", "2s", "--rate", "50", "-o", "json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+// startDemo starts weft demo with args, its output to be read from out;
+// it is killed at cleanup if still running.
+func startDemo(t *testing.T, bin string, args ...string) (*exec.Cmd, io.ReadCloser, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(bin+"/weft", append([]string{"demo"}, args...)...)
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -54,6 +58,11 @@ func runDemo(t *testing.T, bin, mode string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, out, stderr
+}
+
+func runDemo(t *testing.T, bin, mode string) {
+	cmd, out, stderr := startDemo(t, bin, "--mode", mode, "--for", "20s", "--interval", "2s", "--rate", "50", "-o", "json")
 
 	var started, final *demo.Event
 	checkedMid := false
@@ -214,17 +223,7 @@ func checkFinal(t *testing.T, f *demo.Frame) {
 // demoOutputClosed: `weft demo | head -1`: once its output is closed the
 // demo stops at its next refresh, and stops everything it started.
 func demoOutputClosed(t *testing.T, bin string) {
-	cmd := exec.Command(bin+"/weft", "demo", "--mode", "explicit", "--for", "60s", "--interval", "1s", "-o", "json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd, out, stderr := startDemo(t, bin, "--mode", "explicit", "--for", "60s", "--interval", "1s", "-o", "json")
 	line, err := bufio.NewReader(out).ReadBytes('\n')
 	if err != nil {
 		t.Fatalf("reading the first event: %v\n%s", err, stderr.String())
