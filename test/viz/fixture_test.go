@@ -165,7 +165,7 @@ func newVizMesh(t *testing.T) *vizMesh {
 	// Prometheus (not Weft's) cannot say where it listens: its port is
 	// picked beforehand. The metrics API starts first, so that Prometheus
 	// scrapes its admin port.
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	m.promURL = "http://" + promAddr
 	api := proctest.StartListening(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
 		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
@@ -389,21 +389,9 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 	return tr
 }
 
-// freeAddr is a loopback address nothing listened on a moment ago: for
-// Prometheus, which cannot bind port 0 and say where.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // deadAddr is an address where nothing listens (a metrics API or
 // Prometheus that is gone).
-func deadAddr(t *testing.T) string { return freeAddr(t) }
+func deadAddr(t *testing.T) string { return proctest.FreeAddr(t) }
 
 // waitReady waits up to 30 s for url (a /ready) to answer 200.
 func waitReady(t *testing.T, url string) { t.Helper(); proctest.WaitReady(t, url, 30*time.Second) }
