@@ -1,5 +1,7 @@
 // Command weft is Weft's command line: `weft demo` runs a whole mesh on this
-// machine; later subcommands install and operate it on Kubernetes.
+// machine; install, upgrade, check, version, uninstall, inject/uninject and
+// the viz and jaeger extensions' commands install and operate it on Kubernetes
+// (internal/cli).
 package main
 
 import (

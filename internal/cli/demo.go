@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -54,6 +56,10 @@ weft-proxy and weft-controller beside this binary (make build puts them in bin/)
 					cfg.Live = true
 				}
 			}
+			// A closed output (weft demo | head) is an error on write that
+			// the demo notices, stopping what it started, rather than a
+			// SIGPIPE that would leave its processes' namespaces behind.
+			signal.Ignore(syscall.SIGPIPE)
 			return demo.Run(cmd.Context(), cfg)
 		},
 	}
@@ -87,6 +93,8 @@ func newDemoAppCommand(log *slog.Logger) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.Role, "role", "", "web, emoji, voting or bot")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:0", "listen address (web, emoji, voting)")
+	f.IntVar(&cfg.ListenFD, "listen-fd", 0, "serve on this inherited listening socket instead of --listen (weft demo hands one over)")
+	f.StringVar(&cfg.AddrFile, "addr-file", "", "once listening, write the bound address to this file (JSON, \"demo ROLE server\" → host:port): with port 0 in --listen, where to reach the app")
 	f.StringVar(&cfg.Emoji, "emoji", "", "web: base URL of the emoji service")
 	f.StringVar(&cfg.Voting, "voting", "", "web: base URL of the voting service")
 	f.StringVar(&cfg.Target, "target", "", "bot: base URL of the web service")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
@@ -67,6 +68,7 @@ serves without TLS (no identity service; keep it on a trusted network).`,
 // RunDestination serves until ctx ends.
 func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger) error {
 	var backend destination.Backend
+	var collectors []prometheus.Collector
 	if o.Registry != "" {
 		fb, err := destination.NewFileBackend(o.Registry, log)
 		if err != nil {
@@ -74,6 +76,9 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 		}
 		go fb.Run(ctx, o.Reload)
 		backend = fb
+		collectors = append(collectors, prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "destination_registry_loads_total",
+			Help: "Versions of the --registry file loaded, the first included (an invalid one is not counted)."},
+			func() float64 { return float64(fb.Loads()) }))
 	} else {
 		client, dyn, err := kubeclient.Clients(o.Kubeconfig, 0)
 		if err != nil {
@@ -92,6 +97,7 @@ func RunDestination(ctx context.Context, o DestinationOptions, log *slog.Logger)
 	}
 	reg := newRegistry()
 	reg.MustRegister(tlsc.collectors...)
+	reg.MustRegister(collectors...)
 	traceOpts, stopTrace, err := serverTracing(o.Trace, reg, log)
 	if err != nil {
 		return err

@@ -91,7 +91,7 @@ func TestRunPolicy(t *testing.T) {
 			t.Fatal("policy never ready")
 		}
 	}
-	conn, err := controlclient.Dial(o.Addr, testDstID, proxyIdentity(t, ca, token("shop", "web")))
+	conn, err := controlclient.Dial(o.Addr, testDstID, identitytest.Certified(t, ca.Client(t), ca.Anchors, webID, token("shop", "web")))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +23,6 @@ import (
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/controlclient"
-	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
 	"github.com/weftmesh/weft/internal/serving"
 )
@@ -37,14 +38,37 @@ const (
 
 var controlTokens = map[string]string{dstToken: "linkerd/linkerd-destination", webToken: "shop/web"}
 
-// freeAddr is a loopback address nothing listens on (bound, then closed):
-// the identity service's, which the destination must be told before the
-// identity service starts.
-func freeAddr(t *testing.T) string {
+// reservedAddr is a loopback address whose port is bound but not
+// listening: connections to it are refused, as if nothing were there, yet
+// no other process can take the port; listen makes it listen. For the
+// identity service, which the destination must be told before it starts.
+func reservedAddr(t *testing.T) (addr string, listen func() net.Listener) {
 	t.Helper()
-	l := listen(t)
-	defer l.Close()
-	return l.Addr().String()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "reserved port")
+	t.Cleanup(func() { f.Close() })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	return addr, func() net.Listener {
+		t.Helper()
+		if err := syscall.Listen(fd, 128); err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.FileListener(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
 }
 
 func writeFile(t *testing.T, name, content string) string {
@@ -54,27 +78,6 @@ func writeFile(t *testing.T, name, content string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// proxyIdentity is a proxy's certificate manager for webID (token for
-// shop/web), certified by ca's identity service, holding its first
-// certificate.
-func proxyIdentity(t *testing.T, ca *identitytest.CA, token string) *certify.Manager {
-	t.Helper()
-	m, err := certify.New(certify.Config{Identity: webID, Token: []byte(token), Client: ca.Client(t), Anchors: ca.Anchors,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go m.Run(ctx)
-	select {
-	case <-m.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the proxy got no certificate")
-	}
-	return m
 }
 
 // firstUpdate watches apiAuthity over conn and returns the first update
@@ -157,7 +160,7 @@ func readyCode(admin string) int {
 // identity are refused.
 func TestDestinationServesMTLS(t *testing.T) {
 	ca := identitytest.NewCA(t, time.Hour, controlTokens)
-	idAddr := freeAddr(t)
+	idAddr, idListen := reservedAddr(t)
 	dstAddr, dstAdmin := runDestination(t, idAddr, ca.AnchorsPEM)
 
 	// Bootstrap: no identity service yet.
@@ -165,8 +168,8 @@ func TestDestinationServesMTLS(t *testing.T) {
 	if code := readyCode(dstAdmin); code != http.StatusServiceUnavailable {
 		t.Errorf("/ready before the destination has a certificate = %d, want 503", code)
 	}
-	ca.Serve(t, idAddr)
-	proxyID := proxyIdentity(t, ca, webToken)
+	ca.ServeListener(t, idListen())
+	proxyID := identitytest.Certified(t, ca.Client(t), ca.Anchors, webID, webToken)
 	conn, err := controlclient.Dial(dstAddr, testDstID, proxyID)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +185,7 @@ func TestDestinationServesMTLS(t *testing.T) {
 	}
 
 	other := identitytest.StartCA(t, time.Hour, controlTokens)
-	otherID := proxyIdentity(t, other, webToken)
+	otherID := identitytest.Certified(t, other.Client(t), other.Anchors, webID, webToken)
 	noCert := &tls.Config{ServerName: testDstID, RootCAs: ca.Anchors, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}}
 	otherRoot := noCert.Clone()
 	otherRoot.Certificates = []tls.Certificate{*otherID.Certificate()}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,8 @@ import (
 type AppConfig struct {
 	Role     string
 	Listen   string        // web, emoji, voting
+	ListenFD int           // instead of Listen: a listening socket inherited as this descriptor (weft demo's explicit mode)
+	AddrFile string        // where to write the bound address once serving (key "demo ROLE server")
 	Emoji    string        // web: base URL of emoji (through web's proxy)
 	Voting   string        // web: base URL of voting
 	Target   string        // bot: base URL of web (through the bot's proxy)
@@ -45,12 +49,36 @@ func RunApp(ctx context.Context, cfg AppConfig, log *slog.Logger) error {
 	if cfg.FailRate < 0 || cfg.FailRate > 1 {
 		return fmt.Errorf("--fail-rate %v: want a fraction between 0 and 1", cfg.FailRate)
 	}
-	ls, err := serving.Listen(cfg.Listen)
+	l, err := appListener(cfg)
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", cfg.Role, err)
 	}
-	log.Info("demo app serving", "role", cfg.Role, "addr", ls[0].Addr().String())
-	return serving.Run(ctx, nil, serving.HTTP("demo "+cfg.Role+" server", ls[0], &http.Server{Handler: appHandler(cfg)}, 5*time.Second))
+	log.Info("demo app serving", "role", cfg.Role, "addr", l.Addr().String())
+	return serving.Run(serving.WithAddrFile(ctx, cfg.AddrFile), nil,
+		serving.HTTP("demo "+cfg.Role+" server", l, &http.Server{Handler: appHandler(cfg)}, 5*time.Second))
+}
+
+// appListener binds cfg.Listen, or takes the socket inherited as
+// cfg.ListenFD: weft demo binds it and hands it over, so that the address
+// it gave the app's proxy is the app's from the start.
+func appListener(cfg AppConfig) (net.Listener, error) {
+	if cfg.ListenFD <= 0 {
+		ls, err := serving.Listen(cfg.Listen)
+		if err != nil {
+			return nil, err
+		}
+		return ls[0], nil
+	}
+	f := os.NewFile(uintptr(cfg.ListenFD), "inherited listener")
+	if f == nil {
+		return nil, fmt.Errorf("descriptor %d: not open", cfg.ListenFD)
+	}
+	defer f.Close() // FileListener has its own copy
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("descriptor %d: %w", cfg.ListenFD, err)
+	}
+	return l, nil
 }
 
 var emojis = []string{"🍩", "🐳", "🚀", "🦄", "🌮", "🎉", "🐙", "🍕"}

@@ -96,30 +96,19 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		os.RemoveAll(dir)
 	}()
 
+	out := &outWriter{w: cfg.Out}
+	cfg.Out = out
 	svcs := services(cfg.SlowDelay, cfg.FailRate)
-	free := &ports{}
-	reps, err := plan(svcs, free, transparent)
+	reps, err := plan(svcs, transparent)
 	if err != nil {
-		free.release()
 		return err
 	}
-	// identity, its admin, destination, its admin.
-	ctl := [4]string{hostIP + ":8080", hostIP + ":9990", hostIP + ":8086", hostIP + ":9996"}
-	if !transparent {
-		for i := range ctl {
-			if ctl[i], err = free.next(); err != nil {
-				free.release()
-				return err
-			}
-		}
-	}
-	free.release()
 	if transparent {
 		if err := netw.setup(ctx, reps); err != nil {
 			return fmt.Errorf("transparent mode: %w (--mode explicit needs no namespaces)", err)
 		}
 	}
-	l := launcher{cfg: cfg, sup: sup, dir: dir, proxyBin: proxyBin, ctlBin: ctlBin, svcs: svcs, reps: reps, ctl: ctl, transparent: transparent}
+	l := launcher{cfg: cfg, sup: sup, dir: dir, proxyBin: proxyBin, ctlBin: ctlBin, svcs: svcs, reps: reps, transparent: transparent}
 	bot, infos, err := l.startAll(ctx)
 	if err != nil {
 		return err
@@ -176,6 +165,10 @@ loop:
 			return fmt.Errorf("%s exited unexpectedly (%v):\n%s", p.name, p.err, p.tail())
 		case <-tick.C:
 			show(false)
+			if err := out.failed(); err != nil {
+				cfg.Log.Info("the output is closed: stopping", "err", err)
+				break loop
+			}
 		}
 	}
 	// Stop the traffic first, so that the last frame's totals are final.
@@ -191,6 +184,32 @@ loop:
 		fmt.Fprintf(cfg.Out, "stopped %d processes\n", len(infos))
 	}
 	return nil
+}
+
+// outWriter keeps the first error writing the view (a closed pipe) so that
+// the demo stops, everything it started with it.
+type outWriter struct {
+	w   io.Writer
+	mu  sync.Mutex
+	err error
+}
+
+func (o *outWriter) Write(b []byte) (int, error) {
+	n, err := o.w.Write(b)
+	if err != nil {
+		o.mu.Lock()
+		if o.err == nil {
+			o.err = err
+		}
+		o.mu.Unlock()
+	}
+	return n, err
+}
+
+func (o *outWriter) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
 }
 
 func adminURL(addr string) string {

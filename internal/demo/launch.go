@@ -3,6 +3,7 @@ package demo
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity/pki"
+	"github.com/weftmesh/weft/internal/promtext"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // launcher starts the control plane and the replicas.
@@ -20,7 +23,6 @@ type launcher struct {
 	proxyBin, ctlBin string
 	svcs             []service
 	reps             []*replica
-	ctl              [4]string // identity, its admin, destination, its admin
 	transparent      bool
 }
 
@@ -52,6 +54,8 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	}
 	dstTokens := fmt.Sprintf("%s %s/%s\n", dstToken, compat.DefaultControlPlaneNamespace, compat.DestinationComponent)
 	paths := map[string]string{}
+	// In explicit mode the registry has no endpoints yet: the proxies
+	// report where they listen as they start (publishRegistry).
 	for name, content := range map[string]string{"ca.crt": string(root.CertPEM), "issuer.crt": string(issuer.CertPEM),
 		"issuer.key": string(issuer.KeyPEM), "tokens": tokens(l.reps) + dstTokens, "registry.yaml": registry(l.svcs, l.reps, l.transparent),
 		"destination.token": dstToken} {
@@ -63,26 +67,25 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	started := func(p *proc, admin string) {
 		infos = append(infos, ProcessInfo{Name: p.name, PID: p.cmd.Process.Pid, Admin: admin})
 	}
-	idAddr, idAdmin, dstAddr, dstAdmin := l.ctl[0], l.ctl[1], l.ctl[2], l.ctl[3]
-	p, err := l.sup.start("identity", nil, l.ctlBin, "identity", "--addr", idAddr, "--admin-addr", idAdmin,
+	id, idAddr, idAdmin, err := l.startController(ctx, "identity", "8080", "9990",
 		"--identity-trust-anchors-file", paths["ca.crt"], "--static-tokens", paths["tokens"],
 		"--issuer-cert", paths["issuer.crt"], "--issuer-key", paths["issuer.key"])
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := waitReady(ctx, p, idAdmin); err != nil {
+	started(id, idAdmin)
+	dstArgs := []string{"--registry", paths["registry.yaml"], "--identity-addr", idAddr,
+		"--identity-trust-anchors-file", paths["ca.crt"], "--identity-token-file", paths["destination.token"]}
+	if !l.transparent {
+		// The endpoints are written once the replicas' proxies say where
+		// they listen: read them soon.
+		dstArgs = append(dstArgs, "--registry-poll", "100ms")
+	}
+	dst, dstAddr, dstAdmin, err := l.startController(ctx, "destination", "8086", "9996", dstArgs...)
+	if err != nil {
 		return nil, nil, err
 	}
-	started(p, idAdmin)
-	if p, err = l.sup.start("destination", nil, l.ctlBin, "destination", "--registry", paths["registry.yaml"],
-		"--addr", dstAddr, "--admin-addr", dstAdmin, "--identity-addr", idAddr, "--identity-trust-anchors-file", paths["ca.crt"],
-		"--identity-token-file", paths["destination.token"]); err != nil {
-		return nil, nil, err
-	}
-	if err := waitReady(ctx, p, dstAdmin); err != nil {
-		return nil, nil, err
-	}
-	started(p, dstAdmin)
+	started(dst, dstAdmin)
 
 	proxyBin := l.proxyBin
 	if l.transparent {
@@ -102,50 +105,18 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	var bot *proc
 	order := append(append([]*replica{}, l.reps[1:]...), l.reps[0]) // the bot (first service) last
 	for _, r := range order {
-		tokenFile, err := l.write(r.name+".token", r.token, 0o600)
-		if err != nil {
-			return nil, nil, err
-		}
-		env := []string{
-			compat.EnvIdentityLocalName + "=" + identity(r.svc.name),
-			compat.EnvIdentitySvcAddr + "=" + idAddr,
-			compat.EnvIdentitySvcName + "=" + fmt.Sprintf(compat.IdentityServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
-			compat.EnvIdentityTokenFile + "=" + tokenFile,
-			compat.EnvTrustAnchors + "=" + string(root.CertPEM),
-			compat.EnvDestinationSvcAddr + "=" + dstAddr,
-			compat.EnvDestinationSvcName + "=" + fmt.Sprintf(compat.DestinationServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
-		}
-		args := []string{"--shutdown-grace", "3s"}
-		bin := proxyBin
-		if l.transparent {
-			if err := os.Chown(tokenFile, compat.ProxyUID, compat.ProxyUID); err != nil {
+		if r.svc.role == "bot" && !l.transparent {
+			// Every server's endpoint is known now: the bot's traffic
+			// starts once the destination service serves them.
+			if err := l.publishRegistry(ctx, dst, paths["registry.yaml"], dstAdmin); err != nil {
 				return nil, nil, err
 			}
-			uid := strconv.Itoa(compat.ProxyUID)
-			bin = "ip"
-			args = append([]string{"netns", "exec", r.ns, "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", proxyBin}, args...)
-		} else {
-			args = append(args, "--admin-addr", r.admin, "--control-addr", r.control, "--outbound-addr", r.outbound, "--inbound-addr", r.inbound)
-			if r.app != "" {
-				args = append(args, "--inbound-forward", r.app)
-			}
-			for listen, target := range r.binds {
-				args = append(args, "--bind", listen+"="+target)
-			}
 		}
-		pp, err := l.sup.start(r.name+"-proxy", env, bin, args...)
+		pp, ap, err := l.startReplica(ctx, r, proxyBin, root.CertPEM, idAddr, dstAddr)
 		if err != nil {
-			return nil, nil, err
-		}
-		if err := waitReady(ctx, pp, r.admin); err != nil {
 			return nil, nil, err
 		}
 		started(pp, r.admin)
-		app := l.appCommand(r)
-		ap, err := l.sup.start(r.name, nil, app[0], app[1:]...)
-		if err != nil {
-			return nil, nil, err
-		}
 		started(ap, "")
 		if r.svc.role == "bot" {
 			bot = ap
@@ -154,24 +125,189 @@ func (l *launcher) startAll(ctx context.Context) (*proc, []ProcessInfo, error) {
 	return bot, infos, nil
 }
 
+// startReplica starts r's proxy, ready, then its app. In explicit mode the
+// proxy listens on loopback port 0 and reports its listeners, and a
+// server's app gets a socket bound here before its proxy starts (the
+// proxy's --inbound-forward), handed over as descriptor 3.
+func (l *launcher) startReplica(ctx context.Context, r *replica, proxyBin string, trustAnchors []byte, idAddr, dstAddr string) (proxy, app *proc, err error) {
+	tokenFile, err := l.write(r.name+".token", r.token, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	env := []string{
+		compat.EnvIdentityLocalName + "=" + identity(r.svc.name),
+		compat.EnvIdentitySvcAddr + "=" + idAddr,
+		compat.EnvIdentitySvcName + "=" + fmt.Sprintf(compat.IdentityServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
+		compat.EnvIdentityTokenFile + "=" + tokenFile,
+		compat.EnvTrustAnchors + "=" + string(trustAnchors),
+		compat.EnvDestinationSvcAddr + "=" + dstAddr,
+		compat.EnvDestinationSvcName + "=" + fmt.Sprintf(compat.DestinationServiceNameFormat, compat.DefaultControlPlaneNamespace, compat.DefaultControlPlaneNamespace, trustDomain),
+	}
+	args := []string{"--shutdown-grace", "3s"}
+	var appSock *os.File // explicit mode, a server: the app's socket, handed over as descriptor 3
+	if l.transparent {
+		if err := os.Chown(tokenFile, compat.ProxyUID, compat.ProxyUID); err != nil {
+			return nil, nil, err
+		}
+		uid := strconv.Itoa(compat.ProxyUID)
+		args = append([]string{"netns", "exec", r.ns, "setpriv", "--reuid=" + uid, "--regid=" + uid, "--clear-groups", proxyBin}, args...)
+		if proxy, err = l.sup.start(r.name+"-proxy", env, nil, "ip", args...); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		if r.svc.server {
+			if appSock, r.app, err = bindApp(); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", r.name, err)
+			}
+			defer appSock.Close() // the app has its own copy once started
+			args = append(args, "--inbound-forward", r.app)
+		}
+		args = append(args, "--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0",
+			"--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0")
+		for _, name := range callees(r.svc.role) {
+			args = append(args, "--bind", "127.0.0.1:0="+byName(l.svcs, name).target(false))
+		}
+		var addrs map[string]string
+		if proxy, addrs, err = l.startListening(r.name+"-proxy", env, proxyBin, args...); err != nil {
+			return nil, nil, err
+		}
+		if err := r.listening(l.svcs, addrs); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := waitReady(ctx, proxy, r.admin); err != nil {
+		return nil, nil, err
+	}
+	cmd := l.appCommand(r)
+	var extra []*os.File
+	if appSock != nil {
+		extra = []*os.File{appSock}
+	}
+	app, err = l.sup.start(r.name, nil, extra, cmd[0], cmd[1:]...)
+	return proxy, app, err
+}
+
+// listening takes r's addresses from what its proxy reported (explicit
+// mode): admin, inbound (its endpoint) and a listener per callee.
+func (r *replica) listening(svcs []service, addrs map[string]string) error {
+	r.admin, r.inbound, r.endpoint = addrs["admin"], addrs["inbound"], addrs["inbound"]
+	if r.admin == "" || r.inbound == "" {
+		return fmt.Errorf("%s's proxy did not report its admin and inbound listeners (%v)", r.name, addrs)
+	}
+	for _, name := range callees(r.svc.role) {
+		t := byName(svcs, name).target(false)
+		if r.binds[t] = addrs["bind "+t]; r.binds[t] == "" {
+			return fmt.Errorf("%s's proxy did not report its listener for %s (%v)", r.name, t, addrs)
+		}
+	}
+	return nil
+}
+
+// bindApp binds a loopback port for an app; the descriptor returned is to
+// be handed to it.
+func bindApp() (*os.File, string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", fmt.Errorf("binding the app's port: %w", err)
+	}
+	defer ln.Close() // File returns a copy
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		return nil, "", fmt.Errorf("the app's socket: %w", err)
+	}
+	return f, ln.Addr().String(), nil
+}
+
+// startController starts a weft-controller component and waits until it
+// is ready. In transparent mode it listens on the namespaces' host address
+// with the ports given; in explicit mode on loopback port 0, reported
+// through --addr-file.
+func (l *launcher) startController(ctx context.Context, component, port, adminPort string, args ...string) (p *proc, addr, admin string, err error) {
+	if l.transparent {
+		addr, admin = net.JoinHostPort(hostIP, port), net.JoinHostPort(hostIP, adminPort)
+		p, err = l.sup.start(component, nil, nil, l.ctlBin, append([]string{component, "--addr", addr, "--admin-addr", admin}, args...)...)
+	} else {
+		var addrs map[string]string
+		p, addrs, err = l.startListening(component, nil, l.ctlBin,
+			append([]string{component, "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0"}, args...)...)
+		addr, admin = addrs[component+" gRPC server"], addrs[component+" admin server"]
+		if err == nil && (addr == "" || admin == "") {
+			err = fmt.Errorf("%s did not report its gRPC and admin servers (%v)", component, addrs)
+		}
+	}
+	if err != nil {
+		return nil, "", "", err
+	}
+	return p, addr, admin, waitReady(ctx, p, admin)
+}
+
+// startListening starts a Weft binary with --addr-file and returns the
+// addresses it reports (waiting up to 30 s).
+func (l *launcher) startListening(name string, env []string, bin string, args ...string) (*proc, map[string]string, error) {
+	path := filepath.Join(l.dir, name+".addrs.json")
+	p, err := l.sup.start(name, env, nil, bin, append(args, "--addr-file", path)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	addrs, err := serving.ReadAddrFile(path, 30*time.Second, p.done)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w:\n%s", name, err, p.tail())
+	}
+	return p, addrs, nil
+}
+
+// publishRegistry rewrites the registry with every endpoint known so far
+// and waits (up to 30 s) until the destination service has loaded it: its
+// destination_registry_loads_total passes the count before.
+func (l *launcher) publishRegistry(ctx context.Context, dst *proc, path, dstAdmin string) error {
+	before, err := promtext.SumAt(ctx, "http://"+dstAdmin+"/metrics", "destination_registry_loads_total")
+	if err != nil {
+		return err
+	}
+	if _, err := l.write(filepath.Base(path), registry(l.svcs, l.reps, l.transparent), 0o600); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := promtext.SumAt(ctx, "http://"+dstAdmin+"/metrics", "destination_registry_loads_total")
+		if err == nil && n > before {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the destination service did not load the registry within 30s (%v):\n%s", err, dst.tail())
+		}
+		select {
+		case <-dst.done:
+			return fmt.Errorf("destination exited (%v):\n%s", dst.err, dst.tail())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 // appCommand is the command line of r's app.
 func (l *launcher) appCommand(r *replica) []string {
 	args := []string{l.cfg.Self, "demo", "app", "--role", r.svc.role}
+	listen := []string{"--listen-fd", "3"} // explicit mode: the socket startReplica hands over
 	if l.transparent {
 		args = append([]string{"ip", "netns", "exec", r.ns}, args...)
+		listen = []string{"--listen", r.app}
 	}
 	switch r.svc.role {
 	case "bot":
 		args = append(args, "--target", r.urlFor(l.svcs, "web"), "--rate", strconv.FormatFloat(l.cfg.Rate, 'f', -1, 64))
 	case "web":
-		args = append(args, "--listen", r.app, "--emoji", r.urlFor(l.svcs, "emoji"), "--voting", r.urlFor(l.svcs, "voting"))
+		args = append(args, listen...)
+		args = append(args, "--emoji", r.urlFor(l.svcs, "emoji"), "--voting", r.urlFor(l.svcs, "voting"))
 	case "emoji":
-		args = append(args, "--listen", r.app)
+		args = append(args, listen...)
 		if r.slow {
 			args = append(args, "--delay", r.svc.slow.String())
 		}
 	case "voting":
-		args = append(args, "--listen", r.app, "--fail-rate", strconv.FormatFloat(r.svc.failRate, 'f', -1, 64))
+		args = append(args, listen...)
+		args = append(args, "--fail-rate", strconv.FormatFloat(r.svc.failRate, 'f', -1, 64))
 	}
 	return args
 }

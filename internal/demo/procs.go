@@ -32,7 +32,9 @@ func newSupervisor(dir string) *supervisor {
 	return &supervisor{dir: dir, died: make(chan *proc, 64)}
 }
 
-func (s *supervisor) start(name string, env []string, bin string, args ...string) (*proc, error) {
+// start runs bin with env added to the demo's environment; extra are
+// handed to it as descriptors 3, 4…
+func (s *supervisor) start(name string, env []string, extra []*os.File, bin string, args ...string) (*proc, error) {
 	logPath := filepath.Join(s.dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -41,6 +43,7 @@ func (s *supervisor) start(name string, env []string, bin string, args ...string
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	cmd.ExtraFiles = extra
 	// Its own process group: a Ctrl-C in the terminal reaches the demo
 	// only, which then stops everything in order.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -32,14 +33,13 @@ func TestQuantile(t *testing.T) {
 
 func TestFrame(t *testing.T) {
 	svcs := services(40*time.Millisecond, 0.1)
-	free := &ports{}
-	t.Cleanup(free.release)
-	reps, err := plan(svcs, free, false)
+	reps, err := plan(svcs, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	byName := map[string]*replica{}
-	for _, r := range reps {
+	for i, r := range reps {
+		r.endpoint = fmt.Sprintf("127.0.0.1:%d", 41430+i) // what its proxy would report
 		byName[r.name] = r
 	}
 	voting := byName["voting-0"]

@@ -62,64 +62,41 @@ func identity(sa string) string {
 	return fmt.Sprintf("%s.%s.serviceaccount.identity.%s.%s", sa, Namespace, controllerNS, trustDomain)
 }
 
-// replica is one pod of a service: app and proxy with their addresses.
+// replica is one pod of a service: app and proxy with their addresses. In
+// explicit mode the proxy binds port 0 and reports where (--addr-file), and
+// the app serves on a socket the demo binds and hands over, so addresses are
+// filled in as the replica starts.
 type replica struct {
 	svc      service
 	name     string // web-0
 	app      string // the app's listener (servers)
 	inbound  string // the proxy's inbound listener
-	outbound string
 	admin    string
-	control  string
 	endpoint string            // where clients' proxies send its traffic
-	binds    map[string]string // explicit mode: local listener → target, through the proxy
+	binds    map[string]string // explicit mode: target → the proxy's local listener for it
 	token    string
 	slow     bool
 	ns       string // transparent mode: its network namespace
 	podIP    string
 }
 
-// plan lays out every replica: on free loopback ports in explicit mode, in
-// network namespaces with the standard ports in transparent mode.
-func plan(svcs []service, free *ports, transparent bool) ([]*replica, error) {
+// plan lays out every replica: addresses come from the processes as they
+// start in explicit mode; in transparent mode each replica has a network
+// namespace with the standard ports.
+func plan(svcs []service, transparent bool) ([]*replica, error) {
 	if transparent {
 		return planPods(svcs)
 	}
-	freeAddr := free.next
 	var reps []*replica
 	for _, s := range svcs {
 		for i := range s.replicas {
 			r := &replica{svc: s, name: fmt.Sprintf("%s-%d", s.name, i), binds: map[string]string{}}
 			r.slow = s.slow > 0 && i == s.replicas-1
 			var err error
-			for _, p := range []*string{&r.outbound, &r.admin, &r.control} {
-				if *p, err = freeAddr(); err != nil {
-					return nil, err
-				}
-			}
-			if r.inbound, err = freeAddr(); err != nil {
-				return nil, err
-			}
-			if s.server {
-				if r.app, err = freeAddr(); err != nil {
-					return nil, err
-				}
-			}
 			if r.token, err = newToken(); err != nil {
 				return nil, err
 			}
-			r.endpoint = r.inbound
 			reps = append(reps, r)
-		}
-	}
-	// Who calls whom, each through a listener of its own proxy.
-	for _, r := range reps {
-		for _, name := range callees(r.svc.role) {
-			addr, err := freeAddr()
-			if err != nil {
-				return nil, err
-			}
-			r.binds[addr] = byName(svcs, name).target(false)
 		}
 	}
 	return reps, nil
@@ -176,10 +153,8 @@ func (r *replica) urlFor(svcs []service, name string) string {
 	if r.ns != "" {
 		return "http://" + s.target(true)
 	}
-	for addr, target := range r.binds {
-		if target == s.target(false) {
-			return "http://" + addr
-		}
+	if addr := r.binds[s.target(false)]; addr != "" {
+		return "http://" + addr
 	}
 	return ""
 }
@@ -198,13 +173,18 @@ func registry(svcs []service, reps []*replica, transparent bool) string {
 			// failed one (what a ServiceProfile's isRetryable says).
 			b.WriteString("  routes:\n  - {name: GET /vote, method: GET, pathRegex: /vote, isRetryable: true}\n")
 		}
-		b.WriteString("  endpoints:\n")
+		var eps []string
 		for _, r := range reps {
-			if r.svc.name == s.name {
-				fmt.Fprintf(&b, "  - {addr: %q, meshed: true, identity: %s, labels: {dst_pod: %s, dst_deployment: %s}}\n",
-					r.endpoint, identity(s.name), r.name, s.name)
+			if r.svc.name == s.name && r.endpoint != "" { // explicit mode: known once its proxy started
+				eps = append(eps, fmt.Sprintf("  - {addr: %q, meshed: true, identity: %s, labels: {dst_pod: %s, dst_deployment: %s}}\n",
+					r.endpoint, identity(s.name), r.name, s.name))
 			}
 		}
+		if len(eps) == 0 {
+			b.WriteString("  endpoints: []\n")
+			continue
+		}
+		b.WriteString("  endpoints:\n" + strings.Join(eps, ""))
 	}
 	return b.String()
 }
@@ -224,24 +204,4 @@ func newToken() (string, error) {
 		return "", err
 	}
 	return hex.EncodeToString(b), nil
-}
-
-// ports hands out distinct free loopback addresses: each stays held by a
-// listener until release, so that no two are the same.
-type ports struct{ held []net.Listener }
-
-func (p *ports) next() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	p.held = append(p.held, l)
-	return l.Addr().String(), nil
-}
-
-func (p *ports) release() {
-	for _, l := range p.held {
-		l.Close()
-	}
-	p.held = nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -41,6 +42,7 @@ type FileBackend struct {
 	mu       sync.Mutex
 	services map[string]fileService
 	stamp    string // size+mtime of what was loaded
+	loads    atomic.Int64
 }
 
 type fileRegistry struct {
@@ -157,10 +159,16 @@ func (b *FileBackend) reload() (bool, error) {
 	b.mu.Lock()
 	b.services, b.stamp = services, stamp
 	b.mu.Unlock()
+	b.loads.Add(1)
 	b.subs.RefreshAll()
 	b.profileSubs.RefreshAll()
 	return true, nil
 }
+
+// Loads counts the versions of the file loaded, the first one included: a
+// writer of the file learns from it (weft-controller destination's
+// destination_registry_loads_total) that its change is being served.
+func (b *FileBackend) Loads() int64 { return b.loads.Load() }
 
 // Run re-reads the file every interval until ctx ends.
 func (b *FileBackend) Run(ctx context.Context, interval time.Duration) {

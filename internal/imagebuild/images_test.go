@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/ociimage"
+	"github.com/weftmesh/weft/internal/proctest"
 	"github.com/weftmesh/weft/internal/serving"
 )
 
@@ -357,18 +358,6 @@ func waitReady(url string, exited <-chan error, within time.Duration) error {
 	}
 }
 
-// freeAddr is a loopback address nothing listened on a moment ago: for
-// the Prometheus image, which cannot bind port 0 and say where.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestInitImageIptablesUnderQemu runs the init image's own iptables (its
 // loader and libraries, not the machine's) for arm64 and armv7 under
 // qemu-user, and for amd64 in a chroot of the image: the legacy binaries
@@ -498,7 +487,7 @@ func TestPrometheusImage(t *testing.T) {
 				t.Skip("needs root to chroot into the image of this machine's platform")
 			}
 			in.chroot = true
-			addr := freeAddr(t)
+			addr := proctest.FreeAddr(t) // Prometheus cannot bind port 0 and say where
 			for _, d := range []string{"etc/prometheus", "data"} {
 				if err := os.MkdirAll(filepath.Join(in.root, d), 0o755); err != nil {
 					t.Fatal(err)

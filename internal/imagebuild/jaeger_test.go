@@ -24,6 +24,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/install"
 	"github.com/weftmesh/weft/internal/ociimage"
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // chartJaegerConfig renders the weft-jaeger chart (defaults) and returns
@@ -79,10 +80,10 @@ func TestJaegerImage(t *testing.T) {
 		t.Skip("the Jaeger image is built for linux/amd64 only")
 	}
 	root := extract(t, archive, amd64)
-	addrs := map[string]string{"4317": freeAddr(t), "4318": freeAddr(t), "16686": freeAddr(t), "16685": freeAddr(t), "13133": freeAddr(t)}
+	addrs := map[string]string{"4317": proctest.FreeAddr(t), "4318": proctest.FreeAddr(t), "16686": proctest.FreeAddr(t), "16685": proctest.FreeAddr(t), "13133": proctest.FreeAddr(t)}
 	cfg := chartJaegerConfig(t, addrs)
 	// The metrics reader takes host and port apart.
-	metrics := freeAddr(t)
+	metrics := proctest.FreeAddr(t)
 	if !strings.Contains(cfg, "{host: 0.0.0.0, port: 8888}") {
 		t.Fatalf("the chart's Jaeger config has no metrics reader on 0.0.0.0:8888:\n%s", cfg)
 	}

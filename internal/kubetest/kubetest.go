@@ -10,7 +10,11 @@
 package kubetest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -75,53 +79,84 @@ func StartAPIServer(t testing.TB) *APIServer {
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
-	ports := freePorts(t, 3)
-	etcdURL := "http://127.0.0.1:" + ports[0]
-	startProcess(t, filepath.Join(dir, "etcd.log"), etcdBin,
-		"--data-dir", filepath.Join(dir, "etcd"), "--name", "kubetest",
-		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
-		"--listen-peer-urls", "http://127.0.0.1:"+ports[1],
-		"--initial-advertise-peer-urls", "http://127.0.0.1:"+ports[1],
-		"--initial-cluster", "kubetest=http://127.0.0.1:"+ports[1])
+	etcdURL := startEtcd(t, dir, etcdBin)
 	issuer := "https://kubernetes.default.svc.cluster.local"
-	startProcess(t, filepath.Join(dir, "kube-apiserver.log"), apiserverBin,
-		"--etcd-servers", etcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", ports[2],
-		"--cert-dir", filepath.Join(dir, "apiserver-certs"),
-		"--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey,
-		"--client-ca-file", pki.ca.CertPath,
-		"--service-account-issuer", issuer,
-		"--service-account-key-file", pki.saPub,
-		"--service-account-signing-key-file", pki.saKey,
-		"--service-cluster-ip-range", "198.19.0.0/16",
-		"--authorization-mode", "Node,RBAC",
-		"--enable-admission-plugins", "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
-		"--kubelet-preferred-address-types", "InternalIP",
-		"--storage-backend", "etcd3")
-	a := &APIServer{URL: "https://127.0.0.1:" + ports[2], Issuer: issuer, ServiceAccountKey: pki.saKey}
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: a.URL, CertificateAuthorityData: pki.ca.PEM()}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: pki.adminCertPEM, ClientKeyData: pki.adminKeyPEM}
-	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "admin"}
-	kc.CurrentContext = "kubetest"
-	a.Kubeconfig = filepath.Join(dir, "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, a.Kubeconfig); err != nil {
-		t.Fatalf("kubetest: kubeconfig: %v", err)
+	a := &APIServer{Issuer: issuer, ServiceAccountKey: pki.saKey}
+	// kube-apiserver cannot listen on port 0 and say where (--secure-port
+	// 0 turns serving off): its port is picked beforehand, and picked
+	// again if another process took it first.
+	for attempt := 1; ; attempt++ {
+		port := pickPort(t)
+		logPath := filepath.Join(dir, fmt.Sprintf("kube-apiserver-%d.log", attempt))
+		exited := startProcess(t, logPath, apiserverBin,
+			"--etcd-servers", etcdURL,
+			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", port,
+			"--cert-dir", filepath.Join(dir, "apiserver-certs"),
+			"--tls-cert-file", pki.serverCert, "--tls-private-key-file", pki.serverKey,
+			"--client-ca-file", pki.ca.CertPath,
+			"--service-account-issuer", issuer,
+			"--service-account-key-file", pki.saPub,
+			"--service-account-signing-key-file", pki.saKey,
+			"--service-cluster-ip-range", "198.19.0.0/16",
+			"--authorization-mode", "Node,RBAC",
+			"--enable-admission-plugins", "NamespaceLifecycle,ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+			"--kubelet-preferred-address-types", "InternalIP",
+			"--storage-backend", "etcd3")
+		a.URL = "https://127.0.0.1:" + port
+		kc := clientcmdapi.NewConfig()
+		kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: a.URL, CertificateAuthorityData: pki.ca.PEM()}
+		kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: pki.adminCertPEM, ClientKeyData: pki.adminKeyPEM}
+		kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: "admin"}
+		kc.CurrentContext = "kubetest"
+		a.Kubeconfig = filepath.Join(dir, "kubeconfig")
+		if err := clientcmd.WriteToFile(*kc, a.Kubeconfig); err != nil {
+			t.Fatalf("kubetest: kubeconfig: %v", err)
+		}
+		if a.Config, err = clientcmd.BuildConfigFromFlags("", a.Kubeconfig); err != nil {
+			t.Fatalf("kubetest: %v", err)
+		}
+		client, err := kubernetes.NewForConfig(a.Config)
+		if err != nil {
+			t.Fatalf("kubetest: %v", err)
+		}
+		a.Client = client
+		err = waitReady(client, exited)
+		if err == nil {
+			return a
+		}
+		log, _ := os.ReadFile(logPath)
+		if errors.Is(err, errExited) && portTaken(string(log)) && attempt < apiserverAttempts {
+			t.Logf("kubetest: port %s was taken before kube-apiserver bound it; picking another (attempt %d of %d)", port, attempt+1, apiserverAttempts)
+			continue
+		}
+		t.Fatalf("kubetest: kube-apiserver (attempt %d): %v\n%s", attempt, err, tail(string(log), 3000))
 	}
-	if a.Config, err = clientcmd.BuildConfigFromFlags("", a.Kubeconfig); err != nil {
-		t.Fatalf("kubetest: %v", err)
-	}
-	client, err := kubernetes.NewForConfig(a.Config)
+}
+
+// apiserverAttempts bounds the starts of kube-apiserver whose port was
+// taken first.
+const apiserverAttempts = 3
+
+// pickPort returns a loopback port free when asked (a port for a binary
+// that cannot report the one it binds; a test may replace it).
+var pickPort = func(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
-	a.Client = client
-	waitReady(t, client, filepath.Join(dir, "kube-apiserver.log"))
-	return a
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-func waitReady(t testing.TB, client kubernetes.Interface, logPath string) {
-	t.Helper()
+// portTaken says whether a process's log shows that it could not bind.
+func portTaken(log string) bool { return strings.Contains(log, "address already in use") }
+
+var errExited = errors.New("exited")
+
+// waitReady waits up to 60 s for the API server to answer /readyz and
+// serve the default namespace; errExited if its process ends first.
+func waitReady(client kubernetes.Interface, exited <-chan struct{}) error {
 	deadline := time.Now().Add(60 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
@@ -131,19 +166,65 @@ func waitReady(t testing.TB, client kubernetes.Interface, logPath string) {
 		if err == nil && strings.TrimSpace(string(body)) == "ok" {
 			// The default namespace and the service account admission need a moment more.
 			if _, err := client.CoreV1().Namespaces().Get(context.Background(), "default", metav1.GetOptions{}); err == nil {
-				return
+				return nil
 			}
 		}
 		last = err
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-exited:
+			return fmt.Errorf("kube-apiserver %w before it was ready (last: %v)", errExited, last)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	log, _ := os.ReadFile(logPath)
-	t.Fatalf("kubetest: kube-apiserver not ready within 60s: %v\n%s", last, tail(string(log), 3000))
+	return fmt.Errorf("not ready within 60s: %v", last)
+}
+
+// startEtcd starts etcd with its client and peer listeners on loopback
+// port 0 and returns its client URL, which it logs once serving.
+func startEtcd(t testing.TB, dir, bin string) string {
+	t.Helper()
+	logPath := filepath.Join(dir, "etcd.log")
+	const port0 = "http://127.0.0.1:0"
+	exited := startProcess(t, logPath, bin, "--logger", "zap", "--log-outputs", "stderr",
+		"--data-dir", filepath.Join(dir, "etcd"), "--name", "kubetest",
+		"--listen-client-urls", port0, "--advertise-client-urls", port0,
+		"--listen-peer-urls", port0, "--initial-advertise-peer-urls", port0,
+		"--initial-cluster", "kubetest="+port0)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		log, _ := os.ReadFile(logPath)
+		if addr := etcdClientAddr(log); addr != "" {
+			return "http://" + addr
+		}
+		select {
+		case <-exited:
+			t.Fatalf("kubetest: etcd exited before serving:\n%s", tail(string(log), 3000))
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kubetest: etcd did not say where it serves clients within 30s:\n%s", tail(string(log), 3000))
+		}
+	}
+}
+
+// etcdClientAddr finds, in etcd's JSON log, the address it serves clients
+// on ("serving client traffic insecurely…", "address": host:port).
+func etcdClientAddr(log []byte) string {
+	for _, line := range bytes.Split(log, []byte("\n")) {
+		var e struct {
+			Msg     string `json:"msg"`
+			Address string `json:"address"`
+		}
+		if json.Unmarshal(line, &e) == nil && strings.HasPrefix(e.Msg, "serving client traffic") && e.Address != "" {
+			return e.Address
+		}
+	}
+	return ""
 }
 
 // startProcess runs a process, stopping it by pid (SIGTERM, then SIGKILL)
-// when the test ends.
-func startProcess(t testing.TB, logPath, bin string, args ...string) {
+// when the test ends. The channel returned is closed when it has exited.
+func startProcess(t testing.TB, logPath, bin string, args ...string) <-chan struct{} {
 	t.Helper()
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -166,24 +247,7 @@ func startProcess(t testing.TB, logPath, bin string, args ...string) {
 			<-done
 		}
 	})
-}
-
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	var out []string
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		out = append(out, strconv.Itoa(l.Addr().(*net.TCPAddr).Port))
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return out
+	return done
 }
 
 func tail(s string, n int) string {

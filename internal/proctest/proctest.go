@@ -7,6 +7,7 @@
 package proctest
 
 import (
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -89,6 +90,20 @@ func StartListening(t testing.TB, name string, env []string, bin string, args ..
 		t.Fatalf("%s: %v", name, err)
 	}
 	return addrs
+}
+
+// FreeAddr is a loopback address nothing listened on a moment ago, for a
+// binary that must be told its port and cannot bind port 0 and say where
+// (Prometheus). Another process may take the port before the binary binds
+// it; whatever can report its address should (StartListening).
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // WaitReady polls url (a /ready) until it answers 200, failing the test

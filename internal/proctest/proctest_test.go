@@ -69,3 +69,16 @@ func TestWaitReady(t *testing.T) {
 		t.Fatalf("ready after %d polls, want 3", got)
 	}
 }
+
+// TestFreeAddr: the address is on loopback and can be bound at once.
+func TestFreeAddr(t *testing.T) {
+	addr := FreeAddr(t)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("binding %s: %v", addr, err)
+	}
+	l.Close()
+	if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" {
+		t.Errorf("FreeAddr = %s, want a 127.0.0.1 address", addr)
+	}
+}

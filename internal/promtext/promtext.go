@@ -1,14 +1,18 @@
 // Package promtext reads the Prometheus text exposition format that every
 // /metrics endpoint of Weft serves, with the prometheus/common parser, into
-// samples a test (or a diagnostic) can add up by name and labels.
+// samples a test (or a diagnostic) can add up by name and labels, from text
+// (Sum) or from a /metrics URL (SumAt).
 package promtext
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -107,6 +111,34 @@ func Sum(text, name string, labels ...string) (float64, error) {
 		}
 	}
 	return total, nil
+}
+
+// SumAt is Sum over what url (a /metrics) serves now, read with a 5 s
+// timeout.
+func SumAt(ctx context.Context, url, name string, labels ...string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", url, err)
+	}
+	v, err := Sum(string(b), name, labels...)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", url, err)
+	}
+	return v, nil
 }
 
 func matches(have, want map[string]string) bool {

@@ -1,6 +1,10 @@
 package promtext
 
 import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -76,6 +80,35 @@ func TestSumRefusesBadInput(t *testing.T) {
 	} {
 		if _, err := Sum(tc.text, "request_total", tc.label); err == nil {
 			t.Errorf("Sum(%q, %q): no error", tc.text, tc.label)
+		}
+	}
+}
+
+// TestSumAt: the sum over what a /metrics URL serves; a failing endpoint
+// is an error naming it, not a zero.
+func TestSumAt(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "# TYPE request_total counter\nrequest_total{direction=\"inbound\"} 3\nrequest_total{direction=\"outbound\"} 4\n")
+	}))
+	defer srv.Close()
+	tests := []struct {
+		path    string
+		labels  []string
+		want    float64
+		wantErr bool
+	}{
+		{"/metrics", nil, 7, false},
+		{"/metrics", []string{`direction="inbound"`}, 3, false},
+		{"/elsewhere", nil, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := SumAt(context.Background(), srv.URL+tt.path, "request_total", tt.labels...)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("SumAt(%s, %v) = %v, %v; want %v, error %v", tt.path, tt.labels, got, err, tt.want, tt.wantErr)
 		}
 	}
 }

@@ -2,15 +2,11 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"crypto/x509"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,12 +14,8 @@ import (
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
-	"github.com/weftmesh/weft/internal/identity/localca"
-	"github.com/weftmesh/weft/internal/identity/pki"
-	"github.com/weftmesh/weft/internal/identity/statictoken"
 	"github.com/weftmesh/weft/internal/poll"
 )
 
@@ -41,53 +33,15 @@ type mesh struct {
 
 func newMesh(t *testing.T) *mesh {
 	t.Helper()
-	root, err := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return newMeshWithRoot(t, root)
-}
-
-func newMeshWithRoot(t *testing.T, root *pki.Pair) *mesh {
-	t.Helper()
-	anchors, _, _ := pki.AnchorPool(root.CertPEM)
-	iss, err := pki.NewIssuer(root, "identity.linkerd.cluster.local", time.Now().Add(-time.Minute), 2*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tokens := map[string]string{webID: "web-token-0123456789abcdef", apiID: "api-token-0123456789abcdef"}
-	v, err := statictoken.Parse(strings.NewReader(tokens[webID]+" shop/web\n"+tokens[apiID]+" shop/api\n"), "linkerd", "cluster.local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := identitytest.Serve(t, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	return &mesh{anchors: anchors, client: client, tokens: tokens}
+	ca := identitytest.NewCA(t, 0, map[string]string{tokens[webID]: "shop/web", tokens[apiID]: "shop/api"})
+	return &mesh{anchors: ca.Anchors, client: identitytest.Serve(t, ca.Service), tokens: tokens}
 }
 
 // identity returns a certificate manager for name that has its first certificate.
 func (m *mesh) identity(t *testing.T, name string) *certify.Manager {
 	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(m.tokens[name]), 0o600)
-	mgr, err := certify.New(certify.Config{Identity: name, TokenPath: tokenFile, Client: m.client, Anchors: m.anchors,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go mgr.Run(ctx)
-	select {
-	case <-mgr.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatalf("no certificate for %s", name)
-	}
-	return mgr
+	return identitytest.Certified(t, m.client, m.anchors, name, m.tokens[name])
 }
 
 // meshedProxy starts a proxy with id.
@@ -241,8 +195,7 @@ func TestMTLSRefusesWrongOrForeignPeer(t *testing.T) {
 	}
 
 	// A client whose certificate comes from a foreign CA.
-	foreignRoot, _ := pki.NewRoot("root.linkerd.cluster.local", time.Now().Add(-time.Hour), 24*time.Hour)
-	foreign := newMeshWithRoot(t, foreignRoot)
+	foreign := newMesh(t)
 	f := meshedProxy(t, foreign.identity(t, webID), func(c *Config) {
 		c.Destinations = map[string][]EndpointSpec{"api.shop:80": {{Addr: b.inbound, Proxy: true, Identity: apiID}}}
 	}, "api.shop:80")

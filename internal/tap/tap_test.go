@@ -71,13 +71,7 @@ func waitWatches(t *testing.T, admin string, n float64) {
 
 func metric(t testing.TB, admin, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	v, err := promtext.Sum(string(body), name)
+	v, err := promtext.SumAt(context.Background(), "http://"+admin+"/metrics", name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,22 +16,11 @@ import (
 // ctlWireApp: a meshed namespace with a server behind a Service; the
 // meshed client is applied while the capture runs.
 var ctlWireApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
-`,
+	testNamespace{}.yaml(),
 	testApp{Name: "server", Replicas: 1, Image: "%[2]s", Ports: "{name: http, containerPort: 8080}"}.yaml(),
 	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}"}.yaml())
 
-const ctlWireClient = `apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: %[1]s}
-spec:
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
-`
+var ctlWireClient = testClient{Name: "client"}.yaml()
 
 // TestControlPlaneMTLSOnTheWire proves from outside the processes that a
 // proxy reaches the destination service (8086) and the policy controller

@@ -190,19 +190,50 @@ func (s testService) yaml() string {
 	return fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: %s\nspec:\n  selector: {%s}\n  ports: [%s]\n", meta, sel, ports)
 }
 
+// testNamespace is a template's namespace (%[1]s) annotated for
+// injection, and with Annotations (a flow map's inside), followed by a
+// ServiceAccount for each of SAs.
+type testNamespace struct {
+	Annotations string
+	SAs         []string
+}
+
+func (n testNamespace) yaml() string {
+	ann := "linkerd.io/inject: enabled"
+	if n.Annotations != "" {
+		ann += ", " + n.Annotations
+	}
+	docs := []string{fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %%[1]s\n  annotations: {%s}\n", ann)}
+	for _, sa := range n.SAs {
+		docs = append(docs, fmt.Sprintf("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: %s, namespace: %%[1]s}\n", sa))
+	}
+	return yamlDocs(docs...)
+}
+
 // meshedNamespace is a namespace annotated for injection, with the
 // ServiceAccount client the tests' client Jobs run as (%[1]s: the
 // namespace).
-const meshedNamespace = `apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`
+var meshedNamespace = testNamespace{SAs: []string{"client"}}.yaml()
+
+// testClient is a template's idle client pod: the test app (image %[2]s)
+// serving only on 127.0.0.1:9090, for kubectl exec to call from; SA is its
+// ServiceAccount ("" for the default), Annotations a flow map's inside.
+type testClient struct {
+	Name, SA, Annotations string
+}
+
+func (c testClient) yaml() string {
+	meta := fmt.Sprintf("{name: %s, namespace: %%[1]s}", c.Name)
+	if c.Annotations != "" {
+		meta = fmt.Sprintf("{name: %s, namespace: %%[1]s, annotations: {%s}}", c.Name, c.Annotations)
+	}
+	spec := "spec:\n"
+	if c.SA != "" {
+		spec += "  serviceAccountName: " + c.SA + "\n"
+	}
+	return "apiVersion: v1\nkind: Pod\nmetadata: " + meta + "\n" + spec +
+		"  containers:\n  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: [\"-http\", \"127.0.0.1:9090\"]}\n"
+}
 
 // yamlDocs joins YAML documents into one stream.
 func yamlDocs(docs ...string) string {

@@ -70,12 +70,7 @@ func helm(t *testing.T, args ...string) string {
 }
 
 var meshedApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
-`,
+	testNamespace{}.yaml(),
 	testApp{Name: "server", Replicas: 2}.yaml(),
 	testService{Name: "server"}.yaml(),
 	`apiVersion: apps/v1

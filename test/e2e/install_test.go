@@ -52,16 +52,11 @@ func removeNamespace(t *testing.T, ns string) {
 	tryKubectl(t, "delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=60s")
 }
 
-// TestCLIInstall: weft check --pre, weft install --crds | kubectl apply,
-// weft install | kubectl apply, weft check, a meshed Job, weft version,
-// weft uninstall | kubectl delete.
-func TestCLIInstall(t *testing.T) {
-	buildImages(t)
-	w := buildWeft(t)
-	removeNamespace(t, "linkerd")
-	if out, err := weft(t, w, "check", "--pre"); err != nil {
-		t.Fatalf("weft check --pre: %v\n%s", err, out)
-	}
+// installWithCLI installs the CRDs and the control plane as the CLI's
+// user does (weft install --crds | kubectl apply, weft install | kubectl
+// apply), uninstalls them at cleanup, and waits for the control plane.
+func installWithCLI(t *testing.T, w string) {
+	t.Helper()
 	crds, err := weft(t, w, "install", "--crds")
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +74,19 @@ func TestCLIInstall(t *testing.T) {
 	})
 	waitControlPlane(t)
 	waitInjector(t)
+}
+
+// TestCLIInstall: weft check --pre, weft install --crds | kubectl apply,
+// weft install | kubectl apply, weft check, a meshed Job, weft version,
+// weft uninstall | kubectl delete.
+func TestCLIInstall(t *testing.T) {
+	buildImages(t)
+	w := buildWeft(t)
+	removeNamespace(t, "linkerd")
+	if out, err := weft(t, w, "check", "--pre"); err != nil {
+		t.Fatalf("weft check --pre: %v\n%s", err, out)
+	}
+	installWithCLI(t, w)
 	out, err := weft(t, w, "check")
 	if err != nil || !strings.Contains(out, "Status check results are √") {
 		t.Fatalf("weft check: %v\n%s", err, out)

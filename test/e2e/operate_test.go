@@ -15,20 +15,7 @@ import (
 )
 
 var operatedApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: server, namespace: %[1]s}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`,
+	testNamespace{SAs: []string{"server", "client"}}.yaml(),
 	testApp{Name: "server", Replicas: 3, SA: "server"}.yaml(),
 	testService{Name: "server"}.yaml())
 

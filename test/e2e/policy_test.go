@@ -15,52 +15,12 @@ import (
 // server (readiness probe on /ready), meshed clients with the
 // ServiceAccounts client and intruder, and an unmeshed pod.
 var policyApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled, config.linkerd.io/default-inbound-policy: deny}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: server, namespace: %[1]s}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: intruder, namespace: %[1]s}
-`,
+	testNamespace{Annotations: "config.linkerd.io/default-inbound-policy: deny", SAs: []string{"server", "client", "intruder"}}.yaml(),
 	testApp{Name: "server", Replicas: 1, SA: "server", Image: "%[2]s", Ports: "{name: http, containerPort: 8080}", More: "        readinessProbe: {httpGet: {path: /ready, port: http}, periodSeconds: 2}\n"}.yaml(),
 	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}"}.yaml(),
-	`apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: %[1]s}
-spec:
-  serviceAccountName: client
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: intruder, namespace: %[1]s}
-spec:
-  serviceAccountName: intruder
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: plain
-  namespace: %[1]s
-  annotations: {linkerd.io/inject: disabled}
-spec:
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
-`)
+	testClient{Name: "client", SA: "client"}.yaml(),
+	testClient{Name: "intruder", SA: "intruder"}.yaml(),
+	testClient{Name: "plain", Annotations: "linkerd.io/inject: disabled"}.yaml())
 
 // policyServer: the Server on the app port, and the client's mTLS identity.
 const policyServer = `apiVersion: policy.linkerd.io/v1beta3

@@ -12,12 +12,7 @@ import (
 )
 
 var tapApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
-`,
+	testNamespace{}.yaml(),
 	testApp{Name: "server"}.yaml(),
 	testService{Name: "server"}.yaml(),
 	`apiVersion: apps/v1
@@ -73,23 +68,7 @@ func TestVizTap(t *testing.T) {
 	w := buildWeft(t)
 	removeNamespace(t, "linkerd-viz")
 	removeNamespace(t, "linkerd")
-	crds, err := weft(t, w, "install", "--crds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectl(t, crds, "apply", "-f", "-")
-	cp, err := weft(t, w, "install")
-	if err != nil {
-		t.Fatalf("weft install: %v\n%s", err, cp)
-	}
-	kubectl(t, cp, "apply", "-f", "-")
-	t.Cleanup(func() {
-		if out, err := weft(t, w, "uninstall"); err == nil {
-			runKubectl(t, out, "delete", "-f", "-", "--wait=true", "--timeout=90s")
-		}
-	})
-	waitControlPlane(t)
-	waitInjector(t)
+	installWithCLI(t, w)
 	// The bundled Prometheus (Weft's weft-prometheus image, pods found
 	// through the metrics API's HTTP service discovery), scraping every 2 s.
 	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.scrapeInterval=2s", "--set", "grafana.dashboards=false")

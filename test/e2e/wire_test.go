@@ -38,40 +38,11 @@ const (
 // so the injector marks the default-opaque ones opaque), a Service in front
 // of it, a meshed client and an unmeshed one.
 var wireApp = yamlDocs(
-	`apiVersion: v1
-kind: Namespace
-metadata:
-  name: %[1]s
-  annotations: {linkerd.io/inject: enabled}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: server, namespace: %[1]s}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: client, namespace: %[1]s}
-`,
+	testNamespace{SAs: []string{"server", "client"}}.yaml(),
 	testApp{Name: "server", Replicas: 1, SA: "server", Image: "%[2]s", Args: `"-http", "0.0.0.0:8080", "-tcp-echo", "0.0.0.0:5432,0.0.0.0:6379"`, Ports: "{name: http, containerPort: 8080}, {name: postgres, containerPort: 5432}, {name: redis, containerPort: 6379}"}.yaml(),
 	testService{Name: "server", Ports: "{name: http, port: 8080, targetPort: 8080}, {name: postgres, port: 5432, targetPort: 5432}, {name: redis, port: 6379, targetPort: 6379}"}.yaml(),
-	`apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: %[1]s}
-spec:
-  serviceAccountName: client
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: plain
-  namespace: %[1]s
-  annotations: {linkerd.io/inject: disabled}
-spec:
-  containers:
-  - {name: client, image: %[2]s, imagePullPolicy: IfNotPresent, args: ["-http", "127.0.0.1:9090"]}
-`)
+	testClient{Name: "client", SA: "client"}.yaml(),
+	testClient{Name: "plain", Annotations: "linkerd.io/inject: disabled"}.yaml())
 
 // wireExchange is one exchange with the server through its Service.
 type wireExchange struct {

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/weftmesh/weft/internal/demo"
 	"github.com/weftmesh/weft/internal/proctest"
@@ -24,6 +26,7 @@ func TestDemo(t *testing.T) {
 	}
 	bin := proctest.Build(t, "../..", "./cmd/weft", "./cmd/weft-proxy", "./cmd/weft-controller")
 	t.Run("explicit", func(t *testing.T) { runDemo(t, bin, "explicit") })
+	t.Run("output closed", func(t *testing.T) { demoOutputClosed(t, bin) })
 	t.Run("transparent", func(t *testing.T) {
 		if os.Geteuid() != 0 {
 			t.Skip("needs root for network namespaces and iptables")
@@ -40,10 +43,13 @@ func TestDemo(t *testing.T) {
 	})
 }
 
-func runDemo(t *testing.T, bin, mode string) {
-	cmd := exec.Command(bin+"/weft", "demo", "--mode", mode, "--for", "20s", "--interval", "2s", "--rate", "50", "-o", "json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+// startDemo starts weft demo with args, its output to be read from out;
+// it is killed at cleanup if still running.
+func startDemo(t *testing.T, bin string, args ...string) (*exec.Cmd, io.ReadCloser, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(bin+"/weft", append([]string{"demo"}, args...)...)
+	stderr := &strings.Builder{}
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -52,6 +58,11 @@ func runDemo(t *testing.T, bin, mode string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, out, stderr
+}
+
+func runDemo(t *testing.T, bin, mode string) {
+	cmd, out, stderr := startDemo(t, bin, "--mode", mode, "--for", "20s", "--interval", "2s", "--rate", "50", "-o", "json")
 
 	var started, final *demo.Event
 	checkedMid := false
@@ -206,5 +217,38 @@ func checkFinal(t *testing.T, f *demo.Frame) {
 	}
 	if f.Elapsed < 19 || f.Elapsed > 40 {
 		t.Errorf("the final frame came at %.1fs, want about 20s", f.Elapsed)
+	}
+}
+
+// demoOutputClosed: `weft demo | head -1`: once its output is closed the
+// demo stops at its next refresh, and stops everything it started.
+func demoOutputClosed(t *testing.T, bin string) {
+	cmd, out, stderr := startDemo(t, bin, "--mode", "explicit", "--for", "60s", "--interval", "1s", "-o", "json")
+	line, err := bufio.NewReader(out).ReadBytes('\n')
+	if err != nil {
+		t.Fatalf("reading the first event: %v\n%s", err, stderr.String())
+	}
+	var started demo.Event
+	if err := json.Unmarshal(line, &started); err != nil || started.Event != "started" {
+		t.Fatalf("first event %q (%v), want started", line, err)
+	}
+	out.Close() // what head does after its line
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("weft demo: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("weft demo still running 30s after its output was closed\n%s", stderr.String())
+	}
+	for _, p := range started.Processes {
+		if err := syscall.Kill(p.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("%s (pid %d) still running after the demo ended", p.Name, p.PID)
+		}
+	}
+	if _, err := os.Stat(started.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the demo's directory %s is still there (%v)", started.Dir, err)
 	}
 }

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strings"
@@ -13,16 +14,7 @@ import (
 
 func metric(t *testing.T, adminAddr, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + adminAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := promtext.Sum(string(b), name, labels...)
+	v, err := promtext.SumAt(context.Background(), "http://"+adminAddr+"/metrics", name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}

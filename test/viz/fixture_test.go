@@ -2,6 +2,7 @@ package viz
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,7 +23,9 @@ import (
 	"github.com/weftmesh/weft/charts"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/kubetest"
+	"github.com/weftmesh/weft/internal/poll"
 	"github.com/weftmesh/weft/internal/proctest"
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 const (
@@ -107,25 +110,19 @@ func newVizMesh(t *testing.T) *vizMesh {
 	go app.Serve(l)
 	t.Cleanup(func() { app.Close() })
 
-	// The destination's registry names api's inbound address, and api's
-	// proxy is told the destination's: this one port is picked beforehand.
-	apiInbound := freeAddr(t)
-	m.apiInbound = apiInbound
 	var policyEnv []string
 	if haveKubeBins() {
 		policyEnv = []string{"LINKERD2_PROXY_POLICY_SVC_ADDR=" + startPolicy(t, m)}
 	}
-	registry := fmt.Sprintf(`services:
-- name: api.shop.svc.cluster.local:80
-  labels: {dst_namespace: shop, dst_service: api}
-  endpoints:
-  - addr: %q
-    meshed: true
-    identity: %s
-    labels: {dst_pod: api-0, dst_deployment: api}
-`, apiInbound, apiID)
+	// The destination's registry names api's inbound address, and api's
+	// proxy is told the destination's: api's endpoint is added to the
+	// registry once its proxy has said where it listens.
+	registry := func(endpoints string) string {
+		return "services:\n- name: api.shop.svc.cluster.local:80\n  labels: {dst_namespace: shop, dst_service: api}\n  endpoints: " + endpoints + "\n"
+	}
+	registryPath := m.write(t, "registry.yaml", registry("[]"))
 	dst := proctest.StartListening(t, "destination", nil, m.bin+"/weft-controller", "destination", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--registry", m.write(t, "registry.yaml", registry), "--plaintext") // discovery is not what these tests look at
+		"--registry", registryPath, "--registry-poll", "100ms", "--plaintext") // discovery is not what these tests look at
 	dstAddr, dstAdmin := dst["destination gRPC server"], dst["destination admin server"]
 	waitReady(t, "http://"+dstAdmin+"/ready")
 	m.controllers = append(m.controllers, scrapeTarget{addr: dstAdmin, ns: "linkerd", pod: "linkerd-destination-0", container: "destination", port: "admin-http"})
@@ -142,9 +139,23 @@ func newVizMesh(t *testing.T) *vizMesh {
 		}
 	}
 	// api admits only meshed clients: plaintext requests are denied (viz authz).
-	m.apiAdmin = proctest.StartListening(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy",
+	apiProxy := proctest.StartListening(t, "proxy-api", append(proxyEnv("api", "api-0"), "LINKERD2_PROXY_INBOUND_DEFAULT_POLICY=all-authenticated"), m.bin+"/weft-proxy",
 		"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0",
-		"--outbound-addr", "127.0.0.1:0", "--inbound-addr", apiInbound, "--inbound-forward", l.Addr().String())["admin"]
+		"--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0", "--inbound-forward", l.Addr().String())
+	m.apiAdmin, m.apiInbound = apiProxy["admin"], apiProxy["inbound"]
+	loads := func() float64 {
+		v, err := promtext.SumAt(context.Background(), "http://"+dstAdmin+"/metrics", "destination_registry_loads_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	before := loads()
+	m.write(t, "registry.yaml.new", registry(fmt.Sprintf("[{addr: %q, meshed: true, identity: %s, labels: {dst_pod: api-0, dst_deployment: api}}]", m.apiInbound, apiID)))
+	if err := os.Rename(registryPath+".new", registryPath); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, "the destination loads the registry naming api's inbound", func() bool { return loads() > before })
 	web := proctest.StartListening(t, "proxy-web", append(proxyEnv("web", "web-0"), policyEnv...), m.bin+"/weft-proxy", "--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0",
 		"--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0", "--bind", "127.0.0.1:0=api.shop.svc.cluster.local:80")
 	m.webAdmin, m.webBind = web["admin"], web["bind api.shop.svc.cluster.local:80"]
@@ -154,7 +165,7 @@ func newVizMesh(t *testing.T) *vizMesh {
 	// Prometheus (not Weft's) cannot say where it listens: its port is
 	// picked beforehand. The metrics API starts first, so that Prometheus
 	// scrapes its admin port.
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	m.promURL = "http://" + promAddr
 	api := proctest.StartListening(t, "metrics-api", nil, m.bin+"/weft-controller", "metrics-api", "--no-kube", "--prometheus-url", m.promURL,
 		"--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0")
@@ -378,22 +389,9 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 	return tr
 }
 
-// freeAddr is a loopback address nothing listened on a moment ago: for
-// what cannot bind port 0 and say where (Prometheus; api's inbound, which
-// the registry must name before api's proxy starts).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // deadAddr is an address where nothing listens (a metrics API or
 // Prometheus that is gone).
-func deadAddr(t *testing.T) string { return freeAddr(t) }
+func deadAddr(t *testing.T) string { return proctest.FreeAddr(t) }
 
 // waitReady waits up to 30 s for url (a /ready) to answer 200.
 func waitReady(t *testing.T, url string) { t.Helper(); proctest.WaitReady(t, url, 30*time.Second) }

@@ -158,7 +158,7 @@ func createRunningPod(t *testing.T, c kubernetes.Interface, name string, labels 
 // chart's relabel rules: it must scrape exactly the two proxies, labelled
 // as Kubernetes discovery would have them labelled.
 func checkHTTPSD(t *testing.T, m *vizMesh, url string) {
-	promAddr := freeAddr(t)
+	promAddr := proctest.FreeAddr(t)
 	cfg := m.write(t, "prometheus-sd.yml", prometheusJob(t, "http_sd_configs",
 		[]any{map[string]any{"url": url + "/api/v1/prometheus-sd", "refresh_interval": "1s"}}))
 	bin := requirePrometheus(t)

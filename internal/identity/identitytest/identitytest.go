@@ -1,9 +1,11 @@
 // Package identitytest serves an identity service over gRPC on loopback
 // for tests: a given service in plaintext with a client of it (Serve), or
-// a whole CA served over TLS as the control plane's (StartCA).
+// a whole CA served over TLS as the control plane's (StartCA); and a
+// proxy's certificate from it (Certified).
 package identitytest
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -21,6 +23,7 @@ import (
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/localca"
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/identity/statictoken"
@@ -113,6 +116,12 @@ func (ca *CA) Serve(t testing.TB, addr string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ca.ServeListener(t, l)
+}
+
+// ServeListener is Serve on a listener the test has.
+func (ca *CA) ServeListener(t testing.TB, l net.Listener) {
+	t.Helper()
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.Service.ServingTLS(ca.self))))
 	identityv1.RegisterIdentityServer(srv, ca.Service)
 	go srv.Serve(l)
@@ -131,4 +140,26 @@ func (ca *CA) Client(t testing.TB) identityv1.IdentityClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return identityv1.NewIdentityClient(conn)
+}
+
+// Certified runs a certificate manager for identity name, with token,
+// against the identity service client (certificates chained to anchors),
+// as a proxy does, and waits up to 10 s for its first certificate. It
+// stops when the test ends.
+func Certified(t testing.TB, client identityv1.IdentityClient, anchors *x509.CertPool, name, token string) *certify.Manager {
+	t.Helper()
+	m, err := certify.New(certify.Config{Identity: name, Token: []byte(token), Client: client, Anchors: anchors,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go m.Run(ctx)
+	select {
+	case <-m.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no certificate for %s", name)
+	}
+	return m
 }

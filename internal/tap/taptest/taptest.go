@@ -12,19 +12,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	identityv1 "github.com/weftmesh/weft/api/identity/v1"
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/identity/identitytest"
-	"github.com/weftmesh/weft/internal/identity/localca"
-	"github.com/weftmesh/weft/internal/identity/pki"
-	"github.com/weftmesh/weft/internal/identity/statictoken"
 	"github.com/weftmesh/weft/internal/proxy"
 )
 
@@ -61,51 +56,19 @@ var tokens = map[string]string{
 // NewMesh starts the identity service.
 func NewMesh(t testing.TB) *Mesh {
 	t.Helper()
-	root, err := pki.NewRoot("root."+compat.DefaultControlPlaneNamespace+"."+compat.DefaultIdentityTrustDomain, time.Now().Add(-time.Hour), 24*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchors, _, _ := pki.AnchorPool(root.CertPEM)
-	iss, err := pki.NewIssuer(root, "identity."+compat.DefaultControlPlaneNamespace+"."+compat.DefaultIdentityTrustDomain, time.Now().Add(-time.Minute), 2*time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
+	sas := map[string]string{} // token → namespace/serviceaccount
 	for _, l := range tokens {
-		lines = append(lines, l)
+		token, sa, _ := strings.Cut(l, " ")
+		sas[token] = sa
 	}
-	v, err := statictoken.Parse(strings.NewReader(strings.Join(lines, "\n")+"\n"), compat.DefaultControlPlaneNamespace, compat.DefaultIdentityTrustDomain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := identitytest.Serve(t, identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca, Log: quiet()}))
-	return &Mesh{anchors: anchors, client: client}
+	ca := identitytest.NewCA(t, 0, sas)
+	return &Mesh{anchors: ca.Anchors, client: identitytest.Serve(t, ca.Service)}
 }
-
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // Identity obtains name's certificate from the identity service with its token.
 func (m *Mesh) Identity(t testing.TB, name string) *certify.Manager {
 	t.Helper()
-	tokenFile := filepath.Join(t.TempDir(), "token")
-	os.WriteFile(tokenFile, []byte(strings.Fields(tokens[name])[0]), 0o600)
-	mgr, err := certify.New(certify.Config{Identity: name, TokenPath: tokenFile, Client: m.client, Anchors: m.anchors, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	go mgr.Run(ctx)
-	select {
-	case <-mgr.Ready():
-	case <-time.After(5 * time.Second):
-		t.Fatalf("no certificate for %s", name)
-	}
-	return mgr
+	return identitytest.Certified(t, m.client, m.anchors, name, strings.Fields(tokens[name])[0])
 }
 
 // Proxy is a running proxy and its addresses.
