@@ -195,7 +195,7 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 		r, err := runFortio(fortio, filepath.Join(dir, "load.json"), pr.url, o.qps, o.conns, o.duration)
 		done <- fortioDone{r, err}
 	}()
-	sample := func() error {
+	sample := func(afterLoad bool) error {
 		t := time.Since(start).Seconds()
 		st, err := scrapeAll()
 		if err != nil {
@@ -206,11 +206,11 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 			if err != nil {
 				return err
 			}
-			res[i].Samples = append(res[i].Samples, Sample{T: t, RSSKiB: rss, Goroutines: st[i].Goroutines, GCCount: st[i].GCCount})
+			res[i].Samples = append(res[i].Samples, Sample{T: t, RSSKiB: rss, Goroutines: st[i].Goroutines, GCCount: st[i].GCCount, AfterLoad: afterLoad})
 		}
 		return nil
 	}
-	if err := sample(); err != nil {
+	if err := sample(false); err != nil {
 		return nil, err
 	}
 	tick := time.NewTicker(o.interval)
@@ -222,7 +222,7 @@ loop:
 		case load = <-done:
 			break loop
 		case <-tick.C:
-			if err := sample(); err != nil {
+			if err := sample(false); err != nil {
 				<-done
 				return nil, err
 			}
@@ -232,8 +232,8 @@ loop:
 				float64(res[1].Samples[len(res[1].Samples)-1].RSSKiB)/1024, res[1].Samples[len(res[1].Samples)-1].Goroutines)
 		}
 	}
-	// The last reading, at the end of the load.
-	if err := sample(); err != nil {
+	// The last reading, right after the load.
+	if err := sample(true); err != nil {
 		return nil, err
 	}
 	if load.err != nil {

@@ -165,7 +165,12 @@ func (r *Report) Markdown() string {
 	b.WriteString("\n")
 	if len(r.Proxies) > 0 {
 		for i := range r.Proxies[0].Samples {
-			fmt.Fprintf(&b, "| %.0f |", r.Proxies[0].Samples[i].T)
+			s0 := r.Proxies[0].Samples[i]
+			after := ""
+			if s0.AfterLoad {
+				after = " (load stopped)"
+			}
+			fmt.Fprintf(&b, "| %.0f%s |", s0.T, after)
 			for _, p := range r.Proxies {
 				if i < len(p.Samples) {
 					s := p.Samples[i]

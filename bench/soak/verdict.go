@@ -14,6 +14,9 @@ type Sample struct {
 	RSSKiB     int64   `json:"rss_kib"`
 	Goroutines int64   `json:"goroutines"`
 	GCCount    int64   `json:"gc_count"`
+	// AfterLoad marks the reading taken right after the load stopped: it
+	// counts for the peak and the GC count, not for the trend.
+	AfterLoad bool `json:"after_load,omitempty"`
 }
 
 // Limits are what "flat" means.
@@ -43,7 +46,7 @@ type ProxyResult struct {
 	GoroutinesAfter  int64 `json:"goroutines_after"`
 	GoroutinesPeak   int64 `json:"goroutines_peak"`
 	RSSStartKiB      int64 `json:"rss_start_kib"`
-	RSSEndKiB        int64 `json:"rss_end_kib"`
+	RSSEndKiB        int64 `json:"rss_end_kib"` // the last reading under load
 	RSSPeakKiB       int64 `json:"rss_peak_kib"`
 	// SlopeMiBPerMin is the least-squares RSS slope after the warm-up;
 	// SlopeJudged says whether the run was long enough to judge it.
@@ -64,11 +67,15 @@ func (r *ProxyResult) judge(l Limits) []string {
 	if len(r.Samples) == 0 {
 		return []string{r.Name + ": no samples"}
 	}
-	r.RSSStartKiB, r.RSSEndKiB = r.Samples[0].RSSKiB, r.Samples[len(r.Samples)-1].RSSKiB
+	r.RSSStartKiB = r.Samples[0].RSSKiB
 	var xs, ys []float64
 	for _, s := range r.Samples {
 		r.RSSPeakKiB = max(r.RSSPeakKiB, s.RSSKiB)
 		r.GoroutinesPeak = max(r.GoroutinesPeak, s.Goroutines)
+		if s.AfterLoad {
+			continue
+		}
+		r.RSSEndKiB = s.RSSKiB
 		if s.T >= l.WarmupS {
 			xs = append(xs, s.T/60)
 			ys = append(ys, float64(s.RSSKiB)/1024)
