@@ -42,4 +42,4 @@ soak: bench-tools
 # CI's short soak: 60 s, fails on any failed request or a goroutine leak
 # (too short to judge the RSS trend).
 soak-quick: bench-tools
-	$(GO) run ./bench/soak -duration 60s -warmup-load 5s -settle 10s -out $${TMPDIR:-/tmp}/weft-soak
+	$(GO) run ./bench/soak -duration 60s -warmup-load 3s -settle 10s -out $${TMPDIR:-/tmp}/weft-soak

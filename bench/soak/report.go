@@ -86,6 +86,7 @@ type Report struct {
 	QPS       int              `json:"qps"`
 	Conns     int              `json:"conns"`
 	Path      string           `json:"path"`
+	Proxy     string           `json:"proxy"`     // which weft-proxy: this tree's commit, or -proxy-bin
 	MTLSPeer  string           `json:"mtls_peer"` // the client identity the inbound proxy saw
 	Limits    Limits           `json:"limits"`
 	ActualQPS float64          `json:"actual_qps"`
@@ -105,7 +106,21 @@ type Report struct {
 
 func newReport(o options, peer string) *Report {
 	return &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(),
-		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, MTLSPeer: peer, Limits: o.limits}
+		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, MTLSPeer: peer, Limits: o.limits,
+		Proxy: proxyDescription(o.proxyBin)}
+}
+
+// proxyDescription names the weft-proxy under test: -proxy-bin's path, or
+// the tree's commit (with -dirty when it has uncommitted changes).
+func proxyDescription(bin string) string {
+	if bin != "" {
+		return bin
+	}
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "built from this tree"
+	}
+	return "built from this tree at " + strings.TrimSpace(string(out))
 }
 
 // judge sets the verdict from the load's failures and each proxy's trend.
@@ -134,7 +149,7 @@ func (r *Report) Markdown() string {
 	}
 	fmt.Fprintf(&b, "# Soak: a meshed pair with mTLS under steady load\n\n%s, %s\n\n", r.Date, r.Machine)
 	fmt.Fprintf(&b, "fortio → outbound weft-proxy → mTLS (client identity `%s`, seen by the inbound proxy) → inbound weft-proxy → fortio server; "+
-		"`%s` at %d rps over %d connections for %s, samples every %s.\n\n", r.MTLSPeer, r.Path, r.QPS, r.Conns, r.Duration, r.Interval)
+		"`%s` at %d rps over %d connections for %s, samples every %s. weft-proxy: %s.\n\n", r.MTLSPeer, r.Path, r.QPS, r.Conns, r.Duration, r.Interval, r.Proxy)
 	fmt.Fprintf(&b, "Verdict: %s\n\n", verdict)
 	fmt.Fprintf(&b, "Flat means: zero failed requests; RSS least-squares slope after the first %.0f s below %.2f MiB/min "+
 		"(judged when the samples after it span ≥ %.0f s); goroutines within %d of their count after a warm-up load, once the load stops.\n\n",
