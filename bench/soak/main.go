@@ -1,7 +1,7 @@
 // Command soak holds a meshed pair with mTLS under a steady load and
 // judges whether it stays flat: fortio → outbound weft-proxy → mTLS
 // (certificates from a local identity service: weft-controller identity
-// with static tokens and a CA generated here) → inbound weft-proxy →
+// with static tokens, bench/meshpair) → inbound weft-proxy →
 // fortio's server, at a fixed rate for -duration (10 minutes for `make
 // soak`), with each proxy's RSS (VmRSS) and goroutines (go_goroutines on
 // its admin /metrics) sampled every -interval. Flat means: no failed
@@ -298,7 +298,7 @@ func mtlsPeer(ctx context.Context, c *http.Client, in *proc) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("scraping %s: %w", in.name, err)
 	}
-	want := proxyIdentity("client")
+	want := clientWorkload.Identity()
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, compat.MetricRequestTotal+"{") && strings.Contains(line, `direction="inbound"`) &&
 			strings.Contains(line, compat.LabelTLS+`="true"`) && strings.Contains(line, compat.LabelClientID+`="`+want+`"`) {
