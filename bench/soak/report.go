@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// fortioResult is the part of fortio's -json output the soak reads.
+type fortioResult struct {
+	ActualQPS         float64
+	RetCodes          map[string]int64
+	DurationHistogram struct {
+		Count       int64
+		Percentiles []struct {
+			Percentile float64
+			Value      float64 // seconds
+		}
+	}
+	ErrorsDurationHistogram struct {
+		Count int64
+	}
+}
+
+// runFortio loads url at qps over conns connections for d and parses
+// fortio's JSON.
+func runFortio(fortio, jsonPath, url string, qps, conns int, d time.Duration) (*fortioResult, error) {
+	cmd := exec.Command(fortio, "load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns), "-t", d.String(),
+		"-p", "50,99,99.9", "-json", jsonPath, "-quiet", "-timeout", "5s", "-payload-size", "0", url)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("fortio load: %v: %s", err, stderr.String())
+	}
+	f, err := os.Open(jsonPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return parseFortio(f)
+}
+
+func parseFortio(r io.Reader) (*fortioResult, error) {
+	var f fortioResult
+	if err := json.NewDecoder(r).Decode(&f); err != nil {
+		return nil, fmt.Errorf("parsing fortio JSON: %w", err)
+	}
+	return &f, nil
+}
+
+// counts returns all requests and those that did not get a 200 (fortio
+// counts connection errors under code -1).
+func (f *fortioResult) counts() (total, failed int64) {
+	for code, n := range f.RetCodes {
+		total += n
+		if code != "200" {
+			failed += n
+		}
+	}
+	return total, failed
+}
+
+// percentileMs returns the percentile in milliseconds, or -1 if absent.
+func (f *fortioResult) percentileMs(p float64) float64 {
+	for _, q := range f.DurationHistogram.Percentiles {
+		if q.Percentile == p {
+			return q.Value * 1000
+		}
+	}
+	return -1
+}
+
+// Report is the soak's result.
+type Report struct {
+	Date      string           `json:"date"`
+	Machine   string           `json:"machine"`
+	Duration  string           `json:"duration"`
+	Interval  string           `json:"interval"`
+	QPS       int              `json:"qps"`
+	Conns     int              `json:"conns"`
+	Path      string           `json:"path"`
+	Proxy     string           `json:"proxy"`     // which weft-proxy: this tree's commit, or -proxy-bin
+	MTLSPeer  string           `json:"mtls_peer"` // the client identity the inbound proxy saw
+	Limits    Limits           `json:"limits"`
+	ActualQPS float64          `json:"actual_qps"`
+	Requests  int64            `json:"requests"`
+	Failures  int64            `json:"failures"`
+	RetCodes  map[string]int64 `json:"ret_codes"`
+	P50Ms     float64          `json:"p50_ms"`
+	P99Ms     float64          `json:"p99_ms"`
+	P999Ms    float64          `json:"p999_ms"`
+	Proxies   []ProxyResult    `json:"proxies"`
+	Flat      bool             `json:"flat"`
+	Reasons   []string         `json:"reasons,omitempty"`
+	// The warm-up's failures count too.
+	WarmupRequests int64 `json:"warmup_requests"`
+	WarmupFailures int64 `json:"warmup_failures"`
+}
+
+func newReport(o options, peer string) *Report {
+	return &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(),
+		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, MTLSPeer: peer, Limits: o.limits,
+		Proxy: proxyDescription(o.proxyBin)}
+}
+
+// proxyDescription names the weft-proxy under test: -proxy-bin's path, or
+// the tree's commit (with -dirty when it has uncommitted changes).
+func proxyDescription(bin string) string {
+	if bin != "" {
+		return bin
+	}
+	out, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "built from this tree"
+	}
+	return "built from this tree at " + strings.TrimSpace(string(out))
+}
+
+// judge sets the verdict from the load's failures and each proxy's trend.
+func (r *Report) judge(res []ProxyResult) {
+	r.Reasons = nil
+	if r.Failures > 0 || r.WarmupFailures > 0 {
+		r.Reasons = append(r.Reasons, fmt.Sprintf("%d of %d requests failed (and %d of %d in the warm-up): %v",
+			r.Failures, r.Requests, r.WarmupFailures, r.WarmupRequests, r.RetCodes))
+	}
+	if r.Requests == 0 {
+		r.Reasons = append(r.Reasons, "no requests")
+	}
+	for i := range res {
+		r.Reasons = append(r.Reasons, res[i].judge(r.Limits)...)
+	}
+	r.Proxies = res
+	r.Flat = len(r.Reasons) == 0
+}
+
+// Markdown renders the verdict, the summary per proxy and every sample.
+func (r *Report) Markdown() string {
+	var b strings.Builder
+	verdict := "**flat**"
+	if !r.Flat {
+		verdict = "**NOT flat**: " + strings.Join(r.Reasons, "; ")
+	}
+	fmt.Fprintf(&b, "# Soak: a meshed pair with mTLS under steady load\n\n%s, %s\n\n", r.Date, r.Machine)
+	fmt.Fprintf(&b, "fortio → outbound weft-proxy → mTLS (client identity `%s`, seen by the inbound proxy) → inbound weft-proxy → fortio server; "+
+		"`%s` at %d rps over %d connections for %s, samples every %s. weft-proxy: %s.\n\n", r.MTLSPeer, r.Path, r.QPS, r.Conns, r.Duration, r.Interval, r.Proxy)
+	fmt.Fprintf(&b, "Verdict: %s\n\n", verdict)
+	fmt.Fprintf(&b, "Flat means: zero failed requests; RSS least-squares slope after the first %.0f s below %.2f MiB/min "+
+		"(judged when the samples after it span ≥ %.0f s); goroutines within %d of their count after a warm-up load, once the load stops.\n\n",
+		r.Limits.WarmupS, r.Limits.MaxSlopeMiBPerMin, r.Limits.MinTrendS, r.Limits.GoroutineSlack)
+	fmt.Fprintf(&b, "Requests: %d (%.1f rps), failed: %d; warm-up: %d, failed: %d. Latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms.\n\n",
+		r.Requests, r.ActualQPS, r.Failures, r.WarmupRequests, r.WarmupFailures, r.P50Ms, r.P99Ms, r.P999Ms)
+	b.WriteString("| proxy | RSS start | RSS end | RSS peak | slope MiB/min | goroutines idle / before / peak / after | GCs | GC pause p50 / p99.9 / max |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, p := range r.Proxies {
+		judged := ""
+		if !p.SlopeJudged {
+			judged = " (not judged: run too short)"
+		}
+		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.1f MiB | %+.3f%s | %d / %d / %d / %d | %d | %.0f / %.0f / %.0f µs |\n",
+			p.Name, mib(p.RSSStartKiB), mib(p.RSSEndKiB), mib(p.RSSPeakKiB), p.SlopeMiBPerMin, judged,
+			p.GoroutinesIdle, p.GoroutinesBefore, p.GoroutinesPeak, p.GoroutinesAfter, p.GCs,
+			p.GCPauseP50Us, p.GCPauseP999Us, p.GCPauseMaxUs)
+	}
+	b.WriteString("\nGC pauses: both stop-the-world phases of each collection during the load, from `GODEBUG=gctrace=1`.\n\n## Samples\n\n")
+	b.WriteString("| t (s) |")
+	for _, p := range r.Proxies {
+		fmt.Fprintf(&b, " %s RSS (MiB) | goroutines | GCs |", p.Name)
+	}
+	b.WriteString("\n| ---: |")
+	for range r.Proxies {
+		b.WriteString(" ---: | ---: | ---: |")
+	}
+	b.WriteString("\n")
+	if len(r.Proxies) > 0 {
+		for i := range r.Proxies[0].Samples {
+			s0 := r.Proxies[0].Samples[i]
+			after := ""
+			if s0.AfterLoad {
+				after = " (load stopped)"
+			}
+			fmt.Fprintf(&b, "| %.0f%s |", s0.T, after)
+			for _, p := range r.Proxies {
+				if i < len(p.Samples) {
+					s := p.Samples[i]
+					fmt.Fprintf(&b, " %.2f | %d | %d |", mib(s.RSSKiB), s.Goroutines, s.GCCount)
+				}
+			}
+			b.WriteString("\n")
+		}
+	}
+	return b.String()
+}
+
+func mib(kib int64) float64 { return float64(kib) / 1024 }
+
+// machine describes where the soak ran, with the load average at its end
+// (other work on a shared machine shows in the numbers).
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			load = strings.Join(f[:3], " ")
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs, load average at the end %s", model, runtime.NumCPU(), load)
+}
