@@ -229,7 +229,11 @@ func (b *bench) measureH2(name, url string, procs []*proc) (*Row, error) {
 	row.Requests, row.FixedQPS, row.RSSLoadKiB = fixed.succeeded, fixed.rps, u.peakKiB
 	row.CPUPer10k = u.cpu / float64(fixed.succeeded) * 10000
 	row.P50Ms, row.P99Ms, row.P999Ms, row.MaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 99.9), percentile(lat, 100)
+	pr := b.startProfiles(name, procs, b.o.duration)
 	max, err := b.h2load(h2load, "-c", "16", "-m", "10", "-D", b.o.duration.String(), url)
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -346,9 +350,13 @@ func (b *bench) measureHandshakes(name, addr string, procs []*proc) (*Row, error
 		Seconds       float64
 		Error         string `json:"first_error"`
 	}
+	pr := b.startProfiles(name, procs, b.o.duration)
 	u, err := during(procs, func() error {
 		return b.tcpbulk(&res, "-connect", addr, "-c", "8", "-d", b.o.duration.String(), "-max", "2000000")
 	})
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ const (
 	nsDest       = "8086" // which its linkerd-init leaves alone
 	nsHAProxyIn  = "4143"
 	nsHAProxyOut = "127.0.0.1:4140"
+	nsPprofAddr  = "127.0.0.1:6060" // -profile: inside each proxy's namespace
 )
 
 var (
@@ -127,11 +128,19 @@ func (b *bench) weftNS(name, ns string, env []string) (*proc, error) {
 	}
 	uid := strconv.Itoa(compat.ProxyUID)
 	args := netnspair.Exec(ns, "setpriv", "--reuid="+uid, "--regid="+uid, "--clear-groups", bin)
-	p, err := startProcEnv(b.dir, name, proxyCPU, append(env, "GODEBUG=gctrace=1"), args...)
+	env = append(env, "GODEBUG=gctrace=1")
+	profiled := b.o.profile != "" && b.weftBin == ""
+	if profiled {
+		env = append(env, "WEFT_PPROF_ADDR="+nsPprofAddr)
+	}
+	p, err := startProcEnv(b.dir, name, proxyCPU, env, args...)
 	if err != nil {
 		return nil, err
 	}
 	p.gcLog = filepath.Join(b.dir, name+".log")
+	if profiled {
+		p.pprof, p.pprofNS = nsPprofAddr, ns
+	}
 	if err := waitNS(ns, fmt.Sprintf("http://127.0.0.1:%d/ready", compat.AdminPort), 30*time.Second); err != nil {
 		p.stop()
 		return nil, err
