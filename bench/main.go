@@ -41,7 +41,7 @@ type options struct {
 func main() {
 	var o options
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "length of each load phase")
-	flag.BoolVar(&o.quick, "quick", false, "correctness mode: 2s phases, fail unless every request got 200")
+	flag.BoolVar(&o.quick, "quick", false, "correctness mode: 1s phases, fail unless every request got 200, every byte and connection got through")
 	flag.IntVar(&o.qps, "qps", 1000, "fixed request rate")
 	flag.IntVar(&o.conns, "c", 16, "connections")
 	flag.IntVar(&o.size, "size", 1024, "response body bytes")
@@ -52,7 +52,7 @@ func main() {
 	flag.StringVar(&o.baseline, "baseline", "", "another weft-proxy binary (e.g. built from main) measured in the same run, as rows \"… (baseline)\"")
 	flag.Parse()
 	if o.quick {
-		o.duration = 2 * time.Second
+		o.duration = time.Second
 	}
 	if err := run(o); err != nil {
 		log.Fatalf("bench: %v", err)
@@ -64,6 +64,8 @@ type target struct {
 	name  string
 	start func(b *bench) (url string, procs []*proc, err error)
 	note  string
+	kind  kind   // what load: fortio (default), h2load, bulk TCP, new connections
+	base  string // the row latency is "added" over; "" is "direct"
 }
 
 type bench struct {
@@ -73,6 +75,24 @@ type bench struct {
 	backend string // host:port
 	procs   []*proc
 	weftBin string // weft-proxy binary; "" is the one built from this tree
+
+	// The current target's network-namespace layout (pairs.go).
+	nsSeq    int
+	clientNS string       // where the load generator runs; "" is here
+	cleanups []func()     // run, last first, after its processes stop
+	verify   func() error // checked after its load, before its processes stop
+	current  []*proc      // its measured processes
+}
+
+// cleanup registers f to run after the current target.
+func (b *bench) cleanup(f func()) { b.cleanups = append(b.cleanups, f) }
+
+// endTarget runs the current target's cleanups and forgets its layout.
+func (b *bench) endTarget() {
+	for i := len(b.cleanups) - 1; i >= 0; i-- {
+		b.cleanups[i]()
+	}
+	b.cleanups, b.clientNS, b.verify = nil, "", nil
 }
 
 func run(o options) error {
@@ -86,11 +106,24 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	// The namespace rows run weft-proxy as UID 2102: it must reach its binary.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
 	b := &bench{o: o, dir: dir, bin: filepath.Join(dir, "bin")}
 	defer b.stopAll()
+	defer b.endTarget()
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	go func() { <-sig; b.stopAll(); os.Exit(130) }()
+	go func() {
+		<-sig
+		for _, p := range b.current {
+			p.stop()
+		}
+		b.stopAll()
+		b.endTarget()
+		os.Exit(130)
+	}()
 
 	tags := imagebuild.BuildTags // as release binaries
 	if o.profile != "" {
@@ -100,7 +133,7 @@ func run(o options) error {
 		tags += ",weftpprof"
 	}
 	buildArgs := []string{"build", "-trimpath", "-tags", tags, "-o", b.bin + "/"}
-	build := exec.Command("go", append(buildArgs, "./cmd/weft-proxy", "./bench/naiveproxy")...)
+	build := exec.Command("go", append(buildArgs, "./cmd/weft-proxy", "./bench/naiveproxy", "./bench/tcpbulk", "./cmd/weft-proxy-init", "./cmd/weft-controller")...)
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
@@ -120,36 +153,47 @@ func run(o options) error {
 	}
 
 	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
+	if err := nsReady(); err != nil {
+		rep.Layout = "not run: " + err.Error()
+	} else {
+		rep.Layout = "client (" + nsClientIP + ") and server (" + nsServerIP + ") network namespaces joined by a veth; meshed rows: linkerd-init's rules applied by weft-proxy-init in both, each weft-proxy started with no arguments as UID 2102 (transparent mode)"
+	}
 	var failures []error
-	var direct *Row
+	// -only runs the rows the selected ones' latency is "added" over too.
+	bases := map[string]bool{}
 	for _, t := range targets() {
-		if !o.selected(t.name) {
+		if o.selected(t.name) && t.base != "" {
+			bases[t.base] = true
+		}
+	}
+	for _, t := range targets() {
+		if !o.selected(t.name) && !bases[t.name] {
 			continue
 		}
-		url, procs, err := t.start(b)
+		row, err := b.runTarget(t)
 		if errors.Is(err, errNoBaseline) {
 			continue
 		}
-		if err != nil {
-			log.Printf("skipping %s: %v", t.name, err)
-			rep.Rows = append(rep.Rows, Row{Target: t.name, Note: "skipped: " + err.Error()})
+		var skip skipError
+		if errors.As(err, &skip) {
+			log.Printf("skipping %s: %v", t.name, skip.err)
+			rep.Rows = append(rep.Rows, Row{Target: t.name, Kind: t.kind.String(), Note: "skipped: " + skip.err.Error()})
 			continue
-		}
-		row, err := b.measure(t.name, url, procs)
-		for _, p := range procs {
-			p.stop()
 		}
 		if err != nil {
 			failures = append(failures, fmt.Errorf("%s: %w", t.name, err))
 			continue
 		}
-		row.Note = t.note
-		if direct == nil {
-			direct = row
+		row.Note, row.Kind = t.note, t.kind.String()
+		base := t.base
+		if base == "" {
+			base = "direct"
 		}
-		row.AddedP50Ms, row.AddedP99Ms, row.AddedP999Ms = row.P50Ms-direct.P50Ms, row.P99Ms-direct.P99Ms, row.P999Ms-direct.P999Ms
+		if d := rep.row(base); d != nil && t.kind.latency() {
+			row.AddedP50Ms, row.AddedP99Ms, row.AddedP999Ms = row.P50Ms-d.P50Ms, row.P99Ms-d.P99Ms, row.P999Ms-d.P999Ms
+		}
 		rep.Rows = append(rep.Rows, *row)
-		log.Printf("%-22s p50 %.3fms p99 %.3fms max %.0f rps", t.name, row.P50Ms, row.P99Ms, row.MaxQPS)
+		log.Printf("%-36s %s", t.name, row.summary())
 	}
 	rep.evaluate()
 	md := rep.Markdown()
@@ -169,7 +213,7 @@ func run(o options) error {
 
 // measure runs the fixed-rate and max-rate phases against url.
 func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
-	if err := waitHTTP(url, 15*time.Second); err != nil {
+	if err := b.waitURL(url, false); err != nil {
 		return nil, err
 	}
 	row := &Row{Target: name, HasProcesses: len(procs) > 0}
@@ -203,7 +247,9 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 			}
 		}
 	}()
+	gc := startGCWatch(procs)
 	fixed, err := b.load(name+"-fixed", url, b.o.qps)
+	gc.into(row)
 	close(stopSampling)
 	row.RSSLoadKiB = <-peak
 	if err != nil {
@@ -254,7 +300,8 @@ func (b *bench) load(name, url string, qps int) (*fortioResult, error) {
 	jsonPath := filepath.Join(b.dir, name+".json")
 	args := []string{"load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(b.o.conns), "-t", b.o.duration.String(),
 		"-p", "50,99,99.9", "-json", jsonPath, "-quiet", "-timeout", "5s", "-payload-size", "0", url}
-	cmd := exec.Command("taskset", append([]string{"-c", "0", b.o.fortio}, args...)...)
+	argv := b.clientCmd(append([]string{b.o.fortio}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {

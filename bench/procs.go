@@ -22,6 +22,10 @@ type proc struct {
 	// pprof is the address of the process's net/http/pprof (weft-proxy
 	// built with -tags weftpprof in -profile mode), or "".
 	pprof string
+	// pprofNS is the network namespace pprof is reached in, or "".
+	pprofNS string
+	// gcLog is its log when it runs with GODEBUG=gctrace=1, or "".
+	gcLog string
 }
 
 // startProc runs args pinned to cpu (-1: unpinned), logging to dir/name.log.

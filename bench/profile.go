@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/weftmesh/weft/internal/netnspair"
 )
 
 // profiler collects CPU and allocation profiles of the weft-proxy processes
@@ -67,20 +69,19 @@ func (pr *profiler) fail(err error) {
 }
 
 func (pr *profiler) fetch(p *proc, path, kind string) {
-	c := &http.Client{Timeout: 2 * time.Minute}
-	resp, err := c.Get("http://" + p.pprof + "/debug/pprof/" + path)
+	body, err := fetchPprof(p, path)
 	if err != nil {
 		pr.fail(err)
 		return
 	}
-	defer resp.Body.Close()
+	defer body.Close()
 	base := filepath.Join(pr.b.o.profile, fileName(pr.target)+"."+p.name+"."+kind)
 	f, err := os.Create(base + ".pb.gz")
 	if err != nil {
 		pr.fail(err)
 		return
 	}
-	_, err = io.Copy(f, resp.Body)
+	_, err = io.Copy(f, body)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -101,6 +102,25 @@ func (pr *profiler) fetch(p *proc, path, kind string) {
 	if err := os.WriteFile(base+".txt", out, 0o644); err != nil {
 		pr.fail(err)
 	}
+}
+
+// fetchPprof gets a pprof endpoint of p: over HTTP, or with curl inside
+// its network namespace.
+func fetchPprof(p *proc, path string) (io.ReadCloser, error) {
+	url := "http://" + p.pprof + "/debug/pprof/" + path
+	if p.pprofNS == "" {
+		c := &http.Client{Timeout: 2 * time.Minute}
+		resp, err := c.Get(url)
+		if err != nil {
+			return nil, err
+		}
+		return resp.Body, nil
+	}
+	out, err := netnspair.Run(p.pprofNS, "curl", "-sf", "--max-time", "120", url)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(strings.NewReader(out)), nil
 }
 
 func fileName(s string) string {

@@ -21,6 +21,19 @@ func targets() []target {
 		{name: "weft-proxy", start: startWeft, note: "single hop, explicit mode"},
 		{name: "haproxy pair", start: startHAProxyPair, note: "two haproxy, 1 thread each, http mode, keep-alive on both hops (both on CPU 1)"},
 		{name: "weft-proxy pair", start: startWeftPair, note: "outbound proxy → HTTP/1, pooled → inbound proxy (both on CPU 1)"},
+		// Issue 17's layouts in two network namespaces (pairs.go).
+		{name: "direct (netns)", base: "direct (netns)", start: nsDirect(nsHTTPPort), note: "fortio in the client namespace → backend in the server namespace, no proxies"},
+		{name: "haproxy pair (netns)", start: nsHAProxyPair(false, false), base: "direct (netns)", note: "one haproxy per namespace, 1 thread each, keep-alive on both hops"},
+		{name: "weft-proxy pair (netns)", start: nsWeftPair(nsHTTPPort), base: "direct (netns)", note: "linkerd-init's rules, each proxy with no arguments (transparent), no identity"},
+		{name: "haproxy TLS pair (netns)", start: nsHAProxyPair(true, false), base: "direct (netns)", note: "TLS between the two haproxys (verified, http-reuse always)"},
+		{name: "weft-proxy mTLS pair (netns)", start: nsWeftMTLSPair(nsHTTPPort), base: "direct (netns)", note: "as the pair, with identity: local identity + destination services, mTLS between the proxies (checked in the server's metrics)"},
+		{name: "h2 direct (netns)", kind: kindH2, base: "h2 direct (netns)", start: nsDirect(nsHTTPPort), note: "h2load → fortio's h2c, no proxies"},
+		{name: "haproxy h2 TLS pair (netns)", kind: kindH2, start: nsHAProxyPair(true, true), base: "h2 direct (netns)", note: "haproxy h2 mode: h2c in, h2 over TLS (ALPN) between them, h2c to the backend"},
+		{name: "weft-proxy h2 mTLS pair (netns)", kind: kindH2, start: nsWeftMTLSPair(nsHTTPPort), base: "h2 direct (netns)", note: "h2load through the mTLS pair"},
+		{name: "opaque direct (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsDirect(nsBulkPort), note: "tcpbulk across the veth, no proxies"},
+		{name: "weft-proxy opaque pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsWeftPair(nsBulkPort), note: "through the pair without identity (not HTTP: opaque after detection)"},
+		{name: "weft-proxy opaque mTLS pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsWeftMTLSPair(nsBulkPort), note: "through the mTLS pair, port marked opaque by the destination service (opaque transport)"},
+		{name: "weft-proxy mTLS handshakes (netns)", kind: kindHandshake, start: nsWeftMTLSPair(nsBulkPort), note: "new connections to the opaque port through the mTLS pair: one mTLS connection between the proxies each"},
 	}
 	// -baseline: each weft layout again with another binary, right after it.
 	var out []target
@@ -28,15 +41,20 @@ func targets() []target {
 		out = append(out, t)
 		if strings.HasPrefix(t.name, "weft-proxy") {
 			start := t.start
-			out = append(out, target{name: t.name + " (baseline)", note: "the -baseline binary",
-				start: func(b *bench) (string, []*proc, error) {
-					if b.o.baseline == "" {
-						return "", nil, errNoBaseline
-					}
-					bb := *b
-					bb.weftBin = b.o.baseline
-					return start(&bb)
-				}})
+			bt := t
+			bt.name, bt.note = t.name+" (baseline)", "the -baseline binary"
+			bt.start = func(b *bench) (string, []*proc, error) {
+				if b.o.baseline == "" {
+					return "", nil, errNoBaseline
+				}
+				bb := *b
+				bb.weftBin = b.o.baseline
+				url, procs, err := start(&bb)
+				// The copy's layout state (namespaces, cleanups) is b's.
+				b.nsSeq, b.clientNS, b.cleanups, b.verify = bb.nsSeq, bb.clientNS, bb.cleanups, bb.verify
+				return url, procs, err
+			}
+			out = append(out, bt)
 		}
 	}
 	return out

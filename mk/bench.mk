@@ -1,13 +1,13 @@
 # Proxy benchmarks (bench/README.md). fortio v1.66.5 is built into the cache;
-# haproxy and nginx come from Debian.
+# haproxy, nginx and h2load (nghttp2-client) come from Debian.
 FORTIO := $(HOME)/.cache/weft/bin/fortio
 
 .PHONY: bench bench-quick bench-tools
 bench-tools:
 	@test -x $(FORTIO) || GOBIN=$(HOME)/.cache/weft/bin $(GO) install fortio.org/fortio@v1.66.5
-	@command -v haproxy >/dev/null && command -v nginx >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get install -y -qq haproxy nginx-light >/dev/null; } || \
-	  echo "haproxy/nginx missing: their rows will be skipped"
+	@command -v haproxy >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get install -y -qq haproxy nginx-light nghttp2-client >/dev/null; } || \
+	  echo "haproxy/nginx/h2load missing: their rows will be skipped"
 
 # The full comparison: 15 s phases, results in bench/results/latest.{md,json}.
 bench: bench-tools

@@ -72,11 +72,32 @@ type Options struct {
 	TokenOwner int
 }
 
+// CA is a trust anchor and an issuer it signed, valid for two days.
+type CA struct {
+	root, issuer *pki.Pair
+}
+
+// NewCA generates a trust anchor and issuer with Linkerd's names.
+func NewCA() (*CA, error) {
+	now := time.Now()
+	root, err := pki.NewRoot(compat.TrustAnchorCNPrefix+TrustDomain, now.Add(-time.Minute), 48*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("meshpair: trust anchor: %w", err)
+	}
+	issuer, err := pki.NewIssuer(root, compat.IssuerCNPrefix+TrustDomain, now.Add(-time.Minute), 48*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("meshpair: issuer: %w", err)
+	}
+	return &CA{root: root, issuer: issuer}, nil
+}
+
+// TrustAnchorsPEM is the trust anchor.
+func (ca *CA) TrustAnchorsPEM() []byte { return ca.root.CertPEM }
+
 // ControlPlane is a running local identity (and destination) service.
 type ControlPlane struct {
+	*CA
 	o       Options
-	root    *pki.Pair
-	issuer  *pki.Pair
 	tokens  map[Workload]string // token file per workload
 	procs   []*exec.Cmd
 	done    []chan struct{}
@@ -90,15 +111,11 @@ func Start(o Options) (*ControlPlane, error) {
 	if o.Controller == "" || o.Dir == "" || o.IdentityAddr == "" || o.IdentityAdmin == "" {
 		return nil, errors.New("meshpair: Controller, Dir, IdentityAddr and IdentityAdmin are required")
 	}
-	now := time.Now()
-	var err error
-	cp := &ControlPlane{o: o, tokens: map[Workload]string{}}
-	if cp.root, err = pki.NewRoot(compat.TrustAnchorCNPrefix+TrustDomain, now.Add(-time.Minute), 48*time.Hour); err != nil {
-		return nil, fmt.Errorf("meshpair: trust anchor: %w", err)
+	ca, err := NewCA()
+	if err != nil {
+		return nil, err
 	}
-	if cp.issuer, err = pki.NewIssuer(cp.root, compat.IssuerCNPrefix+TrustDomain, now.Add(-time.Minute), 48*time.Hour); err != nil {
-		return nil, fmt.Errorf("meshpair: issuer: %w", err)
-	}
+	cp := &ControlPlane{CA: ca, o: o, tokens: map[Workload]string{}}
 	var tokenLines strings.Builder
 	for i, w := range o.Workloads {
 		tok := make([]byte, 24)
@@ -138,7 +155,7 @@ func Start(o Options) (*ControlPlane, error) {
 			cp.Stop()
 			return nil, fmt.Errorf("meshpair: %w", err)
 		}
-		if err := cp.start("destination", "--registry", reg, "--addr", o.DestinationAddr, "--admin-addr", o.DestinationAdmin); err != nil {
+		if err := cp.start("destination", "--plaintext", "--registry", reg, "--addr", o.DestinationAddr, "--admin-addr", o.DestinationAdmin); err != nil {
 			cp.Stop()
 			return nil, err
 		}
@@ -192,9 +209,6 @@ func tail(path string) string {
 // IdentityAddr is where the identity service listens.
 func (cp *ControlPlane) IdentityAddr() string { return cp.o.IdentityAddr }
 
-// TrustAnchorsPEM is the generated trust anchor.
-func (cp *ControlPlane) TrustAnchorsPEM() []byte { return cp.root.CertPEM }
-
 // ProxyEnv is the environment of a proxy of workload w: its identity, the
 // identity service and the trust anchors; with a registry also the
 // destination service (reached in plaintext: no
@@ -221,7 +235,7 @@ func (cp *ControlPlane) ProxyEnv(w Workload) ([]string, error) {
 // ServerCert signs a TLS server certificate for names (DNS names or IP
 // addresses) with the issuer, valid for a day; it returns the certificate
 // chain (leaf, issuer) and the key in PEM, e.g. for haproxy's `crt`.
-func (cp *ControlPlane) ServerCert(names ...string) (chainPEM, keyPEM []byte, err error) {
+func (ca *CA) ServerCert(names ...string) (chainPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshpair: key: %w", err)
@@ -246,7 +260,7 @@ func (cp *ControlPlane) ServerCert(names ...string) (chainPEM, keyPEM []byte, er
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, cp.issuer.Cert, &key.PublicKey, cp.issuer.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.issuer.Cert, &key.PublicKey, ca.issuer.Key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshpair: signing %v: %w", names, err)
 	}
@@ -254,7 +268,7 @@ func (cp *ControlPlane) ServerCert(names ...string) (chainPEM, keyPEM []byte, er
 	if err != nil {
 		return nil, nil, err
 	}
-	chainPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cp.issuer.CertPEM...)
+	chainPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.issuer.CertPEM...)
 	return chainPEM, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
 }
 

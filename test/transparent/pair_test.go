@@ -4,37 +4,26 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/netnspair"
 )
 
 // meshedPair makes two network namespaces (client at clientIP, server at
-// serverIP, dual-stack) joined by a veth pair, applies linkerd-init's rules
+// serverIP, dual-stack) joined by a veth pair (internal/netnspair), applies linkerd-init's rules
 // in both and starts a weft-proxy in each as UID 2102, with extra
 // arguments for the server's proxy (serverCaps: ambient capabilities it is
 // given, e.g. "+net_admin"). suffix tells apart pairs of one test.
 func meshedPair(t *testing.T, bin, suffix, serverCaps string, serverArgs ...string) (client, server string) {
 	t.Helper()
-	id := fmt.Sprintf("%d%s", os.Getpid()%100000, suffix)
-	client, server = "weft-t"+id+"-a", "weft-t"+id+"-b"
-	vethA, vethB := "wt"+id+"a", "wt"+id+"b"
-	for _, ns := range []string{client, server} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		run(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	pair, err := netnspair.Create(netnspair.Options{Name: fmt.Sprintf("t%d%s", os.Getpid()%100000, suffix),
+		ClientIP: clientIP, ServerIP: serverIP, ClientIP6: clientIP6, ServerIP6: serverIP6})
+	if err != nil {
+		t.Fatal(err)
 	}
-	run(t, "ip", "link", "add", vethA, "type", "veth", "peer", "name", vethB)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", vethA).Run() })
-	run(t, "ip", "link", "set", vethA, "netns", client)
-	run(t, "ip", "link", "set", vethB, "netns", server)
-	run(t, "ip", "-n", client, "addr", "add", clientIP+"/24", "dev", vethA)
-	run(t, "ip", "-n", server, "addr", "add", serverIP+"/24", "dev", vethB)
-	run(t, "ip", "-n", client, "addr", "add", clientIP6+"/64", "dev", vethA, "nodad")
-	run(t, "ip", "-n", server, "addr", "add", serverIP6+"/64", "dev", vethB, "nodad")
-	run(t, "ip", "-n", client, "link", "set", vethA, "up")
-	run(t, "ip", "-n", server, "link", "set", vethB, "up")
+	t.Cleanup(func() { pair.Close() })
+	client, server = pair.Client, pair.Server
 	ipt := iptables.DefaultConfig()
 	ipt.IPv6 = true
 
