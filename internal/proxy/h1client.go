@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // h1Client sends HTTP/1.1 requests on pooled connections from the calling
@@ -279,12 +282,19 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 		pc := l[len(l)-1]
 		l[len(l)-1] = nil
 		h.idle[key] = l[:len(l)-1]
-		if now.Sub(pc.since) < h.idleTimeout {
-			h.mu.Unlock()
-			pc.reused = true
-			return pc, nil
+		idle := now.Sub(pc.since)
+		if idle >= h.idleTimeout {
+			pc.c.Close()
+			continue
 		}
-		pc.c.Close()
+		h.mu.Unlock()
+		if idle >= staleCheckAfter && peerClosed(pc.c) {
+			pc.c.Close()
+			h.mu.Lock()
+			continue
+		}
+		pc.reused = true
+		return pc, nil
 	}
 	h.mu.Unlock()
 	c, err := h.dial(ctx, key)
@@ -293,6 +303,34 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 	}
 	lr := &headerLimit{c: c, n: -1}
 	return &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
+}
+
+// staleCheckAfter: a connection idle this long is checked for a close by
+// its server before reuse (servers close idle connections after a few
+// seconds, e.g. Node's 5 s); one busier than that is not (a syscall per
+// request). net/http.Transport's read loop notices such closes at once;
+// a request that still meets one is replayed when it can be (RoundTrip).
+const staleCheckAfter = time.Second
+
+// peerClosed reports whether the server has closed c (or sent bytes
+// nobody asked for), without blocking.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = n > 0 || (err == nil && n == 0) || (err != nil && !errors.Is(err, unix.EAGAIN))
+		return true
+	})
+	return closed || err != nil
 }
 
 // put pools an idle connection (or closes it when the pool is full).

@@ -115,16 +115,19 @@ func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) (addr st
 }
 
 // TestH1ClientRetriesStaleConnection: a pooled connection the server has
-// closed is replaced for a replayable request; a POST is not replayed.
+// closed is replaced for a replayable request; a POST is not replayed, but
+// a connection idle for staleCheckAfter is checked before reuse.
 func TestH1ClientRetriesStaleConnection(t *testing.T) {
 	for _, tc := range []struct {
 		method  string
+		idle    time.Duration
 		wantErr bool
 	}{
-		{"GET", false},
-		{"POST", true},
+		{"GET", 50 * time.Millisecond, false},
+		{"POST", 50 * time.Millisecond, true},
+		{"POST", staleCheckAfter + 200*time.Millisecond, false},
 	} {
-		t.Run(tc.method, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s after %v", tc.method, tc.idle), func(t *testing.T) {
 			// One response per connection, then a close without saying so.
 			addr, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
 				req, err := http.ReadRequest(br)
@@ -139,7 +142,7 @@ func TestH1ClientRetriesStaleConnection(t *testing.T) {
 			if _, got, err := h1Do(t, h, context.Background(), tc.method, addr, "/", nil); err != nil || got != "ok" {
 				t.Fatalf("first request: %q, %v", got, err)
 			}
-			time.Sleep(50 * time.Millisecond) // the server's close arrives
+			time.Sleep(tc.idle) // the server's close arrives
 			_, got, err := h1Do(t, h, context.Background(), tc.method, addr, "/", nil)
 			switch {
 			case tc.wantErr && err == nil:
