@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -85,6 +86,9 @@ func run(args []string) error {
 	level := new(slog.LevelVar)
 	level.Set(lvl)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Cores > 0 {
+		runtime.GOMAXPROCS(cfg.Cores)
+	}
 	reg := metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout, BuildVersion: version.Version})
 	ctx, stopIdentity := context.WithCancel(context.Background())
 	defer stopIdentity()

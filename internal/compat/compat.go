@@ -94,6 +94,10 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
+// EnvProxyCores is how many cores the proxy may use (Linkerd's proxy.cores;
+// the injector sets it from the proxy's CPU limit, rounded up).
+const EnvProxyCores = "LINKERD2_PROXY_CORES"
+
 // Tracing and access logs (set by the jaeger extension's injector and by
 // the access-log annotation; docs/tracing.md).
 const (

@@ -28,6 +28,7 @@ type config struct {
 	shutdownGrace                   string
 	outboundConnect, inboundConnect string
 	resources                       corev1.ResourceRequirements
+	cores                           string // the CPU limit rounded up (LINKERD2_PROXY_CORES)
 	defaultPolicy                   string // config.linkerd.io/default-inbound-policy
 	requireIdentity                 string // ports
 	probes                          string // the app's HTTP probes, PORT/PATH,...
@@ -152,6 +153,11 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		}
 		(*r.list)[r.name] = q
 	}
+	if q, ok := c.resources.Limits[corev1.ResourceCPU]; ok && q.Sign() > 0 {
+		// As Linkerd's injector: the proxy uses as many cores as its
+		// limit, rounded up (Go's own default never goes below 2).
+		c.cores = strconv.FormatInt((q.MilliValue()+999)/1000, 10)
+	}
 	if err := resolvePolicy(&c, w, v, get); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -232,6 +238,7 @@ func proxyContainer(v Values, c config) corev1.Container {
 	}
 	for _, e := range []corev1.EnvVar{
 		{Name: compat.EnvAccessLog, Value: c.accessLog},
+		{Name: compat.EnvProxyCores, Value: c.cores},
 		{Name: compat.EnvInboundConnect, Value: c.inboundConnect},
 		{Name: compat.EnvIngressMode, Value: ifTrue(c.mode == compat.InjectIngress)},
 		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},

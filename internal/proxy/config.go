@@ -94,7 +94,11 @@ type Config struct {
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
 	MetricsIdleTimeout time.Duration
-	LogLevel           string
+	// Cores caps the goroutines running Go code at once (GOMAXPROCS);
+	// 0 leaves Go's default (CPU affinity and the cgroup CPU limit, at
+	// least 2). weft-proxy applies it at start.
+	Cores    int
+	LogLevel string
 }
 
 // IdentityConfig says how the proxy obtains its certificate.

@@ -26,6 +26,12 @@ import (
 // maxAttempts bounds retries of one request (first try included).
 const maxAttempts = 3
 
+// HTTP/1 upstream connection pools (the h1 transport's and h1Client's).
+const (
+	h1IdleTimeout    = 60 * time.Second
+	h1MaxIdlePerHost = 256
+)
+
 func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 	dialer := func(direction string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return func(ctx context.Context, _, addr string) (net.Conn, error) { return p.dial(ctx, direction, addr) }
@@ -39,8 +45,8 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 	h1 = &http.Transport{
 		DialContext:            dial,
 		MaxIdleConns:           0,
-		MaxIdleConnsPerHost:    256,
-		IdleConnTimeout:        60 * time.Second,
+		MaxIdleConnsPerHost:    h1MaxIdlePerHost,
+		IdleConnTimeout:        h1IdleTimeout,
 		ExpectContinueTimeout:  time.Second,
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxHeaderBytes,
@@ -58,6 +64,16 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 		},
 	}
 	return h1, h2
+}
+
+// newH1Client is the direct HTTP/1 path beside the h1 transport, with the
+// same dialer, idle timeout, pool size and response head limit.
+func (p *Proxy) newH1Client() *h1Client {
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		dir, _ := ctx.Value(directionKey{}).(string)
+		return p.dial(ctx, dir, addr)
+	}
+	return newH1Client(dial, h1IdleTimeout, h1MaxIdlePerHost, maxHeaderBytes)
 }
 
 type directionKey struct{}
@@ -244,6 +260,9 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		rt = p.h2
 		out.Header = r.Header.Clone()
 		out.Header.Set(compat.HeaderOrigProto, "HTTP/1.1")
+	}
+	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
+		return p.h1d.RoundTrip(out)
 	}
 	return rt.RoundTrip(out)
 }

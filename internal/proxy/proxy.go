@@ -52,6 +52,7 @@ type Proxy struct {
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
+	h1d      *h1Client       // bodiless HTTP/1.1 requests, beside h1 (h1client.go)
 	outbound *httpServer
 	inbound  *httpServer
 
@@ -169,6 +170,7 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		return nil, fmt.Errorf("tracing and access log: %w", err)
 	}
 	p.h1, p.h2 = p.newTransports()
+	p.h1d = p.newH1Client()
 	p.outbound = p.newHTTPServer(compat.Outbound)
 	p.inbound = p.newHTTPServer(compat.Inbound)
 	return p, nil
@@ -436,6 +438,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	p.h1.CloseIdleConnections()
+	p.h1d.CloseIdleConnections()
 	p.h2.CloseIdleConnections()
 	if p.served != nil { // Start ran: control and admin stop now, in that order
 		p.drainOnce.Do(func() { close(p.drained) })

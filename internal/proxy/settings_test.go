@@ -62,6 +62,7 @@ func TestApplyEnv(t *testing.T) {
 		compat.EnvDestinationSvcName:  "dst.id",
 		compat.EnvPolicySvcName:       "policy.id",
 		compat.EnvLog:                 "", // empty: ignored
+		compat.EnvProxyCores:          "1",
 	}
 	c := DefaultConfig()
 	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
@@ -87,6 +88,7 @@ func TestApplyEnv(t *testing.T) {
 		{"destination identity", c.DestinationName, "dst.id"},
 		{"policy identity", c.PolicyName, "policy.id"},
 		{"log level", c.LogLevel, "info"},
+		{"cores", c.Cores, 1},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -109,6 +111,7 @@ func TestApplyEnvReportsEveryBadValue(t *testing.T) {
 		compat.EnvOpaquePorts:      "70000",
 		compat.EnvBindings:         "nowhere",
 		compat.EnvMetricsLabels:    "novalue",
+		compat.EnvProxyCores:       "-1",
 	}
 	c := DefaultConfig()
 	err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })

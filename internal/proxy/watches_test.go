@@ -103,6 +103,7 @@ func TestDistinctDestinationsReleased(t *testing.T) {
 		settle(t, func() bool { return res.Watches() == 0 && be.subs.Load() == 0 }, 5*idle)
 		client.CloseIdleConnections()
 		p.h1.CloseIdleConnections()
+		p.h1d.CloseIdleConnections()
 		p.h2.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
 		return footprint()

@@ -1,0 +1,396 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// h1Client sends HTTP/1.1 requests on pooled connections from the calling
+// goroutine: it writes the request, reads the response head and hands the
+// body back, with no per-connection read and write goroutines (a request
+// body is written by a goroutine of its own while the response is read).
+// net/http.Transport's two loops and the handoffs between them cost ~15 %
+// of a proxy's CPU at max rate (issue 17). Upgrades and Expect:
+// 100-continue stay on the Transport (h1Usable).
+type h1Client struct {
+	dial        func(ctx context.Context, addr string) (net.Conn, error)
+	idleTimeout time.Duration
+	maxIdle     int // per key
+	maxHeader   int64
+
+	mu    sync.Mutex
+	idle  map[string][]*h1Conn // per pool key, most recently used last
+	sweep *time.Timer          // pending sweep of expired idle connections
+}
+
+// h1Conn is one pooled upstream connection.
+type h1Conn struct {
+	c      net.Conn
+	lr     *headerLimit
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	key    string
+	reused bool
+	since  time.Time // idle since
+}
+
+// headerLimit bounds what a response head may read from the connection;
+// n < 0 is unlimited (the body).
+type headerLimit struct {
+	c net.Conn
+	n int64
+}
+
+var errHeaderTooLong = errors.New("response headers too long")
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.n == 0 {
+		return 0, errHeaderTooLong
+	}
+	if l.n > 0 && int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.c.Read(p)
+	if l.n > 0 {
+		l.n -= int64(n)
+	}
+	return n, err
+}
+
+func newH1Client(dial func(ctx context.Context, addr string) (net.Conn, error), idleTimeout time.Duration, maxIdle int, maxHeader int64) *h1Client {
+	return &h1Client{dial: dial, idleTimeout: idleTimeout, maxIdle: maxIdle, maxHeader: maxHeader, idle: map[string][]*h1Conn{}}
+}
+
+// h1Usable reports whether req can take the direct path: anything but
+// Expect: 100-continue (upgrades are the caller's to keep off it).
+func h1Usable(req *http.Request) bool {
+	_, expect := req.Header["Expect"]
+	return !expect
+}
+
+// replayable reports whether a request that may have reached the server
+// can be sent again after a reused connection failed before any byte of
+// the response (net/http.Transport's rule).
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	return ok
+}
+
+// RoundTrip sends req (see h1Usable) to req.URL.Host's pool and
+// returns the response; its body must be read to EOF or closed.
+func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	for {
+		pc, err := h.get(ctx, req.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := h.send(ctx, pc, req)
+		if err == nil {
+			return resp, nil
+		}
+		pc.c.Close()
+		var re retryableError
+		if errors.As(err, &re) && ctx.Err() == nil {
+			continue // a stale pooled connection: once more on another
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("%w (%v)", ctxErr, err)
+		}
+		return nil, err
+	}
+}
+
+// retryableError: a reused connection failed before the response started.
+type retryableError struct{ error }
+
+func (e retryableError) Unwrap() error { return e.error }
+
+func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	bodied := req.Body != nil && req.Body != http.NoBody
+	var wrote chan error
+	if bodied {
+		// The body goes out while the response is read: a server may
+		// answer before it has read all of it.
+		wrote = make(chan error, 1)
+		go func() { wrote <- writeRequest(pc, req) }()
+	} else if err := writeRequest(pc, req); err != nil {
+		stop()
+		if pc.reused {
+			return nil, retryableError{err}
+		}
+		return nil, err
+	}
+	resp, err := h.readHead(pc, req)
+	if err != nil {
+		stop()
+		if bodied {
+			pc.c.Close()
+			if werr := <-wrote; werr != nil && !errors.Is(err, errHeaderTooLong) {
+				return nil, fmt.Errorf("%w (writing the request: %v)", err, werr)
+			}
+			return nil, err
+		}
+		if pc.reused && replayable(req) && !errors.Is(err, errHeaderTooLong) && errors.Is(err, errNoResponse) {
+			return nil, retryableError{err}
+		}
+		return nil, err
+	}
+	reuse := !resp.Close && !req.Close
+	resp.Body = &h1Body{h: h, pc: pc, body: resp.Body, stop: stop, reuse: reuse, wrote: wrote}
+	return resp, nil
+}
+
+func writeRequest(pc *h1Conn, req *http.Request) error {
+	if err := req.Write(pc.bw); err != nil {
+		return err
+	}
+	return pc.bw.Flush()
+}
+
+// errNoResponse: the connection failed before any byte of a response.
+var errNoResponse = errors.New("connection closed before the response")
+
+// readHead reads the final response head (skipping 1xx) within maxHeader
+// bytes.
+func (h *h1Client) readHead(pc *h1Conn, req *http.Request) (*http.Response, error) {
+	pc.lr.n = h.maxHeader
+	defer func() { pc.lr.n = -1 }()
+	if _, err := pc.br.Peek(1); err != nil {
+		return nil, fmt.Errorf("%w: %w", errNoResponse, err)
+	}
+	for {
+		resp, err := http.ReadResponse(pc.br, req)
+		if err != nil {
+			return nil, fmt.Errorf("reading the response: %w", err)
+		}
+		switch {
+		case resp.StatusCode == http.StatusSwitchingProtocols:
+			return nil, errors.New("upstream switched protocols without being asked to")
+		case resp.StatusCode >= 100 && resp.StatusCode < 200:
+			pc.lr.n = h.maxHeader // informational: the final head follows
+		default:
+			return resp, nil
+		}
+	}
+}
+
+// aLongTimeAgo is a deadline in the past: it interrupts blocked I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// h1Body returns its connection to the pool at EOF, or closes it when the
+// body is closed early, fails, or the connection cannot be reused.
+type h1Body struct {
+	h     *h1Client
+	pc    *h1Conn
+	body  io.ReadCloser
+	stop  func() bool
+	reuse bool
+	wrote chan error   // the request body's writer, when there is one
+	state atomic.Int32 // bodyOpen, bodyEOF, bodyClosed
+}
+
+const (
+	bodyOpen int32 = iota
+	bodyEOF
+	bodyClosed
+)
+
+var errBodyClosed = errors.New("read on a closed response body")
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	switch b.state.Load() {
+	case bodyEOF:
+		return 0, io.EOF
+	case bodyClosed:
+		return 0, errBodyClosed
+	}
+	n, err := b.body.Read(p)
+	if err == nil {
+		return n, nil
+	}
+	end := bodyClosed
+	if err == io.EOF {
+		end = bodyEOF
+	}
+	if !b.state.CompareAndSwap(bodyOpen, end) {
+		return n, err // Close won: it has closed the connection
+	}
+	canceled := !b.stop()
+	if err == io.EOF && b.reuse && !canceled && b.requestWritten() {
+		b.h.put(b.pc)
+		return n, err
+	}
+	b.pc.c.Close()
+	if canceled && err != io.EOF {
+		err = fmt.Errorf("request canceled: %w", err)
+	}
+	return n, err
+}
+
+// requestWritten reports whether the request went out whole, waiting a
+// little for its writer (it may still be flushing the last bytes).
+func (b *h1Body) requestWritten() bool {
+	if b.wrote == nil {
+		return true
+	}
+	select {
+	case err := <-b.wrote:
+		return err == nil
+	default:
+	}
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case err := <-b.wrote:
+		return err == nil
+	case <-t.C:
+		return false
+	}
+}
+
+// Close before EOF closes the connection: draining could take forever.
+func (b *h1Body) Close() error {
+	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
+		b.stop()
+		b.pc.c.Close()
+	}
+	return nil
+}
+
+// get returns an idle connection for key, or dials one.
+func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
+	now := time.Now()
+	h.mu.Lock()
+	for l := h.idle[key]; len(l) > 0; l = h.idle[key] {
+		pc := l[len(l)-1]
+		l[len(l)-1] = nil
+		h.idle[key] = l[:len(l)-1]
+		idle := now.Sub(pc.since)
+		if idle >= h.idleTimeout {
+			pc.c.Close()
+			continue
+		}
+		h.mu.Unlock()
+		if idle >= staleCheckAfter && peerClosed(pc.c) {
+			pc.c.Close()
+			h.mu.Lock()
+			continue
+		}
+		pc.reused = true
+		return pc, nil
+	}
+	h.mu.Unlock()
+	c, err := h.dial(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	lr := &headerLimit{c: c, n: -1}
+	return &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
+}
+
+// staleCheckAfter: a connection idle this long is checked for a close by
+// its server before reuse (servers close idle connections after a few
+// seconds, e.g. Node's 5 s); one busier than that is not (a syscall per
+// request). net/http.Transport's read loop notices such closes at once;
+// a request that still meets one is replayed when it can be (RoundTrip).
+const staleCheckAfter = time.Second
+
+// peerClosed reports whether the server has closed c (or sent bytes
+// nobody asked for), without blocking.
+func peerClosed(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	closed := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		closed = n > 0 || (err == nil && n == 0) || (err != nil && !errors.Is(err, unix.EAGAIN))
+		return true
+	})
+	return closed || err != nil
+}
+
+// put pools an idle connection (or closes it when the pool is full).
+func (h *h1Client) put(pc *h1Conn) {
+	if pc.br.Buffered() > 0 { // bytes after the response: not a clean connection
+		pc.c.Close()
+		return
+	}
+	pc.since = time.Now()
+	h.mu.Lock()
+	l := h.idle[pc.key]
+	if len(l) >= h.maxIdle {
+		h.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	h.idle[pc.key] = append(l, pc)
+	if h.sweep == nil {
+		h.sweep = time.AfterFunc(h.idleTimeout, h.expire)
+	}
+	h.mu.Unlock()
+}
+
+// expire closes connections idle longer than idleTimeout, and comes back
+// while any are pooled.
+func (h *h1Client) expire() {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.sweep = nil
+	for k, l := range h.idle {
+		kept := l[:0]
+		for _, pc := range l {
+			if now.Sub(pc.since) >= h.idleTimeout {
+				pc.c.Close()
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(l[len(kept):])
+		if len(kept) == 0 {
+			delete(h.idle, k)
+		} else {
+			h.idle[k] = kept
+		}
+	}
+	if len(h.idle) > 0 {
+		h.sweep = time.AfterFunc(h.idleTimeout/2, h.expire)
+	}
+}
+
+// CloseIdleConnections closes every pooled connection; later idle ones
+// are pooled again (as net/http.Transport's).
+func (h *h1Client) CloseIdleConnections() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, l := range h.idle {
+		for _, pc := range l {
+			pc.c.Close()
+		}
+		delete(h.idle, k)
+	}
+}
