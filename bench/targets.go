@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // targets in report order; "direct" first, as the baseline.
@@ -193,69 +195,60 @@ func startNaive(b *bench) (string, []*proc, error) {
 }
 
 // weft starts one weft-proxy with its own loopback ports plus extra flags.
-func (b *bench) weft(name string, extra ...string) (*proc, string, error) {
-	addrs := make([]string, 4)
-	for i := range addrs {
-		a, err := listenAddr()
-		if err != nil {
-			return nil, "", err
-		}
-		addrs[i] = a
-	}
+func (b *bench) weft(name string, extra ...string) (*proc, map[string]string, error) {
 	bin := b.weftBin
 	if bin == "" {
 		bin = filepath.Join(b.bin, "weft-proxy")
 	}
-	args := append([]string{bin, "--log-level", "warn",
-		"--admin-addr", addrs[0], "--control-addr", addrs[1], "--outbound-addr", addrs[2], "--inbound-addr", addrs[3]}, extra...)
+	// Every listener on port 0, reported in the address file: no port is
+	// picked in advance for a fortio connection to take first.
+	addrFile := filepath.Join(b.dir, name+".addrs.json")
+	os.Remove(addrFile)
+	args := append([]string{bin, "--log-level", "warn", "--addr-file", addrFile,
+		"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--outbound-addr", "127.0.0.1:0", "--inbound-addr", "127.0.0.1:0"}, extra...)
 	var env []string
 	var pprofAddr string
 	if b.o.profile != "" && b.weftBin == "" {
 		a, err := listenAddr()
 		if err != nil {
-			return nil, "", err
+			return nil, nil, err
 		}
 		pprofAddr = a
 		env = []string{"WEFT_PPROF_ADDR=" + a}
 	}
 	p, err := startProcEnv(b.dir, name, proxyCPU, env, args...)
 	if err != nil {
-		return nil, "", err
+		return nil, nil, err
 	}
 	p.pprof = pprofAddr
-	if err := waitHTTP("http://"+addrs[0]+"/ready", 10*time.Second); err != nil {
-		p.stop()
-		return nil, "", err
+	addrs, err := serving.ReadAddrFile(addrFile, 10*time.Second, p.done)
+	if err == nil {
+		err = waitHTTP("http://"+addrs["admin"]+"/ready", 10*time.Second)
 	}
-	return p, addrs[3], nil
+	if err != nil {
+		p.stop()
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, addrs, nil
 }
 
 func startWeft(b *bench) (string, []*proc, error) {
-	bind, err := listenAddr()
+	p, addrs, err := b.weft("weft", "--dst", "backend:80="+b.backend, "--bind", "127.0.0.1:0=backend:80")
 	if err != nil {
 		return "", nil, err
 	}
-	p, _, err := b.weft("weft", "--dst", "backend:80="+b.backend, "--bind", bind+"=backend:80")
-	if err != nil {
-		return "", nil, err
-	}
-	return b.url(bind), []*proc{p}, nil
+	return b.url(addrs["bind backend:80"]), []*proc{p}, nil
 }
 
 func startWeftPair(b *bench) (string, []*proc, error) {
-	in, inbound, err := b.weft("weft-in", "--inbound-forward", b.backend)
+	in, inAddrs, err := b.weft("weft-in", "--inbound-forward", b.backend)
 	if err != nil {
 		return "", nil, err
 	}
-	bind, err := listenAddr()
-	if err != nil {
-		in.stop()
-		return "", nil, err
-	}
-	out, _, err := b.weft("weft-out", "--dst", "backend:80=weft://"+inbound, "--bind", bind+"=backend:80")
+	out, outAddrs, err := b.weft("weft-out", "--dst", "backend:80=weft://"+inAddrs["inbound"], "--bind", "127.0.0.1:0=backend:80")
 	if err != nil {
 		in.stop()
 		return "", nil, err
 	}
-	return b.url(bind), []*proc{out, in}, nil
+	return b.url(outAddrs["bind backend:80"]), []*proc{out, in}, nil
 }
