@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftmesh/weft/bench/harness"
 	"github.com/weftmesh/weft/internal/imagebuild"
 )
 
@@ -96,7 +97,7 @@ func (b *bench) endTarget() {
 }
 
 func run(o options) error {
-	fortio, err := findFortio(o.fortio)
+	fortio, err := harness.FindFortio(o.fortio)
 	if err != nil {
 		return err
 	}
@@ -148,11 +149,11 @@ func run(o options) error {
 		return err
 	}
 	b.procs = append(b.procs, be)
-	if err := waitHTTP("http://"+b.backend+"/echo", 10*time.Second); err != nil {
+	if err := harness.WaitHTTP("http://"+b.backend+"/echo", 10*time.Second); err != nil {
 		return fmt.Errorf("fortio backend: %w", err)
 	}
 
-	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: harness.Machine("at start"), Duration: o.duration.String(), QPS: o.qps, Conns: o.conns, BodySize: o.size}
 	if err := nsReady(); err != nil {
 		rep.Layout = "not run: " + err.Error()
 	} else {
@@ -327,24 +328,4 @@ func maxInt(a, b int64) int64 {
 		return a
 	}
 	return b
-}
-
-func findFortio(flagged string) (string, error) {
-	if flagged != "" {
-		return flagged, nil
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		if p := filepath.Join(home, ".cache/weft/bin/fortio"); fileExists(p) {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("fortio"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("fortio not found: GOBIN=$HOME/.cache/weft/bin go install fortio.org/fortio@v1.66.5")
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }

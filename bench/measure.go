@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/bench/harness"
 )
 
 // kind is the load a target gets.
@@ -89,7 +91,7 @@ func (b *bench) clientCmd(args ...string) []string {
 // waitURL waits for url to answer 200 from where the load generator runs.
 func (b *bench) waitURL(url string, h2 bool) error {
 	if b.clientNS == "" {
-		return waitHTTP(url, 15*time.Second)
+		return harness.WaitHTTP(url, 15*time.Second)
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	args := []string{"curl", "-sf", "-o", "/dev/null", "--max-time", "2"}
@@ -185,12 +187,12 @@ func (w *gcWatch) into(row *Row) {
 			continue
 		}
 		f.Seek(w.offsets[i], io.SeekStart)
-		pauses = append(pauses, gcPauses(f)...)
+		pauses = append(pauses, harness.Pauses(harness.ParseGCTrace(f))...)
 		f.Close()
 	}
 	row.GCPauses = len(pauses)
-	row.GCPauseP999Us = percentile(pauses, 99.9)
-	row.GCPauseMaxUs = percentile(pauses, 100)
+	row.GCPauseP999Us = harness.Percentile(pauses, 99.9)
+	row.GCPauseMaxUs = harness.Percentile(pauses, 100)
 	row.GCMeasured = true
 }
 
@@ -228,7 +230,7 @@ func (b *bench) measureH2(name, url string, procs []*proc) (*Row, error) {
 	}
 	row.Requests, row.FixedQPS, row.RSSLoadKiB = fixed.succeeded, fixed.rps, u.peakKiB
 	row.CPUPer10k = u.cpu / float64(fixed.succeeded) * 10000
-	row.P50Ms, row.P99Ms, row.P999Ms, row.MaxMs = percentile(lat, 50), percentile(lat, 99), percentile(lat, 99.9), percentile(lat, 100)
+	row.P50Ms, row.P99Ms, row.P999Ms, row.MaxMs = harness.Percentile(lat, 50), harness.Percentile(lat, 99), harness.Percentile(lat, 99.9), harness.Percentile(lat, 100)
 	pr := b.startProfiles(name, procs, b.o.duration)
 	max, err := b.h2load(h2load, "-c", "16", "-m", "10", "-D", b.o.duration.String(), url)
 	if perr := pr.wait(); perr != nil && err == nil {

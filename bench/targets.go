@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/bench/harness"
 	"github.com/weftmesh/weft/internal/serving"
 )
 
@@ -223,7 +224,7 @@ func (b *bench) weft(name string, extra ...string) (*proc, map[string]string, er
 	p.pprof = pprofAddr
 	addrs, err := serving.ReadAddrFile(addrFile, 10*time.Second, p.done)
 	if err == nil {
-		err = waitHTTP("http://"+addrs["admin"]+"/ready", 10*time.Second)
+		err = harness.WaitHTTP("http://"+addrs["admin"]+"/ready", 10*time.Second)
 	}
 	if err != nil {
 		p.stop()

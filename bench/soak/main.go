@@ -25,11 +25,11 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/weftmesh/weft/bench/harness"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/imagebuild"
 )
@@ -73,7 +73,7 @@ func run(o options) (*Report, error) {
 	if o.duration <= 0 || o.interval <= 0 || o.qps <= 0 || o.conns <= 0 {
 		return nil, errors.New("-duration, -interval, -qps and -c must be positive")
 	}
-	fortio, err := findFortio(o.fortio)
+	fortio, err := harness.FindFortio(o.fortio)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ loop:
 		// its start, up to the count at its end.
 		pauses := gcPauses(string(b), ss[0].GCCount+1, ss[len(ss)-1].GCCount)
 		if len(pauses) > 0 {
-			res[i].GCPauseP50Us, res[i].GCPauseP999Us, res[i].GCPauseMaxUs = percentile(pauses, 50), percentile(pauses, 99.9), percentile(pauses, 100)
+			res[i].GCPauseP50Us, res[i].GCPauseP999Us, res[i].GCPauseMaxUs = harness.Percentile(pauses, 50), harness.Percentile(pauses, 99.9), harness.Percentile(pauses, 100)
 		}
 	}
 	rep.judge(res)
@@ -306,44 +306,4 @@ func mtlsPeer(ctx context.Context, c *http.Client, in *proc) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s served no request over mTLS from %s: is the pair meshed?", in.name, want)
-}
-
-func findFortio(flagged string) (string, error) {
-	if flagged != "" {
-		return flagged, nil
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		if p := filepath.Join(home, ".cache/weft/bin/fortio"); fileExists(p) {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("fortio"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("fortio not found: make bench-tools")
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-// waitHTTP polls url until it answers 200.
-func waitHTTP(url string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	c := &http.Client{Timeout: time.Second}
-	for {
-		resp, err := c.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = errors.New("status " + strconv.Itoa(resp.StatusCode))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering 200 after %v: %w", url, timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/weftmesh/weft/bench/harness"
 	"github.com/weftmesh/weft/bench/meshpair"
 )
 
@@ -73,7 +74,7 @@ func startPair(dir, proxyBin, ctlBin, fortio, path string) (_ *pair, err error) 
 		"-grpc-port", "disabled", "-redirect-port", "disabled"); err != nil {
 		return nil, err
 	}
-	if err := waitHTTP("http://"+backend+"/echo", 10*time.Second); err != nil {
+	if err := harness.WaitHTTP("http://"+backend+"/echo", 10*time.Second); err != nil {
 		return nil, fmt.Errorf("fortio backend: %w", err)
 	}
 	env := func(w meshpair.Workload) ([]string, error) {
@@ -110,7 +111,7 @@ func startPair(dir, proxyBin, ctlBin, fortio, path string) (_ *pair, err error) 
 		return nil, err
 	}
 	pr.url = "http://" + bind + path
-	if err := waitHTTP(pr.url, 15*time.Second); err != nil {
+	if err := harness.WaitHTTP(pr.url, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("through the pair: %w", err)
 	}
 	return pr, nil

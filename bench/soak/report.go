@@ -7,10 +7,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/weftmesh/weft/bench/harness"
 )
 
 // fortioResult is the part of fortio's -json output the soak reads.
@@ -105,7 +106,7 @@ type Report struct {
 }
 
 func newReport(o options, peer string) *Report {
-	return &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Duration: o.duration.String(),
+	return &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: harness.Machine("at the end"), Duration: o.duration.String(),
 		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, MTLSPeer: peer, Limits: o.limits,
 		Proxy: proxyDescription(o.proxyBin)}
 }
@@ -168,7 +169,7 @@ func (r *Report) Markdown() string {
 			p.GoroutinesIdle, p.GoroutinesBefore, p.GoroutinesPeak, p.GoroutinesAfter, p.GCs,
 			p.GCPauseP50Us, p.GCPauseP999Us, p.GCPauseMaxUs)
 	}
-	b.WriteString("\nGC pauses: both stop-the-world phases of each collection during the load, from `GODEBUG=gctrace=1`.\n\n## Samples\n\n")
+	b.WriteString("\nGC pauses: each stop-the-world pause (two per collection: sweep and mark termination) during the load, from `GODEBUG=gctrace=1`.\n\n## Samples\n\n")
 	b.WriteString("| t (s) |")
 	for _, p := range r.Proxies {
 		fmt.Fprintf(&b, " %s RSS (MiB) | goroutines | GCs |", p.Name)
@@ -199,24 +200,3 @@ func (r *Report) Markdown() string {
 }
 
 func mib(kib int64) float64 { return float64(kib) / 1024 }
-
-// machine describes where the soak ran, with the load average at its end
-// (other work on a shared machine shows in the numbers).
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	load := "unknown"
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		if f := strings.Fields(string(b)); len(f) >= 3 {
-			load = strings.Join(f[:3], " ")
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs, load average at the end %s", model, runtime.NumCPU(), load)
-}

@@ -2,10 +2,10 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/weftmesh/weft/bench/harness"
 )
 
 // Sample is one reading of one proxy.
@@ -53,7 +53,7 @@ type ProxyResult struct {
 	SlopeMiBPerMin float64 `json:"slope_mib_per_min"`
 	SlopeJudged    bool    `json:"slope_judged"`
 	GCs            int64   `json:"gcs"` // collections during the load
-	// GC pauses (stop-the-world, sum of a cycle's two pauses, from
+	// GC pauses (each stop-the-world pause, two per collection, from
 	// GODEBUG=gctrace=1) of the collections during the load.
 	GCPauseP50Us  float64 `json:"gc_pause_p50_us"`
 	GCPauseP999Us float64 `json:"gc_pause_p999_us"`
@@ -118,54 +118,12 @@ func slope(xs, ys []float64) float64 {
 	return num / den
 }
 
-// gcPauses reads the stop-the-world pauses, in microseconds, of the
-// collections numbered from first to last (inclusive) from a Go program's
-// GODEBUG=gctrace=1 output: "gc 12 @3.4s 1%: 0.018+1.2+0.025 ms clock, …",
-// where the first and third clock times are the two pauses.
+// gcPauses is every stop-the-world pause (µs, two per collection) of
+// collections first to last in a GODEBUG=gctrace=1 log: the ones that
+// happened during the load.
 func gcPauses(log string, first, last int64) []float64 {
-	var out []float64
-	for _, line := range strings.Split(log, "\n") {
-		rest, ok := strings.CutPrefix(line, "gc ")
-		if !ok {
-			continue
-		}
-		numS, rest, ok := strings.Cut(rest, " ")
-		if !ok {
-			continue
-		}
-		num, err := strconv.ParseInt(numS, 10, 64)
-		if err != nil || num < first || num > last {
-			continue
-		}
-		_, rest, ok = strings.Cut(rest, ": ")
-		if !ok {
-			continue
-		}
-		clock, _, ok := strings.Cut(rest, " ms clock")
-		if !ok {
-			continue
-		}
-		parts := strings.Split(clock, "+")
-		if len(parts) != 3 {
-			continue
-		}
-		a, err1 := strconv.ParseFloat(parts[0], 64)
-		c, err2 := strconv.ParseFloat(parts[2], 64)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out = append(out, (a+c)*1000)
-	}
-	return out
-}
-
-// percentile is the nearest-rank percentile p (0–100) of vs; NaN if empty.
-func percentile(vs []float64, p float64) float64 {
-	if len(vs) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
+	gcs := slices.DeleteFunc(harness.ParseGCTrace(strings.NewReader(log)), func(g harness.GC) bool {
+		return g.Num < first || g.Num > last
+	})
+	return harness.Pauses(gcs)
 }
