@@ -7,7 +7,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -139,11 +137,9 @@ func run(o options) error {
 	if out, err := build.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	port, err := freePort()
-	if err != nil {
+	if b.backend, err = harness.FreeAddr(); err != nil {
 		return err
 	}
-	b.backend = "127.0.0.1:" + strconv.Itoa(port)
 	be, err := startProc(dir, "backend", 0, fortio, "server", "-http-port", b.backend, "-grpc-port", "disabled", "-redirect-port", "disabled")
 	if err != nil {
 		return err
@@ -256,8 +252,8 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	ok, total := fixed.ok200()
-	row.Requests, row.Non200 = total, total-ok
+	total, failed := fixed.Counts()
+	row.Requests, row.Non200 = total, failed
 	if row.Non200 > 0 || total == 0 {
 		return nil, fmt.Errorf("%d of %d requests at the fixed rate did not get 200", row.Non200, total)
 	}
@@ -265,7 +261,7 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 		row.CPUPer10k = (cpu() - cpu0) / float64(total) * 10000
 	}
 	row.FixedQPS = fixed.ActualQPS
-	row.P50Ms, row.P99Ms, row.P999Ms = fixed.percentileMs(50), fixed.percentileMs(99), fixed.percentileMs(99.9)
+	row.P50Ms, row.P99Ms, row.P999Ms = fixed.PercentileMs(50), fixed.PercentileMs(99), fixed.PercentileMs(99.9)
 	row.MaxMs = fixed.DurationHistogram.Max * 1000
 	pr := b.startProfiles(name, procs, b.o.duration)
 	max, err := b.load(name+"-max", url, 0)
@@ -275,8 +271,8 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ok, total := max.ok200(); ok != total || total == 0 {
-		return nil, fmt.Errorf("%d of %d requests at max rate did not get 200", total-ok, total)
+	if total, failed := max.Counts(); failed > 0 || total == 0 {
+		return nil, fmt.Errorf("%d of %d requests at max rate did not get 200", failed, total)
 	}
 	row.MaxQPS = max.ActualQPS
 	return row, nil
@@ -297,23 +293,10 @@ func (o options) selected(name string) bool {
 }
 
 // load runs fortio on CPU 0 and parses its JSON.
-func (b *bench) load(name, url string, qps int) (*fortioResult, error) {
+func (b *bench) load(name, url string, qps int) (*harness.FortioResult, error) {
 	jsonPath := filepath.Join(b.dir, name+".json")
-	args := []string{"load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(b.o.conns), "-t", b.o.duration.String(),
-		"-p", "50,99,99.9", "-json", jsonPath, "-quiet", "-timeout", "5s", "-payload-size", "0", url}
-	argv := b.clientCmd(append([]string{b.o.fortio}, args...)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("fortio load: %v: %s", err, stderr.String())
-	}
-	f, err := os.Open(jsonPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseFortio(f)
+	argv := b.clientCmd(harness.FortioArgs(b.o.fortio, jsonPath, url, qps, b.o.conns, b.o.duration)...)
+	return harness.RunFortio(argv, jsonPath)
 }
 
 func (b *bench) stopAll() {

@@ -1,58 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 )
-
-// fortioResult is the part of fortio's -json output the benchmark reads.
-type fortioResult struct {
-	ActualQPS         float64
-	ActualDuration    int64 // nanoseconds
-	RetCodes          map[string]int64
-	DurationHistogram struct {
-		Count       int64
-		Max         float64
-		Percentiles []struct {
-			Percentile float64
-			Value      float64 // seconds
-		}
-	}
-	ErrorsDurationHistogram struct {
-		Count int64
-	}
-}
-
-func parseFortio(r io.Reader) (*fortioResult, error) {
-	var f fortioResult
-	if err := json.NewDecoder(r).Decode(&f); err != nil {
-		return nil, fmt.Errorf("parsing fortio JSON: %w", err)
-	}
-	return &f, nil
-}
-
-// percentileMs returns the percentile in milliseconds, or -1 if absent.
-func (f *fortioResult) percentileMs(p float64) float64 {
-	for _, q := range f.DurationHistogram.Percentiles {
-		if q.Percentile == p {
-			return q.Value * 1000
-		}
-	}
-	return -1
-}
-
-// ok200 is the share of 200 responses among all requests.
-func (f *fortioResult) ok200() (ok, total int64) {
-	for code, n := range f.RetCodes {
-		total += n
-		if code == "200" {
-			ok += n
-		}
-	}
-	return ok, total
-}
 
 // Row is one target's results.
 type Row struct {

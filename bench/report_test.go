@@ -6,31 +6,6 @@ import (
 	"testing"
 )
 
-func TestParseFortio(t *testing.T) {
-	f, err := os.Open("testdata/fortio.json") // a real 1s fortio run at 200 qps
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := parseFortio(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ok, total := r.ok200()
-	if ok != 200 || total != 200 {
-		t.Errorf("200s = %d of %d, want 200 of 200", ok, total)
-	}
-	tests := []struct {
-		p    float64
-		want float64
-	}{{50, 0.5784}, {99, 4.0}, {99.9, 7.6221}, {75, -1}}
-	for _, tt := range tests {
-		if got := r.percentileMs(tt.p); got < tt.want-0.001 || got > tt.want+0.001 {
-			t.Errorf("p%v = %.4f ms, want %.4f", tt.p, got, tt.want)
-		}
-	}
-}
-
 func TestEvaluateAndMarkdown(t *testing.T) {
 	rep := &Report{Machine: "Test CPU, 2 CPUs", Rows: []Row{
 		{Target: "direct", MaxQPS: 20000},

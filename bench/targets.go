@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -73,11 +72,6 @@ func (b *bench) url(hostport string) string {
 // proxyCPU is where proxies run; the load generator and backend use CPU 0.
 const proxyCPU = 1
 
-func listenAddr() (string, error) {
-	p, err := freePort()
-	return "127.0.0.1:" + strconv.Itoa(p), err
-}
-
 func startHAProxy(b *bench) (string, []*proc, error) {
 	addr, p, err := b.haproxy("haproxy", b.backend)
 	if err != nil {
@@ -108,7 +102,7 @@ func (b *bench) haproxy(name, backend string) (string, *proc, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
 	}
-	addr, err := listenAddr()
+	addr, err := harness.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
@@ -144,7 +138,7 @@ func startNginx(b *bench) (string, []*proc, error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("nginx not installed (apt-get install nginx-light)")
 	}
-	addr, err := listenAddr()
+	addr, err := harness.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
@@ -184,7 +178,7 @@ http {
 }
 
 func startNaive(b *bench) (string, []*proc, error) {
-	addr, err := listenAddr()
+	addr, err := harness.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
@@ -210,7 +204,7 @@ func (b *bench) weft(name string, extra ...string) (*proc, map[string]string, er
 	var env []string
 	var pprofAddr string
 	if b.o.profile != "" && b.weftBin == "" {
-		a, err := listenAddr()
+		a, err := harness.FreeAddr()
 		if err != nil {
 			return nil, nil, err
 		}

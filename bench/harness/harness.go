@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -154,4 +155,18 @@ func Percentile(xs []float64, p float64) float64 {
 	slices.Sort(s)
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
 	return s[min(max(i, 0), len(s)-1)]
+}
+
+// FreeAddr is a loopback address nothing listened on a moment ago, for a
+// third-party binary that must be told its port and cannot bind port 0
+// and say where (fortio's server, haproxy, nginx). Another process may
+// take the port before the binary binds it; weft's binaries bind port 0
+// and report their addresses (--addr-file) instead.
+func FreeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
 }

@@ -187,7 +187,7 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 	log.Printf("load: %v at %d rps, sampling every %v", o.duration, o.qps, o.interval)
 	start := time.Now()
 	type fortioDone struct {
-		r   *fortioResult
+		r   *harness.FortioResult
 		err error
 	}
 	done := make(chan fortioDone, 1)
@@ -259,11 +259,11 @@ loop:
 	}
 
 	rep := newReport(o, peer)
-	rep.WarmupRequests, rep.WarmupFailures = warm.counts()
-	rep.Requests, rep.Failures = load.r.counts()
+	rep.WarmupRequests, rep.WarmupFailures = warm.Counts()
+	rep.Requests, rep.Failures = load.r.Counts()
 	rep.RetCodes = load.r.RetCodes
 	rep.ActualQPS = load.r.ActualQPS
-	rep.P50Ms, rep.P99Ms, rep.P999Ms = load.r.percentileMs(50), load.r.percentileMs(99), load.r.percentileMs(99.9)
+	rep.P50Ms, rep.P99Ms, rep.P999Ms = load.r.PercentileMs(50), load.r.PercentileMs(99), load.r.PercentileMs(99.9)
 	for i, p := range proxies {
 		ss := res[i].Samples
 		b, err := os.ReadFile(p.log)

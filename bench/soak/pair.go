@@ -2,10 +2,12 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/weftmesh/weft/bench/harness"
 	"github.com/weftmesh/weft/bench/meshpair"
+	"github.com/weftmesh/weft/internal/serving"
 )
 
 // authority is the logical destination the client calls through the
@@ -51,65 +53,62 @@ func startPair(dir, proxyBin, ctlBin, fortio, path string) (_ *pair, err error) 
 			pr.stop()
 		}
 	}()
-	start := func(name string, env []string, admin string, args ...string) (*proc, error) {
+	start := func(name string, env []string, args ...string) (*proc, error) {
 		p, err := startProc(dir, name, env, args...)
 		if err != nil {
 			return nil, err
 		}
 		pr.procs = append(pr.procs, p)
-		p.admin = admin
 		return p, nil
 	}
 	if pr.cp, err = meshpair.Start(meshpair.Options{Controller: ctlBin, Dir: dir, IdentityAddr: "127.0.0.1:0",
 		IdentityAdmin: "127.0.0.1:0", Workloads: []meshpair.Workload{clientWorkload, serverWorkload}}); err != nil {
 		return nil, err
 	}
-	// backend, inbound proxy's 4, outbound's 4 + bind.
-	a, err := freeAddrs(10)
+	// fortio's server cannot report its port: the one address picked in
+	// advance. The proxies bind port 0 and say where (--addr-file).
+	backend, err := harness.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	backend := a[0]
-	if pr.backend, err = start("backend", nil, "", fortio, "server", "-http-port", backend,
+	if pr.backend, err = start("backend", nil, fortio, "server", "-http-port", backend,
 		"-grpc-port", "disabled", "-redirect-port", "disabled"); err != nil {
 		return nil, err
 	}
 	if err := harness.WaitHTTP("http://"+backend+"/echo", 10*time.Second); err != nil {
 		return nil, fmt.Errorf("fortio backend: %w", err)
 	}
-	env := func(w meshpair.Workload) ([]string, error) {
+	proxy := func(name string, w meshpair.Workload, args ...string) (*proc, map[string]string, error) {
 		env, err := pr.cp.ProxyEnv(w)
+		if err != nil {
+			return nil, nil, err
+		}
 		// Every collection's pauses in the log, for the GC pause percentiles.
-		return append(env, "GODEBUG=gctrace=1"), err
+		env = append(env, "GODEBUG=gctrace=1")
+		addrFile := filepath.Join(dir, name+".addrs.json")
+		p, err := start(name, env, append([]string{proxyBin, "--log-level", "warn", "--addr-file", addrFile,
+			"--admin-addr", "127.0.0.1:0", "--control-addr", "127.0.0.1:0", "--outbound-addr", "127.0.0.1:0",
+			"--inbound-addr", "127.0.0.1:0"}, args...)...)
+		if err != nil {
+			return nil, nil, err
+		}
+		addrs, err := serving.ReadAddrFile(addrFile, 30*time.Second, p.done)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w:\n%s", name, err, p.tail())
+		}
+		p.admin = addrs["admin"]
+		return p, addrs, p.waitReady(30 * time.Second)
 	}
-	ports := func(p []string) []string {
-		return []string{"--log-level", "warn", "--admin-addr", p[0], "--control-addr", p[1], "--outbound-addr", p[2], "--inbound-addr", p[3]}
-	}
-	inPorts, outPorts, bind := a[1:5], a[5:9], a[9]
-	inEnv, err := env(serverWorkload)
-	if err != nil {
+	var inAddrs, outAddrs map[string]string
+	if pr.in, inAddrs, err = proxy("proxy-in", serverWorkload, "--inbound-forward", backend); err != nil {
 		return nil, err
 	}
-	if pr.in, err = start("proxy-in", inEnv, inPorts[0],
-		append(append([]string{proxyBin}, ports(inPorts)...), "--inbound-forward", backend)...); err != nil {
+	if pr.out, outAddrs, err = proxy("proxy-out", clientWorkload,
+		"--dst", authority+"=weft://"+serverWorkload.Identity()+"@"+inAddrs["inbound"],
+		"--bind", "127.0.0.1:0="+authority); err != nil {
 		return nil, err
 	}
-	if err := pr.in.waitReady(30 * time.Second); err != nil {
-		return nil, err
-	}
-	outEnv, err := env(clientWorkload)
-	if err != nil {
-		return nil, err
-	}
-	if pr.out, err = start("proxy-out", outEnv, outPorts[0],
-		append(append([]string{proxyBin}, ports(outPorts)...),
-			"--dst", authority+"=weft://"+serverWorkload.Identity()+"@"+inPorts[3],
-			"--bind", bind+"="+authority)...); err != nil {
-		return nil, err
-	}
-	if err := pr.out.waitReady(30 * time.Second); err != nil {
-		return nil, err
-	}
+	bind := outAddrs["bind "+authority]
 	pr.url = "http://" + bind + path
 	if err := harness.WaitHTTP(pr.url, 15*time.Second); err != nil {
 		return nil, fmt.Errorf("through the pair: %w", err)

@@ -1,81 +1,18 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
-	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/weftmesh/weft/bench/harness"
 )
 
-// fortioResult is the part of fortio's -json output the soak reads.
-type fortioResult struct {
-	ActualQPS         float64
-	RetCodes          map[string]int64
-	DurationHistogram struct {
-		Count       int64
-		Percentiles []struct {
-			Percentile float64
-			Value      float64 // seconds
-		}
-	}
-	ErrorsDurationHistogram struct {
-		Count int64
-	}
-}
-
 // runFortio loads url at qps over conns connections for d and parses
 // fortio's JSON.
-func runFortio(fortio, jsonPath, url string, qps, conns int, d time.Duration) (*fortioResult, error) {
-	cmd := exec.Command(fortio, "load", "-qps", strconv.Itoa(qps), "-c", strconv.Itoa(conns), "-t", d.String(),
-		"-p", "50,99,99.9", "-json", jsonPath, "-quiet", "-timeout", "5s", "-payload-size", "0", url)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("fortio load: %v: %s", err, stderr.String())
-	}
-	f, err := os.Open(jsonPath)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return parseFortio(f)
-}
-
-func parseFortio(r io.Reader) (*fortioResult, error) {
-	var f fortioResult
-	if err := json.NewDecoder(r).Decode(&f); err != nil {
-		return nil, fmt.Errorf("parsing fortio JSON: %w", err)
-	}
-	return &f, nil
-}
-
-// counts returns all requests and those that did not get a 200 (fortio
-// counts connection errors under code -1).
-func (f *fortioResult) counts() (total, failed int64) {
-	for code, n := range f.RetCodes {
-		total += n
-		if code != "200" {
-			failed += n
-		}
-	}
-	return total, failed
-}
-
-// percentileMs returns the percentile in milliseconds, or -1 if absent.
-func (f *fortioResult) percentileMs(p float64) float64 {
-	for _, q := range f.DurationHistogram.Percentiles {
-		if q.Percentile == p {
-			return q.Value * 1000
-		}
-	}
-	return -1
+func runFortio(fortio, jsonPath, url string, qps, conns int, d time.Duration) (*harness.FortioResult, error) {
+	return harness.RunFortio(harness.FortioArgs(fortio, jsonPath, url, qps, conns, d), jsonPath)
 }
 
 // Report is the soak's result.

@@ -206,21 +206,3 @@ func TestReportJudge(t *testing.T) {
 		}
 	}
 }
-
-func TestFortioCounts(t *testing.T) {
-	f, err := parseFortio(strings.NewReader(`{"ActualQPS": 999.5, "RetCodes": {"200": 990, "503": 7, "-1": 3},
-		"DurationHistogram": {"Count": 1000, "Percentiles": [{"Percentile": 99, "Value": 0.0021}]}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	total, failed := f.counts()
-	if total != 1000 || failed != 10 {
-		t.Errorf("counts = %d, %d; want 1000, 10", total, failed)
-	}
-	if got := f.percentileMs(99); math.Abs(got-2.1) > 1e-9 {
-		t.Errorf("p99 = %v ms, want 2.1", got)
-	}
-	if got := f.percentileMs(50); got != -1 {
-		t.Errorf("absent p50 = %v, want -1", got)
-	}
-}
