@@ -129,7 +129,15 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 		// The body goes out while the response is read: a server may
 		// answer before it has read all of it.
 		wrote = make(chan error, 1)
-		go func() { wrote <- writeRequest(pc, req) }()
+		go func() {
+			err := writeRequest(pc, req)
+			if err != nil {
+				// The request cannot be finished (the client's body failed,
+				// or the server went away): stop waiting for its answer.
+				pc.c.Close()
+			}
+			wrote <- err
+		}()
 	} else if err := writeRequest(pc, req); err != nil {
 		stop()
 		if pc.reused {
@@ -142,7 +150,10 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 		stop()
 		if bodied {
 			pc.c.Close()
-			if werr := <-wrote; werr != nil && !errors.Is(err, errHeaderTooLong) {
+			// The writer may be blocked reading a stalled client body: do
+			// not wait for it (the connection is closed, it ends at its
+			// next write).
+			if werr := writerResult(wrote); werr != nil && !errors.Is(err, errHeaderTooLong) {
 				return nil, fmt.Errorf("%w (writing the request: %v)", err, werr)
 			}
 			return nil, err
@@ -178,13 +189,18 @@ func (h *h1Client) readHead(pc *h1Conn, req *http.Request) (*http.Response, erro
 	for {
 		resp, err := http.ReadResponse(pc.br, req)
 		if err != nil {
+			if pc.lr.n == 0 {
+				// The limit cut a line short: name the cause, not the cut.
+				err = errHeaderTooLong
+			}
 			return nil, fmt.Errorf("reading the response: %w", err)
 		}
 		switch {
 		case resp.StatusCode == http.StatusSwitchingProtocols:
 			return nil, errors.New("upstream switched protocols without being asked to")
 		case resp.StatusCode >= 100 && resp.StatusCode < 200:
-			pc.lr.n = h.maxHeader // informational: the final head follows
+			// Informational: the final head follows, within what is left
+			// of the same limit (endless 1xx heads fail).
 		default:
 			return resp, nil
 		}
@@ -265,6 +281,23 @@ func (b *h1Body) requestWritten() bool {
 	}
 }
 
+// errWriterBusy: the request's writer had not finished when its response
+// failed.
+var errWriterBusy = errors.New("the request body was still being sent")
+
+// writerResult is the request writer's error when it has finished within a
+// moment, errWriterBusy when it has not.
+func writerResult(wrote chan error) error {
+	t := time.NewTimer(50 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case err := <-wrote:
+		return err
+	case <-t.C:
+		return errWriterBusy
+	}
+}
+
 // Close before EOF closes the connection: draining could take forever.
 func (b *h1Body) Close() error {
 	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
@@ -288,7 +321,7 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 			continue
 		}
 		h.mu.Unlock()
-		if idle >= staleCheckAfter && peerClosed(pc.c) {
+		if peerClosed(pc.c) {
 			pc.c.Close()
 			h.mu.Lock()
 			continue
@@ -305,15 +338,12 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 	return &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
 }
 
-// staleCheckAfter: a connection idle this long is checked for a close by
-// its server before reuse (servers close idle connections after a few
-// seconds, e.g. Node's 5 s); one busier than that is not (a syscall per
-// request). net/http.Transport's read loop notices such closes at once;
-// a request that still meets one is replayed when it can be (RoundTrip).
-const staleCheckAfter = time.Second
-
 // peerClosed reports whether the server has closed c (or sent bytes
-// nobody asked for), without blocking.
+// nobody asked for: a late body, a 408 on an idle connection), without
+// blocking. Every reuse is checked, as net/http.Transport's read loop
+// notices such closes and stray bytes at once: one non-blocking recvfrom
+// per reused request. A request that still meets a close is replayed when
+// it can be (RoundTrip).
 func peerClosed(c net.Conn) bool {
 	sc, ok := c.(syscall.Conn)
 	if !ok {

@@ -115,8 +115,8 @@ func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) (addr st
 }
 
 // TestH1ClientRetriesStaleConnection: a pooled connection the server has
-// closed is replaced for a replayable request; a POST is not replayed, but
-// a connection idle for staleCheckAfter is checked before reuse.
+// closed is noticed before reuse (and replaced), for a POST that cannot be
+// replayed too, however briefly it was idle.
 func TestH1ClientRetriesStaleConnection(t *testing.T) {
 	for _, tc := range []struct {
 		method  string
@@ -124,8 +124,8 @@ func TestH1ClientRetriesStaleConnection(t *testing.T) {
 		wantErr bool
 	}{
 		{"GET", 50 * time.Millisecond, false},
-		{"POST", 50 * time.Millisecond, true},
-		{"POST", staleCheckAfter + 200*time.Millisecond, false},
+		{"POST", 50 * time.Millisecond, false},
+		{"POST", 1200 * time.Millisecond, false},
 	} {
 		t.Run(fmt.Sprintf("%s after %v", tc.method, tc.idle), func(t *testing.T) {
 			// One response per connection, then a close without saying so.
@@ -308,5 +308,154 @@ func TestH1ClientIdleTimeout(t *testing.T) {
 	case <-closed:
 	case <-time.After(3 * time.Second):
 		t.Fatal("the idle connection is still open 3s after a 100ms idle timeout")
+	}
+}
+
+// TestH1ClientStrayBytesOnIdleConnection: bytes a server sends on an idle
+// connection (here a body for a HEAD, after its head) are not read as the
+// next request's response: the connection is dropped before reuse.
+func TestH1ClientStrayBytesOnIdleConnection(t *testing.T) {
+	addr, conns := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+			if req.Method == http.MethodHead {
+				time.Sleep(20 * time.Millisecond)
+				io.WriteString(c, "hello") // wrong: a body for HEAD
+			} else {
+				io.WriteString(c, "world")
+			}
+		}
+	})
+	h := h1Test(time.Minute)
+	defer h.CloseIdleConnections()
+	if _, _, err := h1Do(t, h, context.Background(), http.MethodHead, addr, "/", nil); err != nil {
+		t.Fatalf("HEAD: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond) // the stray bytes arrive
+	resp, got, err := h1Do(t, h, context.Background(), http.MethodGet, addr, "/", nil)
+	if err != nil || resp.StatusCode != http.StatusOK || got != "world" {
+		t.Fatalf("GET after the HEAD: %v, %q, %v; want 200 world", resp, got, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("server saw %d connections, want 2 (the tainted one dropped)", n)
+	}
+}
+
+// failingBody yields some bytes, then fails, as a client's malformed
+// chunked body does.
+type failingBody struct{ sent bool }
+
+func (b *failingBody) Read(p []byte) (int, error) {
+	if !b.sent {
+		b.sent = true
+		return copy(p, "0123456789"), nil
+	}
+	return 0, errors.New("malformed chunk from the client")
+}
+
+func (b *failingBody) Close() error { return nil }
+
+// TestH1ClientRequestBodyFails: when the request's body fails half-way
+// the request ends with an error at once, instead of waiting for an
+// answer the server (waiting for the rest of the body) never gives.
+func TestH1ClientRequestBodyFails(t *testing.T) {
+	addr, _ := h1CountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		io.WriteString(w, "ok")
+	})
+	h := h1Test(time.Minute)
+	defer h.CloseIdleConnections()
+	for _, length := range []int64{-1, 100} {
+		req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Body, req.ContentLength = &failingBody{}, length
+		resp, err, ok := roundTripWithin(h, req, 2*time.Second)
+		switch {
+		case !ok:
+			t.Errorf("length %d: RoundTrip still blocked 2s after the body failed", length)
+		case err == nil:
+			resp.Body.Close()
+			t.Errorf("length %d: a request whose body failed got %d", length, resp.StatusCode)
+		}
+	}
+}
+
+// roundTripWithin is h.RoundTrip(req), or ok false when it has not
+// returned within d (a test that must not hang).
+func roundTripWithin(h *h1Client, req *http.Request, d time.Duration) (resp *http.Response, err error, ok bool) {
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := h.RoundTrip(req)
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		return r.resp, r.err, true
+	case <-time.After(d):
+		return nil, nil, false
+	}
+}
+
+// TestH1ClientStalledBodyTimeout: a request whose client stops sending its
+// body ends when its context does, not when the client resumes.
+func TestH1ClientStalledBodyTimeout(t *testing.T) {
+	addr, _ := h1CountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+	})
+	h := h1Test(time.Minute)
+	defer h.CloseIdleConnections()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go pw.Write([]byte("abc")) // then nothing more
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err, ok := roundTripWithin(h, req, 2*time.Second)
+	switch {
+	case !ok:
+		t.Errorf("RoundTrip still blocked 2s after its 300ms deadline")
+	case err == nil:
+		resp.Body.Close()
+		t.Errorf("a request whose body stalled got %d", resp.StatusCode)
+	}
+}
+
+// TestH1ClientEndlessInformational: 1xx heads count against the one
+// response-head limit, so a server that sends them forever fails the
+// request instead of holding it.
+func TestH1ClientEndlessInformational(t *testing.T) {
+	addr, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end); {
+			if _, err := io.WriteString(c, strings.Repeat("HTTP/1.1 100 Continue\r\n\r\n", 100)); err != nil {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	})
+	h := h1Test(time.Minute)
+	defer h.CloseIdleConnections()
+	start := time.Now()
+	_, _, err := h1Do(t, h, context.Background(), http.MethodGet, addr, "/", nil)
+	if err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Errorf("endless 1xx: %v, want a head-too-long error", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("endless 1xx held the request %v", d)
 	}
 }

@@ -52,7 +52,7 @@ type Proxy struct {
 
 	h1       *http.Transport // HTTP/1.1 upstreams
 	h2       *http.Transport // h2c upstreams and Weft peers
-	h1d      *h1Client       // bodiless HTTP/1.1 requests, beside h1 (h1client.go)
+	h1d      *h1Client       // HTTP/1.1 requests but upgrades and 100-continue, beside h1 (h1client.go)
 	outbound *httpServer
 	inbound  *httpServer
 

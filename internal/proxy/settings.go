@@ -133,7 +133,7 @@ var Settings = append([]Setting{
 	{Flag: "response-timeout", Env: []string{compat.EnvResponseTimeout}, Default: "0", Help: "time to response headers, 0 for none; then 504",
 		Set: setDuration(func(c *Config) *time.Duration { return &c.ResponseTimeout })},
 	{Flag: "cores", Env: []string{compat.EnvProxyCores}, Default: "0",
-		Help: "cores to use (GOMAXPROCS); 0: Go's default from CPU affinity and the cgroup CPU limit, never below 2. The injector sets it to the proxy's CPU limit rounded up: measured at 1000 rps, one core costs ~0.88x the CPU of two (issue 17)",
+		Help: "cores to use (GOMAXPROCS); 0: Go's default (the CPUs it may run on, lowered to the cgroup CPU limit rounded up, but not below 2 by that limit). The injector sets it to the proxy's CPU limit rounded up: measured at 1000 rps, one core costs ~0.88x the CPU of two (issue 17)",
 		Set: func(c *Config, _, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
