@@ -27,8 +27,15 @@ type launcher struct {
 }
 
 func (l *launcher) write(name, content string, mode os.FileMode) (string, error) {
+	// Written beside and renamed into place: a reader (the destination
+	// service polling its registry) never sees a half-written file.
 	p := filepath.Join(l.dir, name)
-	if err := os.WriteFile(p, []byte(content), mode); err != nil {
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(content), mode); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		os.Remove(tmp)
 		return "", err
 	}
 	return p, nil
