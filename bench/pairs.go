@@ -67,7 +67,7 @@ func (b *bench) netns(rules bool) (*netnspair.Pair, error) {
 		return nil, err
 	}
 	b.nsSeq++
-	p, err := netnspair.Create(netnspair.Options{Name: fmt.Sprintf("b%d%d", os.Getpid()%10000, b.nsSeq), ClientIP: nsClientIP, ServerIP: nsServerIP})
+	p, err := netnspair.Create(netnspair.Options{Name: fmt.Sprintf("b%d-%d", os.Getpid()%10000, b.nsSeq), ClientIP: nsClientIP, ServerIP: nsServerIP})
 	if err != nil {
 		return nil, err
 	}

@@ -57,7 +57,7 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Minute, "start of the load left out of the RSS trend")
 	minTrend := flag.Duration("min-trend", 5*time.Minute, "judge the RSS slope only if the samples after -warmup span this long")
 	flag.Float64Var(&o.limits.MaxSlopeMiBPerMin, "max-slope", 0.1, "RSS slope limit, MiB per minute")
-	flag.Int64Var(&o.limits.GoroutineSlack, "goroutine-slack", 10, "goroutines allowed above the reference after the load")
+	flag.Int64Var(&o.limits.GoroutineSlack, "goroutine-slack", 10, "goroutines, and open file descriptors, allowed above the reference after the load")
 	flag.Parse()
 	o.limits.WarmupS, o.limits.MinTrendS = warmup.Seconds(), minTrend.Seconds()
 	rep, err := run(o)
@@ -182,6 +182,7 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 	}
 	for i := range res {
 		res[i].GoroutinesBefore = st[i].Goroutines
+		res[i].FDsBefore = st[i].OpenFDs
 	}
 
 	log.Printf("load: %v at %d rps, sampling every %v", o.duration, o.qps, o.interval)
@@ -250,7 +251,9 @@ loop:
 		back := true
 		for i := range res {
 			res[i].GoroutinesAfter = st[i].Goroutines
-			back = back && st[i].Goroutines-res[i].GoroutinesBefore <= o.limits.GoroutineSlack
+			res[i].FDsAfter = st[i].OpenFDs
+			back = back && st[i].Goroutines-res[i].GoroutinesBefore <= o.limits.GoroutineSlack &&
+				st[i].OpenFDs-res[i].FDsBefore <= o.limits.GoroutineSlack
 		}
 		if back || time.Now().After(deadline) {
 			break

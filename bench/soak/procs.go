@@ -109,6 +109,7 @@ func parseVmRSS(r io.Reader) (int64, error) {
 type goStats struct {
 	Goroutines int64
 	GCCount    int64
+	OpenFDs    int64
 }
 
 // scrape reads go_goroutines and go_gc_duration_seconds_count from the
@@ -148,15 +149,18 @@ func parseGoStats(r io.Reader) (goStats, error) {
 		}
 		name, _, _ = strings.Cut(name, "{")
 		switch name {
-		case "go_goroutines", "go_gc_duration_seconds_count":
+		case "go_goroutines", "go_gc_duration_seconds_count", "process_open_fds":
 			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 			if err != nil {
 				return st, fmt.Errorf("%s: %w", line, err)
 			}
-			if name == "go_goroutines" {
+			switch name {
+			case "go_goroutines":
 				st.Goroutines, haveG = int64(v), true
-			} else {
+			case "go_gc_duration_seconds_count":
 				st.GCCount, haveGC = int64(v), true
+			default:
+				st.OpenFDs = int64(v)
 			}
 		}
 	}

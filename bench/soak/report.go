@@ -94,16 +94,16 @@ func (r *Report) Markdown() string {
 		r.Limits.WarmupS, r.Limits.MaxSlopeMiBPerMin, r.Limits.MinTrendS, r.Limits.GoroutineSlack)
 	fmt.Fprintf(&b, "Requests: %d (%.1f rps), failed: %d; warm-up: %d, failed: %d. Latency p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms.\n\n",
 		r.Requests, r.ActualQPS, r.Failures, r.WarmupRequests, r.WarmupFailures, r.P50Ms, r.P99Ms, r.P999Ms)
-	b.WriteString("| proxy | RSS start | RSS end | RSS peak | slope MiB/min | goroutines idle / before / peak / after | GCs | GC pause p50 / p99.9 / max |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| proxy | RSS start | RSS end | RSS peak | slope MiB/min | goroutines idle / before / peak / after | open fds before / after | GCs | GC pause p50 / p99.9 / max |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, p := range r.Proxies {
 		judged := ""
 		if !p.SlopeJudged {
 			judged = " (not judged: run too short)"
 		}
-		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.1f MiB | %+.3f%s | %d / %d / %d / %d | %d | %.0f / %.0f / %.0f µs |\n",
+		fmt.Fprintf(&b, "| %s | %.1f MiB | %.1f MiB | %.1f MiB | %+.3f%s | %d / %d / %d / %d | %d / %d | %d | %.0f / %.0f / %.0f µs |\n",
 			p.Name, mib(p.RSSStartKiB), mib(p.RSSEndKiB), mib(p.RSSPeakKiB), p.SlopeMiBPerMin, judged,
-			p.GoroutinesIdle, p.GoroutinesBefore, p.GoroutinesPeak, p.GoroutinesAfter, p.GCs,
+			p.GoroutinesIdle, p.GoroutinesBefore, p.GoroutinesPeak, p.GoroutinesAfter, p.FDsBefore, p.FDsAfter, p.GCs,
 			p.GCPauseP50Us, p.GCPauseP999Us, p.GCPauseMaxUs)
 	}
 	b.WriteString("\nGC pauses: each stop-the-world pause (two per collection: sweep and mark termination) during the load, from `GODEBUG=gctrace=1`.\n\n## Samples\n\n")

@@ -31,7 +31,9 @@ type Limits struct {
 	// MaxSlopeMiBPerMin bounds the least-squares RSS slope.
 	MaxSlopeMiBPerMin float64 `json:"max_slope_mib_per_min"`
 	// GoroutineSlack: after the load, goroutines must come back to within
-	// this many of their count after the warm-up load.
+	// this many of their count after the warm-up load; so must open file
+	// descriptors (a leaked upstream connection of the proxy's HTTP/1
+	// client has no goroutine of its own).
 	GoroutineSlack int64 `json:"goroutine_slack"`
 }
 
@@ -45,9 +47,12 @@ type ProxyResult struct {
 	GoroutinesBefore int64 `json:"goroutines_before"`
 	GoroutinesAfter  int64 `json:"goroutines_after"`
 	GoroutinesPeak   int64 `json:"goroutines_peak"`
-	RSSStartKiB      int64 `json:"rss_start_kib"`
-	RSSEndKiB        int64 `json:"rss_end_kib"` // the last reading under load
-	RSSPeakKiB       int64 `json:"rss_peak_kib"`
+	// Open file descriptors after the warm-up load and after the soak.
+	FDsBefore   int64 `json:"fds_before"`
+	FDsAfter    int64 `json:"fds_after"`
+	RSSStartKiB int64 `json:"rss_start_kib"`
+	RSSEndKiB   int64 `json:"rss_end_kib"` // the last reading under load
+	RSSPeakKiB  int64 `json:"rss_peak_kib"`
 	// SlopeMiBPerMin is the least-squares RSS slope after the warm-up;
 	// SlopeJudged says whether the run was long enough to judge it.
 	SlopeMiBPerMin float64 `json:"slope_mib_per_min"`
@@ -90,6 +95,10 @@ func (r *ProxyResult) judge(l Limits) []string {
 	if d := r.GoroutinesAfter - r.GoroutinesBefore; d > l.GoroutineSlack {
 		why = append(why, fmt.Sprintf("%s: %d goroutines after the load, %d before it (+%d, slack %d): a goroutine leak",
 			r.Name, r.GoroutinesAfter, r.GoroutinesBefore, d, l.GoroutineSlack))
+	}
+	if d := r.FDsAfter - r.FDsBefore; d > l.GoroutineSlack {
+		why = append(why, fmt.Sprintf("%s: %d open file descriptors after the load, %d before it (+%d, slack %d): a connection leak",
+			r.Name, r.FDsAfter, r.FDsBefore, d, l.GoroutineSlack))
 	}
 	return why
 }

@@ -68,6 +68,12 @@ func TestJudge(t *testing.T) {
 			wantJudged: true, wantGCs: 1800, wantPeakKiB: 20 * 1024, wantPeakGorts: 40, wantEndKiB: 20 * 1024,
 		},
 		{
+			name:       "connections leak (no goroutine each)",
+			r:          ProxyResult{Name: "p", Samples: samples(10, 0, 40), GoroutinesBefore: 30, GoroutinesAfter: 30, FDsBefore: 20, FDsAfter: 220},
+			wantWhy:    []string{"220 open file descriptors after the load, 20 before it (+200, slack 10): a connection leak"},
+			wantJudged: true, wantGCs: 1800, wantPeakKiB: 20 * 1024, wantPeakGorts: 40, wantEndKiB: 20 * 1024,
+		},
+		{
 			name:       "a minute: growth not judged, a leak still is",
 			r:          ProxyResult{Name: "p", Samples: samples(1, 10240, 40), GoroutinesBefore: 30, GoroutinesAfter: 41},
 			wantWhy:    []string{"+11, slack 10"},
@@ -154,8 +160,8 @@ func TestParseGoStats(t *testing.T) {
 			name: "go collector",
 			in: "# HELP go_goroutines Number of goroutines that currently exist.\n# TYPE go_goroutines gauge\ngo_goroutines 42\n" +
 				"go_gc_duration_seconds{quantile=\"0.5\"} 3.1e-05\ngo_gc_duration_seconds_sum 0.01\ngo_gc_duration_seconds_count 1234\n" +
-				"request_total{direction=\"inbound\"} 7\n",
-			want: goStats{Goroutines: 42, GCCount: 1234},
+				"request_total{direction=\"inbound\"} 7\nprocess_open_fds 17\n",
+			want: goStats{Goroutines: 42, GCCount: 1234, OpenFDs: 17},
 		},
 		{name: "missing", in: "request_total 1\n", wantErr: true},
 		{name: "bad value", in: "go_goroutines many\ngo_gc_duration_seconds_count 1\n", wantErr: true},
