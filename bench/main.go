@@ -214,41 +214,15 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 		return nil, err
 	}
 	row := &Row{Target: name, HasProcesses: len(procs) > 0}
-	sum := func(f func(*proc) int64) (n int64) {
-		for _, p := range procs {
-			n += f(p)
-		}
-		return n
-	}
-	cpu := func() (s float64) {
-		for _, p := range procs {
-			s += p.cpuSeconds()
-		}
-		return s
-	}
-	row.RSSIdleKiB = sum((*proc).rssKiB)
-	cpu0 := cpu()
-	stopSampling := make(chan struct{})
-	peak := make(chan int64, 1)
-	go func() {
-		var max int64
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stopSampling:
-				peak <- max
-				return
-			case <-t.C:
-				max = maxInt(max, sum((*proc).rssKiB))
-			}
-		}
-	}()
+	row.RSSIdleKiB = sumRSS(procs)
 	gc := startGCWatch(procs)
-	fixed, err := b.load(name+"-fixed", url, b.o.qps)
+	var fixed *harness.FortioResult
+	use, err := during(procs, func() (err error) {
+		fixed, err = b.load(name+"-fixed", url, b.o.qps)
+		return err
+	})
 	gc.into(row)
-	close(stopSampling)
-	row.RSSLoadKiB = <-peak
+	row.RSSLoadKiB = use.peakKiB
 	if err != nil {
 		return nil, err
 	}
@@ -257,9 +231,7 @@ func (b *bench) measure(name, url string, procs []*proc) (*Row, error) {
 	if row.Non200 > 0 || total == 0 {
 		return nil, fmt.Errorf("%d of %d requests at the fixed rate did not get 200", row.Non200, total)
 	}
-	if total > 0 {
-		row.CPUPer10k = (cpu() - cpu0) / float64(total) * 10000
-	}
+	row.CPUPer10k = use.cpu / float64(total) * 10000
 	row.FixedQPS = fixed.ActualQPS
 	row.P50Ms, row.P99Ms, row.P999Ms = fixed.PercentileMs(50), fixed.PercentileMs(99), fixed.PercentileMs(99.9)
 	row.MaxMs = fixed.DurationHistogram.Max * 1000

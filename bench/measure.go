@@ -125,12 +125,6 @@ func during(procs []*proc, f func() error) (usage, error) {
 		}
 		return s
 	}
-	rss := func() (n int64) {
-		for _, p := range procs {
-			n += p.rssKiB()
-		}
-		return n
-	}
 	stop, peak := make(chan struct{}), make(chan int64, 1)
 	go func() {
 		var max int64
@@ -142,7 +136,7 @@ func during(procs []*proc, f func() error) (usage, error) {
 				peak <- max
 				return
 			case <-t.C:
-				max = maxInt(max, rss())
+				max = maxInt(max, sumRSS(procs))
 			}
 		}
 	}()

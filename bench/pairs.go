@@ -321,7 +321,7 @@ func nsHAProxyPair(tls, h2 bool) func(b *bench) (string, []*proc, error) {
 }
 
 // haproxyIn starts one haproxy (1 thread, http mode, connections to the
-// server reused) in namespace ns.
+// server reused) in namespace ns ("": this one).
 func (b *bench) haproxyIn(ns, name, bind, bindOpts, server, serverOpts string) (*proc, error) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
@@ -347,5 +347,9 @@ backend be
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return startProc(b.dir, name, proxyCPU, netnspair.Exec(ns, bin, "-db", "-f", path)...)
+	argv := []string{bin, "-db", "-f", path}
+	if ns != "" {
+		argv = netnspair.Exec(ns, argv...)
+	}
+	return startProc(b.dir, name, proxyCPU, argv...)
 }

@@ -98,35 +98,11 @@ func startHAProxyPair(b *bench) (string, []*proc, error) {
 // haproxy starts one haproxy (1 thread, http mode, keep-alive) in front of
 // backend and returns its listening address.
 func (b *bench) haproxy(name, backend string) (string, *proc, error) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		return "", nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
-	}
 	addr, err := harness.FreeAddr()
 	if err != nil {
 		return "", nil, err
 	}
-	cfg := fmt.Sprintf(`global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  option http-keep-alive
-frontend fe
-  bind %s
-  default_backend be
-backend be
-  http-reuse always
-  server s1 %s
-`, addr, backend)
-	path := filepath.Join(b.dir, name+".cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return "", nil, err
-	}
-	p, err := startProc(b.dir, name, proxyCPU, bin, "-db", "-f", path)
+	p, err := b.haproxyIn("", name, addr, "", backend, "")
 	if err != nil {
 		return "", nil, err
 	}
