@@ -71,7 +71,7 @@ func TestVizTap(t *testing.T) {
 	installWithCLI(t, w)
 	// The bundled Prometheus (Weft's weft-prometheus image, pods found
 	// through the metrics API's HTTP service discovery), scraping every 2 s.
-	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.scrapeInterval=2s", "--set", "grafana.dashboards=false")
+	viz, err := weft(t, w, "viz", "install", "--set", "prometheus.scrapeInterval="+scrapeInterval.String(), "--set", "grafana.dashboards=false")
 	if err != nil {
 		t.Fatalf("weft viz install: %v\n%s", err, viz)
 	}
