@@ -103,6 +103,13 @@ func runDestination(t *testing.T, idAddr string, anchorsPEM []byte) (string, str
 		ClusterDomain: "cluster.local", ControllerNS: compat.DefaultControlPlaneNamespace, TrustDomain: "cluster.local",
 		TLS: ServingIdentity{IdentityAddr: idAddr, TokenFile: writeFile(t, "token", dstToken),
 			AnchorsFile: writeFile(t, "ca.crt", string(anchorsPEM))}}
+	return startDestination(t, o)
+}
+
+// startDestination runs RunDestination with o in this process until the
+// test ends, and returns its gRPC and admin addresses.
+func startDestination(t *testing.T, o DestinationOptions) (string, string) {
+	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addrs.json")
 	ctx, cancel := context.WithCancel(serving.WithAddrFile(context.Background(), addrFile))
 	done := make(chan error, 1)

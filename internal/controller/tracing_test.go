@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +15,6 @@ import (
 
 	destinationv1 "github.com/weftmesh/weft/api/destination/v1"
 	"github.com/weftmesh/weft/internal/compat"
-	"github.com/weftmesh/weft/internal/serving"
 	"github.com/weftmesh/weft/internal/trace/tracetest"
 )
 
@@ -30,17 +27,7 @@ func runPlaintextDestination(t *testing.T, to TraceOptions) (string, string) {
 	o := DestinationOptions{Registry: registry, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Reload: time.Second,
 		ClusterDomain: "cluster.local", ControllerNS: compat.DefaultControlPlaneNamespace, TrustDomain: "cluster.local",
 		TLS: ServingIdentity{Plaintext: true}, Trace: to}
-	addrFile := filepath.Join(t.TempDir(), "addrs.json")
-	ctx, cancel := context.WithCancel(serving.WithAddrFile(context.Background(), addrFile))
-	done := make(chan error, 1)
-	go func() { done <- RunDestination(ctx, o, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := result(t, done); err != nil {
-			t.Errorf("RunDestination: %v", err)
-		}
-	})
-	addr, admin := listening(t, addrFile, "destination")
+	addr, admin := startDestination(t, o)
 	waitReady(t, admin)
 	return addr, admin
 }

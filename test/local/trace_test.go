@@ -218,14 +218,7 @@ func httpBackend(t *testing.T) string {
 // refusingAddr is a loopback address nothing listens on: a listener
 // bound and closed.
 func refusingAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	return proctest.FreeAddr(t)
 }
 
 // silentServer accepts connections and never writes or closes them until
