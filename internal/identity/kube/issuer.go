@@ -56,12 +56,15 @@ type IssuerWatcher struct {
 	secrets    listersv1.SecretLister
 	configMaps listersv1.ConfigMapLister
 
-	mu      sync.Mutex
-	loaded  string // resource versions of what was loaded last
-	once    sync.Once
-	expiry  prometheus.Gauge
-	refused prometheus.Counter
-	updates prometheus.Counter
+	mu     sync.Mutex
+	loaded string // resource versions of what was loaded last
+	// refusedVersion is the resource versions last refused, so one bad
+	// issuer is warned about once.
+	refusedVersion string
+	once           sync.Once
+	expiry         prometheus.Gauge
+	refused        prometheus.Counter
+	updates        prometheus.Counter
 }
 
 func (w *IssuerWatcher) init() {
@@ -157,11 +160,15 @@ func (w *IssuerWatcher) Reload() {
 		return
 	}
 	version += "/" + secret.ResourceVersion
-	if version == w.loaded {
+	if version == w.loaded || version == w.refusedVersion {
+		// Already installed, or already refused: a second event for the
+		// same objects (an informer's add delivered after its update, a
+		// resync) neither reinstalls nor repeats the warning.
 		return
 	}
 	ca, err := w.load(secret, anchors)
 	if err != nil {
+		w.refusedVersion = version
 		w.refuse(secret, err)
 		return
 	}
