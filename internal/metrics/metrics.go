@@ -14,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/weftmesh/weft/internal/compat"
 )
@@ -168,7 +167,7 @@ func (r *Registry) Retry(direction, dst string) { r.retries.WithLabelValues(dire
 
 // Handler serves the registry in the Prometheus text format.
 func (r *Registry) Handler() http.Handler {
-	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{})
+	return textHandler{r.reg}
 }
 
 // Gatherer exposes the registry for tests and in-process readers.
