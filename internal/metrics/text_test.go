@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"compress/gzip"
 	"errors"
 	"io"
 	"net/http"
@@ -15,9 +16,9 @@ import (
 )
 
 // TestHandlerServesText scrapes the registry over a real HTTP server the
-// way Prometheus does (asking for protobuf, OpenMetrics and gzip first):
-// the answer is the plain text format, uncompressed, and parses back into
-// the series the proxy counted.
+// way Prometheus does (asking for protobuf and OpenMetrics first): the
+// answer is the text format, gzipped only when the scraper accepts gzip,
+// and parses back into the series the proxy counted.
 func TestHandlerServesText(t *testing.T) {
 	r := New(Options{ConstLabels: map[string]string{"pod": "web-1"}, BuildVersion: "v-test"})
 	s := r.HTTP(Target{Direction: "inbound", Authority: "web:80", TLS: "disabled"})
@@ -26,62 +27,91 @@ func TestHandlerServesText(t *testing.T) {
 	srv := httptest.NewServer(r.Handler())
 	defer srv.Close()
 
-	req, err := http.NewRequest(http.MethodGet, srv.URL+"/metrics", nil)
+	for _, tt := range []struct {
+		acceptEncoding string
+		wantGzip       bool
+	}{
+		{"gzip", true},
+		{"deflate, gzip;q=1.0, *;q=0.5", true},
+		{"", false},
+		{"identity", false},
+	} {
+		t.Run("Accept-Encoding "+tt.acceptEncoding, func(t *testing.T) {
+			mfs := scrape(t, srv.URL, tt.acceptEncoding, tt.wantGzip)
+			for _, want := range []struct {
+				name  string
+				value float64
+			}{
+				{"request_total", 2},
+				{"proxy_build_info", 1},
+			} {
+				mf := mfs[want.name]
+				if mf == nil || len(mf.GetMetric()) != 1 {
+					t.Errorf("%s: %v, want one series", want.name, mf)
+					continue
+				}
+				m := mf.GetMetric()[0]
+				if got := m.GetCounter().GetValue() + m.GetGauge().GetValue(); got != want.value {
+					t.Errorf("%s = %v, want %v", want.name, got, want.value)
+				}
+				if !hasLabel(m, "pod", "web-1") {
+					t.Errorf("%s: labels %v, want pod=web-1", want.name, m.GetLabel())
+				}
+			}
+			for _, name := range []string{"process_resident_memory_bytes", "go_goroutines"} {
+				if mfs[name] == nil {
+					t.Errorf("%s not served", name)
+				}
+			}
+		})
+	}
+}
+
+// scrape GETs url as Prometheus does, checks the answer's headers and
+// parses its body.
+func scrape(t *testing.T, url, acceptEncoding string, wantGzip bool) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Accept", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.7,application/openmetrics-text;version=1.0.0;q=0.8,text/plain;version=0.0.4;q=0.3,*/*;q=0.1")
-	req.Header.Set("Accept-Encoding", "gzip")
+	if acceptEncoding != "" {
+		req.Header.Set("Accept-Encoding", acceptEncoding)
+	}
 	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
 	}
 	if got := resp.Header.Get("Content-Type"); got != TextContentType {
 		t.Errorf("Content-Type %q, want %q", got, TextContentType)
 	}
-	if got := resp.Header.Get("Content-Encoding"); got != "" {
-		t.Errorf("Content-Encoding %q, want none", got)
+	var body io.Reader = resp.Body
+	if got := resp.Header.Get("Content-Encoding"); (got == "gzip") != wantGzip || (got != "" && got != "gzip") {
+		t.Fatalf("Content-Encoding %q, want gzip: %v", got, wantGzip)
+	}
+	if wantGzip {
+		zr, err := gzip.NewReader(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = zr
+	}
+	text, err := io.ReadAll(body)
+	if err != nil {
+		t.Fatal(err)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
+	mfs, err := parser.TextToMetricFamilies(strings.NewReader(string(text)))
 	if err != nil {
-		t.Fatalf("parse: %v\n%s", err, body)
+		t.Fatalf("parse: %v\n%s", err, text)
 	}
-	tests := []struct {
-		name string
-		want float64
-	}{
-		{"request_total", 2},
-		{"proxy_build_info", 1},
-	}
-	for _, tt := range tests {
-		mf := mfs[tt.name]
-		if mf == nil || len(mf.GetMetric()) != 1 {
-			t.Errorf("%s: %v, want one series", tt.name, mf)
-			continue
-		}
-		m := mf.GetMetric()[0]
-		got := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		if got != tt.want {
-			t.Errorf("%s = %v, want %v", tt.name, got, tt.want)
-		}
-		if !hasLabel(m, "pod", "web-1") {
-			t.Errorf("%s: labels %v, want pod=web-1", tt.name, m.GetLabel())
-		}
-	}
-	for _, name := range []string{"process_resident_memory_bytes", "go_goroutines"} {
-		if mfs[name] == nil {
-			t.Errorf("%s not served", name)
-		}
-	}
+	return mfs
 }
 
 type failingCollector struct{ desc *prometheus.Desc }
