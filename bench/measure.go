@@ -113,17 +113,18 @@ func (b *bench) waitURL(url string, h2 bool) error {
 
 // usage is the processes' CPU seconds and peak RSS over a phase.
 type usage struct {
-	cpu     float64
-	peakKiB int64
+	cpu, user, sys float64 // CPU seconds: user + system, and each
+	peakKiB        int64
 }
 
 // during runs f while sampling procs' RSS every 100 ms.
 func during(procs []*proc, f func() error) (usage, error) {
-	cpu := func() (s float64) {
+	cpu := func() (u, s float64) {
 		for _, p := range procs {
-			s += p.cpuSeconds()
+			pu, ps := p.cpuTimes()
+			u, s = u+pu, s+ps
 		}
-		return s
+		return u, s
 	}
 	stop, peak := make(chan struct{}), make(chan int64, 1)
 	go func() {
@@ -140,9 +141,11 @@ func during(procs []*proc, f func() error) (usage, error) {
 			}
 		}
 	}()
-	c0 := cpu()
+	u0, s0 := cpu()
 	err := f()
-	u := usage{cpu: cpu() - c0}
+	u1, s1 := cpu()
+	u := usage{user: u1 - u0, sys: s1 - s0}
+	u.cpu = u.user + u.sys
 	close(stop)
 	u.peakKiB = <-peak
 	return u, err
@@ -331,6 +334,7 @@ func (b *bench) measureBulk(name, addr string, procs []*proc) (*Row, error) {
 		return nil, fmt.Errorf("moved %d of %d bytes", res.Bytes, want)
 	}
 	row.BulkBytes, row.BulkMiBps, row.CPUSeconds, row.RSSLoadKiB = res.Bytes, float64(res.Bytes)/(1<<20)/res.Seconds, u.cpu, u.peakKiB
+	row.CPUUserSeconds, row.CPUSysSeconds = u.user, u.sys
 	return row, nil
 }
 

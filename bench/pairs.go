@@ -353,3 +353,75 @@ backend be
 	}
 	return startProc(b.dir, name, proxyCPU, argv...)
 }
+
+// nsHAProxyTCPPair: haproxy (1 thread) in each namespace in TCP mode to
+// the bulk port, the best-known proxy's opaque pair: plaintext with
+// `option splice-auto` (splice(2) where it pays), or tls: TLS between them
+// (verified, as nsHAProxyPair's), which cannot splice.
+func nsHAProxyTCPPair(tls bool) func(b *bench) (string, []*proc, error) {
+	return func(b *bench) (string, []*proc, error) {
+		p, err := b.netns(false)
+		if err != nil {
+			return "", nil, err
+		}
+		var bindIn, serverOut string
+		if tls {
+			ca, err := meshpair.NewCA()
+			if err != nil {
+				return "", nil, err
+			}
+			chain, key, err := ca.ServerCert("haproxy-in", p.ServerIP())
+			if err != nil {
+				return "", nil, err
+			}
+			pemPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-tcp-in-%d.pem", b.nsSeq))
+			caPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-tcp-ca-%d.crt", b.nsSeq))
+			if err := os.WriteFile(pemPath, append(chain, key...), 0o600); err != nil {
+				return "", nil, err
+			}
+			if err := os.WriteFile(caPath, ca.TrustAnchorsPEM(), 0o644); err != nil {
+				return "", nil, err
+			}
+			bindIn = "ssl crt " + pemPath
+			serverOut = "ssl verify required ca-file " + caPath + " verifyhost haproxy-in sni str(haproxy-in)"
+		}
+		inAddr := net.JoinHostPort(p.ServerIP(), nsHAProxyIn)
+		in, err := b.haproxyTCP(p.Server, "haproxy-tcp-in", inAddr, bindIn, "127.0.0.1:"+nsBulkPort, "")
+		if err != nil {
+			return "", nil, err
+		}
+		out, err := b.haproxyTCP(p.Client, "haproxy-tcp-out", nsHAProxyOut, "", inAddr, serverOut)
+		if err != nil {
+			in.stop()
+			return "", nil, err
+		}
+		return nsHAProxyOut, []*proc{out, in}, nil
+	}
+}
+
+// haproxyTCP starts one haproxy (1 thread, tcp mode, splice-auto) in
+// namespace ns.
+func (b *bench) haproxyTCP(ns, name, bind, bindOpts, server, serverOpts string) (*proc, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
+	}
+	cfg := fmt.Sprintf(`global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen tcp
+  bind %s %s
+  server s1 %s %s
+`, bind, bindOpts, server, serverOpts)
+	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.cfg", name, b.nsSeq))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	return startProc(b.dir, name, proxyCPU, netnspair.Exec(ns, bin, "-db", "-f", path)...)
+}

@@ -108,7 +108,14 @@ func (p *proc) rssKiB() int64 {
 
 // cpuSeconds sums utime+stime over the process tree.
 func (p *proc) cpuSeconds() float64 {
-	var ticks int64
+	u, s := p.cpuTimes()
+	return u + s
+}
+
+// cpuTimes sums utime and stime (user and system CPU seconds) over the
+// process tree.
+func (p *proc) cpuTimes() (user, sys float64) {
+	var ut, st int64
 	for _, pid := range p.pids() {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
@@ -118,8 +125,8 @@ func (p *proc) cpuSeconds() float64 {
 		if len(f) > 13 {
 			u, _ := strconv.ParseInt(f[11], 10, 64)
 			s, _ := strconv.ParseInt(f[12], 10, 64)
-			ticks += u + s
+			ut, st = ut+u, st+s
 		}
 	}
-	return float64(ticks) / 100 // USER_HZ
+	return float64(ut) / 100, float64(st) / 100 // USER_HZ
 }

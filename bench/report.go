@@ -40,13 +40,17 @@ type Row struct {
 	ConnsPerSec         float64 `json:"conns_per_s,omitempty"`
 	HandshakesPerCPUSec float64 `json:"handshakes_per_cpu_s,omitempty"`
 	CPUSeconds          float64 `json:"cpu_seconds,omitempty"`
+	// Bulk rows: the proxies' CPU split into user and system (kernel)
+	// seconds, from /proc/PID/stat's utime and stime.
+	CPUUserSeconds float64 `json:"cpu_user_seconds,omitempty"`
+	CPUSysSeconds  float64 `json:"cpu_sys_seconds,omitempty"`
 }
 
 // summary is the row in one log line.
 func (w *Row) summary() string {
 	switch w.Kind {
 	case "bulk":
-		return fmt.Sprintf("%.0f MiB/s, %.2f CPU s", w.BulkMiBps, w.CPUSeconds)
+		return fmt.Sprintf("%.0f MiB/s, %.2f CPU s (user %.2f, sys %.2f)", w.BulkMiBps, w.CPUSeconds, w.CPUUserSeconds, w.CPUSysSeconds)
 	case "connect":
 		return fmt.Sprintf("%.0f conns/s, %.0f per CPU-second", w.ConnsPerSec, w.HandshakesPerCPUSec)
 	}
@@ -206,7 +210,7 @@ func (r *Report) Markdown() string {
 	}
 	if len(other) > 0 {
 		b.WriteString("\nOpaque TCP (tcpbulk: bulk transfer over 4 connections; new connections, one echo each, 8 at a time):\n\n")
-		b.WriteString("| target | MiB moved | MiB/s | connections | conns/s | per proxies' CPU-second | proxies' CPU s | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+		b.WriteString("| target | MiB moved | MiB/s | connections | conns/s | per proxies' CPU-second | proxies' CPU s | user/sys s per GiB | peak RSS MiB |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, w := range other {
 			mib, mibps, conns, cps, per := "–", "–", "–", "–", "–"
 			if w.Kind == "bulk" {
@@ -214,11 +218,14 @@ func (r *Report) Markdown() string {
 			} else {
 				conns, cps, per = fmt.Sprint(w.Conns), fmt.Sprintf("%.0f", w.ConnsPerSec), fmt.Sprintf("%.0f", w.HandshakesPerCPUSec)
 			}
-			cpu, rss := "–", "–"
+			cpu, split, rss := "–", "–", "–"
 			if w.HasProcesses {
 				cpu, rss = fmt.Sprintf("%.2f", w.CPUSeconds), fmt.Sprintf("%.1f", float64(w.RSSLoadKiB)/1024)
+				if gib := float64(w.BulkBytes) / (1 << 30); gib > 0 {
+					split = fmt.Sprintf("%.2f / %.2f", w.CPUUserSeconds/gib, w.CPUSysSeconds/gib)
+				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", w.Target, mib, mibps, conns, cps, per, cpu, rss)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", w.Target, mib, mibps, conns, cps, per, cpu, split, rss)
 		}
 	}
 	if len(gc) > 0 {

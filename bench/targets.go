@@ -33,6 +33,8 @@ func targets() []target {
 		{name: "haproxy h2 TLS pair (netns)", kind: kindH2, start: nsHAProxyPair(true, true), base: "h2 direct (netns)", note: "haproxy h2 mode: h2c in, h2 over TLS (ALPN) between them, h2c to the backend"},
 		{name: "weft-proxy h2 mTLS pair (netns)", kind: kindH2, start: nsWeftMTLSPair(nsHTTPPort), base: "h2 direct (netns)", note: "h2load through the mTLS pair"},
 		{name: "opaque direct (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsDirect(nsBulkPort), note: "tcpbulk across the veth, no proxies"},
+		{name: "haproxy opaque pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsHAProxyTCPPair(false), note: "one haproxy per namespace, 1 thread each, tcp mode, option splice-auto"},
+		{name: "haproxy opaque TLS pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsHAProxyTCPPair(true), note: "as the haproxy opaque pair, with verified TLS between them"},
 		{name: "weft-proxy opaque pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsWeftPair(nsBulkPort), note: "through the pair without identity (not HTTP: opaque after detection)"},
 		{name: "weft-proxy opaque mTLS pair (netns)", kind: kindBulk, base: "opaque direct (netns)", start: nsWeftMTLSPair(nsBulkPort), note: "through the mTLS pair, port marked opaque by the destination service (opaque transport)"},
 		{name: "weft-proxy mTLS handshakes (netns)", kind: kindHandshake, start: nsWeftMTLSPair(nsBulkPort), note: "new connections to the opaque port through the mTLS pair: one mTLS connection between the proxies each"},

@@ -142,8 +142,11 @@ type copyResult struct {
 // pipe copies src to dst until EOF, then half-closes dst's write side.
 func pipe(dst, src net.Conn) copyResult {
 	var n int64
-	// Replay bytes read during protocol detection, then splice the rest.
+	// Replay bytes read during protocol detection, then splice the rest:
+	// io.Copy splices only when it sees *net.TCPConn on both sides, so the
+	// destination is unwrapped too (a detection wrapper only adds reads).
 	src, prefix := unwrapDetected(src)
+	dst, _ = unwrapDetected(dst)
 	if len(prefix) > 0 {
 		m, err := dst.Write(prefix)
 		n += int64(m)
