@@ -169,6 +169,9 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 }
 
 func writeRequest(pc *h1Conn, req *http.Request) error {
+	if writeBodilessHead(pc.bw, req) {
+		return pc.bw.Flush()
+	}
 	if err := req.Write(pc.bw); err != nil {
 		return err
 	}

@@ -375,7 +375,7 @@ var hopByHop = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-A
 	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 func removeHopByHop(h http.Header, upgrade bool) {
-	for _, f := range h.Values("Connection") {
+	for _, f := range h["Connection"] {
 		for _, name := range strings.Split(f, ",") {
 			if name = strings.TrimSpace(name); name != "" && !(upgrade && strings.EqualFold(name, "Upgrade")) {
 				h.Del(name)
@@ -387,7 +387,7 @@ func removeHopByHop(h http.Header, upgrade bool) {
 		if upgrade && (k == "Connection" || k == "Upgrade") {
 			continue
 		}
-		h.Del(k)
+		delete(h, k) // the names are canonical: no CanonicalHeaderKey per name
 	}
 	if te {
 		h.Set("Te", "trailers") // gRPC needs it end to end
