@@ -301,3 +301,26 @@ func TestH2BodilessRequestEndsWithItsHeaders(t *testing.T) {
 		t.Fatal("the application never saw the request end")
 	}
 }
+
+// TestH2BodilessRequestsAreRetried: an HTTP/2 GET (no body: its stream
+// ended with its HEADERS) is retried around a dead endpoint as an HTTP/1
+// GET is.
+func TestH2BodilessRequestsAreRetried(t *testing.T) {
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	dead := deadAddr(t)
+	tp := startProxy(t, func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{"svc.test:80": {{Addr: dead}, {Addr: backend}}}
+	}, "svc.test:80")
+	client := h2cClient()
+	for i := range 40 {
+		resp, err := client.Get("http://" + tp.bindings[0] + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+			t.Fatalf("GET %d: %s %d (%s), want HTTP/2 200 after a retry", i, resp.Proto, resp.StatusCode, resp.Header.Get(compat.HeaderProxyError))
+		}
+	}
+}
