@@ -79,9 +79,6 @@ func (p *Proxy) newH1Client() *h1Client {
 type directionKey struct{}
 
 func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 2 {
-		reserveStack(uint(r.ContentLength)) // a new goroutine per request (stack.go)
-	}
 	info := connInfoFrom(r.Context())
 	if info == nil {
 		info = &connInfo{direction: compat.Outbound, tls: compat.TLSDisabled}
@@ -104,9 +101,6 @@ func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor == 2 {
-		reserveStack(uint(r.ContentLength)) // a new goroutine per request (stack.go)
-	}
 	info := connInfoFrom(r.Context())
 	if info == nil {
 		proxyError(w, http.StatusInternalServerError, "connection has no routing information")
