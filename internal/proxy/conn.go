@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"log/slog"
@@ -99,7 +100,7 @@ func (p *Proxy) skipDetection(info *connInfo) bool {
 func (p *Proxy) route(dc *detect.Conn, res detect.Result, info *connInfo) {
 	switch res.Protocol {
 	case detect.HTTP1, detect.HTTP2:
-		p.serveHTTPConn(dc, info)
+		p.serveHTTPConn(dc, info, res.Protocol == detect.HTTP2)
 	default:
 		if res.Protocol == detect.TLS {
 			info.sni = res.SNI
@@ -252,6 +253,10 @@ func portOf(s string) uint16 {
 // to the HTTP server.
 type trackedConn struct {
 	net.Conn
+	// br buffers reads of an HTTP/2 connection: Go's HTTP/2 server reads
+	// each frame's 9-byte header and then its payload straight from the
+	// connection, two read syscalls a frame without it.
+	br      *bufio.Reader
 	info    *connInfo
 	series  *metrics.TCPSeries
 	opened  time.Time
@@ -260,8 +265,12 @@ type trackedConn struct {
 	once    sync.Once
 }
 
-func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
+func (c *trackedConn) Read(b []byte) (n int, err error) {
+	if c.br != nil {
+		n, err = c.br.Read(b)
+	} else {
+		n, err = c.Conn.Read(b)
+	}
 	c.read.Add(int64(n))
 	return n, err
 }
@@ -317,6 +326,11 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	return s
 }
 
+// h2ReadBuffer is the read buffer of an HTTP/2 server connection: a few
+// frames' worth, so that a burst of HEADERS and small DATA frames is read
+// in one syscall.
+const h2ReadBuffer = 8 << 10
+
 // maxHeaderBytes bounds request heads; larger ones get 431.
 const maxHeaderBytes = 64 << 10
 
@@ -327,10 +341,15 @@ func connInfoFrom(ctx context.Context) *connInfo {
 	return info
 }
 
-func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo) {
+// serveHTTPConn hands c to the HTTP server of its direction; h2 says the
+// client spoke first the HTTP/2 preface (its reads are buffered then).
+func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo, h2 bool) {
 	tcp := p.metrics.TCP(info.target(info.dst), "src")
 	tcp.Open()
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
+	if h2 {
+		tc.br = bufio.NewReaderSize(c, h2ReadBuffer)
+	}
 	srv := p.outbound
 	if info.direction == compat.Inbound {
 		srv = p.inbound

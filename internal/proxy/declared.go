@@ -61,7 +61,7 @@ func (p *Proxy) serveDeclared(c net.Conn, info *connInfo, proto authz.Protocol) 
 func (p *Proxy) serveAs(c net.Conn, info *connInfo, proto authz.Protocol) {
 	switch proto {
 	case authz.ProtocolHTTP1, authz.ProtocolHTTP2, authz.ProtocolGRPC:
-		p.serveHTTPConn(c, info)
+		p.serveHTTPConn(c, info, proto != authz.ProtocolHTTP1)
 	default:
 		info.opaque = proto == authz.ProtocolOpaque
 		p.serveTCP(c, info)
