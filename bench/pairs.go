@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"os"
 	"os/exec"
@@ -262,6 +263,19 @@ func (b *bench) checkMTLS(serverNS, port string) error {
 	}
 	if n == 0 {
 		return fmt.Errorf("the server's proxy counted no inbound %s with tls=\"true\" from %s: not mTLS", name, nsClient.Identity())
+	}
+	if port == nsBulkPort {
+		return nil
+	}
+	// The mTLS connections (handshakes) between the proxies: pooled, as
+	// many as the load's connections (16), never one per request.
+	conns, err := promtext.Sum(out, "tcp_open_total", `direction="inbound"`, `peer="src"`, `tls="true"`, `client_id="`+nsClient.Identity()+`"`)
+	if err != nil {
+		return err
+	}
+	log.Printf("mTLS connections between the proxies: %.0f for %.0f requests", conns, n)
+	if conns > 64 {
+		return fmt.Errorf("%.0f mTLS connections between the proxies for %.0f requests from 16 connections: not pooled", conns, n)
 	}
 	return nil
 }

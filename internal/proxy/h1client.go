@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -92,11 +93,17 @@ func replayable(req *http.Request) bool {
 }
 
 // RoundTrip sends req (see h1Usable) to req.URL.Host's pool and
-// returns the response; its body must be read to EOF or closed.
+// returns the response; its body must be read to EOF or closed. The
+// connections of a peer that must prove an identity (withPeer: mTLS) are
+// pooled apart, per identity, from plaintext ones to the same address.
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	key := req.URL.Host
+	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" {
+		key += " " + id
+	}
 	for {
-		pc, err := h.get(ctx, req.URL.Host)
+		pc, err := h.get(ctx, req.URL.Host, key)
 		if err != nil {
 			return nil, err
 		}
@@ -310,8 +317,8 @@ func (b *h1Body) Close() error {
 	return nil
 }
 
-// get returns an idle connection for key, or dials one.
-func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
+// get returns an idle connection for key, or dials addr.
+func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for l := h.idle[key]; len(l) > 0; l = h.idle[key] {
@@ -333,7 +340,7 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 		return pc, nil
 	}
 	h.mu.Unlock()
-	c, err := h.dial(ctx, key)
+	c, err := h.dial(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -346,8 +353,14 @@ func (h *h1Client) get(ctx context.Context, key string) (*h1Conn, error) {
 // blocking. Every reuse is checked, as net/http.Transport's read loop
 // notices such closes and stray bytes at once: one non-blocking recvfrom
 // per reused request. A request that still meets a close is replayed when
-// it can be (RoundTrip).
+// it can be (RoundTrip). An mTLS connection is checked on its socket: any
+// pending record (a close_notify, or anything else nobody asked for) counts
+// as closed, since peeking cannot tell records apart; the session tickets
+// of TLS 1.3 come before the first response and are read with it.
 func peerClosed(c net.Conn) bool {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false

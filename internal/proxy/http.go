@@ -251,20 +251,23 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if out.Body == http.NoBody {
 		out.Body = nil
 	}
-	// Plaintext, HTTP/1 stays HTTP/1 to a meshed peer on pooled
-	// connections: measured in bench/, Go's HTTP/2 between the proxies
-	// cost ~1.3x the CPU per request and ~0.7x the throughput (issue 17).
-	// Over mTLS HTTP/1 still rides one multiplexed HTTP/2 connection per
-	// peer (l5d-orig-proto): per-request-concurrency connections would each
-	// cost a handshake, and that layout is not measured yet. HTTP/2 and
-	// gRPC keep HTTP/2. An inbound request that arrives with l5d-orig-proto
-	// goes out as HTTP/1.
+	// HTTP/1 stays HTTP/1 to a meshed peer, plaintext or mTLS, on pooled
+	// connections (h1Client): measured in bench/, Go's HTTP/2 between the
+	// proxies cost ~1.3x the CPU per request and ~0.7x the throughput
+	// (issue 17). Over mTLS each pooled connection is one handshake, made
+	// with the peer's identity verified (dial, withPeer), and reused like a
+	// plaintext one: the pair makes as many as requests are in flight at
+	// once, not one per request (bench/results/issue17.md, mtlsh1-17).
+	// HTTP/2 and gRPC keep HTTP/2. Expect: 100-continue, which h1Client
+	// does not take, still rides HTTP/2 to an mTLS peer (l5d-orig-proto),
+	// as the h1 Transport pools by address alone, not by identity. An
+	// inbound request that arrives with l5d-orig-proto goes out as HTTP/1.
 	rt := p.h1
 	switch {
 	case upgrade || downgrade:
 	case r.ProtoMajor == 2:
 		rt = p.h2
-	case info.direction == compat.Outbound && ep.Peer.Meshed && p.peerID(info, ep) != "":
+	case info.direction == compat.Outbound && ep.Peer.Meshed && p.peerID(info, ep) != "" && (p.h1d == nil || !h1Usable(out)):
 		rt = p.h2
 		out.Header = r.Header.Clone()
 		out.Header.Set(compat.HeaderOrigProto, "HTTP/1.1")

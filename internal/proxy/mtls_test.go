@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,9 +92,22 @@ func startTap(t *testing.T, target string) (string, *tap) {
 func TestMTLSBetweenProxies(t *testing.T) {
 	m := newMesh(t)
 	secret := "very-secret-payload-7c1e"
+	// Requests to /hold wait until inFlight of them have arrived.
+	const inFlight = 4
+	var held atomic.Int64
+	allHeld := make(chan struct{})
 	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			if held.Add(1) == inFlight {
+				close(allHeld)
+			}
+			select {
+			case <-allHeld:
+			case <-time.After(5 * time.Second):
+			}
+		}
 		body, _ := io.ReadAll(r.Body)
-		fmt.Fprintf(w, "client-id=%s body=%s", r.Header.Get(compat.HeaderClientID), body)
+		fmt.Fprintf(w, "client-id=%s orig-proto=%s body=%s", r.Header.Get(compat.HeaderClientID), r.Header.Get(compat.HeaderOrigProto), body)
 	}))
 	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend })
 	wire, tp := startTap(t, b.inbound)
@@ -108,18 +122,25 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		}
 		got, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if want := "client-id=" + webID + " body=" + secret; string(got) != want {
+		if want := "client-id=" + webID + " orig-proto= body=" + secret; string(got) != want {
 			t.Fatalf("request %d: got %q, want %q", i, got, want)
 		}
 	}
-	// Over mTLS, HTTP/1 rides one multiplexed HTTP/2 connection: ten
-	// concurrent requests open no second connection (no handshake each).
+	// Over mTLS, HTTP/1 rides pooled HTTP/1 connections, one handshake
+	// each: sequential requests reuse one, requests in flight at once use
+	// as many as there are (the pooled one and new ones), never more.
+	inboundConns := func() float64 {
+		return metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src", "tls": "true", "client_id": webID})
+	}
+	if got := inboundConns(); got != 1 {
+		t.Errorf("B: 5 sequential requests came on %v mTLS connections, want 1", got)
+	}
 	var wg sync.WaitGroup
-	for range 10 {
+	for range inFlight {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := http.Post("http://"+a.bindings[0]+"/", "text/plain", strings.NewReader(secret))
+			resp, err := http.Post("http://"+a.bindings[0]+"/hold", "text/plain", strings.NewReader(secret))
 			if err != nil {
 				t.Error(err)
 				return
@@ -129,8 +150,19 @@ func TestMTLSBetweenProxies(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if got := metricValue(t, b.metricsText(t), "tcp_open_total", map[string]string{"direction": "inbound", "peer": "src"}); got != 1 {
-		t.Errorf("B: inbound connections = %v, want 1 multiplexed mTLS connection", got)
+	if got := held.Load(); got != inFlight {
+		t.Fatalf("backend held %d requests at once, want %d", got, inFlight)
+	}
+	for range 6 {
+		resp, err := http.Post("http://"+a.bindings[0]+"/", "text/plain", strings.NewReader(secret))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if got := inboundConns(); got != inFlight {
+		t.Errorf("B: inbound mTLS connections = %v after %d requests in flight at once and 6 more in sequence, want %d (pooled, one per request in flight)", got, inFlight, inFlight)
 	}
 	onWire := tp.bytes()
 	if len(onWire) < 5 || onWire[0] != 0x16 || onWire[1] != 0x03 {
