@@ -151,7 +151,7 @@ func pipe(dst, src net.Conn) copyResult {
 			return copyResult{n, err}
 		}
 	}
-	m, err := copyConn(dst, src)
+	m, err := io.Copy(dst, src)
 	n += m
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
@@ -162,21 +162,6 @@ func pipe(dst, src net.Conn) copyResult {
 		err = nil
 	}
 	return copyResult{n, err}
-}
-
-// copyConn copies src to dst: spliced by the kernel when both are TCP,
-// otherwise (TLS on either side) through a pooled buffer (copyBufs), where io.Copy
-// would allocate a new 32 KiB one per connection and direction
-// (net.TCPConn's ReadFrom and WriteTo fall back to it).
-func copyConn(dst, src net.Conn) (int64, error) {
-	_, tcpSrc := src.(*net.TCPConn)
-	_, tcpDst := dst.(*net.TCPConn)
-	if tcpSrc && tcpDst {
-		return io.Copy(dst, src)
-	}
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *bp)
 }
 
 // unwrapDetected returns the connection under a detection wrapper and the
