@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/bench/harness"
+	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/netnspair"
 )
 
 // kind is the load a target gets.
@@ -367,7 +370,41 @@ func (b *bench) measureHandshakes(name, addr string, procs []*proc) (*Row, error
 	if u.cpu > 0 {
 		row.HandshakesPerCPUSec = float64(res.Conns) / u.cpu
 	}
+	for _, p := range procs {
+		if full, resumed, ok := meshHandshakes(p); ok {
+			log.Printf("%s: %s: %d mTLS handshakes with peers, %d resumed (%.0f %%)", name, p.name, full+resumed, resumed, 100*float64(resumed)/float64(max(full+resumed, 1)))
+		}
+	}
 	return row, nil
+}
+
+// meshHandshakes reads a namespaced weft-proxy's identity_mesh_tls_handshakes_total
+// (both sides) from its admin port; ok is false when it has none.
+func meshHandshakes(p *proc) (full, resumed int64, ok bool) {
+	if p.ns == "" {
+		return 0, 0, false
+	}
+	out, err := netnspair.Run(p.ns, "curl", "-sf", "--max-time", "5", fmt.Sprintf("http://127.0.0.1:%d/metrics", compat.AdminPort))
+	if err != nil {
+		return 0, 0, false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.HasPrefix(line, "identity_mesh_tls_handshakes_total{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		ok = true
+		if strings.Contains(line, `resumed="true"`) {
+			resumed += int64(v)
+		} else {
+			full += int64(v)
+		}
+	}
+	return full, resumed, ok
 }
 
 // waitTCP waits until one echo through addr succeeds.

@@ -139,6 +139,7 @@ func (b *bench) weftNS(name, ns string, env []string) (*proc, error) {
 		return nil, err
 	}
 	p.gcLog = filepath.Join(b.dir, name+".log")
+	p.ns = ns
 	if profiled {
 		p.pprof, p.pprofNS = nsPprofAddr, ns
 	}

@@ -21,6 +21,8 @@ type proc struct {
 	pprof string
 	// pprofNS is the network namespace pprof is reached in, or "".
 	pprofNS string
+	// ns is the network namespace it runs in, or "".
+	ns string
 	// gcLog is its log when it runs with GODEBUG=gctrace=1, or "".
 	gcLog string
 }

@@ -172,8 +172,12 @@ func (info *connInfo) target(addr string) metrics.Target {
 // decrypted stream: an opaque transport connection to the port its header
 // names, anything else like any other connection.
 func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
-	cfg := p.id.ServerConfig()
-	cfg.NextProtos = append([]string{tunnel.ALPN}, cfg.NextProtos...)
+	cfg := p.id.MeshServerConfig(meshServerALPN...)
+	if cfg == nil {
+		p.log.Info("inbound mTLS before this proxy has a certificate; closing", "peer", dc.RemoteAddr().String())
+		dc.Close()
+		return
+	}
 	tc := tls.Server(dc, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
@@ -240,6 +244,10 @@ func (p *Proxy) serveTunnel(tc *tls.Conn, info *connInfo) {
 	}
 	p.serveTCP(tc, info)
 }
+
+// meshServerALPN is what the inbound side offers other proxies: the opaque
+// transport, h2, HTTP/1.1.
+var meshServerALPN = []string{tunnel.ALPN, certify.ALPNTransport, "http/1.1"}
 
 // handshakeTimeout bounds a TLS handshake.
 const handshakeTimeout = 10 * time.Second

@@ -236,7 +236,12 @@ func (p *Proxy) dialTLS(ctx context.Context, direction, addr, id string, alpn ..
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(c, p.id.ClientConfig(id, alpn...))
+	cfg := p.id.MeshClientConfig(id, addr, alpn...)
+	if cfg == nil {
+		c.Close()
+		return nil, fmt.Errorf("mTLS to %s (expecting %s): this proxy has no certificate yet", addr, id)
+	}
+	tc := tls.Client(c, cfg)
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {

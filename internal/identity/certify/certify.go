@@ -48,9 +48,12 @@ type Manager struct {
 	key     *ecdsa.PrivateKey
 	csr     []byte
 	cert    atomic.Pointer[tls.Certificate]
+	mesh    atomic.Pointer[meshTLS] // the current certificate's mesh configurations and sessions
 	ready   chan struct{}
 	expiry  prometheus.Gauge
 	refresh prometheus.Counter
+	// handshakes counts mesh mTLS handshakes by side and resumption.
+	handshakes *prometheus.CounterVec
 }
 
 // New generates the key and CSR. It does not contact the identity service.
@@ -83,12 +86,15 @@ func New(cfg Config) (*Manager, error) {
 			Help: "Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch)."}),
 		refresh: prometheus.NewCounter(prometheus.CounterOpts{Name: "identity_cert_refresh_count",
 			Help: "The total number of times this proxy's mTLS identity certificate has been refreshed by the Identity service."}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "identity_mesh_tls_handshakes_total",
+			Help: "mTLS handshakes with other proxies whose peer chain was verified, by side (server: inbound, client: outbound) and whether the session was resumed."},
+			[]string{"side", "resumed"}),
 	}, nil
 }
 
 // Collectors are the identity metrics, for the proxy's registry.
 func (m *Manager) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.expiry, m.refresh}
+	return []prometheus.Collector{m.expiry, m.refresh, m.handshakes}
 }
 
 // Ready is closed once the first certificate is held.
@@ -152,7 +158,12 @@ func (m *Manager) Renew(ctx context.Context) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	mesh, err := newMeshTLS(cert, m.handshakes)
+	if err != nil {
+		return time.Time{}, err
+	}
 	first := m.cert.Swap(cert) == nil
+	m.mesh.Store(mesh)
 	m.expiry.Set(float64(leaf.NotAfter.Unix()))
 	m.refresh.Inc()
 	if first {
