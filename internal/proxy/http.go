@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,9 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 	// is chosen from the request's direction carried in the context.
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		dir, _ := ctx.Value(directionKey{}).(string)
+		if a, ok := ctx.Value(dialAddrKey{}).(string); ok {
+			addr = a
+		}
 		return dialer(dir)(ctx, network, addr)
 	}
 	h1 = &http.Transport{
@@ -259,9 +264,10 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	// plaintext one: the pair makes as many as requests are in flight at
 	// once, not one per request (bench/results/issue17.md, mtlsh1-17).
 	// HTTP/2 and gRPC keep HTTP/2. Expect: 100-continue, which h1Client
-	// does not take, still rides HTTP/2 to an mTLS peer (l5d-orig-proto),
-	// as the h1 Transport pools by address alone, not by identity. An
-	// inbound request that arrives with l5d-orig-proto goes out as HTTP/1.
+	// does not take, still rides HTTP/2 to an mTLS peer (l5d-orig-proto).
+	// Requests to an mTLS peer through a Transport get a pool per (address,
+	// identity) (identityPool). An inbound request that arrives with
+	// l5d-orig-proto goes out as HTTP/1.
 	rt := p.h1
 	switch {
 	case upgrade || downgrade:
@@ -275,8 +281,28 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.RoundTrip(out)
 	}
+	if id, _ := out.Context().Value(peerIDKey{}).(string); id != "" && p.id != nil {
+		out = identityPool(out, ep.Addr, id)
+	}
 	return rt.RoundTrip(out)
 }
+
+// identityPool gives a request to an mTLS peer a Transport connection pool
+// of its own per (address, identity), as h1Client keys its pools: a
+// Transport pools by URL host alone, so a connection verified as one
+// identity would otherwise carry a request that expects another at the same
+// address (a pod IP reused, discovery changed). The host is a name that is
+// never resolved: dial connects to the address carried in the context.
+func identityPool(out *http.Request, addr, id string) *http.Request {
+	sum := sha256.Sum256([]byte(addr + "\x00" + id))
+	out = out.WithContext(context.WithValue(out.Context(), dialAddrKey{}, addr))
+	out.URL.Host = "id-" + hex.EncodeToString(sum[:16]) + ".weft.invalid:1"
+	return out
+}
+
+// dialAddrKey carries the address to dial for a request whose URL host is
+// a pool key (identityPool).
+type dialAddrKey struct{}
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

@@ -262,3 +262,44 @@ func TestPlaintextFromUnmeshedClientAccepted(t *testing.T) {
 		t.Errorf("request_total{tls=no_identity} = %v, want 1", got)
 	}
 }
+
+// An HTTP/2 connection verified as one identity never carries a request
+// that expects another identity at the same address: the Transports pool
+// by URL host, so each (address, identity) gets a pool of its own.
+func TestH2PoolsPerPeerIdentity(t *testing.T) {
+	m := newMesh(t)
+	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "client-id=%s", r.Header.Get(compat.HeaderClientID))
+	}))
+	b := meshedProxy(t, m.identity(t, apiID), func(c *Config) { c.InboundForward = backend })
+	// Two names at one address: the proxy there is api, so only requests
+	// to api.shop may be served; web.shop's must fail the identity check.
+	a := meshedProxy(t, m.identity(t, webID), func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{
+			"api.shop:80": {{Addr: b.inbound, Proxy: true, Identity: apiID}},
+			"web.shop:80": {{Addr: b.inbound, Proxy: true, Identity: webID}},
+		}
+	}, "api.shop:80", "web.shop:80")
+	client := h2cClient()
+	get := func(bind string) (int, string) {
+		t.Helper()
+		resp, err := client.Get("http://" + bind + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	if code, body := get(a.bindings[0]); code != http.StatusOK || body != "client-id="+webID {
+		t.Fatalf("api.shop over h2: %d %q, want 200 client-id=%s", code, body, webID)
+	}
+	for i := range 3 {
+		if code, body := get(a.bindings[1]); code == http.StatusOK {
+			t.Fatalf("request %d to web.shop (expects %s) at api's address was served: %d %q — it rode the connection verified as %s", i, webID, code, body, apiID)
+		}
+	}
+	if code, _ := get(a.bindings[0]); code != http.StatusOK {
+		t.Fatalf("api.shop after: %d, want 200", code)
+	}
+}
