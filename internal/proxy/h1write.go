@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // writeBodilessHead writes the head of a request without a body the way
@@ -60,6 +62,9 @@ func writeBodilessHead(w *bufio.Writer, req *http.Request) bool {
 		switch k {
 		case "Host", "User-Agent", "Content-Length", "Transfer-Encoding", "Trailer":
 			continue // written above or meaningless without a body
+		}
+		if !httpguts.ValidHeaderFieldName(k) {
+			continue // dropped, as Header.Write drops it
 		}
 		for _, v := range vv {
 			writeField(w, k, v)

@@ -101,3 +101,21 @@ func TestWriteBodilessHeadAllocs(t *testing.T) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// A field name that is not a token (e.g. a RequestHeaderModifier name the
+// policy API did not validate) is dropped, as Request.Write drops it, not
+// written raw: it could inject a header.
+func TestWriteBodilessHeadDropsInvalidNames(t *testing.T) {
+	h := http.Header{"User-Agent": {""}}
+	h.Set("X-A\r\nX-Smuggled", "1") // e.g. an unvalidated RequestHeaderModifier name from the policy API
+	req := &http.Request{Method: "GET", URL: &url.URL{Scheme: "http", Host: "h", Path: "/"}, Host: "h", Header: h}
+	var a, b bytes.Buffer
+	w := bufio.NewWriter(&a)
+	handled := writeBodilessHead(w, req)
+	w.Flush()
+	req.Write(&b)
+	t.Logf("handled=%v\nwriteBodilessHead:\n%q\nRequest.Write:\n%q", handled, a.String(), b.String())
+	if bytes.Contains(a.Bytes(), []byte("\r\nX-Smuggled")) {
+		t.Errorf("writeBodilessHead wrote an invalid field name raw (header injection); Request.Write drops it")
+	}
+}

@@ -140,7 +140,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 // retryable (a ServiceProfile's isRetryable), within the retry budget; the
 // route's timeout bounds the whole request, retries included.
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, dst string) {
-	if r.ProtoMajor == 2 && r.ContentLength == 0 {
+	if r.ProtoMajor == 2 && r.ContentLength == 0 && r.Trailer == nil {
 		// Go's HTTP/2 server gives a request that ended with its HEADERS
 		// (or declared a zero length) an empty body that is not
 		// http.NoBody. Sent on as it is, the HTTP/2 client would write
@@ -360,6 +360,7 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	buf := *bp
 	rc := http.NewResponseController(w)
 	var written int64
+	armed := false
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
@@ -367,8 +368,25 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 				return nil // the client went away; nothing to report upstream
 			}
 			written += int64(n)
-			if flush && (length < 0 || written < length) {
+			switch {
+			case !flush:
+			case length < 0 || written < length:
 				rc.Flush()
+			case err == nil && !armed:
+				// The length is complete but the stream has not ended
+				// (an HTTP/2 upstream's END_STREAM comes with a later
+				// Read): flush unless the end follows promptly.
+				armed = true
+				var mu sync.Mutex
+				ended := false
+				t := time.AfterFunc(time.Millisecond, func() {
+					mu.Lock()
+					if !ended {
+						rc.Flush()
+					}
+					mu.Unlock()
+				})
+				defer func() { mu.Lock(); ended = true; mu.Unlock(); t.Stop() }()
 			}
 		}
 		if err == io.EOF {
