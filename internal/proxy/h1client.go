@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -359,6 +360,15 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 // of TLS 1.3 come before the first response and are read with it.
 func peerClosed(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok {
+		// Records tls.Conn already holds (read with the response's last
+		// one) are invisible to a socket peek: try a read that cannot block.
+		tc.SetReadDeadline(aLongTimeAgo)
+		var b [1]byte
+		n, err := tc.Read(b[:])
+		tc.SetReadDeadline(time.Time{})
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return true
+		}
 		c = tc.NetConn()
 	}
 	sc, ok := c.(syscall.Conn)
