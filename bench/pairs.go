@@ -296,24 +296,9 @@ func nsHAProxyPair(tls, h2 bool) func(b *bench) (string, []*proc, error) {
 			bindOut, serverIn = "proto h2", "proto h2"
 		}
 		if tls {
-			ca, err := meshpair.NewCA()
-			if err != nil {
+			if bindIn, serverOut, err = b.haproxyTLS("haproxy", p.ServerIP()); err != nil {
 				return "", nil, err
 			}
-			chain, key, err := ca.ServerCert("haproxy-in", p.ServerIP())
-			if err != nil {
-				return "", nil, err
-			}
-			pemPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-in-%d.pem", b.nsSeq))
-			caPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-ca-%d.crt", b.nsSeq))
-			if err := os.WriteFile(pemPath, append(chain, key...), 0o600); err != nil {
-				return "", nil, err
-			}
-			if err := os.WriteFile(caPath, ca.TrustAnchorsPEM(), 0o644); err != nil {
-				return "", nil, err
-			}
-			bindIn = "ssl crt " + pemPath
-			serverOut = "ssl verify required ca-file " + caPath + " verifyhost haproxy-in sni str(haproxy-in)"
 			if h2 {
 				bindIn += " alpn h2"
 				serverOut += " alpn h2"
@@ -381,24 +366,9 @@ func nsHAProxyTCPPair(tls bool) func(b *bench) (string, []*proc, error) {
 		}
 		var bindIn, serverOut string
 		if tls {
-			ca, err := meshpair.NewCA()
-			if err != nil {
+			if bindIn, serverOut, err = b.haproxyTLS("haproxy-tcp", p.ServerIP()); err != nil {
 				return "", nil, err
 			}
-			chain, key, err := ca.ServerCert("haproxy-in", p.ServerIP())
-			if err != nil {
-				return "", nil, err
-			}
-			pemPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-tcp-in-%d.pem", b.nsSeq))
-			caPath := filepath.Join(b.dir, fmt.Sprintf("haproxy-tcp-ca-%d.crt", b.nsSeq))
-			if err := os.WriteFile(pemPath, append(chain, key...), 0o600); err != nil {
-				return "", nil, err
-			}
-			if err := os.WriteFile(caPath, ca.TrustAnchorsPEM(), 0o644); err != nil {
-				return "", nil, err
-			}
-			bindIn = "ssl crt " + pemPath
-			serverOut = "ssl verify required ca-file " + caPath + " verifyhost haproxy-in sni str(haproxy-in)"
 		}
 		inAddr := net.JoinHostPort(p.ServerIP(), nsHAProxyIn)
 		in, err := b.haproxyTCP(p.Server, "haproxy-tcp-in", inAddr, bindIn, "127.0.0.1:"+nsBulkPort, "")
@@ -439,4 +409,28 @@ listen tcp
 		return nil, err
 	}
 	return startProc(b.dir, name, proxyCPU, netnspair.Exec(ns, bin, "-db", "-f", path)...)
+}
+
+// haproxyTLS writes a certificate for the inbound haproxy at serverIP
+// (name haproxy-in) and the CA that verifies it, and returns the bind
+// options of the inbound and the server options of the outbound: verified
+// TLS between the two. prefix names the files.
+func (b *bench) haproxyTLS(prefix, serverIP string) (bindIn, serverOut string, err error) {
+	ca, err := meshpair.NewCA()
+	if err != nil {
+		return "", "", err
+	}
+	chain, key, err := ca.ServerCert("haproxy-in", serverIP)
+	if err != nil {
+		return "", "", err
+	}
+	pemPath := filepath.Join(b.dir, fmt.Sprintf("%s-in-%d.pem", prefix, b.nsSeq))
+	caPath := filepath.Join(b.dir, fmt.Sprintf("%s-ca-%d.crt", prefix, b.nsSeq))
+	if err := os.WriteFile(pemPath, append(chain, key...), 0o600); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(caPath, ca.TrustAnchorsPEM(), 0o644); err != nil {
+		return "", "", err
+	}
+	return "ssl crt " + pemPath, "ssl verify required ca-file " + caPath + " verifyhost haproxy-in sni str(haproxy-in)", nil
 }

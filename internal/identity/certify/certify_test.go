@@ -32,6 +32,13 @@ func (c localClient) Certify(ctx context.Context, in *identityv1.CertifyRequest,
 
 func newService(t testing.TB, lifetime time.Duration) (*identity.Service, *x509.CertPool) {
 	t.Helper()
+	return serviceFor(t, lifetime, "web-token-0123456789abcdef shop/web\n")
+}
+
+// serviceFor is an identity service with its own root, certifying the
+// tokens of a statictoken file.
+func serviceFor(t testing.TB, lifetime time.Duration, tokens string) (*identity.Service, *x509.CertPool) {
+	t.Helper()
 	root, _ := pki.NewRoot("root", time.Now().Add(-time.Hour), 24*time.Hour)
 	anchors, _, _ := pki.AnchorPool(root.CertPEM)
 	iss, _ := pki.NewIssuer(root, "issuer", time.Now().Add(-time.Minute), 12*time.Hour)
@@ -39,7 +46,10 @@ func newService(t testing.TB, lifetime time.Duration) (*identity.Service, *x509.
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, _ := statictoken.Parse(strings.NewReader("web-token-0123456789abcdef shop/web\n"), "linkerd", "cluster.local")
+	v, err := statictoken.Parse(strings.NewReader(tokens), "linkerd", "cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca, Lifetime: lifetime,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}), anchors
 }

@@ -16,9 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/weftmesh/weft/internal/identity"
-	"github.com/weftmesh/weft/internal/identity/localca"
-	"github.com/weftmesh/weft/internal/identity/pki"
-	"github.com/weftmesh/weft/internal/identity/statictoken"
 )
 
 const (
@@ -29,19 +26,7 @@ const (
 // meshService issues web, api and db identities.
 func meshService(t testing.TB) (*identity.Service, *x509.CertPool) {
 	t.Helper()
-	root, _ := pki.NewRoot("root", time.Now().Add(-time.Hour), 24*time.Hour)
-	anchors, _, _ := pki.AnchorPool(root.CertPEM)
-	iss, _ := pki.NewIssuer(root, "issuer", time.Now().Add(-time.Minute), 12*time.Hour)
-	ca, err := localca.New(iss.CertPEM, iss.KeyPEM, anchors, localca.Options{ClockSkewAllowance: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := statictoken.Parse(strings.NewReader("web-token-0123456789 shop/web\napi-token-0123456789 shop/api\ndb-token-0123456789 shop/db\n"), "linkerd", "cluster.local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return identity.NewService(identity.ServiceConfig{Validator: v, Issuer: ca, Lifetime: time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}), anchors
+	return serviceFor(t, time.Hour, "web-token-0123456789 shop/web\napi-token-0123456789 shop/api\ndb-token-0123456789 shop/db\n")
 }
 
 // certified is a Manager for id (token name-token) holding a certificate.
