@@ -354,10 +354,12 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 // blocking. Every reuse is checked, as net/http.Transport's read loop
 // notices such closes and stray bytes at once: one non-blocking recvfrom
 // per reused request. A request that still meets a close is replayed when
-// it can be (RoundTrip). An mTLS connection is checked on its socket: any
-// pending record (a close_notify, or anything else nobody asked for) counts
-// as closed, since peeking cannot tell records apart; the session tickets
-// of TLS 1.3 come before the first response and are read with it.
+// it can be (RoundTrip). An mTLS connection is checked twice: for records
+// tls.Conn has already read (a read with a past deadline, which touches no
+// socket), then on its socket, where any pending record (a close_notify, or
+// anything else nobody asked for) counts as closed, since peeking cannot
+// tell records apart; the session tickets of TLS 1.3 come before the first
+// response and are read with it.
 func peerClosed(c net.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok {
 		// Records tls.Conn already holds (read with the response's last

@@ -353,7 +353,10 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 // handler returns once the body ends, and the server then writes what is
 // buffered with the end of the response, in one write (on HTTP/2 the data
 // and END_STREAM in one DATA frame, instead of a flushed DATA frame and
-// an empty one: a frame and a syscall less per response on each hop).
+// an empty one: a frame and a syscall less per response on each hop). If
+// the upstream's stream has not ended 1 ms after that chunk (an HTTP/2
+// upstream that holds END_STREAM, e.g. for late trailers), it is flushed
+// then, so a client never waits on the upstream for bytes the proxy holds.
 func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
