@@ -228,4 +228,4 @@ func otlpArray[T any](in []T, f func(T) *commonpb.AnyValue) *commonpb.AnyValue {
 
 func unixNano(n int64) uint64 { return uint64(max(0, n)) }
 
-func clamp32(n int) uint32 { return uint32(min(max(int64(n), 0), math.MaxUint32)) }
+func clamp32(n int) uint32 { return uint32(min(max(n, 0), math.MaxUint32)) }
