@@ -4,9 +4,8 @@
 // client span for each outbound one as children of that context, forwards
 // the context in the format it arrived in with the proxy's span as the new
 // parent, and exports the spans in batches through a bounded queue over
-// OTLP/gRPC (spans from the OpenTelemetry SDK, sent by otlp.go) or
-// OpenCensus (the OpenCensus agent protocol), optionally over mTLS to a
-// meshed collector. A request
+// OTLP/gRPC (OpenTelemetry SDK) or OpenCensus (the OpenCensus agent
+// protocol), optionally over mTLS to a meshed collector. A request
 // without a sampled context costs a few header lookups and nothing else.
 package trace
 
@@ -26,6 +25,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -141,7 +141,12 @@ func New(cfg Config, o Options) (*Tracer, error) {
 	case ProtocolOpenCensus:
 		exp = newOpenCensusExporter(conn, cfg.ServiceName, res)
 	default:
-		exp = newOTLPExporter(conn, o.Log)
+		exp, err = otlptracegrpc.New(context.Background(), otlptracegrpc.WithGRPCConn(conn),
+			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: false}), otlptracegrpc.WithTimeout(cfg.ExportTimeout))
+		if err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("OTLP exporter: %w", err)
+		}
 	}
 	b := newBatcher(exp, o.Log, cfg.QueueSize, cfg.BatchSize, cfg.FlushInterval, cfg.ExportTimeout, o.Metrics)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithResource(res), sdktrace.WithSpanProcessor(b),
