@@ -323,10 +323,6 @@ func nsHAProxyPair(tls, h2 bool) func(b *bench) (string, []*proc, error) {
 // haproxyIn starts one haproxy (1 thread, http mode, connections to the
 // server reused) in namespace ns ("": this one).
 func (b *bench) haproxyIn(ns, name, bind, bindOpts, server, serverOpts string) (*proc, error) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		return nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
-	}
 	cfg := fmt.Sprintf(`global
   nbthread 1
   maxconn 4096
@@ -343,15 +339,7 @@ backend be
   http-reuse always
   server s1 %s %s
 `, bind, bindOpts, server, serverOpts)
-	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.cfg", name, b.nsSeq))
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	argv := []string{bin, "-db", "-f", path}
-	if ns != "" {
-		argv = netnspair.Exec(ns, argv...)
-	}
-	return startProc(b.dir, name, proxyCPU, argv...)
+	return b.startHAProxy(ns, name, cfg)
 }
 
 // nsHAProxyTCPPair: haproxy (1 thread) in each namespace in TCP mode to
@@ -387,10 +375,6 @@ func nsHAProxyTCPPair(tls bool) func(b *bench) (string, []*proc, error) {
 // haproxyTCP starts one haproxy (1 thread, tcp mode, splice-auto) in
 // namespace ns.
 func (b *bench) haproxyTCP(ns, name, bind, bindOpts, server, serverOpts string) (*proc, error) {
-	bin, err := exec.LookPath("haproxy")
-	if err != nil {
-		return nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
-	}
 	cfg := fmt.Sprintf(`global
   nbthread 1
   maxconn 4096
@@ -404,11 +388,7 @@ listen tcp
   bind %s %s
   server s1 %s %s
 `, bind, bindOpts, server, serverOpts)
-	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.cfg", name, b.nsSeq))
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	return startProc(b.dir, name, proxyCPU, netnspair.Exec(ns, bin, "-db", "-f", path)...)
+	return b.startHAProxy(ns, name, cfg)
 }
 
 // haproxyTLS writes a certificate for the inbound haproxy at serverIP
@@ -433,4 +413,22 @@ func (b *bench) haproxyTLS(prefix, serverIP string) (bindIn, serverOut string, e
 		return "", "", err
 	}
 	return "ssl crt " + pemPath, "ssl verify required ca-file " + caPath + " verifyhost haproxy-in sni str(haproxy-in)", nil
+}
+
+// startHAProxy writes cfg and starts haproxy with it in namespace ns ("":
+// this one), on the proxies' CPU.
+func (b *bench) startHAProxy(ns, name, cfg string) (*proc, error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
+	}
+	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.cfg", name, b.nsSeq))
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	argv := []string{bin, "-db", "-f", path}
+	if ns != "" {
+		argv = netnspair.Exec(ns, argv...)
+	}
+	return startProc(b.dir, name, proxyCPU, argv...)
 }

@@ -47,6 +47,19 @@ func certified(t testing.TB, svc *identity.Service, anchors *x509.CertPool, id s
 // answered with the client identity it verified and whether it resumed.
 func meshServer(t testing.TB, m *Manager) string {
 	t.Helper()
+	return serveMesh(t, m, func(tc *tls.Conn) {
+		if err := tc.Handshake(); err != nil {
+			return
+		}
+		cs := tc.ConnectionState()
+		fmt.Fprintf(tc, "%s %v\n", PeerIdentity(cs), cs.DidResume)
+	})
+}
+
+// serveMesh accepts TLS connections with m's MeshServerConfig on loopback
+// until the test ends, runs handle on each, then drains and closes it.
+func serveMesh(t testing.TB, m *Manager, handle func(*tls.Conn)) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,11 +74,7 @@ func meshServer(t testing.TB, m *Manager) string {
 			go func() {
 				defer c.Close()
 				tc := tls.Server(c, m.MeshServerConfig("test/1"))
-				if err := tc.Handshake(); err != nil {
-					return
-				}
-				cs := tc.ConnectionState()
-				fmt.Fprintf(tc, "%s %v\n", PeerIdentity(cs), cs.DidResume)
+				handle(tc)
 				io.Copy(io.Discard, tc)
 			}()
 		}
@@ -219,26 +228,7 @@ func TestMeshConfigsBeforeTheFirstCertificate(t *testing.T) {
 func BenchmarkMeshHandshake(b *testing.B) {
 	svc, anchors := meshService(b)
 	web, api := certified(b, svc, anchors, webID), certified(b, svc, anchors, apiID)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	addr := l.Addr().String()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				tc := tls.Server(c, api.MeshServerConfig("test/1"))
-				tc.Write([]byte{1})
-				io.Copy(io.Discard, tc)
-			}()
-		}
-	}()
+	addr := serveMesh(b, api, func(tc *tls.Conn) { tc.Write([]byte{1}) })
 	for _, kx := range []struct {
 		name   string
 		curves []tls.CurveID
