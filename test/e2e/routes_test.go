@@ -174,7 +174,29 @@ func runClientTo(t *testing.T, ns, job, host string, n int, interval string, hea
 		extra += fmt.Sprintf(", \"-header\", %q", h)
 	}
 	kubectl(t, fmt.Sprintf(routeClient, ns, job, clientImage, n, interval, extra, host), "apply", "-f", "-")
-	kubectl(t, "", "-n", ns, "wait", "pod", "-l", "job-name="+job, "--for=condition=Ready", "--timeout=90s")
+	awaitStarted(t, ns, job)
+}
+
+// awaitStarted waits until the Job's pod is Ready or has already finished:
+// a short client (200 requests, no pause) can run and exit between two of
+// the kubelet's status updates, so its pod is never seen Ready. A failed
+// pod counts as started too; awaitClient reports it.
+func awaitStarted(t *testing.T, ns, job string) {
+	t.Helper()
+	var out string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		out = tryOutput(t, "-n", ns, "get", "pod", "-l", "job-name="+job, "-o",
+			`jsonpath={range .items[*]}{.status.phase} {.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}`)
+		for _, line := range strings.Split(out, "\n") {
+			switch f := strings.Fields(line); {
+			case len(f) == 2 && f[0] == "Running" && f[1] == "True",
+				len(f) >= 1 && (f[0] == "Succeeded" || f[0] == "Failed"):
+				return
+			}
+		}
+	}
+	t.Fatalf("client %s neither Ready nor finished in 90 s (phase, Ready: %q)\n%s", job, out,
+		tryOutput(t, "-n", ns, "describe", "pod", "-l", "job-name="+job))
 }
 
 func awaitClient(t *testing.T, ns, job string) {
