@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
@@ -246,7 +247,13 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if p.tap != nil && info.direction == compat.Outbound && p.tap.Active() {
 		reqtap.Endpoint(ctx, ep.Addr, p.peerID(info, ep))
 	}
-	out := r.WithContext(withPeer(ctx, ep))
+	ctx = withPeer(ctx, ep)
+	id, _ := ctx.Value(peerIDKey{}).(string)
+	if id != "" && p.id != nil {
+		// Set here rather than in identityPool: one copy of the request.
+		ctx = context.WithValue(ctx, dialAddrKey{}, ep.Addr)
+	}
+	out := r.WithContext(ctx)
 	out.URL = &url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	if out.Host == "" {
 		out.Host = ep.Addr
@@ -281,24 +288,45 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.RoundTrip(out)
 	}
-	if id, _ := out.Context().Value(peerIDKey{}).(string); id != "" && p.id != nil {
-		out = identityPool(out, ep.Addr, id)
+	if id != "" && p.id != nil {
+		out.URL.Host = identityPool(ep.Addr, id)
 	}
 	return rt.RoundTrip(out)
 }
 
-// identityPool gives a request to an mTLS peer a Transport connection pool
-// of its own per (address, identity), as h1Client keys its pools: a
-// Transport pools by URL host alone, so a connection verified as one
-// identity would otherwise carry a request that expects another at the same
-// address (a pod IP reused, discovery changed). The host is a name that is
-// never resolved: dial connects to the address carried in the context.
-func identityPool(out *http.Request, addr, id string) *http.Request {
+// identityPool is the URL host that gives requests to an mTLS peer a
+// Transport connection pool of their own per (address, identity), as
+// h1Client keys its pools: a Transport pools by URL host alone, so a
+// connection verified as one identity would otherwise carry a request that
+// expects another at the same address (a pod IP reused, discovery
+// changed). The host is a name that is never resolved: dial connects to
+// the address carried in the context (dialAddrKey). Names are cached: a
+// hash per request cost a few percent of the proxy's CPU (issue 17).
+func identityPool(addr, id string) string {
+	k := poolKey{addr, id}
+	if h, ok := poolHosts.Load(k); ok {
+		return h.(string)
+	}
 	sum := sha256.Sum256([]byte(addr + "\x00" + id))
-	out = out.WithContext(context.WithValue(out.Context(), dialAddrKey{}, addr))
-	out.URL.Host = "id-" + hex.EncodeToString(sum[:16]) + ".weft.invalid:1"
-	return out
+	h := "id-" + hex.EncodeToString(sum[:16]) + ".weft.invalid:1"
+	if poolHostCount.Add(1) > maxPoolHosts {
+		poolHosts.Clear()
+		poolHostCount.Store(1)
+	}
+	poolHosts.Store(k, h)
+	return h
 }
+
+type poolKey struct{ addr, id string }
+
+// poolHosts caches identityPool's names, at most maxPoolHosts of them
+// (cleared when full: endpoints come and go).
+var (
+	poolHosts     sync.Map
+	poolHostCount atomic.Int64
+)
+
+const maxPoolHosts = 4096
 
 // dialAddrKey carries the address to dial for a request whose URL host is
 // a pool key (identityPool).
