@@ -389,43 +389,94 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController // made when first needed
+	var late *lateFlush
 	var written int64
-	armed := false
+	var result error
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil // the client went away; nothing to report upstream
+				break // the client went away; nothing to report upstream
 			}
 			written += int64(n)
 			switch {
 			case !flush:
 			case length < 0 || written < length:
+				if rc == nil {
+					rc = http.NewResponseController(w)
+				}
 				rc.Flush()
-			case err == nil && !armed:
+			case err == nil && late == nil:
 				// The length is complete but the stream has not ended
 				// (an HTTP/2 upstream's END_STREAM comes with a later
 				// Read): flush unless the end follows promptly.
-				armed = true
-				var mu sync.Mutex
-				ended := false
-				t := time.AfterFunc(time.Millisecond, func() {
-					mu.Lock()
-					if !ended {
-						rc.Flush()
-					}
-					mu.Unlock()
-				})
-				defer func() { mu.Lock(); ended = true; mu.Unlock(); t.Stop() }()
+				if rc == nil {
+					rc = http.NewResponseController(w)
+				}
+				late = armLateFlush(rc)
 			}
 		}
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
-			return err
+			result = err
+			break
 		}
+	}
+	if late != nil {
+		late.stop()
+	}
+	return result
+}
+
+// lateFlush flushes a response whose known length is complete if its
+// upstream's stream has not ended within lateFlushDelay (copyBody). Pooled
+// with its timer: made per response, a timer, a closure and its captured
+// state were a handful of allocations on every HTTP/2 response (issue 17).
+type lateFlush struct {
+	mu sync.Mutex
+	rc *http.ResponseController // nil once the body has ended
+	t  *time.Timer
+}
+
+// lateFlushDelay is how long copyBody waits for an upstream's END_STREAM.
+const lateFlushDelay = time.Millisecond
+
+var lateFlushes = sync.Pool{New: func() any {
+	l := &lateFlush{}
+	l.t = time.AfterFunc(time.Hour, l.fire)
+	l.t.Stop()
+	return l
+}}
+
+func armLateFlush(rc *http.ResponseController) *lateFlush {
+	l := lateFlushes.Get().(*lateFlush)
+	l.mu.Lock()
+	l.rc = rc
+	l.mu.Unlock()
+	l.t.Reset(lateFlushDelay)
+	return l
+}
+
+func (l *lateFlush) fire() {
+	l.mu.Lock()
+	if l.rc != nil {
+		l.rc.Flush()
+	}
+	l.mu.Unlock()
+}
+
+// stop ends l's use once the body has ended. A lateFlush whose timer has
+// fired is not reused: its fire may still be waiting for the lock.
+func (l *lateFlush) stop() {
+	stopped := l.t.Stop()
+	l.mu.Lock()
+	l.rc = nil
+	l.mu.Unlock()
+	if stopped {
+		lateFlushes.Put(l)
 	}
 }
 
