@@ -20,8 +20,10 @@ import (
 // h2HoldDelay bounds how long a response's HEADERS frame waits for its data.
 const h2HoldDelay = time.Millisecond
 
-// h2HoldMax is the most a write may hold; larger writes go out as they are.
-const h2HoldMax = 16 << 10
+// h2HoldMax is the most held bytes and the next write may add up to: a
+// larger next write goes out after the held bytes, in a write of its own,
+// so that a connection keeps no buffer larger than this.
+const h2HoldMax = 4 << 10
 
 // h2 frame header fields (RFC 9113 §4.1) the hold looks at.
 const (

@@ -84,6 +84,7 @@ func TestH2WriteHoldFrameBoundaries(t *testing.T) {
 	headers := appendFrame(nil, frameHeaders, flagEndHdrs, 1, []byte("hdrs"))
 	endHeaders := appendFrame(nil, frameHeaders, flagEndHdrs|flagEndStream, 1, []byte("hdrs"))
 	data := appendFrame(nil, frameData, flagEndStream, 1, []byte("body"))
+	bigData := appendFrame(nil, frameData, flagEndStream, 1, bytes.Repeat([]byte("b"), h2HoldMax))
 	// A DATA frame whose payload looks like an open HEADERS frame header.
 	tricky := appendFrame(nil, frameData, 0, 1, headers[:9])
 	tests := []struct {
@@ -93,6 +94,7 @@ func TestH2WriteHoldFrameBoundaries(t *testing.T) {
 	}{
 		{"headers then data", [][]byte{headers, data}, []bool{true, false}},
 		{"headers alone (sent after the delay)", [][]byte{headers}, []bool{true}},
+		{"headers then data larger than the hold", [][]byte{headers, bigData}, []bool{true, false}},
 		{"headers ending the stream", [][]byte{endHeaders}, []bool{false}},
 		{"data and headers in one write", [][]byte{append(append([]byte{}, data...), headers...)}, []bool{true}},
 		{"headers split across writes", [][]byte{headers[:5], headers[5:11], headers[11:]}, []bool{false, false, true}},
