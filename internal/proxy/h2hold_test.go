@@ -61,7 +61,7 @@ func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 	client.Write(h2GET(nil, 1, "web.test", "/warm"))
 	readResponses(t, client, br, 1)
 
-	const n = 10
+	const n = 20
 	before := sc.writes.Load()
 	for i := range n {
 		id := uint32(3 + 2*i)
@@ -71,8 +71,10 @@ func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 			t.Fatalf("stream %d: %d DATA frames, want one of 1024 bytes", id, len(got))
 		}
 	}
-	if w := sc.writes.Load() - before; w > n {
-		t.Errorf("%d writes for %d responses; want one each (HEADERS and DATA together)", w, n)
+	// Without the hold: 2n. A loaded machine (the race detector) may let
+	// the 1 ms pass between a HEADERS frame and its DATA now and then.
+	if w := sc.writes.Load() - before; w > n+n/2 {
+		t.Errorf("%d writes for %d responses; want about one each (HEADERS and DATA together), not two", w, n)
 	}
 
 }
