@@ -264,7 +264,9 @@ type trackedConn struct {
 	// br buffers reads of an HTTP/2 connection: Go's HTTP/2 server reads
 	// each frame's 9-byte header and then its payload straight from the
 	// connection, two read syscalls a frame without it.
-	br      *bufio.Reader
+	br *bufio.Reader
+	// wh holds an HTTP/2 response's HEADERS frame for its DATA (h2hold.go).
+	wh      *h2WriteHold
 	info    *connInfo
 	series  *metrics.TCPSeries
 	opened  time.Time
@@ -283,8 +285,12 @@ func (c *trackedConn) Read(b []byte) (n int, err error) {
 	return n, err
 }
 
-func (c *trackedConn) Write(b []byte) (int, error) {
-	n, err := c.Conn.Write(b)
+func (c *trackedConn) Write(b []byte) (n int, err error) {
+	if c.wh != nil {
+		n, err = c.wh.Write(b)
+	} else {
+		n, err = c.Conn.Write(b)
+	}
 	c.written.Add(int64(n))
 	return n, err
 }
@@ -357,6 +363,7 @@ func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo, h2 bool) {
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
 	if h2 {
 		tc.br = bufio.NewReaderSize(c, h2ReadBuffer)
+		tc.wh = newH2WriteHold(c)
 	}
 	srv := p.outbound
 	if info.direction == compat.Inbound {

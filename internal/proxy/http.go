@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/internal/balance"
@@ -246,7 +247,13 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if p.tap != nil && info.direction == compat.Outbound && p.tap.Active() {
 		reqtap.Endpoint(ctx, ep.Addr, p.peerID(info, ep))
 	}
-	out := r.WithContext(withPeer(ctx, ep))
+	ctx = withPeer(ctx, ep)
+	id, _ := ctx.Value(peerIDKey{}).(string)
+	if id != "" && p.id != nil {
+		// Set here rather than in identityPool: one copy of the request.
+		ctx = context.WithValue(ctx, dialAddrKey{}, ep.Addr)
+	}
+	out := r.WithContext(ctx)
 	out.URL = &url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
 	if out.Host == "" {
 		out.Host = ep.Addr
@@ -281,24 +288,45 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.RoundTrip(out)
 	}
-	if id, _ := out.Context().Value(peerIDKey{}).(string); id != "" && p.id != nil {
-		out = identityPool(out, ep.Addr, id)
+	if id != "" && p.id != nil {
+		out.URL.Host = identityPool(ep.Addr, id)
 	}
 	return rt.RoundTrip(out)
 }
 
-// identityPool gives a request to an mTLS peer a Transport connection pool
-// of its own per (address, identity), as h1Client keys its pools: a
-// Transport pools by URL host alone, so a connection verified as one
-// identity would otherwise carry a request that expects another at the same
-// address (a pod IP reused, discovery changed). The host is a name that is
-// never resolved: dial connects to the address carried in the context.
-func identityPool(out *http.Request, addr, id string) *http.Request {
+// identityPool is the URL host that gives requests to an mTLS peer a
+// Transport connection pool of their own per (address, identity), as
+// h1Client keys its pools: a Transport pools by URL host alone, so a
+// connection verified as one identity would otherwise carry a request that
+// expects another at the same address (a pod IP reused, discovery
+// changed). The host is a name that is never resolved: dial connects to
+// the address carried in the context (dialAddrKey). Names are cached: a
+// hash per request cost a few percent of the proxy's CPU (issue 17).
+func identityPool(addr, id string) string {
+	k := poolKey{addr, id}
+	if h, ok := poolHosts.Load(k); ok {
+		return h.(string)
+	}
 	sum := sha256.Sum256([]byte(addr + "\x00" + id))
-	out = out.WithContext(context.WithValue(out.Context(), dialAddrKey{}, addr))
-	out.URL.Host = "id-" + hex.EncodeToString(sum[:16]) + ".weft.invalid:1"
-	return out
+	h := "id-" + hex.EncodeToString(sum[:16]) + ".weft.invalid:1"
+	if poolHostCount.Add(1) > maxPoolHosts {
+		poolHosts.Clear()
+		poolHostCount.Store(1)
+	}
+	poolHosts.Store(k, h)
+	return h
 }
+
+type poolKey struct{ addr, id string }
+
+// poolHosts caches identityPool's names, at most maxPoolHosts of them
+// (cleared when full: endpoints come and go).
+var (
+	poolHosts     sync.Map
+	poolHostCount atomic.Int64
+)
+
+const maxPoolHosts = 4096
 
 // dialAddrKey carries the address to dial for a request whose URL host is
 // a pool key (identityPool).
@@ -361,43 +389,94 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	buf := *bp
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController // made when first needed
+	var late *lateFlush
 	var written int64
-	armed := false
+	var result error
 	for {
 		n, err := body.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return nil // the client went away; nothing to report upstream
+				break // the client went away; nothing to report upstream
 			}
 			written += int64(n)
 			switch {
 			case !flush:
 			case length < 0 || written < length:
+				if rc == nil {
+					rc = http.NewResponseController(w)
+				}
 				rc.Flush()
-			case err == nil && !armed:
+			case err == nil && late == nil:
 				// The length is complete but the stream has not ended
 				// (an HTTP/2 upstream's END_STREAM comes with a later
 				// Read): flush unless the end follows promptly.
-				armed = true
-				var mu sync.Mutex
-				ended := false
-				t := time.AfterFunc(time.Millisecond, func() {
-					mu.Lock()
-					if !ended {
-						rc.Flush()
-					}
-					mu.Unlock()
-				})
-				defer func() { mu.Lock(); ended = true; mu.Unlock(); t.Stop() }()
+				if rc == nil {
+					rc = http.NewResponseController(w)
+				}
+				late = armLateFlush(rc)
 			}
 		}
 		if err == io.EOF {
-			return nil
+			break
 		}
 		if err != nil {
-			return err
+			result = err
+			break
 		}
+	}
+	if late != nil {
+		late.stop()
+	}
+	return result
+}
+
+// lateFlush flushes a response whose known length is complete if its
+// upstream's stream has not ended within lateFlushDelay (copyBody). Pooled
+// with its timer: made per response, a timer, a closure and its captured
+// state were a handful of allocations on every HTTP/2 response (issue 17).
+type lateFlush struct {
+	mu sync.Mutex
+	rc *http.ResponseController // nil once the body has ended
+	t  *time.Timer
+}
+
+// lateFlushDelay is how long copyBody waits for an upstream's END_STREAM.
+const lateFlushDelay = time.Millisecond
+
+var lateFlushes = sync.Pool{New: func() any {
+	l := &lateFlush{}
+	l.t = time.AfterFunc(time.Hour, l.fire)
+	l.t.Stop()
+	return l
+}}
+
+func armLateFlush(rc *http.ResponseController) *lateFlush {
+	l := lateFlushes.Get().(*lateFlush)
+	l.mu.Lock()
+	l.rc = rc
+	l.mu.Unlock()
+	l.t.Reset(lateFlushDelay)
+	return l
+}
+
+func (l *lateFlush) fire() {
+	l.mu.Lock()
+	if l.rc != nil {
+		l.rc.Flush()
+	}
+	l.mu.Unlock()
+}
+
+// stop ends l's use once the body has ended. A lateFlush whose timer has
+// fired is not reused: its fire may still be waiting for the lock.
+func (l *lateFlush) stop() {
+	stopped := l.t.Stop()
+	l.mu.Lock()
+	l.rc = nil
+	l.mu.Unlock()
+	if stopped {
+		lateFlushes.Put(l)
 	}
 }
 
