@@ -86,12 +86,16 @@ func (h *h2WriteHold) Write(b []byte) (int, error) {
 		return 0, h.err
 	}
 	if h.scan(b) && len(h.held)+len(b) <= h2HoldMax {
-		h.held = append(h.held, b...)
-		if h.timer == nil {
-			h.timer = time.AfterFunc(h2HoldDelay, h.flushHeld)
-		} else {
-			h.timer.Reset(h2HoldDelay)
+		// The timer starts with the first held bytes and is not pushed
+		// back by more: nothing waits longer than h2HoldDelay.
+		if len(h.held) == 0 {
+			if h.timer == nil {
+				h.timer = time.AfterFunc(h2HoldDelay, h.flushHeld)
+			} else {
+				h.timer.Reset(h2HoldDelay)
+			}
 		}
+		h.held = append(h.held, b...)
 		return len(b), nil
 	}
 	if len(h.held) == 0 {
