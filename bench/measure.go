@@ -326,9 +326,15 @@ func (b *bench) measureBulk(name, addr string, procs []*proc) (*Row, error) {
 		Bytes   int64
 		Seconds float64
 	}
+	// -profile: the proxies' CPU during the transfer (3 s; a 1 GiB
+	// transfer at a few hundred MiB/s lasts about that long).
+	pr := b.startProfiles(name, procs, 4*time.Second)
 	u, err := during(procs, func() error {
 		return b.tcpbulk(&res, "-bulk", addr, "-bytes", strconv.FormatInt(b.bulkBytes(), 10), "-c", "4")
 	})
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
