@@ -40,9 +40,10 @@ type recConn struct {
 	rerr        error        // an error that came with the last bytes read
 	beforeBlock func() error // bulk mode: runs before each socket read
 
-	mu     sync.Mutex // writes: corked and wbuf
-	corked bool
-	wbuf   []byte
+	mu       sync.Mutex // writes: corked, flushing and wbuf
+	corked   bool
+	flushing bool   // uncork is writing; later writes queue in wbuf
+	wbuf     []byte // held writes
 }
 
 func newRecConn(c net.Conn) *recConn { return &recConn{Conn: c} }
@@ -101,11 +102,16 @@ func (c *recConn) bulkReads(flush func() error) (end func()) {
 
 func (c *recConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.corked {
+	if c.corked || c.flushing {
+		// Held, or queued behind a batch being written: in order, and
+		// without blocking a tls.Conn.Close (its close_notify) on a write
+		// the peer is not reading (Close skips the alert only while a
+		// tls.Conn.Write is in flight, and uncork's write is not one).
 		c.wbuf = append(c.wbuf, p...)
+		c.mu.Unlock()
 		return len(p), nil
 	}
+	defer c.mu.Unlock()
 	return c.Conn.Write(p)
 }
 
@@ -117,18 +123,28 @@ func (c *recConn) cork(buf []byte) {
 	c.mu.Unlock()
 }
 
-// uncork writes what was held with one write and passes writes through
-// again. It returns the buffer given to cork (possibly grown).
+// uncork writes what was held with one write, then whatever was queued
+// meanwhile, and passes writes through again. It returns the buffer given
+// to cork (possibly grown).
 func (c *recConn) uncork() ([]byte, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.corked = false
 	b := c.wbuf
-	c.wbuf = nil
+	c.corked, c.flushing, c.wbuf = false, true, nil
+	c.mu.Unlock()
 	var err error
 	if len(b) > 0 {
 		_, err = c.Conn.Write(b)
 	}
+	c.mu.Lock()
+	for len(c.wbuf) > 0 && err == nil {
+		q := c.wbuf
+		c.wbuf = nil
+		c.mu.Unlock()
+		_, err = c.Conn.Write(q)
+		c.mu.Lock()
+	}
+	c.flushing, c.wbuf = false, nil
+	c.mu.Unlock()
 	return b[:0], err
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // writeCounter counts the writes made to the connection it wraps.
@@ -157,5 +158,44 @@ func TestBulkDecryptGathersRecords(t *testing.T) {
 	t.Logf("%d writes, %d KiB each on average", dst.writes.Load(), per>>10)
 	if per < 2*maxRecordPlaintext {
 		t.Errorf("%d writes of %d bytes on average: records not gathered (want ≥ %d)", dst.writes.Load(), per, 2*maxRecordPlaintext)
+	}
+}
+
+// TestBulkEncryptCloseDoesNotWait: closing a tls.Conn whose batch is stuck
+// in a write (the peer reads nothing) returns at once and ends the copy,
+// as closing it during a tls.Conn.Write does; the close_notify must not
+// wait behind the batch (crypto/tls would wait up to 5 s for it).
+func TestBulkEncryptCloseDoesNotWait(t *testing.T) {
+	server, _, sock := tlsPair(t, false) // the client never reads
+	plainApp, plainProxy := net.Pipe()
+	defer plainApp.Close()
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for {
+			if _, err := plainApp.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	done := make(chan copyResult, 1)
+	go func() { done <- pipe(server, plainProxy) }()
+	// Wait until the socket stops taking writes (its buffers are full).
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		n := sock.bytes.Load()
+		if n == last && n > 0 {
+			break
+		}
+		last = n
+	}
+	start := time.Now()
+	server.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v with a batch stuck in a write", d)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the copy did not end after Close")
 	}
 }
