@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+
+	"github.com/weftmesh/weft/internal/detect"
 )
 
 // The mTLS data path between proxies. crypto/tls writes every record (at
@@ -27,7 +31,76 @@ const bulkBuf = 256 << 10
 // maxRecordPlaintext is the most plaintext one TLS record carries.
 const maxRecordPlaintext = 16 << 10
 
-var bulkBufs = sync.Pool{New: func() any { b := make([]byte, bulkBuf); return &b }}
+var (
+	bulkBufs    = sync.Pool{New: func() any { b := make([]byte, bulkBuf); return &b }}
+	bulkBufsOut atomic.Int64 // taken and not returned: none while every copy is idle
+)
+
+func getBulk() *[]byte {
+	bulkBufsOut.Add(1)
+	return bulkBufs.Get().(*[]byte)
+}
+
+func putBulk(b *[]byte) {
+	bulkBufsOut.Add(-1)
+	bulkBufs.Put(b)
+}
+
+// readPooled reads from rc into a batch buffer taken only once the socket
+// has something to read (or an error or EOF to report): a copy waiting on
+// an idle connection holds no buffer. b is nil when n is 0.
+func readPooled(rc syscall.RawConn, max int) (b *[]byte, n int, err error) {
+	var serr error
+	err = rc.Read(func(fd uintptr) bool {
+		buf := getBulk()
+		for {
+			n, serr = syscall.Read(int(fd), (*buf)[:max])
+			if serr != syscall.EINTR {
+				break
+			}
+		}
+		if serr == syscall.EAGAIN {
+			putBulk(buf)
+			n = 0        // rc.Read may give up waiting (closed, deadline)
+			return false // wait until readable
+		}
+		if n > 0 {
+			b = buf
+		} else {
+			putBulk(buf)
+			n = 0
+		}
+		return true
+	})
+	switch {
+	case err != nil:
+	case serr != nil:
+		err = os.NewSyscallError("read", serr)
+	case n == 0:
+		err = io.EOF
+	}
+	return b, n, err
+}
+
+// rawConnOf is c's socket for readPooled, nil when c is not a socket (or
+// still has bytes peeked by protocol detection to yield).
+func rawConnOf(c net.Conn) syscall.RawConn {
+	if dc, ok := c.(*detect.Conn); ok {
+		if len(dc.Peeked()) > 0 {
+			return nil
+		}
+		c = dc.Underlying()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
 
 // recConn is the connection under a tls.Conn between proxies.
 type recConn struct {
@@ -37,8 +110,10 @@ type recConn struct {
 	// tls.Conn serializes its reads).
 	rbuf        *[]byte // bulk mode: bytes read from the socket, rbuf[r:w] unread
 	r, w        int
-	rerr        error        // an error that came with the last bytes read
-	beforeBlock func() error // bulk mode: runs before each socket read
+	rerr        error           // an error that came with the last bytes read
+	beforeBlock func() error    // bulk mode: runs before each socket read
+	raw         syscall.RawConn // bulk mode's socket (nil: read through Conn)
+	rawChecked  bool
 
 	mu       sync.Mutex // writes: corked, flushing and wbuf
 	corked   bool
@@ -67,37 +142,52 @@ func (c *recConn) Read(p []byte) (int, error) {
 		if err := c.beforeBlock(); err != nil {
 			return 0, err
 		}
-		if c.rbuf == nil {
-			c.rbuf = bulkBufs.Get().(*[]byte)
+		if !c.rawChecked {
+			c.raw, c.rawChecked = rawConnOf(c.Conn), true
 		}
-		n, err := c.Conn.Read(*c.rbuf)
-		c.r, c.w, c.rerr = 0, n, err
-		if n == 0 {
-			c.rerr = nil
-			return 0, err
+		if c.raw != nil {
+			b, n, err := readPooled(c.raw, bulkBuf)
+			if n == 0 {
+				return 0, err
+			}
+			c.rbuf, c.r, c.w = b, 0, n
+		} else {
+			c.rbuf = getBulk()
+			n, err := c.Conn.Read(*c.rbuf)
+			c.r, c.w, c.rerr = 0, n, err
+			if n == 0 {
+				c.rerr = nil
+				c.releaseRead()
+				return 0, err
+			}
 		}
 	}
 	n := copy(p, (*c.rbuf)[c.r:c.w])
 	c.r += n
-	if c.r == c.w && c.beforeBlock == nil { // bulk mode ended with bytes left
-		bulkBufs.Put(c.rbuf)
-		c.rbuf, c.r, c.w = nil, 0, 0
+	if c.r == c.w {
+		c.releaseRead()
 	}
 	return n, nil
 }
+
+// releaseRead returns the drained read buffer to the pool.
+func (c *recConn) releaseRead() {
+	if c.rbuf != nil {
+		putBulk(c.rbuf)
+	}
+	c.rbuf, c.r, c.w = nil, 0, 0
+}
+
+// buffered is how many bytes read from the socket the tls.Conn has not
+// taken yet (only the reading goroutine may ask).
+func (c *recConn) buffered() int { return c.w - c.r }
 
 // bulkReads makes reads fill a buffer of bulkBuf bytes per socket read and
 // run flush before each, until the returned function ends it. Only the
 // goroutine reading the tls.Conn may call it.
 func (c *recConn) bulkReads(flush func() error) (end func()) {
 	c.beforeBlock = flush
-	return func() {
-		c.beforeBlock = nil
-		if c.rbuf != nil && c.r == c.w {
-			bulkBufs.Put(c.rbuf)
-			c.rbuf, c.r, c.w = nil, 0, 0
-		}
-	}
+	return func() { c.beforeBlock = nil }
 }
 
 func (c *recConn) Write(p []byte) (int, error) {
@@ -179,27 +269,36 @@ func copyBulk(dst, src net.Conn) (n int64, ok bool, err error) {
 }
 
 // encryptBulk copies plaintext src into tc: one read, its records, one
-// write.
-func encryptBulk(tc *tls.Conn, rc *recConn, src io.Reader) (int64, error) {
-	in := bulkBufs.Get().(*[]byte)
-	defer bulkBufs.Put(in)
-	out := bulkBufs.Get().(*[]byte)
-	defer bulkBufs.Put(out)
-	wbuf := (*out)[:0]
-	// Room in wbuf for the records' headers and tags (22 bytes each).
-	rd := (*in)[:bulkBuf-1024]
+// write. Buffers are held only while bytes flow when src is a socket.
+func encryptBulk(tc *tls.Conn, rc *recConn, src net.Conn) (int64, error) {
+	raw := rawConnOf(src)
 	var n int64
 	for {
-		m, rerr := src.Read(rd)
+		var in *[]byte
+		var m int
+		var rerr error
+		if raw != nil {
+			// Room in a batch buffer for the records' headers and tags
+			// (22 bytes each).
+			in, m, rerr = readPooled(raw, bulkBuf-1024)
+		} else {
+			in = getBulk()
+			m, rerr = src.Read((*in)[:bulkBuf-1024])
+		}
 		if m > 0 {
-			rc.cork(wbuf)
-			_, werr := tc.Write(rd[:m])
-			b, ferr := rc.uncork()
-			wbuf = b
+			out := getBulk()
+			rc.cork((*out)[:0])
+			_, werr := tc.Write((*in)[:m])
+			_, ferr := rc.uncork()
+			putBulk(out)
 			if werr = firstErr(werr, ferr); werr != nil {
+				putBulk(in)
 				return n, werr
 			}
 			n += int64(m)
+		}
+		if in != nil {
+			putBulk(in)
 		}
 		if rerr == io.EOF {
 			return n, nil
@@ -211,13 +310,13 @@ func encryptBulk(tc *tls.Conn, rc *recConn, src io.Reader) (int64, error) {
 }
 
 // decryptBulk copies tc's plaintext to dst, writing what the records of
-// one socket read held with one write.
+// one socket read held with one write. While the connection is idle it
+// waits with a one-record buffer, and no batch buffer.
 func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (int64, error) {
-	out := bulkBufs.Get().(*[]byte)
-	defer bulkBufs.Put(out)
-	buf := *out
+	small := make([]byte, maxRecordPlaintext)
+	var buf *[]byte
 	var n int64
-	// buf[start:filled] is decrypted and not yet written. A flush from
+	// (*buf)[start:filled] is decrypted and not yet written. A flush from
 	// inside tc.Read (before its socket read) must not move where that
 	// Read is writing, so it only advances start.
 	start, filled := 0, 0
@@ -225,7 +324,7 @@ func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (int64, error) {
 		if start == filled {
 			return nil
 		}
-		m, err := dst.Write(buf[start:filled])
+		m, err := dst.Write((*buf)[start:filled])
 		n += int64(m)
 		start = filled
 		if err != nil {
@@ -234,18 +333,45 @@ func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (int64, error) {
 		return nil
 	}
 	end := rc.bulkReads(flush)
-	defer end()
+	defer func() {
+		end()
+		if buf != nil {
+			putBulk(buf)
+		}
+	}()
 	for {
-		if len(buf)-filled < maxRecordPlaintext {
+		var m int
+		var rerr error
+		if rc.buffered() == 0 {
+			// The next record probably needs the socket: write out what
+			// there is and wait without a batch buffer.
 			if err := flush(); err != nil {
 				return n, err.(*writeError).err
 			}
+			if buf != nil {
+				putBulk(buf)
+				buf, start, filled = nil, 0, 0
+			}
+			m, rerr = tc.Read(small)
+			if m > 0 {
+				buf = getBulk()
+				start, filled = 0, copy(*buf, small[:m])
+			}
+		} else {
+			if buf == nil {
+				buf, start, filled = getBulk(), 0, 0
+			}
+			if len(*buf)-filled < maxRecordPlaintext {
+				if err := flush(); err != nil {
+					return n, err.(*writeError).err
+				}
+			}
+			if start == filled {
+				start, filled = 0, 0
+			}
+			m, rerr = tc.Read((*buf)[filled:])
+			filled += m
 		}
-		if start == filled {
-			start, filled = 0, 0
-		}
-		m, rerr := tc.Read(buf[filled:])
-		filled += m
 		if rerr != nil {
 			var we *writeError
 			if errors.As(rerr, &we) {

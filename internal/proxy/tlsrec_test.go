@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,6 +17,11 @@ import (
 type writeCounter struct {
 	net.Conn
 	writes, bytes atomic.Int64
+}
+
+// SyscallConn lets batched reads reach the socket, as on a TCP connection.
+func (c *writeCounter) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
 }
 
 func (c *writeCounter) Write(p []byte) (int, error) {
@@ -198,4 +204,55 @@ func TestBulkEncryptCloseDoesNotWait(t *testing.T) {
 	case <-time.After(3 * time.Second):
 		t.Fatal("the copy did not end after Close")
 	}
+}
+
+// TestBulkIdleHoldsNoBuffers: between batches, an opaque mTLS copy waiting
+// on an idle connection (both directions, sockets on both sides) holds no
+// batch buffer (256 KiB each), and the bytes of every burst arrive whole.
+func TestBulkIdleHoldsNoBuffers(t *testing.T) {
+	server, client, _ := tlsPair(t, true)
+	// app → [plain TCP] → client (encrypt) → TLS → server (decrypt) → [plain TCP] → sink
+	appIn, proxyIn := tcpPair(t)
+	proxyOut, sink := tcpPair(t)
+	go pipe(client, proxyIn)
+	go pipe(proxyOut, server)
+	for burst := range 3 {
+		data := make([]byte, 4<<20)
+		rand.Read(data)
+		go appIn.Write(data)
+		got := make([]byte, len(data))
+		if _, err := io.ReadFull(sink, got); err != nil {
+			t.Fatalf("burst %d: %v", burst, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("burst %d: bytes differ", burst)
+		}
+		deadline := time.Now().Add(2 * time.Second)
+		for bulkBufsOut.Load() != 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := bulkBufsOut.Load(); n != 0 {
+			t.Fatalf("burst %d: idle copies hold %d batch buffers", burst, n)
+		}
+	}
+}
+
+// tcpPair is the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c, s
 }
