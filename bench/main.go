@@ -78,6 +78,7 @@ type bench struct {
 	// The current target's network-namespace layout (pairs.go).
 	nsSeq    int
 	clientNS string       // where the load generator runs; "" is here
+	nsBulk   *proc        // the namespace rows' tcpbulk server
 	cleanups []func()     // run, last first, after its processes stop
 	verify   func() error // checked after its load, before its processes stop
 	current  []*proc      // its measured processes
@@ -91,7 +92,7 @@ func (b *bench) endTarget() {
 	for i := len(b.cleanups) - 1; i >= 0; i-- {
 		b.cleanups[i]()
 	}
-	b.cleanups, b.clientNS, b.verify = nil, "", nil
+	b.cleanups, b.clientNS, b.verify, b.nsBulk = nil, "", nil, nil
 }
 
 func run(o options) error {

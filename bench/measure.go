@@ -323,12 +323,26 @@ func (b *bench) measureBulk(name, addr string, procs []*proc) (*Row, error) {
 	}
 	row := &Row{Target: name, HasProcesses: len(procs) > 0}
 	var res struct {
-		Bytes   int64
-		Seconds float64
+		Bytes       int64
+		Seconds     float64
+		UserSeconds float64 `json:"user_seconds"`
+		SysSeconds  float64 `json:"sys_seconds"`
 	}
+	// The endpoints' CPU (tcpbulk's client and, in the namespace rows, its
+	// server), logged per GiB: what the transfer costs without proxies.
+	var su0, ss0 float64
+	if b.nsBulk != nil {
+		su0, ss0 = b.nsBulk.cpuTimes()
+	}
+	// -profile: the proxies' CPU during the transfer (3 s; a 1 GiB
+	// transfer at a few hundred MiB/s lasts about that long).
+	pr := b.startProfiles(name, procs, 4*time.Second)
 	u, err := during(procs, func() error {
 		return b.tcpbulk(&res, "-bulk", addr, "-bytes", strconv.FormatInt(b.bulkBytes(), 10), "-c", "4")
 	})
+	if perr := pr.wait(); perr != nil && err == nil {
+		err = perr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -336,6 +350,14 @@ func (b *bench) measureBulk(name, addr string, procs []*proc) (*Row, error) {
 	if res.Bytes != want || res.Seconds <= 0 {
 		return nil, fmt.Errorf("moved %d of %d bytes", res.Bytes, want)
 	}
+	eu, es := res.UserSeconds, res.SysSeconds
+	if b.nsBulk != nil {
+		su1, ss1 := b.nsBulk.cpuTimes()
+		eu, es = eu+su1-su0, es+ss1-ss0
+	}
+	gib := float64(res.Bytes) / (1 << 30)
+	log.Printf("%s: endpoints (tcpbulk client and server) %.2f CPU s per GiB (user %.2f, sys %.2f); proxies %.2f (user %.2f, sys %.2f)",
+		name, (eu+es)/gib, eu/gib, es/gib, u.cpu/gib, u.user/gib, u.sys/gib)
 	row.BulkBytes, row.BulkMiBps, row.CPUSeconds, row.RSSLoadKiB = res.Bytes, float64(res.Bytes)/(1<<20)/res.Seconds, u.cpu, u.peakKiB
 	row.CPUUserSeconds, row.CPUSysSeconds = u.user, u.sys
 	return row, nil

@@ -85,6 +85,7 @@ func (b *bench) netns(rules bool) (*netnspair.Pair, error) {
 		return nil, err
 	}
 	b.cleanup(bulk.stop)
+	b.nsBulk = bulk
 	if err := waitNS(p.Server, "http://127.0.0.1:"+nsHTTPPort+"/echo", 10*time.Second); err != nil {
 		return nil, fmt.Errorf("backend in %s: %w", p.Server, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -98,6 +99,19 @@ func serve(l net.Listener) error {
 type bulkResult struct {
 	Bytes   int64   `json:"bytes"`
 	Seconds float64 `json:"seconds"`
+	// This process's CPU seconds during the transfer (getrusage).
+	UserSeconds float64 `json:"user_seconds"`
+	SysSeconds  float64 `json:"sys_seconds"`
+}
+
+// cpuSeconds is this process's user and system CPU time so far.
+func cpuSeconds() (user, sys float64) {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0, 0
+	}
+	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
+	return tv(ru.Utime), tv(ru.Stime)
 }
 
 func runBulk(addr string, total int64, conns int) (*bulkResult, error) {
@@ -108,6 +122,7 @@ func runBulk(addr string, total int64, conns int) (*bulkResult, error) {
 	var got atomic.Int64
 	errs := make([]error, conns)
 	start := time.Now()
+	u0, s0 := cpuSeconds()
 	var wg sync.WaitGroup
 	for i := range conns {
 		wg.Add(1)
@@ -134,10 +149,11 @@ func runBulk(addr string, total int64, conns int) (*bulkResult, error) {
 	}
 	wg.Wait()
 	secs := time.Since(start).Seconds()
+	u1, s1 := cpuSeconds()
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &bulkResult{Bytes: got.Load(), Seconds: secs}, nil
+	return &bulkResult{Bytes: got.Load(), Seconds: secs, UserSeconds: u1 - u0, SysSeconds: s1 - s0}, nil
 }
 
 // connectResult is -connect's output.

@@ -178,7 +178,7 @@ func (p *Proxy) serveMeshTLS(dc *detect.Conn, info *connInfo) {
 		dc.Close()
 		return
 	}
-	tc := tls.Server(dc, cfg)
+	tc := tls.Server(newRecConn(dc), cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()

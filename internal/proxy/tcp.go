@@ -154,7 +154,10 @@ func pipe(dst, src net.Conn) copyResult {
 			return copyResult{n, err}
 		}
 	}
-	m, err := io.Copy(dst, src)
+	m, bulk, err := copyBulk(dst, src)
+	if !bulk {
+		m, err = io.Copy(dst, src)
+	}
 	n += m
 	if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
@@ -241,7 +244,7 @@ func (p *Proxy) dialTLS(ctx context.Context, direction, addr, id string, alpn ..
 		c.Close()
 		return nil, fmt.Errorf("mTLS to %s (expecting %s): this proxy has no certificate yet", addr, id)
 	}
-	tc := tls.Client(c, cfg)
+	tc := tls.Client(newRecConn(c), cfg)
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
