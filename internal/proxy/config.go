@@ -145,7 +145,6 @@ func DefaultConfig() Config {
 		OutboundConnectTimeout: time.Second,
 		InboundConnectTimeout:  time.Second,
 		HeaderReadTimeout:      10 * time.Second,
-		NetHTTP1Server:         true,
 		ShutdownGrace:          30 * time.Second,
 		Destinations:           map[string][]EndpointSpec{},
 		RetryBudgetRatio:       0.2,
