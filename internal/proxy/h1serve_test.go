@@ -320,3 +320,37 @@ func TestH1LoopShutdownDrains(t *testing.T) {
 		t.Errorf("Shutdown: %v", err)
 	}
 }
+
+// TestH1LoopHeaderReadTimeout: a head that does not complete within
+// HeaderReadTimeout closes the connection (slowloris); a complete one on
+// a connection idle for longer is served.
+func TestH1LoopHeaderReadTimeout(t *testing.T) {
+	app := h1App(t)
+	tp := startProxy(t, func(c *Config) { c.NetHTTP1Server = false; c.HeaderReadTimeout = 300 * time.Millisecond }, app)
+	c, err := net.Dial("tcp", tp.bindings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /small HTTP/1.1\r\nHost: app\r\n")
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("unfinished head: read %v, want EOF", err)
+	}
+	if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+		t.Errorf("closed after %v, want ~300ms", d)
+	}
+	idle, err := net.Dial("tcp", tp.bindings[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	time.Sleep(500 * time.Millisecond)
+	io.WriteString(idle, "GET /small HTTP/1.1\r\nHost: app\r\n\r\n")
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("request after an idle wait longer than the head timeout: %v %v", resp, err)
+	}
+}
