@@ -476,14 +476,24 @@ func (c *h1SrvConn) disarm() {
 // h1SrvBody is a request body: it records its end and, unlike the body
 // http.ReadRequest returns, does not read the rest on Close (a large
 // unread body closes the connection instead, as net/http's server does).
+// The upstream client may read or close it from another goroutine (and
+// after the handler has returned): mu serializes that with the serve
+// loop, and end makes later reads fail before the next request is read.
 type h1SrvBody struct {
 	src    io.ReadCloser
 	c      *h1SrvConn
+	mu     sync.Mutex
 	eof    bool
 	closed bool
 }
 
 func (b *h1SrvBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.readLocked(p)
+}
+
+func (b *h1SrvBody) readLocked(p []byte) (int, error) {
 	if b.closed {
 		return 0, http.ErrBodyReadAfterClose
 	}
@@ -501,19 +511,43 @@ func (b *h1SrvBody) Read(p []byte) (int, error) {
 }
 
 func (b *h1SrvBody) Close() error {
+	b.mu.Lock()
 	b.closed = true
+	b.mu.Unlock()
 	return nil
 }
 
-// discard reads what is left of the body, up to maxPostHandlerRead; false
-// when the connection cannot be reused.
-func (b *h1SrvBody) discard() bool {
+// discard reads what is left of the body, up to maxPostHandlerRead. It
+// reports whether the body was read to its end, and whether it had been
+// closed unread.
+func (b *h1SrvBody) discard() (done, closedEarly bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if b.eof {
-		return true
+		return true, false
 	}
 	if b.closed {
-		return false
+		return false, true
 	}
-	_, err := io.CopyN(io.Discard, b, maxPostHandlerRead+1)
-	return err == io.EOF
+	buf := make([]byte, 4<<10)
+	for total := 0; total <= maxPostHandlerRead; {
+		n, err := b.readLocked(buf)
+		total += n
+		if err == io.EOF {
+			return true, false
+		}
+		if err != nil {
+			return false, false
+		}
+	}
+	return false, false
+}
+
+// end closes the body for good once the handler has returned; it reports
+// whether the body had been read to its end.
+func (b *h1SrvBody) end() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	return b.eof
 }

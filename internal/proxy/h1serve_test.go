@@ -167,6 +167,8 @@ func TestH1LoopAnswersAsNetHTTP(t *testing.T) {
 		{"POST with length", []string{"POST /echo HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nabcde", get("/small")}, 2},
 		{"POST chunked", []string{"POST /echo HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n", get("/small")}, 2},
 		{"POST body split", []string{"POST /echo HTTP/1.1\r\nHost: app\r\nContent-Length: 6\r\n\r\nabc", "def", get("/small")}, 2},
+		{"POST unread by the app", []string{"POST /small HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\n\r\n0123456789", get("/small")}, 2},
+		{"POST of 300 KiB", []string{"POST /echo HTTP/1.1\r\nHost: app\r\nContent-Length: 307200\r\n\r\n" + strings.Repeat("z", 300<<10), get("/small")}, 2},
 		{"head split", []string{"GET /small HTTP/1.1\r\nHo", "st: app\r\n", "\r\n"}, 1},
 		{"malformed request line", []string{"GARBAGE\r\n\r\n"}, 1},
 		{"malformed header", []string{"GET /small HTTP/1.1\r\nHost: app\r\nNoColon\r\n\r\n"}, 1},

@@ -201,8 +201,8 @@ func (w *h1Writer) finish() {
 	if w.req.Method != http.MethodHead && w.cl != -1 && w.bodyAllowed() && w.cl != w.written {
 		w.closeAfter = true // a short body: the connection cannot be reused
 	}
-	if w.body != nil && !w.body.eof {
-		w.closeAfter = true // the body could not be drained at commit
+	if w.body != nil && !w.body.end() {
+		w.closeAfter = true // the body was not read to its end
 	}
 }
 
@@ -238,12 +238,10 @@ func (w *h1Writer) writeHead(p []byte) {
 	}
 	setConnection := ""
 	if w.req.ContentLength != 0 && !w.closeAfter && w.body != nil {
-		if !w.body.discard() {
-			if w.body.closed {
-				w.closeAfter = true
-			} else {
-				w.closeAfter = true
-				setConnection = "close"
+		if done, closedEarly := w.body.discard(); !done {
+			w.closeAfter = true
+			if !closedEarly {
+				setConnection = "close" // too large to drain
 			}
 		}
 	}
