@@ -40,6 +40,9 @@ type Config struct {
 	// HeaderReadTimeout bounds how long a client may take to send a request
 	// head (slowloris protection).
 	HeaderReadTimeout time.Duration
+	// NetHTTP1Server serves HTTP/1 with net/http's server only, not the
+	// proxy's own HTTP/1 loop for the common case (h1serve.go).
+	NetHTTP1Server bool
 	// ShutdownGrace is how long in-flight work may drain after SIGTERM.
 	ShutdownGrace time.Duration
 	// ShutdownEndpoint enables POST /shutdown on the admin server.

@@ -307,6 +307,7 @@ type httpServer struct {
 	direction string
 	srv       *http.Server
 	ln        *chanListener
+	h1        h1Conns // connections served by the proxy's own HTTP/1 loop (h1serve.go)
 }
 
 func (p *Proxy) newHTTPServer(direction string) *httpServer {
@@ -333,6 +334,9 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*trackedConn); ok {
 				return context.WithValue(ctx, connKey{}, tc.info)
+			}
+			if rc, ok := c.(*replayConn); ok {
+				return context.WithValue(ctx, connKey{}, rc.info)
 			}
 			return ctx
 		},
@@ -368,6 +372,10 @@ func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo, h2 bool) {
 	srv := p.outbound
 	if info.direction == compat.Inbound {
 		srv = p.inbound
+	}
+	if !h2 && !p.cfg.NetHTTP1Server {
+		p.serveH1(srv, tc)
+		return
 	}
 	if !srv.ln.push(tc) {
 		tc.Close()

@@ -361,6 +361,7 @@ func (p *Proxy) serve(adminL, ctrlL net.Listener) {
 			Stop: func() {
 				<-p.drained // Shutdown drains within the grace period
 				s.srv.Close()
+				s.h1.close()
 			}}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -413,6 +414,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			s.h1.shutdown()
 			if err := s.srv.Shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("%s HTTP drain: %w", s.direction, err)
 				s.srv.Close()
@@ -434,6 +436,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			c.Close()
 		}
 		p.mu.Unlock()
+		p.outbound.h1.close()
+		p.inbound.h1.close()
 		p.log.Warn("grace period over; closing remaining connections", "opaque", n)
 	}
 	wg.Wait()
