@@ -115,3 +115,57 @@ func TestCopyBodyLateFlushAllocs(t *testing.T) {
 		t.Errorf("%d flushes: the stream ended at once, want none (the server writes the data with END_STREAM)", w.flushes.Load())
 	}
 }
+
+// An upstream that sends its response headers and then holds the body (a
+// gRPC server stream before its first message, a long poll): the client
+// gets the headers at once through the proxy, over HTTP/1 (known length
+// and chunked) and HTTP/2, not when the body starts.
+func TestHeadersBeforeSlowBody(t *testing.T) {
+	const hold = 2 * time.Second
+	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("length") != "" {
+			w.Header().Set("Content-Length", "5")
+		}
+		w.Header().Set("X-Early", "yes")
+		w.WriteHeader(http.StatusAccepted)
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(hold):
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "hello")
+	}))
+	tp := startProxy(t, nil, backend)
+	h1 := &http.Client{Timeout: 10 * time.Second}
+	for _, c := range []struct {
+		name   string
+		client *http.Client
+		path   string
+	}{
+		{"http1-length", h1, "/?length=1"},
+		{"http1-chunked", h1, "/"},
+		{"h2", h2cClient(), "/"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			start := time.Now()
+			resp, err := c.client.Get("http://" + tp.bindings[0] + c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			headers := time.Since(start)
+			body, err := io.ReadAll(resp.Body)
+			t.Logf("%s: %d, X-Early %q after %v; body %q after %v", resp.Proto, resp.StatusCode, resp.Header.Get("X-Early"), headers, body, time.Since(start))
+			if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Early") != "yes" {
+				t.Errorf("headers: %d %v", resp.StatusCode, resp.Header)
+			}
+			if headers > hold/4 {
+				t.Errorf("the headers came after %v, with the body; want them at once (the upstream sent them %v before its body)", headers, hold)
+			}
+			if err != nil || string(body) != "hello" {
+				t.Errorf("body %q, %v; want hello", body, err)
+			}
+		})
+	}
+}

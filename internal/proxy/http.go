@@ -385,6 +385,7 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 // the upstream's stream has not ended 1 ms after that chunk (an HTTP/2
 // upstream that holds END_STREAM, e.g. for late trailers), it is flushed
 // then, so a client never waits on the upstream for bytes the proxy holds.
+// Likewise the headers, if the body's first chunk is 1 ms late.
 func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -393,8 +394,21 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	var late *lateFlush
 	var written int64
 	var result error
+	// The response's headers wait in the server's buffer for the first
+	// chunk of the body (one write for both). An upstream that sends its
+	// headers and then holds the body (a gRPC server stream before its
+	// first message, a long poll) must not hold them from the client:
+	// they are flushed if no body has come within lateFlushDelay.
+	var first *lateFlush
+	if body != http.NoBody {
+		first = armLateFlush(w)
+	}
 	for {
 		n, err := body.Read(buf)
+		if first != nil {
+			first.stop()
+			first = nil
+		}
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				break // the client went away; nothing to report upstream
@@ -411,10 +425,7 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 				// The length is complete but the stream has not ended
 				// (an HTTP/2 upstream's END_STREAM comes with a later
 				// Read): flush unless the end follows promptly.
-				if rc == nil {
-					rc = http.NewResponseController(w)
-				}
-				late = armLateFlush(rc)
+				late = armLateFlush(w)
 			}
 		}
 		if err == io.EOF {
@@ -431,17 +442,20 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	return result
 }
 
-// lateFlush flushes a response whose known length is complete if its
-// upstream's stream has not ended within lateFlushDelay (copyBody). Pooled
-// with its timer: made per response, a timer, a closure and its captured
-// state were a handful of allocations on every HTTP/2 response (issue 17).
+// lateFlush flushes a response if its upstream keeps the proxy waiting
+// longer than lateFlushDelay: for the body's first chunk after the headers,
+// or for the end of a stream whose known length is complete (copyBody).
+// Pooled with its timer: made per response, a timer, a closure and its
+// captured state were a handful of allocations on every HTTP/2 response
+// (issue 17).
 type lateFlush struct {
 	mu sync.Mutex
-	rc *http.ResponseController // nil once the body has ended
+	w  http.ResponseWriter // nil once copyBody has stopped waiting
 	t  *time.Timer
 }
 
-// lateFlushDelay is how long copyBody waits for an upstream's END_STREAM.
+// lateFlushDelay is how long copyBody waits for an upstream before it
+// flushes what the client has not been sent.
 const lateFlushDelay = time.Millisecond
 
 var lateFlushes = sync.Pool{New: func() any {
@@ -451,10 +465,10 @@ var lateFlushes = sync.Pool{New: func() any {
 	return l
 }}
 
-func armLateFlush(rc *http.ResponseController) *lateFlush {
+func armLateFlush(w http.ResponseWriter) *lateFlush {
 	l := lateFlushes.Get().(*lateFlush)
 	l.mu.Lock()
-	l.rc = rc
+	l.w = w
 	l.mu.Unlock()
 	l.t.Reset(lateFlushDelay)
 	return l
@@ -462,8 +476,8 @@ func armLateFlush(rc *http.ResponseController) *lateFlush {
 
 func (l *lateFlush) fire() {
 	l.mu.Lock()
-	if l.rc != nil {
-		l.rc.Flush()
+	if l.w != nil {
+		http.NewResponseController(l.w).Flush()
 	}
 	l.mu.Unlock()
 }
@@ -473,7 +487,7 @@ func (l *lateFlush) fire() {
 func (l *lateFlush) stop() {
 	stopped := l.t.Stop()
 	l.mu.Lock()
-	l.rc = nil
+	l.w = nil
 	l.mu.Unlock()
 	if stopped {
 		lateFlushes.Put(l)
