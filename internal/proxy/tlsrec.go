@@ -289,10 +289,13 @@ func encryptBulk(tc *tls.Conn, rc *recConn, src net.Conn) (int64, error) {
 			out := getBulk()
 			rc.cork((*out)[:0])
 			_, werr := tc.Write((*in)[:m])
+			// The plaintext is in the records now: give its buffer back
+			// before a write that may wait on the peer's window.
+			putBulk(in)
+			in = nil
 			_, ferr := rc.uncork()
 			putBulk(out)
 			if werr = firstErr(werr, ferr); werr != nil {
-				putBulk(in)
 				return n, werr
 			}
 			n += int64(m)
@@ -312,7 +315,7 @@ func encryptBulk(tc *tls.Conn, rc *recConn, src net.Conn) (int64, error) {
 // decryptBulk copies tc's plaintext to dst, writing what the records of
 // one socket read held with one write. While the connection is idle it
 // waits with a one-record buffer, and no batch buffer.
-func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (int64, error) {
+func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (_ int64, err error) {
 	small := make([]byte, maxRecordPlaintext)
 	var buf *[]byte
 	var n int64
@@ -337,6 +340,13 @@ func decryptBulk(dst io.Writer, tc *tls.Conn, rc *recConn) (int64, error) {
 		end()
 		if buf != nil {
 			putBulk(buf)
+		}
+		if err != nil {
+			// The copy is over (the app's side failed, or the
+			// connection): what is left of the last socket read
+			// will not be read, and its buffer goes back now, not
+			// when the connection is collected.
+			rc.releaseRead()
 		}
 	}()
 	for {

@@ -256,3 +256,54 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 	t.Cleanup(func() { c.Close(); s.Close() })
 	return c, s
 }
+
+// A consumer that stops reading (a slow download, a stuck app) must not
+// make a copy hold more than its batch in flight: on the encrypting side
+// the records being written (the plaintext's buffer is given back first),
+// on the decrypting side the plaintext waiting for the app and the rest
+// of one socket read. With io.Copy it was 32 KiB per direction per proxy.
+func TestBulkStalledConsumerHoldsBoundedBuffers(t *testing.T) {
+	for deadline := time.Now().Add(2 * time.Second); bulkBufsOut.Load() != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d batch buffers held before the test", bulkBufsOut.Load())
+		}
+	}
+	// Runs last, once every connection is closed: nothing stays held (a
+	// copy that ended on an error used to keep the rest of its last
+	// socket read).
+	t.Cleanup(func() {
+		for deadline := time.Now().Add(2 * time.Second); bulkBufsOut.Load() != 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("%d batch buffers still held after the connections closed", bulkBufsOut.Load())
+				return
+			}
+		}
+	})
+	server, client, _ := tlsPair(t, true)
+	appIn, proxyIn := tcpPair(t)
+	proxyOut, _ := tcpPair(t) // the far end never reads
+	go pipe(client, proxyIn)
+	go pipe(proxyOut, server)
+	go func() {
+		chunk := make([]byte, 1<<20)
+		for {
+			if _, err := appIn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	// Wait until the stall is complete: the count stops moving.
+	var held int64
+	for stable, last := 0, int64(-1); stable < 10; time.Sleep(100 * time.Millisecond) {
+		held = bulkBufsOut.Load()
+		if held == last {
+			stable++
+		} else {
+			stable, last = 0, held
+		}
+	}
+	t.Logf("one connection stalled one way (both proxies): %d batch buffers of %d KiB held", held, bulkBuf>>10)
+	if held > 3 {
+		t.Errorf("%d batch buffers held by one stalled connection, want at most 3 (the records in flight; decrypted plaintext and the rest of a socket read)", held)
+	}
+}
