@@ -390,7 +390,13 @@ func (c *h1SrvConn) serveRequest(req *http.Request) (keep bool) {
 	c.arm()
 	aborted := c.runHandler(w, req)
 	c.disarm()
+	if body != nil {
+		body.stopReaders(c)
+	}
 	if aborted {
+		if body != nil {
+			body.end()
+		}
 		return false
 	}
 	w.finish()
@@ -485,12 +491,40 @@ type h1SrvBody struct {
 	mu     sync.Mutex
 	eof    bool
 	closed bool
+	// ending: the handler has returned; Read fails from then on (only
+	// the serve loop reads the rest, under mu). broken: a Read was
+	// interrupted then, and the connection cannot be reused.
+	ending atomic.Bool
+	broken bool
 }
 
 func (b *h1SrvBody) Read(p []byte) (int, error) {
+	if b.ending.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.ending.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
 	return b.readLocked(p)
+}
+
+// stopReaders runs once the handler has returned (or aborted): the
+// upstream client's request writer may still be reading the body (the
+// response ended before the request did), possibly blocked on the
+// client's socket, through the connection's pooled reader. Later Reads
+// fail, and a Read in progress is woken by a past read deadline and
+// waited for, so nothing reads through the connection's buffers once the
+// serve loop reads the next request, or pools them.
+func (b *h1SrvBody) stopReaders(c *h1SrvConn) {
+	b.ending.Store(true)
+	if !b.mu.TryLock() {
+		c.conn.SetReadDeadline(aLongTimeAgo)
+		b.mu.Lock()
+		b.broken = true
+	}
+	b.mu.Unlock()
 }
 
 func (b *h1SrvBody) readLocked(p []byte) (int, error) {

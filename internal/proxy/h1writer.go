@@ -175,6 +175,9 @@ func (w *h1Writer) commit() error {
 // finish completes the response once the handler has returned.
 func (w *h1Writer) finish() {
 	w.handlerDone = true
+	if w.body != nil && w.body.broken {
+		w.closeAfter = true // a read of the body was cut short
+	}
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -237,7 +240,12 @@ func (w *h1Writer) writeHead(p []byte) {
 		w.closeAfter = true
 	}
 	setConnection := ""
-	if w.req.ContentLength != 0 && !w.closeAfter && w.body != nil {
+	// Drain an unread body to keep the connection, as net/http does, but
+	// only once the handler has returned: while it runs, the body belongs
+	// to the upstream request it is streaming into (a response may start
+	// before the request has ended), and draining it would cut that
+	// request short.
+	if w.req.ContentLength != 0 && !w.closeAfter && w.body != nil && w.handlerDone {
 		if done, closedEarly := w.body.discard(); !done {
 			w.closeAfter = true
 			if !closedEarly {
