@@ -201,7 +201,9 @@ func checkVizMetrics(t *testing.T, w, ns string) {
 	checkVizEdges(t, w, ns)
 	out, err := weft(t, w, "viz", "routes", "svc/server", "-n", ns, "-t", "30s")
 	t.Logf("weft viz routes svc/server -n %s:\n%s", ns, out)
-	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[5-9]|10\.[0-4])rps`, out) {
+	// The client waits 100 ms after each answer: on a loaded machine its
+	// pace, and so the rate over 30 s, drops a little below 10 rps.
+	if err != nil || !regexpMatch(`(?m)^\[DEFAULT\]\s+server\s+100\.00%\s+(9\.[0-9]|10\.[0-4])rps`, out) {
 		t.Errorf("weft viz routes: %v; want the default route of server at about 10 rps", err)
 	}
 }
