@@ -208,7 +208,7 @@ func TestBulkEncryptCloseDoesNotWait(t *testing.T) {
 
 // TestBulkIdleHoldsNoBuffers: between batches, an opaque mTLS copy waiting
 // on an idle connection (both directions, sockets on both sides) holds no
-// batch buffer (256 KiB each), and the bytes of every burst arrive whole.
+// batch buffer (bulkBuf each), and the bytes of every burst arrive whole.
 func TestBulkIdleHoldsNoBuffers(t *testing.T) {
 	server, client, _ := tlsPair(t, true)
 	// app → [plain TCP] → client (encrypt) → TLS → server (decrypt) → [plain TCP] → sink
