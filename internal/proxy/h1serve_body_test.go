@@ -128,37 +128,23 @@ func TestH1LoopAbortEndsBody(t *testing.T) {
 // through the same proxy are served meanwhile (go test -race: no reader
 // left on the aborted connection's pooled buffers).
 func TestH1LoopAbortEndToEnd(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	app := listenTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
+			req, err := http.ReadRequest(br)
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/up" {
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-						time.Sleep(50 * time.Millisecond)
-						return // the response body fails midway
-					}
-					io.ReadAll(req.Body)
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-				}
-			}()
+			if req.URL.Path == "/up" {
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+				time.Sleep(50 * time.Millisecond)
+				return // the response body fails midway
+			}
+			io.ReadAll(req.Body)
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 		}
-	}()
-	tp := startProxy(t, nil, ln.Addr().String())
+	})
+	tp := startProxy(t, nil, app)
 	a := dialT(t, tp.bindings[0])
 	io.WriteString(a, "POST /up HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\npart1\r\n")
 	time.Sleep(300 * time.Millisecond)

@@ -34,24 +34,8 @@ func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 	tp := startProxy(t, func(c *Config) {
 		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc := &writeCountingConn{Conn: <-accepted}
+	client, server := tcpPair(t)
+	sc := &writeCountingConn{Conn: server}
 	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
 
 	client.SetDeadline(time.Now().Add(10 * time.Second))

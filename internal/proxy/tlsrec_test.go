@@ -36,28 +36,7 @@ func (c *writeCounter) Write(p []byte) (int, error) {
 func tlsPair(t *testing.T, clientRec bool) (server, client *tls.Conn, serverSock *writeCounter) {
 	t.Helper()
 	cert := selfSigned(t, "bulk.test")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			close(accepted)
-			return
-		}
-		accepted <- c
-	}()
-	cc, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, ok := <-accepted
-	if !ok {
-		t.Fatal("accept failed")
-	}
+	cc, sc := tcpPair(t)
 	serverSock = &writeCounter{Conn: sc}
 	server = tls.Server(newRecConn(serverSock), &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
 	var under net.Conn = cc
