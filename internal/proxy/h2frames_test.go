@@ -170,15 +170,20 @@ func TestH2KnownLengthResponseEndsInItsDataFrame(t *testing.T) {
 	}
 }
 
-// countingConn counts the reads made on a connection.
+// countingConn counts the reads and writes made on a connection.
 type countingConn struct {
 	net.Conn
-	reads atomic.Int64
+	reads, writes atomic.Int64
 }
 
 func (c *countingConn) Read(b []byte) (int, error) {
 	c.reads.Add(1)
 	return c.Conn.Read(b)
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
 }
 
 // TestH2ServerConnReadsAreBuffered: an HTTP/2 connection handed to the

@@ -3,26 +3,13 @@ package proxy
 import (
 	"bufio"
 	"bytes"
-	"net"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/weftmesh/weft/internal/compat"
 )
-
-// writeCountingConn counts the writes made on a connection.
-type writeCountingConn struct {
-	net.Conn
-	writes atomic.Int64
-}
-
-func (c *writeCountingConn) Write(b []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(b)
-}
 
 // TestH2ResponseHeadersAndDataInOneWrite: the proxy's HTTP/2 server sends a
 // response's HEADERS and DATA frames in one write (Go's server flushes
@@ -35,7 +22,7 @@ func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
 	})
 	client, server := tcpPair(t)
-	sc := &writeCountingConn{Conn: server}
+	sc := &countingConn{Conn: server}
 	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
 
 	client.SetDeadline(time.Now().Add(10 * time.Second))
