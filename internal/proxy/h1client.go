@@ -272,9 +272,11 @@ func (b *h1Body) Read(p []byte) (int, error) {
 }
 
 // Buffered is how many bytes of the response are read from the socket and
-// not yet from the body (copyBody's bodyReady).
+// not yet from the body (copyBody's bodyReady): 0 while the request's body
+// may still be going out, since the body's last Read may then wait for its
+// writer (requestWritten).
 func (b *h1Body) Buffered() int {
-	if b.state.Load() != bodyOpen {
+	if b.wrote != nil || b.state.Load() != bodyOpen {
 		return 0
 	}
 	return b.pc.br.Buffered()

@@ -1,11 +1,11 @@
+//go:build linux && !race && !386
+
 package sockio
 
 import (
 	"syscall"
 	"unsafe"
 )
-
-const supported = true
 
 // rawRead is read(2) without the scheduler's syscall bookkeeping; p is
 // not empty.

@@ -36,12 +36,23 @@ type Conn struct {
 	rn      int
 	rerrno  syscall.Errno
 	readFn  func(fd uintptr) bool // c.read, bound once: no allocation per Read
-	wmu     sync.Mutex            // one Write at a time: wp, wn, werrno
+	wmu     sync.Mutex            // one Write at a time: wp, wn, werrno, wzero
 	wp      []byte
 	wn      int
 	werrno  syscall.Errno
+	wzero   bool // write(2) returned 0 with no error
 	writeFn func(fd uintptr) bool
 }
+
+// maxWrite bounds one write(2). On loopback and veth the kernel runs the
+// receiver's whole path (netfilter, TCP) inside the sender's write, and a
+// raw syscall cannot be stopped for a garbage collection: a bounded write
+// lets one happen between two.
+const maxWrite = 256 << 10
+
+// noop is the callback of a zero-length Read or Write: the socket's own
+// checks (closed, past deadline) still apply, as net's do.
+func noop(uintptr) bool { return true }
 
 // Wrap returns c as a *Conn when it is a *net.TCPConn, else c itself.
 func Wrap(c net.Conn) net.Conn {
@@ -70,6 +81,9 @@ func Unwrap(c net.Conn) net.Conn {
 // Read reads as (*net.TCPConn).Read does: the same results and errors.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
+		if err := c.rc.Read(noop); err != nil {
+			return 0, c.opError("read", unwrapRaw(err))
+		}
 		return 0, nil
 	}
 	c.rmu.Lock()
@@ -92,12 +106,15 @@ func (c *Conn) Read(p []byte) (int, error) {
 // Write writes all of p unless an error stops it, as (*net.TCPConn).Write.
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
+		if err := c.rc.Write(noop); err != nil {
+			return 0, c.opError("write", unwrapRaw(err))
+		}
 		return 0, nil
 	}
 	c.wmu.Lock()
-	c.wp, c.wn, c.werrno = p, 0, 0
+	c.wp, c.wn, c.werrno, c.wzero = p, 0, 0, false
 	err := c.rc.Write(c.writeFn)
-	n, errno := c.wn, c.werrno
+	n, errno, zero := c.wn, c.werrno, c.wzero
 	c.wp = nil
 	c.wmu.Unlock()
 	switch {
@@ -105,6 +122,8 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", unwrapRaw(err))
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case zero:
+		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }
@@ -128,9 +147,13 @@ func (c *Conn) read(fd uintptr) bool {
 // writable, then go on).
 func (c *Conn) write(fd uintptr) bool {
 	for c.wn < len(c.wp) {
-		n, errno := rawWrite(fd, c.wp[c.wn:])
+		n, errno := rawWrite(fd, c.wp[c.wn:min(len(c.wp), c.wn+maxWrite)])
 		switch errno {
 		case 0:
+			if n == 0 { // as net's: not a success, and no progress to wait for
+				c.wzero = true
+				return true
+			}
 			c.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -142,6 +165,28 @@ func (c *Conn) write(fd uintptr) bool {
 	}
 	return true
 }
+
+// ReadFrom copies r to c: spliced (splice(2)) when r is a TCP connection,
+// as (*net.TCPConn).ReadFrom does; else through c's Write.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	switch src := r.(type) {
+	case *Conn:
+		return c.TCPConn.ReadFrom(src.TCPConn)
+	case *net.TCPConn:
+		return c.TCPConn.ReadFrom(src)
+	}
+	return io.Copy(writerOnly{c}, r)
+}
+
+// WriteTo copies c to w through c's Read (or, into a TCP connection, as
+// that connection's ReadFrom does).
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	return io.Copy(w, readerOnly{c})
+}
+
+// writerOnly and readerOnly hide ReadFrom and WriteTo from io.Copy.
+type writerOnly struct{ io.Writer }
+type readerOnly struct{ io.Reader }
 
 func (c *Conn) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}

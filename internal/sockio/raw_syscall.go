@@ -1,15 +1,18 @@
-//go:build !linux
+//go:build unix && (!linux || race || 386)
 
 package sockio
 
 import "syscall"
 
-// supported is false: Wrap leaves connections alone off Linux, and the
-// syscalls go through the scheduler as usual.
-const supported = false
+// The same calls through the syscall package: off Linux (where Wrap does
+// not wrap), on linux/386 (no recvfrom syscall of its own), and in race
+// builds, where the syscall package tells the race detector what a read
+// or write synchronizes (bytes written on one goroutine and read on
+// another); raw syscalls would hide that from it.
 
 func rawRead(fd uintptr, p []byte) (int, syscall.Errno)  { return errnoOf(syscall.Read(int(fd), p)) }
 func rawWrite(fd uintptr, p []byte) (int, syscall.Errno) { return errnoOf(syscall.Write(int(fd), p)) }
+
 func rawPeek(fd uintptr, p []byte) (int, syscall.Errno) {
 	n, _, err := syscall.Recvfrom(int(fd), p, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	return errnoOf(n, err)
