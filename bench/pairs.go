@@ -26,7 +26,12 @@ import (
 // start each weft-proxy with no arguments, as UID 2102, as in a pod; the
 // mTLS rows add a local identity and destination service (bench/meshpair)
 // in the server namespace. haproxy rows run one haproxy per namespace (1
-// thread), without the rules.
+// thread) in the same layout: the same rules, each haproxy as UID 2102
+// (so its own connections pass them, as a proxy's do), the client
+// addressing the server's IP:port; its outbound haproxy listens where the
+// rules send outbound traffic (127.0.0.1:4140) and its inbound one where
+// they send inbound (:4143). The rules cost every packet a conntrack
+// lookup and NAT; one reference row runs without them.
 const (
 	nsClientIP   = "198.18.252.1"
 	nsServerIP   = "198.18.252.2"
@@ -282,13 +287,14 @@ func (b *bench) checkMTLS(serverNS, port string) error {
 	return nil
 }
 
-// nsHAProxyPair: haproxy (1 thread) in each namespace; tls adds TLS
-// between them (the server's certificate from a generated CA, verified,
-// connections reused); h2 makes both hops HTTP/2 (h2c from the client,
-// ALPN h2 between them, h2c to the backend).
-func nsHAProxyPair(tls, h2 bool) func(b *bench) (string, []*proc, error) {
+// nsHAProxyPair: haproxy (1 thread) in each namespace, with linkerd-init's
+// rules unless noRules; tls adds TLS between them (the server's
+// certificate from a generated CA, verified, connections reused); h2 makes
+// both hops HTTP/2 (h2c from the client, ALPN h2 between them, h2c to the
+// backend).
+func nsHAProxyPair(tls, h2, noRules bool) func(b *bench) (string, []*proc, error) {
 	return func(b *bench) (string, []*proc, error) {
-		p, err := b.netns(false)
+		p, err := b.netns(!noRules)
 		if err != nil {
 			return "", nil, err
 		}
@@ -307,18 +313,32 @@ func nsHAProxyPair(tls, h2 bool) func(b *bench) (string, []*proc, error) {
 		} else if h2 {
 			bindIn, serverOut = "proto h2", "proto h2"
 		}
-		inAddr := net.JoinHostPort(p.ServerIP(), nsHAProxyIn)
+		inAddr, upstream := haproxyAddrs(p, nsHTTPPort, noRules)
 		in, err := b.haproxyIn(p.Server, "haproxy-ns-in", inAddr, bindIn, "127.0.0.1:"+nsHTTPPort, serverIn)
 		if err != nil {
 			return "", nil, err
 		}
-		out, err := b.haproxyIn(p.Client, "haproxy-ns-out", nsHAProxyOut, bindOut, inAddr, serverOut)
+		out, err := b.haproxyIn(p.Client, "haproxy-ns-out", nsHAProxyOut, bindOut, upstream, serverOut)
 		if err != nil {
 			in.stop()
 			return "", nil, err
 		}
-		return b.url(nsHAProxyOut), []*proc{out, in}, nil
+		if noRules {
+			return b.url(nsHAProxyOut), []*proc{out, in}, nil
+		}
+		return b.nsURL(p.ServerIP(), nsHTTPPort), []*proc{out, in}, nil
 	}
+}
+
+// haproxyAddrs: where the inbound haproxy listens and where the outbound
+// one sends. With the rules, the outbound haproxy addresses the backend's
+// own IP:port, as the client did, and the server's rules take it to :4143.
+func haproxyAddrs(p *netnspair.Pair, port string, noRules bool) (inAddr, upstream string) {
+	inAddr = net.JoinHostPort(p.ServerIP(), nsHAProxyIn)
+	if noRules {
+		return inAddr, inAddr
+	}
+	return inAddr, net.JoinHostPort(p.ServerIP(), port)
 }
 
 // haproxyIn starts one haproxy (1 thread, http mode, connections to the
@@ -349,7 +369,7 @@ backend be
 // (verified, as nsHAProxyPair's), which cannot splice.
 func nsHAProxyTCPPair(tls bool) func(b *bench) (string, []*proc, error) {
 	return func(b *bench) (string, []*proc, error) {
-		p, err := b.netns(false)
+		p, err := b.netns(true)
 		if err != nil {
 			return "", nil, err
 		}
@@ -359,17 +379,17 @@ func nsHAProxyTCPPair(tls bool) func(b *bench) (string, []*proc, error) {
 				return "", nil, err
 			}
 		}
-		inAddr := net.JoinHostPort(p.ServerIP(), nsHAProxyIn)
+		inAddr, upstream := haproxyAddrs(p, nsBulkPort, false)
 		in, err := b.haproxyTCP(p.Server, "haproxy-tcp-in", inAddr, bindIn, "127.0.0.1:"+nsBulkPort, "")
 		if err != nil {
 			return "", nil, err
 		}
-		out, err := b.haproxyTCP(p.Client, "haproxy-tcp-out", nsHAProxyOut, "", inAddr, serverOut)
+		out, err := b.haproxyTCP(p.Client, "haproxy-tcp-out", nsHAProxyOut, "", upstream, serverOut)
 		if err != nil {
 			in.stop()
 			return "", nil, err
 		}
-		return nsHAProxyOut, []*proc{out, in}, nil
+		return b.nsURL(p.ServerIP(), nsBulkPort), []*proc{out, in}, nil
 	}
 }
 
@@ -417,11 +437,17 @@ func (b *bench) haproxyTLS(prefix, serverIP string) (bindIn, serverOut string, e
 }
 
 // startHAProxy writes cfg and starts haproxy with it in namespace ns ("":
-// this one), on the proxies' CPU.
+// this one), on the proxies' CPU. In a namespace it runs as the proxy's
+// UID (set after it has bound its ports and read its certificate), which
+// linkerd-init's rules let through, where there are rules.
 func (b *bench) startHAProxy(ns, name, cfg string) (*proc, error) {
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		return nil, fmt.Errorf("haproxy not installed (apt-get install haproxy)")
+	}
+	if ns != "" {
+		uid := strconv.Itoa(compat.ProxyUID)
+		cfg = strings.Replace(cfg, "global\n", "global\n  uid "+uid+"\n  gid "+uid+"\n", 1)
 	}
 	path := filepath.Join(b.dir, fmt.Sprintf("%s-%d.cfg", name, b.nsSeq))
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

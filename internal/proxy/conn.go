@@ -18,6 +18,7 @@ import (
 	"github.com/weftmesh/weft/internal/detect"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/sockio"
 	"github.com/weftmesh/weft/internal/tunnel"
 )
 
@@ -54,6 +55,7 @@ func (p *Proxy) handle(c net.Conn, k listenerKind) {
 		c.Close()
 		return
 	}
+	c = sockio.Wrap(c)
 	if info.dst != "" && p.skipDetection(info) {
 		info.opaque = true
 		p.serveTCP(c, info)

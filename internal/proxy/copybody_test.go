@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,5 +168,34 @@ func TestHeadersBeforeSlowBody(t *testing.T) {
 				t.Errorf("body %q, %v; want hello", body, err)
 			}
 		})
+	}
+}
+
+// bufferedBody is a body that says how much of it is already read.
+type bufferedBody struct {
+	io.Reader
+	n int
+}
+
+func (b bufferedBody) Buffered() int { return b.n }
+
+// copyBody arms its 1 ms timer only when the body's first Read may wait.
+func TestBodyReady(t *testing.T) {
+	tests := []struct {
+		name   string
+		body   io.Reader
+		length int64
+		want   bool
+	}{
+		{"known length, bytes buffered", bufferedBody{strings.NewReader("x"), 1}, 1, true},
+		{"known length, nothing buffered", bufferedBody{strings.NewReader("x"), 0}, 1, false},
+		{"chunked (unknown length), bytes buffered", bufferedBody{strings.NewReader("x"), 1}, -1, false},
+		{"a body that cannot tell", strings.NewReader("x"), 1, false},
+		{"a request body still being written", &h1Body{wrote: make(chan error, 1)}, 1, false},
+	}
+	for _, tt := range tests {
+		if got := bodyReady(tt.body, tt.length); got != tt.want {
+			t.Errorf("%s: bodyReady = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/weftmesh/weft/internal/sockio"
 )
 
 // h1Client sends HTTP/1.1 requests on pooled connections from the calling
@@ -271,6 +271,17 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Buffered is how many bytes of the response are read from the socket and
+// not yet from the body (copyBody's bodyReady): 0 while the request's body
+// may still be going out, since the body's last Read may then wait for its
+// writer (requestWritten).
+func (b *h1Body) Buffered() int {
+	if b.wrote != nil || b.state.Load() != bodyOpen {
+		return 0
+	}
+	return b.pc.br.Buffered()
+}
+
 // requestWritten reports whether the request went out whole, waiting a
 // little for its writer (it may still be flushing the last bytes).
 func (b *h1Body) requestWritten() bool {
@@ -384,8 +395,8 @@ func peerClosed(c net.Conn) bool {
 	closed := false
 	var b [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-		closed = n > 0 || (err == nil && n == 0) || (err != nil && !errors.Is(err, unix.EAGAIN))
+		n, errno := sockio.PeekFD(fd, b[:])
+		closed = n > 0 || errno == 0 || errno != syscall.EAGAIN
 		return true
 	})
 	return closed || err != nil

@@ -400,7 +400,7 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 	// first message, a long poll) must not hold them from the client:
 	// they are flushed if no body has come within lateFlushDelay.
 	var first *lateFlush
-	if body != http.NoBody {
+	if body != http.NoBody && !bodyReady(body, length) {
 		first = armLateFlush(w)
 	}
 	for {
@@ -440,6 +440,16 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 		late.stop()
 	}
 	return result
+}
+
+// bodyReady reports whether body's first Read returns at once: a body of
+// known length whose first bytes have already been read from the socket
+// (an HTTP/1 upstream usually sends head and body together). Then
+// copyBody arms no timer: a timer per response kept the runtime's monitor
+// thread waking up about once a request (issue 17).
+func bodyReady(body io.Reader, length int64) bool {
+	b, ok := body.(interface{ Buffered() int })
+	return ok && length > 0 && b.Buffered() > 0
 }
 
 // lateFlush flushes a response if its upstream keeps the proxy waiting

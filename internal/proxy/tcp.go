@@ -17,6 +17,7 @@ import (
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
 	"github.com/weftmesh/weft/internal/metrics"
+	"github.com/weftmesh/weft/internal/sockio"
 	"github.com/weftmesh/weft/internal/tunnel"
 )
 
@@ -174,9 +175,9 @@ func pipe(dst, src net.Conn) copyResult {
 // bytes it had buffered, so io.Copy sees a *net.TCPConn and can splice.
 func unwrapDetected(c net.Conn) (net.Conn, []byte) {
 	if dc, ok := c.(*detect.Conn); ok {
-		return dc.Underlying(), dc.Peeked()
+		return sockio.Unwrap(dc.Underlying()), dc.Peeked()
 	}
-	return c, nil
+	return sockio.Unwrap(c), nil
 }
 
 func firstErr(errs ...error) error {
@@ -224,11 +225,18 @@ func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, err
 	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" && p.id != nil {
 		return p.dialTLS(ctx, direction, addr, id)
 	}
+	var c net.Conn
+	var err error
 	if direction == compat.Inbound {
-		return p.dialApp(ctx, addr)
+		c, err = p.dialApp(ctx, addr)
+	} else {
+		d := net.Dialer{Timeout: p.connectTimeout(direction)}
+		c, err = d.DialContext(ctx, "tcp", addr)
 	}
-	d := net.Dialer{Timeout: p.connectTimeout(direction)}
-	return d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return sockio.Wrap(c), nil
 }
 
 // dialTLS connects to addr and completes mTLS with a peer that must prove
@@ -244,7 +252,7 @@ func (p *Proxy) dialTLS(ctx context.Context, direction, addr, id string, alpn ..
 		c.Close()
 		return nil, fmt.Errorf("mTLS to %s (expecting %s): this proxy has no certificate yet", addr, id)
 	}
-	tc := tls.Client(newRecConn(c), cfg)
+	tc := tls.Client(newRecConn(sockio.Wrap(c)), cfg)
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/weftmesh/weft/internal/detect"
+	"github.com/weftmesh/weft/internal/sockio"
 )
 
 // The mTLS data path between proxies. crypto/tls writes every record (at
@@ -54,11 +55,11 @@ func readPooled(rc syscall.RawConn, max int) (b *[]byte, n int, err error) {
 	var serr error
 	err = rc.Read(func(fd uintptr) bool {
 		buf := getBulk()
-		for {
-			n, serr = syscall.Read(int(fd), (*buf)[:max])
-			if serr != syscall.EINTR {
-				break
-			}
+		var errno syscall.Errno
+		n, errno = sockio.ReadFD(fd, (*buf)[:max])
+		serr = nil
+		if errno != 0 {
+			serr = errno
 		}
 		if serr == syscall.EAGAIN {
 			putBulk(buf)

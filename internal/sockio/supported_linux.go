@@ -1,0 +1,4 @@
+package sockio
+
+// supported: Wrap wraps TCP connections (Linux only).
+const supported = true

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package sockio
+
+// supported: Wrap wraps TCP connections (Linux only).
+const supported = false
