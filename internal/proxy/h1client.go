@@ -395,8 +395,9 @@ func peerClosed(c net.Conn) bool {
 	closed := false
 	var b [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		n, errno := sockio.PeekFD(fd, b[:])
-		closed = n > 0 || errno == 0 || errno != syscall.EAGAIN
+		// Closed unless there is nothing to read: a byte, EOF or an error.
+		_, errno := sockio.PeekFD(fd, b[:])
+		closed = errno != syscall.EAGAIN
 		return true
 	})
 	return closed || err != nil

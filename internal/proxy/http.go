@@ -445,8 +445,7 @@ func copyBody(w http.ResponseWriter, body io.Reader, flush bool, length int64) e
 // bodyReady reports whether body's first Read returns at once: a body of
 // known length whose first bytes have already been read from the socket
 // (an HTTP/1 upstream usually sends head and body together). Then
-// copyBody arms no timer: a timer per response kept the runtime's monitor
-// thread waking up about once a request (issue 17).
+// copyBody arms no timer for it: one timer fewer per response (issue 17).
 func bodyReady(body io.Reader, length int64) bool {
 	b, ok := body.(interface{ Buffered() int })
 	return ok && length > 0 && b.Buffered() > 0
