@@ -136,6 +136,16 @@ func TestOperations(t *testing.T) {
 	for h, n := range hosts {
 		if n < requests/30 {
 			t.Errorf("replica %s served only %d of %d", h, n, requests)
+			// For the next look: what the client's proxy says of that
+			// replica (ejections are logged, latency shows in its metrics).
+			pod := strings.TrimPrefix(h, "host=")
+			cm := tryOutput(t, "get", "--raw", "/api/v1/namespaces/"+ns+"/pods/"+clientPod+":4191/proxy/metrics")
+			for _, line := range strings.Split(cm, "\n") {
+				if strings.Contains(line, pod) && !strings.HasPrefix(line, "#") {
+					t.Logf("client proxy metric: %s", line)
+				}
+			}
+			t.Logf("client proxy log:\n%s", tryOutput(t, "-n", ns, "logs", clientPod, "-c", "linkerd-proxy", "--tail", "60"))
 		}
 	}
 	// The servers' side: every request over mTLS from the client's identity.
