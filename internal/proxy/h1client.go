@@ -41,10 +41,69 @@ type h1Conn struct {
 	c      net.Conn
 	lr     *headerLimit
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // writes to the h1Conn itself (Write)
 	key    string
 	reused bool
 	since  time.Time // idle since
+
+	// The socket under c, when it is one (plaintext, or under mTLS's rec),
+	// for a bodiless request's last write (flushAwait) and peerClosed.
+	sock    *sockio.Conn
+	rec     *recConn // c's, when c is a *tls.Conn
+	held    []byte   // rec's cork buffer, kept for the next request
+	awaitUp bool     // the next Write is a request's last: sock.WriteAwait
+}
+
+func newH1Conn(c net.Conn, key string) *h1Conn {
+	lr := &headerLimit{c: c, n: -1}
+	pc := &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), key: key}
+	pc.bw = bufio.NewWriterSize(pc, 4<<10)
+	switch c := c.(type) {
+	case *sockio.Conn:
+		pc.sock = c
+	case *tls.Conn:
+		if rc := recConnOf(c); rc != nil {
+			pc.rec = rc
+			pc.sock, _ = rc.Conn.(*sockio.Conn)
+		}
+	}
+	return pc
+}
+
+// Write is pc.bw's: to the connection.
+func (pc *h1Conn) Write(p []byte) (int, error) {
+	if pc.awaitUp {
+		pc.awaitUp = false
+		return pc.sock.WriteAwait(p)
+	}
+	return pc.c.Write(p)
+}
+
+// flushAwait writes out the request in pc.bw and, when it went out whole,
+// waits until the answer starts to arrive without first trying a read
+// that would find nothing (sockio.Conn.WriteAwait): one syscall fewer per
+// request. Only for a request without a body, whose response is read
+// next, on a connection with nothing unread (new, or peerClosed found
+// nothing). Under mTLS the records of the request are gathered (cork)
+// and go out in that one write.
+func (pc *h1Conn) flushAwait() error {
+	switch {
+	case pc.sock == nil:
+		return pc.bw.Flush()
+	case pc.rec != nil:
+		pc.rec.cork(pc.held)
+		err := pc.bw.Flush()
+		held, uerr := pc.rec.uncorkAwait(err == nil)
+		pc.held = held
+		if err != nil {
+			return err
+		}
+		return uerr
+	}
+	pc.awaitUp = pc.bw.Buffered() > 0
+	err := pc.bw.Flush()
+	pc.awaitUp = false
+	return err
 }
 
 // headerLimit bounds what a response head may read from the connection;
@@ -138,7 +197,7 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 		// answer before it has read all of it.
 		wrote = make(chan error, 1)
 		go func() {
-			err := writeRequest(pc, req)
+			err := writeRequest(pc, req, false)
 			if err != nil {
 				// The request cannot be finished (the client's body failed,
 				// or the server went away): stop waiting for its answer.
@@ -146,7 +205,7 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 			}
 			wrote <- err
 		}()
-	} else if err := writeRequest(pc, req); err != nil {
+	} else if err := writeRequest(pc, req, true); err != nil {
 		stop()
 		if pc.reused {
 			return nil, retryableError{err}
@@ -176,12 +235,16 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 	return resp, nil
 }
 
-func writeRequest(pc *h1Conn, req *http.Request) error {
-	if writeBodilessHead(pc.bw, req) {
-		return pc.bw.Flush()
+// writeRequest writes req to pc; await: the response is read next, with
+// nothing else to write (flushAwait).
+func writeRequest(pc *h1Conn, req *http.Request, await bool) error {
+	if !writeBodilessHead(pc.bw, req) {
+		if err := req.Write(pc.bw); err != nil {
+			return err
+		}
 	}
-	if err := req.Write(pc.bw); err != nil {
-		return err
+	if await {
+		return pc.flushAwait()
 	}
 	return pc.bw.Flush()
 }
@@ -343,7 +406,7 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 			continue
 		}
 		h.mu.Unlock()
-		if peerClosed(pc.c) {
+		if pc.peerClosed() {
 			pc.c.Close()
 			h.mu.Lock()
 			continue
@@ -356,8 +419,7 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	lr := &headerLimit{c: c, n: -1}
-	return &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), bw: bufio.NewWriterSize(c, 4<<10), key: key}, nil
+	return newH1Conn(c, key), nil
 }
 
 // peerClosed reports whether the server has closed c (or sent bytes
@@ -372,6 +434,16 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 // tell records apart; the session tickets of TLS 1.3 come before the first
 // response and are read with it.
 func peerClosed(c net.Conn) bool {
+	return peerClosedSock(c, nil)
+}
+
+// peerClosed is peerClosed(pc.c) through pc's socket, when it has one:
+// without SyscallConn's allocations.
+func (pc *h1Conn) peerClosed() bool {
+	return peerClosedSock(pc.c, pc.sock)
+}
+
+func peerClosedSock(c net.Conn, sock *sockio.Conn) bool {
 	if tc, ok := c.(*tls.Conn); ok {
 		// Records tls.Conn already holds (read with the response's last
 		// one) are invisible to a socket peek: try a read that cannot block.
@@ -384,6 +456,12 @@ func peerClosed(c net.Conn) bool {
 		}
 		c = tc.NetConn()
 	}
+	var b [1]byte
+	if sock != nil {
+		// Closed unless there is nothing to read: a byte, EOF or an error.
+		_, errno, err := sock.Peek(b[:])
+		return err != nil || errno != syscall.EAGAIN
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
@@ -393,9 +471,7 @@ func peerClosed(c net.Conn) bool {
 		return true
 	}
 	closed := false
-	var b [1]byte
 	err = rc.Read(func(fd uintptr) bool {
-		// Closed unless there is nothing to read: a byte, EOF or an error.
 		_, errno := sockio.PeekFD(fd, b[:])
 		closed = errno != syscall.EAGAIN
 		return true

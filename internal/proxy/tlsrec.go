@@ -219,13 +219,25 @@ func (c *recConn) cork(buf []byte) {
 // meanwhile, and passes writes through again. It returns the buffer given
 // to cork (possibly grown).
 func (c *recConn) uncork() ([]byte, error) {
+	return c.uncorkAwait(false)
+}
+
+// uncorkAwait is uncork; with await, the held bytes go out with
+// sockio.Conn.WriteAwait (when the socket is one): the call returns when
+// the peer's answer starts to arrive. Writes queued meanwhile (a
+// close_notify) follow it.
+func (c *recConn) uncorkAwait(await bool) ([]byte, error) {
 	c.mu.Lock()
 	b := c.wbuf
 	c.corked, c.flushing, c.wbuf = false, true, nil
 	c.mu.Unlock()
 	var err error
 	if len(b) > 0 {
-		_, err = c.Conn.Write(b)
+		if s, ok := c.Conn.(*sockio.Conn); ok && await {
+			_, err = s.WriteAwait(b)
+		} else {
+			_, err = c.Conn.Write(b)
+		}
 	}
 	c.mu.Lock()
 	for len(c.wbuf) > 0 && err == nil {

@@ -14,8 +14,12 @@
 // The sockets are non-blocking: a read or write returns at once, with
 // EAGAIN when it would block, and then the caller waits in Go's network
 // poller as before (syscall.RawConn). So the syscall itself can be raw.
-// Conn does that and nothing else; deadlines, Close, and everything
-// *net.TCPConn does besides Read and Write are the socket's own.
+// Conn does that; deadlines, Close, and everything *net.TCPConn does
+// besides Read and Write are the socket's own. Two more calls save
+// syscalls a proxy would otherwise make per request: WriteAwait (a
+// request's write, then a wait for its answer without the read that
+// would find nothing yet) and Peek (a look for a close, allocating
+// nothing).
 package sockio
 
 import (
@@ -42,7 +46,21 @@ type Conn struct {
 	werrno  syscall.Errno
 	wzero   bool // write(2) returned 0 with no error
 	writeFn func(fd uintptr) bool
+
+	// WriteAwait's state, under wmu (its callback runs inside a RawConn
+	// Read, which also serializes it with Read and Peek).
+	awaitStep int
+	awaitFn   func(fd uintptr) bool
+	peekFn    func(fd uintptr) bool // Peek's, under rmu with rp, rn, rerrno
 }
+
+// WriteAwait's steps: its callback has not run yet, has written all and
+// waits, or has stopped short of waiting (EAGAIN mid-write, or an error).
+const (
+	awaitNotRun = iota
+	awaitWaiting
+	awaitStopped
+)
 
 // maxWrite bounds one write(2). On loopback and veth the kernel runs the
 // receiver's whole path (netfilter, TCP) inside the sender's write, and a
@@ -65,7 +83,7 @@ func Wrap(c net.Conn) net.Conn {
 		return c
 	}
 	s := &Conn{TCPConn: tc, rc: rc}
-	s.readFn, s.writeFn = s.read, s.write
+	s.readFn, s.writeFn, s.awaitFn, s.peekFn = s.read, s.write, s.await, s.peek
 	return s
 }
 
@@ -126,6 +144,84 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
+}
+
+// WriteAwait writes p as Write does and then, when all of it went out at
+// once, waits until c has something to read (bytes, EOF, an error) or its
+// read deadline passes or it is closed, without reading: for a request
+// whose answer is read next. The read that would find nothing yet
+// (EAGAIN) before waiting is skipped: one syscall fewer per exchange, and
+// a syscall is the dearest thing a proxy does per request (issue 17). An
+// error met while waiting is left to the next Read to report.
+//
+// The wait starts before the write, in the same RawConn Read (whose first
+// step forgets any readiness the poller noted before), so an answer that
+// comes at once is not missed. Bytes that were already waiting before the
+// call are: it then waits for the next bytes (or EOF) to arrive. Call it
+// when nothing unread can be waiting, e.g. after Peek found nothing, and
+// with no Read in progress (the write would wait for it).
+func (c *Conn) WriteAwait(p []byte) (int, error) {
+	if len(p) == 0 {
+		return c.Write(p)
+	}
+	c.wmu.Lock()
+	c.wp, c.wn, c.werrno, c.wzero, c.awaitStep = p, 0, 0, false, awaitNotRun
+	c.rc.Read(c.awaitFn) // its error (a deadline or close while waiting) is the next Read's
+	n, errno, zero, step := c.wn, c.werrno, c.wzero, c.awaitStep
+	c.wp = nil
+	c.wmu.Unlock()
+	switch {
+	case step == awaitNotRun: // closed, or past the read deadline: as Write decides
+		return c.Write(p)
+	case errno != 0:
+		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case zero:
+		return n, c.opError("write", io.ErrUnexpectedEOF)
+	case n < len(p): // the socket's buffer filled: the rest as Write does
+		m, err := c.Write(p[n:])
+		return n + m, err
+	}
+	return n, nil
+}
+
+// await is WriteAwait's callback: the first call writes (and asks to
+// wait for a read unless the write stopped short), the second is the
+// socket readable.
+func (c *Conn) await(fd uintptr) bool {
+	if c.awaitStep != awaitNotRun {
+		return true
+	}
+	if !c.write(fd) || c.werrno != 0 || c.wzero {
+		c.awaitStep = awaitStopped
+		return true
+	}
+	c.awaitStep = awaitWaiting
+	return false
+}
+
+// Peek looks at what c has to read without taking it and without
+// waiting (recvfrom with MSG_PEEK|MSG_DONTWAIT): n > 0 bytes, or 0 and no
+// errno at EOF, or EAGAIN when there is nothing yet; err when c is closed.
+// Unlike PeekFD through SyscallConn it allocates nothing.
+func (c *Conn) Peek(p []byte) (int, syscall.Errno, error) {
+	if len(p) == 0 {
+		return 0, 0, nil
+	}
+	c.rmu.Lock()
+	c.rp, c.rn, c.rerrno = p, 0, 0
+	err := c.rc.Read(c.peekFn)
+	n, errno := c.rn, c.rerrno
+	c.rp = nil
+	c.rmu.Unlock()
+	if err != nil {
+		return 0, 0, c.opError("read", unwrapRaw(err))
+	}
+	return n, errno, nil
+}
+
+func (c *Conn) peek(fd uintptr) bool {
+	c.rn, c.rerrno = PeekFD(fd, c.rp)
+	return true
 }
 
 // read is one attempt: false (wait until readable) on EAGAIN.
