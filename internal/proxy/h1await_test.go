@@ -109,3 +109,34 @@ func TestH1ClientAwaitsTheResponse(t *testing.T) {
 		})
 	}
 }
+
+// A TLS connection handed over before its handshake (which then runs on
+// the first write) is not corked: the handshake's writes would wait for
+// its own reads.
+func TestH1ClientTLSHandshakeOnFirstWrite(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	srv.StartTLS()
+	defer srv.Close()
+	cfg := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos, cfg.ServerName = nil, "example.com"
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return tls.Client(newRecConn(sockio.Wrap(c)), cfg), nil
+	}
+	h := newH1Client(dial, time.Minute, 4, 64<<10)
+	defer h.CloseIdleConnections()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, got, err := h1Do(t, h, ctx, "GET", srv.Listener.Addr().String(), "/", nil)
+		cancel()
+		if err != nil || got != "ok" {
+			t.Fatalf("request %d: %q, %v", i, got, err)
+		}
+	}
+}

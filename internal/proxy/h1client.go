@@ -62,7 +62,8 @@ func newH1Conn(c net.Conn, key string) *h1Conn {
 	case *sockio.Conn:
 		pc.sock = c
 	case *tls.Conn:
-		if rc := recConnOf(c); rc != nil {
+		// Corked, a handshake's writes would wait for its own reads.
+		if rc := recConnOf(c); rc != nil && c.ConnectionState().HandshakeComplete {
 			pc.rec = rc
 			pc.sock, _ = rc.Conn.(*sockio.Conn)
 		}
