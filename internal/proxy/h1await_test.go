@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,11 +44,11 @@ func threadReads(t *testing.T) int {
 // proxy dials (a raw socket, plaintext or under mTLS's record layer) goes
 // out with sockio.Conn.WriteAwait, so reading its response takes one
 // read(2), where a plain socket takes two (the first finds nothing). The
-// server answers 2 ms after each request, so that the plain socket's first
+// server answers 10 ms after each request, so that the plain socket's first
 // read always comes too early.
 func TestH1ClientAwaitsTheResponse(t *testing.T) {
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 		io.WriteString(w, "ok "+r.URL.Path)
 	})
 	plain := httptest.NewServer(handler)
@@ -138,5 +140,83 @@ func TestH1ClientTLSHandshakeOnFirstWrite(t *testing.T) {
 		if err != nil || got != "ok" {
 			t.Fatalf("request %d: %q, %v", i, got, err)
 		}
+	}
+}
+
+// lingerClose half-closes c (FIN) and keeps reading, as servers that
+// close idle keep-alive connections "lingering" do: nothing more comes.
+func lingerClose(c net.Conn) {
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+// A server that closes a pooled connection with a FIN and goes on reading
+// (it never answers there again, and nothing else arrives): the next
+// request goes on a new connection at once, as before WriteAwait, whose
+// own look at the socket finds the FIN, and nothing is sent on the old one.
+func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
+	var stale atomic.Int64
+	addr, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		if _, err := http.ReadRequest(br); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		time.Sleep(30 * time.Millisecond) // the client pools it meanwhile
+		c.(*net.TCPConn).CloseWrite()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, _ := io.Copy(io.Discard, br); n > 0 {
+			stale.Add(1)
+		}
+	})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		return sockio.Wrap(c), err
+	}
+	h := newH1Client(dial, time.Minute, 4, 64<<10)
+	defer h.CloseIdleConnections()
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(100 * time.Millisecond) // the server's FIN arrives
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		start := time.Now()
+		_, got, err := h1Do(t, h, ctx, "GET", addr, "/", nil)
+		cancel()
+		if err != nil || got != "ok" {
+			t.Fatalf("request %d: %q, %v after %v; want ok at once on a new connection", i, got, err, time.Since(start))
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := stale.Load(); n != 0 {
+		t.Errorf("%d requests were sent on connections the server had closed", n)
+	}
+}
+
+// A new connection whose server answers before being asked (a 503, then
+// a lingering close): the request still goes out and that answer is read,
+// at once, as before WriteAwait.
+func TestH1ClientEarlyAnswerOnANewConnection(t *testing.T) {
+	addr, _ := rawServer(t, func(c net.Conn, _ *bufio.Reader) {
+		io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+		lingerClose(c)
+	})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			time.Sleep(20 * time.Millisecond) // the answer arrives first
+		}
+		return sockio.Wrap(c), err
+	}
+	h := newH1Client(dial, time.Minute, 4, 64<<10)
+	defer h.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp, got, err := h1Do(t, h, ctx, "GET", addr, "/", nil)
+	if err != nil || resp.StatusCode != 503 || got != "busy" {
+		t.Fatalf("got %v %q, %v after %v; want the early 503 at once", resp, got, err, time.Since(start))
 	}
 }

@@ -75,18 +75,42 @@ func newH1Conn(c net.Conn, key string) *h1Conn {
 func (pc *h1Conn) Write(p []byte) (int, error) {
 	if pc.awaitUp {
 		pc.awaitUp = false
-		return pc.sock.WriteAwait(p)
+		n, pending, err := pc.sock.WriteAwait(p)
+		if !pending {
+			return n, err
+		}
+		if pc.reused {
+			return 0, errStale
+		}
 	}
 	return pc.c.Write(p)
+}
+
+// errStale: a pooled connection had something to read (a close, bytes
+// nobody asked for) when a request was about to go out on it; nothing
+// was sent.
+var errStale = errors.New("pooled connection closed by its server (or sent bytes unasked)")
+
+// staleErr is what flushAwait fails with when the socket has something
+// to read already: on a pooled connection errStale (nothing is sent, and
+// the request goes on another); on a new one nil (the request goes out
+// and the answer, early as it is, is read).
+func (pc *h1Conn) staleErr() error {
+	if pc.reused {
+		return errStale
+	}
+	return nil
 }
 
 // flushAwait writes out the request in pc.bw and, when it went out whole,
 // waits until the answer starts to arrive without first trying a read
 // that would find nothing (sockio.Conn.WriteAwait): one syscall fewer per
 // request. Only for a request without a body, whose response is read
-// next, on a connection with nothing unread (new, or peerClosed found
-// nothing). Under mTLS the records of the request are gathered (cork)
-// and go out in that one write.
+// next. WriteAwait first looks at the socket for a close or stray bytes,
+// which on a pooled connection is the check before reuse (peerClosed
+// leaves it to WriteAwait then): errStale, nothing sent. Under mTLS the
+// records of the request are gathered (cork) and go out in that one
+// write.
 func (pc *h1Conn) flushAwait() error {
 	switch {
 	case pc.sock == nil:
@@ -94,7 +118,7 @@ func (pc *h1Conn) flushAwait() error {
 	case pc.rec != nil:
 		pc.rec.cork(pc.held)
 		err := pc.bw.Flush()
-		held, uerr := pc.rec.uncorkAwait(err == nil)
+		held, uerr := pc.rec.uncorkAwait(err == nil, pc.staleErr())
 		pc.held = held
 		if err != nil {
 			return err
@@ -164,7 +188,7 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 		key += " " + id
 	}
 	for {
-		pc, err := h.get(ctx, req.URL.Host, key)
+		pc, err := h.get(ctx, req.URL.Host, key, req.Body == nil || req.Body == http.NoBody)
 		if err != nil {
 			return nil, err
 		}
@@ -393,8 +417,9 @@ func (b *h1Body) Close() error {
 	return nil
 }
 
-// get returns an idle connection for key, or dials addr.
-func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
+// get returns an idle connection for key, or dials addr. bodiless: the
+// request goes out with flushAwait, which checks a raw socket itself.
+func (h *h1Client) get(ctx context.Context, addr, key string, bodiless bool) (*h1Conn, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for l := h.idle[key]; len(l) > 0; l = h.idle[key] {
@@ -407,7 +432,7 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 			continue
 		}
 		h.mu.Unlock()
-		if pc.peerClosed() {
+		if pc.peerClosed(!bodiless || pc.sock == nil) {
 			pc.c.Close()
 			h.mu.Lock()
 			continue
@@ -423,7 +448,7 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 	return newH1Conn(c, key), nil
 }
 
-// peerClosed reports whether the server has closed c (or sent bytes
+// peerClosed reports whether the server has closed pc (or sent bytes
 // nobody asked for: a late body, a 408 on an idle connection), without
 // blocking. Every reuse is checked, as net/http.Transport's read loop
 // notices such closes and stray bytes at once: one non-blocking recvfrom
@@ -434,17 +459,11 @@ func (h *h1Client) get(ctx context.Context, addr, key string) (*h1Conn, error) {
 // anything else nobody asked for) counts as closed, since peeking cannot
 // tell records apart; the session tickets of TLS 1.3 come before the first
 // response and are read with it.
-func peerClosed(c net.Conn) bool {
-	return peerClosedSock(c, nil)
-}
-
-// peerClosed is peerClosed(pc.c) through pc's socket, when it has one:
-// without SyscallConn's allocations.
-func (pc *h1Conn) peerClosed() bool {
-	return peerClosedSock(pc.c, pc.sock)
-}
-
-func peerClosedSock(c net.Conn, sock *sockio.Conn) bool {
+//
+// socket: look at the socket too (not when flushAwait will); through
+// pc.sock when there is one, which allocates nothing.
+func (pc *h1Conn) peerClosed(socket bool) bool {
+	c := pc.c
 	if tc, ok := c.(*tls.Conn); ok {
 		// Records tls.Conn already holds (read with the response's last
 		// one) are invisible to a socket peek: try a read that cannot block.
@@ -457,10 +476,13 @@ func peerClosedSock(c net.Conn, sock *sockio.Conn) bool {
 		}
 		c = tc.NetConn()
 	}
+	if !socket {
+		return false
+	}
 	var b [1]byte
-	if sock != nil {
+	if pc.sock != nil {
 		// Closed unless there is nothing to read: a byte, EOF or an error.
-		_, errno, err := sock.Peek(b[:])
+		_, errno, err := pc.sock.Peek(b[:])
 		return err != nil || errno != syscall.EAGAIN
 	}
 	sc, ok := c.(syscall.Conn)

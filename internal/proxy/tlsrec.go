@@ -22,9 +22,11 @@ import (
 // tls.Conn between proxies; the opaque copy loops (pipe) switch it to
 // batches of up to bulkBuf bytes: records encrypted from one read are
 // written with one write, and decrypted records are gathered until the
-// next socket read would be needed, then written with one write. Every
-// other user of the connection (handshakes, the HTTP paths) sees it pass
-// reads and writes straight through.
+// next socket read would be needed, then written with one write. The
+// pooled HTTP/1 client gathers a bodiless request's records the same way
+// and sends them with one write that then waits for the answer
+// (h1Conn.flushAwait). Every other user of the connection (handshakes,
+// the other HTTP paths) sees it pass reads and writes straight through.
 
 // bulkBuf is the batch of one opaque copy step through mTLS: 4 records
 // (256 KiB moved no more in the bench, for more CPU and memory).
@@ -219,14 +221,16 @@ func (c *recConn) cork(buf []byte) {
 // meanwhile, and passes writes through again. It returns the buffer given
 // to cork (possibly grown).
 func (c *recConn) uncork() ([]byte, error) {
-	return c.uncorkAwait(false)
+	return c.uncorkAwait(false, nil)
 }
 
 // uncorkAwait is uncork; with await, the held bytes go out with
 // sockio.Conn.WriteAwait (when the socket is one): the call returns when
 // the peer's answer starts to arrive. Writes queued meanwhile (a
-// close_notify) follow it.
-func (c *recConn) uncorkAwait(await bool) ([]byte, error) {
+// close_notify) follow it. When the socket had something to read
+// already, the held bytes are dropped and pendingErr returned, or with
+// pendingErr nil written as uncork writes them.
+func (c *recConn) uncorkAwait(await bool, pendingErr error) ([]byte, error) {
 	c.mu.Lock()
 	b := c.wbuf
 	c.corked, c.flushing, c.wbuf = false, true, nil
@@ -234,7 +238,13 @@ func (c *recConn) uncorkAwait(await bool) ([]byte, error) {
 	var err error
 	if len(b) > 0 {
 		if s, ok := c.Conn.(*sockio.Conn); ok && await {
-			_, err = s.WriteAwait(b)
+			var pending bool
+			_, pending, err = s.WriteAwait(b)
+			if pending && pendingErr != nil {
+				err = pendingErr
+			} else if pending {
+				_, err = c.Conn.Write(b)
+			}
 		} else {
 			_, err = c.Conn.Write(b)
 		}

@@ -57,6 +57,7 @@ func answerLater(b net.Conn, d time.Duration) {
 func TestWriteAwaitSkipsTheEmptyRead(t *testing.T) {
 	a, b := pair(t)
 	answerLater(b, 20*time.Millisecond)
+	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // a missed answer fails, not hangs
 	runtime.LockOSThread() // the counters are this thread's, and so are the syscalls
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 16)
@@ -67,7 +68,7 @@ func TestWriteAwaitSkipsTheEmptyRead(t *testing.T) {
 		var n int
 		var err error
 		if await {
-			n, err = a.WriteAwait([]byte("ping"))
+			n, _, err = a.WriteAwait([]byte("ping"))
 		} else {
 			n, err = a.Write([]byte("ping"))
 		}
@@ -100,8 +101,8 @@ func TestWriteAwaitImmediateAnswer(t *testing.T) {
 	a.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 16)
 	for i := range 200 {
-		if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-			t.Fatalf("WriteAwait %d = %d, %v", i, n, err)
+		if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+			t.Fatalf("WriteAwait %d = %d, %v, %v", i, n, pending, err)
 		}
 		if n, err := io.ReadFull(a, buf[:4]); string(buf[:n]) != "pong" || err != nil {
 			t.Fatalf("read %d = %q, %v; want pong (a deadline error is a missed answer)", i, buf[:n], err)
@@ -116,8 +117,8 @@ func TestWriteAwaitEndsWithoutAnswer(t *testing.T) {
 	t.Run("deadline", func(t *testing.T) {
 		a, _ := pair(t)
 		a.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
-		if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-			t.Fatalf("WriteAwait = %d, %v; want 4, nil", n, err)
+		if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+			t.Fatalf("WriteAwait = %d, %v, %v; want 4, false, nil", n, pending, err)
 		}
 		if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read after = %v; want a deadline error", err)
@@ -126,8 +127,8 @@ func TestWriteAwaitEndsWithoutAnswer(t *testing.T) {
 	t.Run("deadline set while waiting", func(t *testing.T) {
 		a, _ := pair(t)
 		time.AfterFunc(30*time.Millisecond, func() { a.SetDeadline(time.Unix(1, 0)) })
-		if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-			t.Fatalf("WriteAwait = %d, %v; want 4, nil", n, err)
+		if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+			t.Fatalf("WriteAwait = %d, %v, %v; want 4, false, nil", n, pending, err)
 		}
 		if _, err := a.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("Read after = %v; want a deadline error", err)
@@ -136,8 +137,8 @@ func TestWriteAwaitEndsWithoutAnswer(t *testing.T) {
 	t.Run("closed while waiting", func(t *testing.T) {
 		a, _ := pair(t)
 		time.AfterFunc(30*time.Millisecond, func() { a.Close() })
-		if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-			t.Fatalf("WriteAwait = %d, %v; want 4, nil", n, err)
+		if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+			t.Fatalf("WriteAwait = %d, %v, %v; want 4, false, nil", n, pending, err)
 		}
 		if _, err := a.Read(buf); !errors.Is(err, net.ErrClosed) {
 			t.Fatalf("Read after = %v; want net.ErrClosed", err)
@@ -149,8 +150,8 @@ func TestWriteAwaitEndsWithoutAnswer(t *testing.T) {
 			io.ReadFull(b, make([]byte, 4))
 			b.Close()
 		}()
-		if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-			t.Fatalf("WriteAwait = %d, %v; want 4, nil", n, err)
+		if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+			t.Fatalf("WriteAwait = %d, %v, %v; want 4, false, nil", n, pending, err)
 		}
 		if n, err := a.Read(buf); n != 0 || (err != io.EOF && !errors.Is(err, syscall.ECONNRESET)) {
 			t.Fatalf("Read after = %d, %v; want EOF", n, err)
@@ -158,24 +159,25 @@ func TestWriteAwaitEndsWithoutAnswer(t *testing.T) {
 	})
 }
 
-// A read deadline already past leaves the write to Write's own checks;
-// closed, it fails as Write does.
+// A read deadline already past leaves the write to Write's own checks; a
+// past write deadline or a closed Conn fail it as they fail Write.
 func TestWriteAwaitPastDeadlineOrClosed(t *testing.T) {
 	a, b := pair(t)
 	a.SetReadDeadline(time.Unix(1, 0))
-	if n, err := a.WriteAwait([]byte("ping")); n != 4 || err != nil {
-		t.Fatalf("WriteAwait with a past read deadline = %d, %v; want 4, nil (written)", n, err)
+	if n, pending, err := a.WriteAwait([]byte("ping")); n != 4 || pending || err != nil {
+		t.Fatalf("WriteAwait with a past read deadline = %d, %v, %v; want 4, false, nil (written)", n, pending, err)
 	}
 	got := make([]byte, 4)
 	if _, err := io.ReadFull(b, got); err != nil || string(got) != "ping" {
 		t.Fatalf("peer read %q, %v", got, err)
 	}
-	a.SetDeadline(time.Unix(1, 0))
-	if _, err := a.WriteAwait([]byte("ping")); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("WriteAwait past both deadlines = %v; want a deadline error", err)
+	a.SetReadDeadline(time.Time{})
+	a.SetWriteDeadline(time.Unix(1, 0))
+	if _, _, err := a.WriteAwait([]byte("ping")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("WriteAwait past the write deadline = %v; want a deadline error, as Write", err)
 	}
 	a.Close()
-	if _, err := a.WriteAwait([]byte("ping")); !errors.Is(err, net.ErrClosed) {
+	if _, _, err := a.WriteAwait([]byte("ping")); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("WriteAwait on a closed Conn = %v; want net.ErrClosed", err)
 	}
 }
@@ -186,6 +188,7 @@ func TestWriteAwaitBackpressure(t *testing.T) {
 	a, b := pair(t)
 	a.SetWriteBuffer(16 << 10)
 	b.SetReadBuffer(16 << 10)
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
 	p := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	got := make(chan []byte, 1)
 	go func() {
@@ -194,11 +197,44 @@ func TestWriteAwaitBackpressure(t *testing.T) {
 		io.ReadFull(b, buf)
 		got <- buf
 	}()
-	if n, err := a.WriteAwait(p); n != len(p) || err != nil {
-		t.Fatalf("WriteAwait = %d, %v; want %d, nil", n, err, len(p))
+	if n, pending, err := a.WriteAwait(p); n != len(p) || pending || err != nil {
+		t.Fatalf("WriteAwait = %d, %v, %v; want %d, false, nil", n, pending, err, len(p))
 	}
 	if !bytes.Equal(<-got, p) {
 		t.Fatal("the peer did not read what was written")
+	}
+}
+
+// Whatever the socket already has to read when WriteAwait is called (a
+// pooled connection's server closed it, or sent bytes unasked) is found
+// first: nothing is written, and pending says so. What arrived before
+// the call could not wake the wait: a server that half-closed and keeps
+// reading would never answer.
+func TestWriteAwaitPending(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(b *net.TCPConn)
+	}{
+		{"bytes", func(b *net.TCPConn) { b.Write([]byte("HTTP/1.1 408 Request Timeout\r\n\r\n")) }},
+		{"half-closed, still reading", func(b *net.TCPConn) { b.CloseWrite() }},
+		{"closed", func(b *net.TCPConn) { b.Close() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pair(t)
+			tc.do(b)
+			time.Sleep(30 * time.Millisecond) // arrived, and seen by the poller
+			a.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, pending, err := a.WriteAwait([]byte("GET / HTTP/1.1\r\n\r\n"))
+			if n != 0 || !pending || err != nil {
+				t.Fatalf("WriteAwait = %d, %v, %v; want 0, true, nil (nothing written)", n, pending, err)
+			}
+			b.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			if n, err := b.Read(make([]byte, 64)); n > 0 {
+				t.Fatalf("the peer read %d bytes; want none", n)
+			} else if err == nil {
+				t.Fatal("the peer's read returned no bytes and no error")
+			}
+		})
 	}
 }
 

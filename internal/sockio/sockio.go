@@ -16,10 +16,10 @@
 // poller as before (syscall.RawConn). So the syscall itself can be raw.
 // Conn does that; deadlines, Close, and everything *net.TCPConn does
 // besides Read and Write are the socket's own. Two more calls save
-// syscalls a proxy would otherwise make per request: WriteAwait (a
-// request's write, then a wait for its answer without the read that
-// would find nothing yet) and Peek (a look for a close, allocating
-// nothing).
+// syscalls a proxy would otherwise make per request: WriteAwait (a look
+// for a close, a request's write, then a wait for its answer without the
+// read that would find nothing yet) and Peek (a look for a close,
+// allocating nothing).
 package sockio
 
 import (
@@ -50,14 +50,17 @@ type Conn struct {
 	// WriteAwait's state, under wmu (its callback runs inside a RawConn
 	// Read, which also serializes it with Read and Peek).
 	awaitStep int
+	peekByte  [1]byte
 	awaitFn   func(fd uintptr) bool
 	peekFn    func(fd uintptr) bool // Peek's, under rmu with rp, rn, rerrno
 }
 
-// WriteAwait's steps: its callback has not run yet, has written all and
-// waits, or has stopped short of waiting (EAGAIN mid-write, or an error).
+// WriteAwait's steps: its callback has not run yet, found something to
+// read already (and wrote nothing), has written all and waits, or has
+// stopped short of waiting (EAGAIN mid-write, or an error).
 const (
 	awaitNotRun = iota
+	awaitPending
 	awaitWaiting
 	awaitStopped
 )
@@ -154,15 +157,25 @@ func (c *Conn) Write(p []byte) (int, error) {
 // a syscall is the dearest thing a proxy does per request (issue 17). An
 // error met while waiting is left to the next Read to report.
 //
-// The wait starts before the write, in the same RawConn Read (whose first
-// step forgets any readiness the poller noted before), so an answer that
-// comes at once is not missed. Bytes that were already waiting before the
-// call are: it then waits for the next bytes (or EOF) to arrive. Call it
-// when nothing unread can be waiting, e.g. after Peek found nothing, and
-// with no Read in progress (the write would wait for it).
-func (c *Conn) WriteAwait(p []byte) (int, error) {
+// The wait starts before the write, in the same RawConn Read, whose first
+// step forgets any readiness the poller noted before: so an answer that
+// comes at once is not missed, and what arrived before cannot wake the
+// wait. WriteAwait therefore first looks at the socket (MSG_PEEK), after
+// that step: when it already has something to read (bytes, EOF, an
+// error), nothing is written and pending is true, for the caller to
+// decide (a pooled connection is stale; else Write). That look is the
+// syscall a pooled client makes before reuse anyway.
+//
+// Only with no other Read or Write in progress on c: a Read would hold
+// the write back until it ends, and other Writes wait for the answer.
+func (c *Conn) WriteAwait(p []byte) (n int, pending bool, err error) {
 	if len(p) == 0 {
-		return c.Write(p)
+		n, err := c.Write(p)
+		return n, false, err
+	}
+	// The write deadline and a close, as Write checks them (no syscall).
+	if err := c.rc.Write(noop); err != nil {
+		return 0, false, c.opError("write", unwrapRaw(err))
 	}
 	c.wmu.Lock()
 	c.wp, c.wn, c.werrno, c.wzero, c.awaitStep = p, 0, 0, false, awaitNotRun
@@ -171,24 +184,31 @@ func (c *Conn) WriteAwait(p []byte) (int, error) {
 	c.wp = nil
 	c.wmu.Unlock()
 	switch {
+	case step == awaitPending:
+		return 0, true, nil
 	case step == awaitNotRun: // closed, or past the read deadline: as Write decides
-		return c.Write(p)
+		n, err := c.Write(p)
+		return n, false, err
 	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
+		return n, false, c.opError("write", os.NewSyscallError("write", errno))
 	case zero:
-		return n, c.opError("write", io.ErrUnexpectedEOF)
+		return n, false, c.opError("write", io.ErrUnexpectedEOF)
 	case n < len(p): // the socket's buffer filled: the rest as Write does
 		m, err := c.Write(p[n:])
-		return n + m, err
+		return n + m, false, err
 	}
-	return n, nil
+	return n, false, nil
 }
 
-// await is WriteAwait's callback: the first call writes (and asks to
-// wait for a read unless the write stopped short), the second is the
-// socket readable.
+// await is WriteAwait's callback: the first call looks for anything
+// already there, then writes (and asks to wait for a read unless the
+// write stopped short); the second is the socket readable.
 func (c *Conn) await(fd uintptr) bool {
 	if c.awaitStep != awaitNotRun {
+		return true
+	}
+	if _, errno := PeekFD(fd, c.peekByte[:]); errno != syscall.EAGAIN {
+		c.awaitStep = awaitPending
 		return true
 	}
 	if !c.write(fd) || c.werrno != 0 || c.wzero {
