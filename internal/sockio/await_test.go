@@ -57,7 +57,8 @@ func answerLater(b net.Conn, d time.Duration) {
 func TestWriteAwaitSkipsTheEmptyRead(t *testing.T) {
 	a, b := pair(t)
 	answerLater(b, 20*time.Millisecond)
-	a.SetReadDeadline(time.Now().Add(10 * time.Second)) // a missed answer fails, not hangs
+	// A missed answer fails, not hangs.
+	a.SetReadDeadline(time.Now().Add(10 * time.Second))
 	runtime.LockOSThread() // the counters are this thread's, and so are the syscalls
 	defer runtime.UnlockOSThread()
 	buf := make([]byte, 16)
