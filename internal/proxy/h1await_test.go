@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -153,44 +154,85 @@ func lingerClose(c net.Conn) {
 
 // A server that closes a pooled connection with a FIN and goes on reading
 // (it never answers there again, and nothing else arrives): the next
-// request goes on a new connection at once, as before WriteAwait, whose
-// own look at the socket finds the FIN, and nothing is sent on the old one.
+// request goes on a new connection at once, whatever its method, and not
+// one byte of it on the old one. A bodiless request on a raw socket leaves
+// that look to its last write (WriteAwait); a head longer than the write
+// buffer looks before its first. Plaintext, and under mTLS's records
+// (the server's close_notify, then its FIN).
 func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
-	var stale atomic.Int64
-	addr, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
-		if _, err := http.ReadRequest(br); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-		time.Sleep(30 * time.Millisecond) // the client pools it meanwhile
-		c.(*net.TCPConn).CloseWrite()
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if n, _ := io.Copy(io.Discard, br); n > 0 {
-			stale.Add(1)
-		}
-	})
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		return sockio.Wrap(c), err
-	}
-	h := newH1Client(dial, time.Minute, 4, 64<<10)
-	defer h.CloseIdleConnections()
-	for i := range 3 {
-		if i > 0 {
-			time.Sleep(100 * time.Millisecond) // the server's FIN arrives
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		start := time.Now()
-		_, got, err := h1Do(t, h, ctx, "GET", addr, "/", nil)
-		cancel()
-		if err != nil || got != "ok" {
-			t.Fatalf("request %d: %q, %v after %v; want ok at once on a new connection", i, got, err, time.Since(start))
-		}
-	}
-	time.Sleep(50 * time.Millisecond)
-	if n := stale.Load(); n != 0 {
-		t.Errorf("%d requests were sent on connections the server had closed", n)
+	for _, secure := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tls=%v", secure), func(t *testing.T) {
+			var stale atomic.Int64
+			cert := selfSigned(t, "server.test")
+			addr, _ := rawServer(t, func(c net.Conn, _ *bufio.Reader) {
+				tcp := c.(*net.TCPConn)
+				rw := net.Conn(tcp)
+				if secure {
+					tc := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+					if tc.Handshake() != nil {
+						return
+					}
+					rw = tc
+				}
+				br := bufio.NewReader(rw)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(rw, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(30 * time.Millisecond) // the client pools it meanwhile
+				if tc, ok := rw.(*tls.Conn); ok {
+					tc.CloseWrite() // close_notify
+				}
+				tcp.CloseWrite()
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				// Any byte of a request (plaintext, or as TLS application
+				// data) counts; the client's close_notify does not.
+				if n, _ := io.Copy(io.Discard, br); n > 0 {
+					stale.Add(1)
+				}
+			})
+			dial := func(ctx context.Context, addr string) (net.Conn, error) {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, "tcp", addr)
+				if err != nil || !secure {
+					return sockio.Wrap(c), err
+				}
+				// The test server's own certificate: nothing to verify it against.
+				tc := tls.Client(newRecConn(sockio.Wrap(c)), &tls.Config{InsecureSkipVerify: true})
+				return tc, tc.HandshakeContext(ctx)
+			}
+			h := newH1Client(dial, time.Minute, 4, 64<<10)
+			defer h.CloseIdleConnections()
+			for i, method := range []string{"GET", "GET", "DELETE", "GET big"} {
+				if i > 0 {
+					time.Sleep(300 * time.Millisecond) // the server's FIN arrives
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				req, err := http.NewRequestWithContext(ctx, strings.TrimSuffix(method, " big"), "http://"+addr+"/", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if strings.HasSuffix(method, " big") {
+					req.Header.Set("X-Big", strings.Repeat("b", 6<<10)) // over pc.bw's 4 KiB
+				}
+				start := time.Now()
+				resp, err := h.RoundTrip(req)
+				got := ""
+				if err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					got = string(b)
+				}
+				cancel()
+				if err != nil || got != "ok" {
+					t.Fatalf("%s %d: %q, %v after %v; want ok at once on a new connection", method, i, got, err, time.Since(start))
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+			if n := stale.Load(); n != 0 {
+				t.Errorf("%d requests (or parts) were sent on connections the server had closed", n)
+			}
+		})
 	}
 }
 

@@ -52,6 +52,10 @@ type h1Conn struct {
 	rec     *recConn // c's, when c is a *tls.Conn
 	held    []byte   // rec's cork buffer, kept for the next request
 	awaitUp bool     // the next Write is a request's last: sock.WriteAwait
+	// unchecked: reused without peerClosed's look at the socket, left to
+	// the request's last write (WriteAwait); a head over pc.bw's 4 KiB
+	// looks before its first write instead.
+	unchecked bool
 }
 
 func newH1Conn(c net.Conn, key string) *h1Conn {
@@ -73,6 +77,15 @@ func newH1Conn(c net.Conn, key string) *h1Conn {
 
 // Write is pc.bw's: to the connection.
 func (pc *h1Conn) Write(p []byte) (int, error) {
+	if pc.unchecked {
+		pc.unchecked = false
+		if !pc.awaitUp {
+			var b [1]byte
+			if _, errno, err := pc.sock.Peek(b[:]); err != nil || errno != syscall.EAGAIN {
+				return 0, errStale
+			}
+		}
+	}
 	if pc.awaitUp {
 		pc.awaitUp = false
 		n, pending, err := pc.sock.WriteAwait(p)
@@ -88,7 +101,7 @@ func (pc *h1Conn) Write(p []byte) (int, error) {
 
 // errStale: a pooled connection had something to read (a close, bytes
 // nobody asked for) when a request was about to go out on it; nothing
-// was sent.
+// was sent (the request goes on another connection, whatever its method).
 var errStale = errors.New("pooled connection closed by its server (or sent bytes unasked)")
 
 // staleErr is what flushAwait fails with when the socket has something
@@ -117,6 +130,7 @@ func (pc *h1Conn) flushAwait() error {
 		return pc.bw.Flush()
 	case pc.rec != nil:
 		pc.rec.cork(pc.held)
+		pc.unchecked = false // WriteAwait looks, after the cork
 		err := pc.bw.Flush()
 		held, uerr := pc.rec.uncorkAwait(err == nil, pc.staleErr())
 		pc.held = held
@@ -432,12 +446,13 @@ func (h *h1Client) get(ctx context.Context, addr, key string, bodiless bool) (*h
 			continue
 		}
 		h.mu.Unlock()
-		if pc.peerClosed(!bodiless || pc.sock == nil) {
+		byWrite := bodiless && pc.sock != nil // flushAwait looks then
+		if pc.peerClosed(!byWrite) {
 			pc.c.Close()
 			h.mu.Lock()
 			continue
 		}
-		pc.reused = true
+		pc.reused, pc.unchecked = true, byWrite
 		return pc, nil
 	}
 	h.mu.Unlock()

@@ -116,7 +116,9 @@ func rawServer(t *testing.T, handle func(c net.Conn, br *bufio.Reader)) (addr st
 
 // TestH1ClientRetriesStaleConnection: a pooled connection the server has
 // closed is noticed before reuse (and replaced), for a POST that cannot be
-// replayed too, however briefly it was idle.
+// replayed too, however briefly it was idle. (h1Test's plain sockets take
+// peerClosed's look; on a raw socket a bodiless request's last write looks:
+// TestH1ClientLingeringCloseOfAPooledConnection.)
 func TestH1ClientRetriesStaleConnection(t *testing.T) {
 	for _, tc := range []struct {
 		method  string

@@ -227,8 +227,11 @@ func (c *recConn) uncork() ([]byte, error) {
 // uncorkAwait is uncork; with await, the held bytes go out with
 // sockio.Conn.WriteAwait (when the socket is one): the call returns when
 // the peer's answer starts to arrive. Writes queued meanwhile (a
-// close_notify) follow it. When the socket had something to read
-// already, the held bytes are dropped and pendingErr returned, or with
+// close_notify) follow it; once the held bytes are out, a failure of
+// those is not this call's (the request went out; its answer is read
+// next). When the socket had something to read already, the held bytes
+// and the queued ones are dropped and pendingErr returned (the tls.Conn
+// counted records that never left: the caller must close it), or with
 // pendingErr nil written as uncork writes them.
 func (c *recConn) uncorkAwait(await bool, pendingErr error) ([]byte, error) {
 	c.mu.Lock()
@@ -249,6 +252,7 @@ func (c *recConn) uncorkAwait(await bool, pendingErr error) ([]byte, error) {
 			_, err = c.Conn.Write(b)
 		}
 	}
+	sent := await && err == nil
 	c.mu.Lock()
 	for len(c.wbuf) > 0 && err == nil {
 		q := c.wbuf
@@ -259,6 +263,9 @@ func (c *recConn) uncorkAwait(await bool, pendingErr error) ([]byte, error) {
 	}
 	c.flushing, c.wbuf = false, nil
 	c.mu.Unlock()
+	if sent {
+		err = nil
+	}
 	return b[:0], err
 }
 
