@@ -38,6 +38,7 @@ const (
 // the end of a HEADERS frame without END_STREAM.
 type h2WriteHold struct {
 	w     io.Writer
+	delay time.Duration // h2HoldDelay (tests: longer)
 	mu    sync.Mutex
 	held  []byte
 	timer *time.Timer
@@ -51,7 +52,7 @@ type h2WriteHold struct {
 	typ, flags byte
 }
 
-func newH2WriteHold(w io.Writer) *h2WriteHold { return &h2WriteHold{w: w} }
+func newH2WriteHold(w io.Writer) *h2WriteHold { return &h2WriteHold{w: w, delay: h2HoldDelay} }
 
 // scan advances the frame-boundary state over b and reports whether b ends
 // at a frame boundary with a HEADERS frame that does not end its stream.
@@ -90,9 +91,9 @@ func (h *h2WriteHold) Write(b []byte) (int, error) {
 		// back by more: nothing waits longer than h2HoldDelay.
 		if len(h.held) == 0 {
 			if h.timer == nil {
-				h.timer = time.AfterFunc(h2HoldDelay, h.flushHeld)
+				h.timer = time.AfterFunc(h.delay, h.flushHeld)
 			} else {
-				h.timer.Reset(h2HoldDelay)
+				h.timer.Reset(h.delay)
 			}
 		}
 		h.held = append(h.held, b...)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,6 +78,12 @@ func TestH2WriteHoldFrameBoundaries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out := &lockedBuffer{}
 			h := newH2WriteHold(out)
+			timed := strings.Contains(tt.name, "after the delay")
+			if !timed {
+				// Held is held, however late this goroutine runs; the
+				// rest is flushed below.
+				h.delay = time.Hour
+			}
 			var all []byte
 			for i, w := range tt.writes {
 				before := out.Len()
@@ -88,6 +95,9 @@ func TestH2WriteHoldFrameBoundaries(t *testing.T) {
 				if held != tt.want[i] {
 					t.Errorf("write %d held = %v, want %v", i, held, tt.want[i])
 				}
+			}
+			if !timed {
+				h.flushHeld()
 			}
 			deadline := time.Now().Add(5 * time.Second)
 			for out.Len() < len(all) && time.Now().Before(deadline) {
