@@ -5,31 +5,16 @@ import (
 	"io"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // readChars is this process's rchar from /proc/self/io: bytes it read
 // with read(2) and friends. splice(2) moves bytes without it.
 func readChars(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		t.Skipf("no /proc/self/io: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "rchar: "); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				t.Fatalf("rchar %q: %v", v, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no rchar in /proc/self/io: %q", b)
-	return 0
+	return proctest.IOCount(t, "/proc/self/io", "rchar")
 }
 
 // TestOpaqueTCPSplicesBothWays moves bytes both ways through a detected

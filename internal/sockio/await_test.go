@@ -7,32 +7,17 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/proctest"
 )
 
 // readSyscalls is how many read(2) calls this thread has made, those that
 // found nothing (EAGAIN) included: syscr of /proc/thread-self/io.
 func readSyscalls(t *testing.T) int {
-	t.Helper()
-	b, err := os.ReadFile("/proc/thread-self/io")
-	if err != nil {
-		t.Skipf("no per-thread I/O counters: %v", err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("no syscr in %q", b)
-	return 0
+	return int(proctest.IOCount(t, "/proc/thread-self/io", "syscr"))
 }
 
 // answerLater makes b answer each request it reads with "pong" after d.
