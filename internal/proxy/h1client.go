@@ -79,11 +79,8 @@ func newH1Conn(c net.Conn, key string) *h1Conn {
 func (pc *h1Conn) Write(p []byte) (int, error) {
 	if pc.unchecked {
 		pc.unchecked = false
-		if !pc.awaitUp {
-			var b [1]byte
-			if _, errno, err := pc.sock.Peek(b[:]); err != nil || errno != syscall.EAGAIN {
-				return 0, errStale
-			}
+		if !pc.awaitUp && sockClosed(pc.sock) {
+			return 0, errStale
 		}
 	}
 	if pc.awaitUp {
@@ -97,6 +94,14 @@ func (pc *h1Conn) Write(p []byte) (int, error) {
 		}
 	}
 	return pc.c.Write(p)
+}
+
+// sockClosed: s has something to read (a byte, EOF or an error), which
+// on an idle pooled connection means closed or unusable.
+func sockClosed(s *sockio.Conn) bool {
+	var b [1]byte
+	_, errno, err := s.Peek(b[:])
+	return err != nil || errno != syscall.EAGAIN
 }
 
 // errStale: a pooled connection had something to read (a close, bytes
@@ -494,12 +499,10 @@ func (pc *h1Conn) peerClosed(socket bool) bool {
 	if !socket {
 		return false
 	}
-	var b [1]byte
 	if pc.sock != nil {
-		// Closed unless there is nothing to read: a byte, EOF or an error.
-		_, errno, err := pc.sock.Peek(b[:])
-		return err != nil || errno != syscall.EAGAIN
+		return sockClosed(pc.sock)
 	}
+	var b [1]byte
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return false
