@@ -18,8 +18,8 @@ func addForwardedFor(r *http.Request) {
 		return
 	}
 	ip := ap.Addr().Unmap()
-	appendHeader(r.Header, "X-Forwarded-For", ip.String())
 	node := ip.String()
+	appendHeader(r.Header, "X-Forwarded-For", node)
 	if ip.Is6() {
 		node = `"[` + node + `]"` // RFC 7239 §6: IPv6 quoted and bracketed
 	}

@@ -56,12 +56,16 @@ type h1Conn struct {
 	// the request's last write (WriteAwait); a head over pc.bw's 4 KiB
 	// looks before its first write instead.
 	unchecked bool
+	// interrupt wakes the connection's blocked reads and writes (a
+	// request's context ended): made once, not per request.
+	interrupt func()
 }
 
 func newH1Conn(c net.Conn, key string) *h1Conn {
 	lr := &headerLimit{c: c, n: -1}
 	pc := &h1Conn{c: c, lr: lr, br: bufio.NewReaderSize(lr, 4<<10), key: key}
 	pc.bw = bufio.NewWriterSize(pc, 4<<10)
+	pc.interrupt = func() { c.SetDeadline(aLongTimeAgo) }
 	switch c := c.(type) {
 	case *sockio.Conn:
 		pc.sock = c
@@ -233,7 +237,7 @@ type retryableError struct{ error }
 func (e retryableError) Unwrap() error { return e.error }
 
 func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(aLongTimeAgo) })
+	stop := context.AfterFunc(ctx, pc.interrupt)
 	bodied := req.Body != nil && req.Body != http.NoBody
 	var wrote chan error
 	if bodied {
@@ -303,6 +307,15 @@ func (h *h1Client) readHead(pc *h1Conn, req *http.Request) (*http.Response, erro
 	defer func() { pc.lr.n = -1 }()
 	if _, err := pc.br.Peek(1); err != nil {
 		return nil, fmt.Errorf("%w: %w", errNoResponse, err)
+	}
+	// Nearly always the whole head came in the first read: parsed here,
+	// without net/http's allocations, when it is plain (h1head.go).
+	buf, _ := pc.br.Peek(pc.br.Buffered())
+	if n := headLen(buf); n > 0 && (h.maxHeader <= 0 || int64(n) <= h.maxHeader) {
+		if resp, ok := parseResponseHead(buf[:n], req, pc.br); ok {
+			pc.br.Discard(n)
+			return resp, nil
+		}
 	}
 	for {
 		resp, err := http.ReadResponse(pc.br, req)

@@ -128,6 +128,7 @@ type h1SrvConn struct {
 	remote  string
 	idle    bool // guarded by srv.h1.mu
 	head    []byte
+	tmpl    *http.Request // see template
 	w       h1Writer
 	rdl     time.Time // the read deadline in force (zero: none)
 	readErr error     // why the head could not be read
@@ -237,12 +238,18 @@ func (c *h1SrvConn) serve() bool {
 			return c.handOff(-1) // larger than the buffer
 		}
 		head, _ := c.br.Peek(n) // buffered: no read
-		c.head = append(c.head[:0], head...)
-		before := c.br.Buffered()
-		req, err := http.ReadRequest(c.br)
-		consumed := before - c.br.Buffered()
-		if err != nil || !c.usual(req) {
-			return c.handOff(consumed)
+		req, fast := parseRequestHead(head, c.template(), c.br)
+		if fast {
+			c.br.Discard(n)
+		} else {
+			c.head = append(c.head[:0], head...)
+			before := c.br.Buffered()
+			var err error
+			req, err = http.ReadRequest(c.br)
+			consumed := before - c.br.Buffered()
+			if err != nil || !c.usual(req) {
+				return c.handOff(consumed)
+			}
 		}
 		if (req.Body != nil && req.Body != http.NoBody) || c.rdl.Before(time.Now().Add(h1IdleTimeoutServer/2)) {
 			c.setReadDeadline(time.Time{})
@@ -251,6 +258,15 @@ func (c *h1SrvConn) serve() bool {
 			return false
 		}
 	}
+}
+
+// template is the request parseRequestHead copies: the connection's
+// context and remote address.
+func (c *h1SrvConn) template() *http.Request {
+	if c.tmpl == nil {
+		c.tmpl = (&http.Request{RemoteAddr: c.remote}).WithContext(c.ctx)
+	}
+	return c.tmpl
 }
 
 // setReadDeadline sets the connection's read deadline and records it.
@@ -375,8 +391,10 @@ func (r *replayConn) Read(b []byte) (int, error) {
 
 // serveRequest serves one request; false when the connection must close.
 func (c *h1SrvConn) serveRequest(req *http.Request) (keep bool) {
-	req = req.WithContext(c.ctx)
-	req.RemoteAddr = c.remote
+	if req.Context() != c.ctx {
+		req = req.WithContext(c.ctx)
+		req.RemoteAddr = c.remote
+	}
 	var body *h1SrvBody
 	c.watchable.Store(false)
 	if req.Body != nil && req.Body != http.NoBody {
@@ -386,7 +404,7 @@ func (c *h1SrvConn) serveRequest(req *http.Request) (keep bool) {
 		c.watchable.Store(true)
 	}
 	w := &c.w
-	*w = h1Writer{c: c, req: req, body: body, header: make(http.Header), cl: -1}
+	*w = h1Writer{c: c, req: req, body: body, cl: -1}
 	c.arm()
 	aborted := c.runHandler(w, req)
 	c.disarm()

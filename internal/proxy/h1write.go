@@ -37,13 +37,27 @@ func writeBodilessHead(w *bufio.Writer, req *http.Request) bool {
 	if !plainHost(host) {
 		return false
 	}
-	uri := req.URL.RequestURI()
-	if !plainTarget(uri) {
+	// The target as URL.RequestURI builds it, written in parts rather
+	// than concatenated (an allocation per request with a query).
+	var uri, query string
+	if u := req.URL; u.Opaque == "" && !u.ForceQuery && u.RawQuery != "" {
+		if uri = u.EscapedPath(); uri == "" {
+			uri = "/"
+		}
+		query = u.RawQuery
+	} else {
+		uri = u.RequestURI()
+	}
+	if !plainTarget(uri) || query != "" && !plainTarget(query) {
 		return false
 	}
 	w.WriteString(method)
 	w.WriteByte(' ')
 	w.WriteString(uri)
+	if query != "" {
+		w.WriteByte('?')
+		w.WriteString(query)
+	}
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")

@@ -44,7 +44,25 @@ type h1Writer struct {
 // the head goes out chunked (net/http's bufferBeforeChunkingSize).
 const h1HoldBody = 2048
 
-func (w *h1Writer) Header() http.Header { return w.header }
+// Header is the response header, made on first use: respond adopts the
+// upstream response's header instead when nothing was set before.
+func (w *h1Writer) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+// adoptHeader makes h the response header, so that a proxied response's
+// header is passed on without a copy; false when a header was already
+// started (the caller copies into it).
+func (w *h1Writer) adoptHeader(h http.Header) bool {
+	if w.header != nil || w.wroteHeader {
+		return false
+	}
+	w.header = h
+	return true
+}
 
 func (w *h1Writer) WriteHeader(code int) {
 	if w.wroteHeader {

@@ -26,6 +26,14 @@ import (
 	"github.com/weftmesh/weft/internal/target"
 )
 
+// The compat headers' keys in canonical form, for http.Header lookups
+// that would canonicalize (allocate) on every request otherwise.
+var (
+	keyClientID    = http.CanonicalHeaderKey(compat.HeaderClientID)
+	keyOrigProto   = http.CanonicalHeaderKey(compat.HeaderOrigProto)
+	keyDstOverride = http.CanonicalHeaderKey(compat.HeaderDstOverride)
+)
+
 // maxAttempts bounds retries of one request (first try included).
 const maxAttempts = 3
 
@@ -128,9 +136,9 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	// application; a client naming it hop-by-hop must not make the
 	// verified value go either.
 	dropConnectionToken(r.Header, compat.HeaderClientID)
-	r.Header.Del(compat.HeaderClientID)
+	delete(r.Header, keyClientID)
 	if info.clientID != "" {
-		r.Header.Set(compat.HeaderClientID, info.clientID)
+		r.Header[keyClientID] = []string{info.clientID}
 	}
 	addForwardedFor(r)
 	p.forward(w, r, info, info.dst)
@@ -157,8 +165,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	upgrade := r.ProtoMajor == 1 && headerHasToken(r.Header, "Connection", "upgrade")
 	downgrade := false
 	if info.direction == compat.Inbound {
-		if op := r.Header.Get(compat.HeaderOrigProto); op != "" {
-			r.Header.Del(compat.HeaderOrigProto)
+		if op := r.Header.Get(keyOrigProto); op != "" {
+			delete(r.Header, keyOrigProto)
 			downgrade = strings.HasPrefix(op, "HTTP/1")
 		}
 	}
@@ -283,7 +291,7 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	case info.direction == compat.Outbound && ep.Peer.Meshed && p.peerID(info, ep) != "" && (p.h1d == nil || !h1Usable(out)):
 		rt = p.h2
 		out.Header = r.Header.Clone()
-		out.Header.Set(compat.HeaderOrigProto, "HTTP/1.1")
+		out.Header[keyOrigProto] = []string{"HTTP/1.1"}
 	}
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.RoundTrip(out)
@@ -344,9 +352,12 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 		return
 	}
 	removeHopByHop(resp.Header, false)
-	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
+	h := resp.Header
+	if a, ok := w.(headerAdopter); !ok || h == nil || !a.adoptHeader(h) {
+		h = w.Header()
+		for k, v := range resp.Header {
+			h[k] = v
+		}
 	}
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // no sniffing: pass the response through as it is
@@ -374,6 +385,10 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 		panic(http.ErrAbortHandler)
 	}
 }
+
+// headerAdopter is a ResponseWriter that can take a proxied response's
+// header as its own (h1Writer).
+type headerAdopter interface{ adoptHeader(http.Header) bool }
 
 // copyBody copies a response body, flushing after each chunk when the body is
 // streamed (unknown length or HTTP/2) so that streaming RPCs stay live. The

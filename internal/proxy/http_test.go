@@ -28,7 +28,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 
 // pair starts proxy B (inbound → backend) and proxy A (binding → B as a
 // Weft peer) and returns A's binding address and both proxies.
-func pair(t *testing.T, backend string) (addr string, a, b *testProxy) {
+func pair(t testing.TB, backend string) (addr string, a, b *testProxy) {
 	t.Helper()
 	b = startProxy(t, func(c *Config) { c.InboundForward = backend })
 	a = startProxy(t, func(c *Config) {

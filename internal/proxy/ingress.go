@@ -24,7 +24,7 @@ import (
 // ingressDestination picks the destination of an ingress-mode request;
 // orig is the connection's original destination ("" when not redirected).
 func ingressDestination(r *http.Request, orig string) (string, error) {
-	if vs := r.Header.Values(compat.HeaderDstOverride); len(vs) > 0 {
+	if vs := r.Header[keyDstOverride]; len(vs) > 0 {
 		return parseOverride(vs)
 	}
 	if r.Host != "" {

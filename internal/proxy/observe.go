@@ -106,7 +106,7 @@ func (p *Proxy) observe(w http.ResponseWriter, r *http.Request, info *connInfo) 
 		r.Body = o.body
 	}
 	o.r, o.version = r, r.Proto
-	if op := r.Header.Get(compat.HeaderOrigProto); op != "" && inbound {
+	if op := r.Header.Get(keyOrigProto); op != "" && inbound {
 		o.version = op
 	}
 	return o, r, o
