@@ -117,6 +117,26 @@ func srvValues(info *connInfo, d authz.Decision) []string {
 
 func metaValues(m authz.Meta) []string { return []string{m.Group, m.Kind, m.Name} }
 
+// allowCache is a connection's last inbound_http_authz_allow_total
+// series and what it was looked up for. A connection's requests nearly
+// always get the same decision; the label lookup (12 values hashed, a
+// slice allocated) was ~1.5 % of an inbound proxy's CPU (issue 17). The
+// authz series are never deleted, so a kept counter stays the exported one.
+type allowCache struct {
+	server, route, authz authz.Meta
+	c                    prometheus.Counter
+}
+
+// allowCounter is the allow series of decision d on info's connection.
+func (p *Proxy) allowCounter(info *connInfo, d authz.Decision) prometheus.Counter {
+	if a := info.allow.Load(); a != nil && a.server == d.Server && a.route == d.Route && a.authz == d.Authz {
+		return a.c
+	}
+	c := p.authzm.httpAllow.WithLabelValues(append(append(srvValues(info, d), metaValues(d.Route)...), metaValues(d.Authz)...)...)
+	info.allow.Store(&allowCache{server: d.Server, route: d.Route, authz: d.Authz, c: c})
+	return c
+}
+
 // clientOf is the authorization view of a connection's client.
 func clientOf(remote string, info *connInfo) authz.Client {
 	c := authz.Client{Identity: info.clientID}
@@ -214,7 +234,7 @@ func (p *Proxy) authorizeRequest(w http.ResponseWriter, r *http.Request, info *c
 			return false
 		}
 	}
-	p.authzm.httpAllow.WithLabelValues(append(append(srvValues(info, d), metaValues(d.Route)...), metaValues(d.Authz)...)...).Inc()
+	p.allowCounter(info, d).Inc()
 	if d.Audit {
 		p.log.Debug("audit: request allowed that no authorization admits", "port", info.port, "server", d.Server.Name,
 			"route", d.Route.Name, "client_id", info.clientID)

@@ -436,3 +436,50 @@ func TestTunnelPortCannotChooseThePolicy(t *testing.T) {
 		t.Errorf("a tunnel naming an open port reached the forward address: got %q, want the connection closed", got)
 	}
 }
+
+// TestPolicyAllowCountedPerDecisionOnOneConnection: requests on one
+// keep-alive connection that get different decisions (a probe route and
+// the default) each count on their own allow series (the per-connection
+// counter cache follows the decision).
+func TestPolicyAllowCountedPerDecisionOnOneConnection(t *testing.T) {
+	backend := h2cServer(t, http.HandlerFunc(echo))
+	port := portOfAddr(t, backend)
+	b := startProxy(t, func(c *Config) {
+		c.InboundForward = backend
+		if err := c.ApplyEnv(mapEnv(map[string]string{
+			compat.EnvInboundDefaultPolicy: "all-unauthenticated",
+			compat.EnvInboundProbes:        fmt.Sprintf("%d/ready", port),
+		})); err != nil {
+			t.Fatal(err)
+		}
+	})
+	var conns atomic.Int32
+	client := &http.Client{Transport: &http.Transport{
+		MaxConnsPerHost: 1,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conns.Add(1)
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}}
+	for _, path := range []string{"/ready", "/other", "/ready", "/other", "/other"} {
+		resp, err := client.Get("http://" + b.inbound + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections, want 1 (keep-alive)", n)
+	}
+	mt := b.metricsText(t)
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzAllow, map[string]string{"route_name": "probe"}); got != 2 {
+		t.Errorf("probe route allowed %v, want 2\n%s", got, mt)
+	}
+	if got := metricValue(t, mt, compat.MetricInboundHTTPAuthzAllow, nil); got != 5 {
+		t.Errorf("allowed %v in all, want 5", got)
+	}
+}

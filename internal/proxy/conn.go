@@ -46,6 +46,8 @@ type connInfo struct {
 	// peer is the client's IP, kept toward the app when configured
 	// (clientaddr.go).
 	peer netip.Addr
+	// allow: the last allow counter of the connection's requests (authz.go).
+	allow atomic.Pointer[allowCache]
 }
 
 // handle routes one accepted connection.
