@@ -105,12 +105,22 @@ func (e *Endpoint) measuredCost(now time.Time) (float64, bool) {
 // Begin records the start of a request to e. The returned function must be
 // called exactly once, with success=false on a transport-level failure.
 func (e *Endpoint) Begin() (done func(success bool)) {
+	start := e.Start()
+	return func(success bool) { e.End(start, success) }
+}
+
+// Start is Begin without the function (which is an allocation per
+// request): the caller keeps the returned start and calls End exactly
+// once with it.
+func (e *Endpoint) Start() (start time.Time) {
 	e.inflight.Add(1)
-	start := e.clock()
-	return func(success bool) {
-		e.inflight.Add(-1)
-		e.observe(start, success)
-	}
+	return e.clock()
+}
+
+// End records the end of the request Start began at start.
+func (e *Endpoint) End(start time.Time, success bool) {
+	e.inflight.Add(-1)
+	e.observe(start, success)
 }
 
 func (e *Endpoint) observe(start time.Time, success bool) {

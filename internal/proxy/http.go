@@ -211,10 +211,10 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 		series := p.metrics.HTTP(mt)
 		series.Request()
 		start := time.Now()
-		done := ep.Begin()
+		began := ep.Start()
 		resp, err := p.roundTrip(ctx, r, ep, info, upgrade, downgrade)
 		if err != nil {
-			done(false)
+			ep.End(began, false)
 			status := errorStatus(ctx, err)
 			series.Response(status, "", false, time.Since(start))
 			if (retryable || retryFailures) && attempt < maxAttempts && ctx.Err() == nil && p.budget.Withdraw() {
@@ -226,7 +226,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 			proxyError(w, status, describe(ctx, err, ep.Addr))
 			return
 		}
-		done(true)
+		ep.End(began, true)
 		if retryFailures && attempt < maxAttempts && route.Failed(resp.StatusCode) && ctx.Err() == nil && p.budget.Withdraw() {
 			// The failed attempt counts as a response of its endpoint; the
 			// client sees only the last one.
