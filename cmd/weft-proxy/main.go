@@ -33,6 +33,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity/pki"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/proxy"
+	"github.com/weftmesh/weft/internal/residency"
 	"github.com/weftmesh/weft/internal/target"
 	"github.com/weftmesh/weft/internal/version"
 )
@@ -128,6 +129,15 @@ func run(args []string) error {
 	}
 	if err := p.Start(); err != nil {
 		return err
+	}
+	if cfg.ReleaseStartupPages {
+		// Serving from here on: what start-up alone used of the binary
+		// need not stay mapped (internal/residency).
+		if spans, err := residency.ReleaseExecutable(); err != nil {
+			logger.Warn("could not release the executable's start-up pages", "err", err)
+		} else {
+			logger.Debug("released the executable's start-up pages", "mappings", len(spans))
+		}
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

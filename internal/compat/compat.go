@@ -98,6 +98,11 @@ const (
 // the injector sets it from the proxy's CPU limit, rounded up).
 const EnvProxyCores = "LINKERD2_PROXY_CORES"
 
+// EnvReleaseStartupPages: once serving, the proxy gives back the pages of
+// its executable that start-up mapped (internal/residency); "false" keeps
+// them.
+const EnvReleaseStartupPages = "WEFT_PROXY_RELEASE_STARTUP_PAGES"
+
 // Tracing and access logs (set by the jaeger extension's injector and by
 // the access-log annotation; docs/tracing.md).
 const (

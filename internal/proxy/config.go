@@ -102,6 +102,9 @@ type Config struct {
 	// least 2). weft-proxy applies it at start.
 	Cores    int
 	LogLevel string
+	// ReleaseStartupPages: weft-proxy releases its executable's pages
+	// once serving (internal/residency).
+	ReleaseStartupPages bool
 }
 
 // IdentityConfig says how the proxy obtains its certificate.
@@ -152,6 +155,7 @@ func DefaultConfig() Config {
 		MetricsIdleTimeout:     10 * time.Minute,
 		DiscoveryIdleTimeout:   time.Minute,
 		LogLevel:               "info",
+		ReleaseStartupPages:    true,
 		Policy:                 defaultPolicyConfig(),
 		Trace:                  trace.Config{ServiceName: compat.DefaultTraceServiceName, Protocol: trace.ProtocolOpenTelemetry},
 	}

@@ -142,6 +142,9 @@ var Settings = append([]Setting{
 			c.Cores = n
 			return nil
 		}},
+	{Flag: "release-startup-pages", Env: []string{compat.EnvReleaseStartupPages}, Default: "true", IsBool: true,
+		Help: "once serving, give back the pages of the executable that start-up mapped and serving does not use (Linux): ~3.5 MiB less RSS (issue 17); they stay in the page cache and fault back in as needed",
+		Set:  setBool(func(c *Config) *bool { return &c.ReleaseStartupPages })},
 	{Flag: "shutdown-grace", Env: []string{compat.EnvShutdownGrace}, Default: "30s", Help: "drain period after SIGTERM",
 		Set: setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
 	{Flag: "shutdown-endpoint", Env: []string{compat.EnvShutdownEnabled}, Default: "false", IsBool: true,
