@@ -131,13 +131,23 @@ func run(args []string) error {
 		return err
 	}
 	if cfg.ReleaseStartupPages {
-		// Serving from here on: what start-up alone used of the binary
-		// need not stay mapped (internal/residency).
-		if spans, err := residency.ReleaseExecutable(); err != nil {
-			logger.Warn("could not release the executable's start-up pages", "err", err)
-		} else {
-			logger.Debug("released the executable's start-up pages", "mappings", len(spans))
-		}
+		// Once serving (with identity: once the first certificate is
+		// issued), what start-up alone used of the binary need not stay
+		// mapped (internal/residency).
+		go func() {
+			if id != nil {
+				select {
+				case <-id.Ready():
+				case <-p.Done():
+					return
+				}
+			}
+			if spans, err := residency.ReleaseExecutable(); err != nil {
+				logger.Warn("could not release the executable's start-up pages", "err", err)
+			} else {
+				logger.Info("released the executable's start-up pages", "mappings", len(spans))
+			}
+		}()
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
