@@ -48,6 +48,9 @@ type connInfo struct {
 	peer netip.Addr
 	// allow: the last allow counter of the connection's requests (authz.go).
 	allow atomic.Pointer[allowCache]
+	// forwarded: the client's X-Forwarded-For and Forwarded values
+	// (forwarded.go).
+	forwarded atomic.Pointer[forwardedFor]
 }
 
 // handle routes one accepted connection.

@@ -24,18 +24,49 @@ func TestAddForwardedFor(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := httptest.NewRequest(http.MethodGet, "/", nil)
-			r.RemoteAddr = tt.remote
-			r.Header["X-Forwarded-For"] = tt.xff
-			r.Header["Forwarded"] = tt.fwd
-			addForwardedFor(r)
-			if got := r.Header.Get("X-Forwarded-For"); got != tt.wantXFF {
-				t.Errorf("X-Forwarded-For = %q, want %q", got, tt.wantXFF)
-			}
-			if got := r.Header.Get("Forwarded"); got != tt.want {
-				t.Errorf("Forwarded = %q, want %q", got, tt.want)
+			// No connection, a new one, the same one again (its values
+			// kept), and one whose kept values are another client's.
+			other := new(connInfo)
+			addForwardedFor(httptest.NewRequest(http.MethodGet, "/", nil), other)
+			for i, info := range []*connInfo{nil, new(connInfo), nil, other} {
+				if i == 2 {
+					info = new(connInfo)
+					addForwardedFor(httptest.NewRequest(http.MethodGet, "/", nil), info)
+				}
+				r := httptest.NewRequest(http.MethodGet, "/", nil)
+				r.RemoteAddr = tt.remote
+				r.Header["X-Forwarded-For"] = append([]string(nil), tt.xff...)
+				r.Header["Forwarded"] = append([]string(nil), tt.fwd...)
+				addForwardedFor(r, info)
+				if got := r.Header.Get("X-Forwarded-For"); got != tt.wantXFF {
+					t.Errorf("case %d: X-Forwarded-For = %q, want %q", i, got, tt.wantXFF)
+				}
+				if got := r.Header.Get("Forwarded"); got != tt.want {
+					t.Errorf("case %d: Forwarded = %q, want %q", i, got, tt.want)
+				}
 			}
 		})
+	}
+}
+
+// TestAddForwardedForAllocs: on a connection's later requests the values
+// are not formatted again; the first hop's two share one allocation.
+func TestAddForwardedForAllocs(t *testing.T) {
+	info := new(connInfo)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "198.18.1.7:40000"
+	n := testing.AllocsPerRun(100, func() {
+		delete(r.Header, "X-Forwarded-For")
+		delete(r.Header, "Forwarded")
+		addForwardedFor(r, info)
+	})
+	if n > 1 {
+		t.Errorf("%v allocations per request, want at most 1", n)
+	}
+	// Appending to one of the two values must not change the other.
+	r.Header.Add("X-Forwarded-For", "198.51.100.2")
+	if got, want := r.Header.Values("Forwarded"), []string{"for=198.18.1.7"}; len(got) != 1 || got[0] != want[0] {
+		t.Errorf("Forwarded = %q after an X-Forwarded-For was added, want %q", got, want)
 	}
 }
 

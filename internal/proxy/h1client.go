@@ -205,10 +205,16 @@ func replayable(req *http.Request) bool {
 // connections of a peer that must prove an identity (withPeer: mTLS) are
 // pooled apart, per identity, from plaintext ones to the same address.
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
+	return h.roundTrip(req.Context(), req)
+}
+
+// roundTrip is RoundTrip with the request's context given apart: ctx, not
+// req.Context(), carries the peer and cancels the request (the proxy
+// copies the request and its URL in one allocation, without WithContext).
+func (h *h1Client) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	key := req.URL.Host
 	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" {
-		key += " " + id
+		key = identityPool(key, id) // a name per (address, identity), cached
 	}
 	for {
 		pc, err := h.get(ctx, req.URL.Host, key, req.Body == nil || req.Body == http.NoBody)

@@ -461,3 +461,49 @@ func TestH1ClientEndlessInformational(t *testing.T) {
 		t.Errorf("endless 1xx held the request %v", d)
 	}
 }
+
+// TestH1ClientRequestAllocs bounds the allocations of a request on a
+// pooled connection: the client's side, against a server that allocates
+// nothing (12 on Go 1.26.8).
+func TestH1ClientRequestAllocs(t *testing.T) {
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+	addr, _ := rawServer(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(line) == 2 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	})
+	h := h1Test(time.Minute)
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf [8]byte
+	do := func() {
+		resp, err := h.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(resp.Body, buf[:2]); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Read(buf[:]) // EOF: the connection goes back to the pool
+		resp.Body.Close()
+	}
+	do()
+	n := testing.AllocsPerRun(200, do)
+	t.Logf("%v allocations per request", n)
+	if n > 12 {
+		t.Errorf("%v allocations per request on a pooled connection, want at most 12", n)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/weftmesh/weft/internal/compat"
 	"golang.org/x/net/http/httpguts"
@@ -250,14 +251,18 @@ func parseRequestHead(head []byte, tmpl *http.Request, br *bufio.Reader) (*http.
 	if !ok || h.hosts != 1 || !httpguts.ValidHostHeader(h.host) {
 		return nil, false
 	}
-	u, err := url.ParseRequestURI(s[t0:t1])
-	if err != nil {
-		return nil, false
-	}
 	m := new(struct {
 		req  http.Request
+		url  url.URL
 		body lenBody
-	}) // one allocation for both
+	}) // one allocation for the three
+	u := &m.url
+	if !requestURL(u, s[t0:t1]) {
+		var err error
+		if u, err = url.ParseRequestURI(s[t0:t1]); err != nil {
+			return nil, false
+		}
+	}
 	req := &m.req
 	*req = *tmpl
 	req.Method, req.URL, req.RequestURI = method, u, s[t0:t1]
@@ -270,6 +275,39 @@ func parseRequestHead(head []byte, tmpl *http.Request, br *bufio.Reader) (*http.
 	}
 	return req, true
 }
+
+// requestURL sets u to what url.ParseRequestURI gives for target, an
+// origin-form request target, when its path has only characters that
+// need no escaping (so no RawPath); the query is kept raw, as
+// url.ParseRequestURI keeps it. false: not that form.
+func requestURL(u *url.URL, target string) bool {
+	path, query, hasQuery := strings.Cut(target, "?")
+	if path == "" || path[0] != '/' {
+		return false
+	}
+	for i := 0; i < len(path); i++ {
+		if !pathByte[path[i]] {
+			return false
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query, ForceQuery: hasQuery && query == ""}
+	return true
+}
+
+// pathByte: the bytes a URL path keeps unescaped (net/url's shouldEscape
+// in its path mode).
+var pathByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "-._~$&+,/:;=@" {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseResponseHead parses head, a complete response head, when it is a
 // plain HTTP/1.1 response to a request other than HEAD, with a final

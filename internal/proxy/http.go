@@ -140,7 +140,7 @@ func (p *Proxy) serveInbound(w http.ResponseWriter, r *http.Request) {
 	if info.clientID != "" {
 		r.Header[keyClientID] = []string{info.clientID}
 	}
-	addForwardedFor(r)
+	addForwardedFor(r, info)
 	p.forward(w, r, info, info.dst)
 }
 
@@ -261,8 +261,16 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		// Set here rather than in identityPool: one copy of the request.
 		ctx = context.WithValue(ctx, dialAddrKey{}, ep.Addr)
 	}
-	out := r.WithContext(ctx)
-	out.URL = &url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	// The copy of the request and its URL in one allocation; it takes ctx
+	// with WithContext below unless it goes to h1Client, which takes ctx
+	// apart.
+	o := new(struct {
+		req http.Request
+		url url.URL
+	})
+	o.req, o.url = *r, url.URL{Scheme: "http", Host: p.appPoolKey(info, ep.Addr), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery}
+	out := &o.req
+	out.URL = &o.url
 	if out.Host == "" {
 		out.Host = ep.Addr
 	}
@@ -294,8 +302,9 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		out.Header[keyOrigProto] = []string{"HTTP/1.1"}
 	}
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
-		return p.h1d.RoundTrip(out)
+		return p.h1d.roundTrip(ctx, out)
 	}
+	out = out.WithContext(ctx)
 	if id != "" && p.id != nil {
 		out.URL.Host = identityPool(ep.Addr, id)
 	}
