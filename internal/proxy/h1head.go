@@ -88,18 +88,21 @@ func headFields(head []byte, off int, lines *[maxFastFields]headLine) (int, bool
 }
 
 // tokenByte: the characters of an RFC 9110 token.
-var tokenByte = func() (t [256]bool) {
+var tokenByte = alnumAnd("!#$%&'*+-.^_`|~")
+
+// alnumAnd is the set of ASCII letters and digits and extra's bytes.
+func alnumAnd(extra string) (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
 	for c := 'a'; c <= 'z'; c++ {
 		t[c], t[c-'a'+'A'] = true, true
 	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
 
 // commonKeys interns the canonical form of keys often sent in another
 // case, so canonicalizing them allocates nothing.
@@ -296,18 +299,7 @@ func requestURL(u *url.URL, target string) bool {
 
 // pathByte: the bytes a URL path keeps unescaped (net/url's shouldEscape
 // in its path mode).
-var pathByte = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c], t[c-'a'+'A'] = true, true
-	}
-	for _, c := range "-._~$&+,/:;=@" {
-		t[c] = true
-	}
-	return t
-}()
+var pathByte = alnumAnd("-._~$&+,/:;=@")
 
 // parseResponseHead parses head, a complete response head, when it is a
 // plain HTTP/1.1 response to a request other than HEAD, with a final
