@@ -10,8 +10,8 @@
 // page cache, shared with every process of the same binary; the ones still
 // used fault back in as minor faults (still 64 KiB at a time: MADV_RANDOM
 // does not turn fault-around off, measured). Only mappings that are not
-// writable are touched: for a private writable mapping MADV_DONTNEED would
-// discard the program's data.
+// writable and hold no anonymous pages are touched: in a private mapping
+// MADV_DONTNEED discards the pages the process changed.
 package residency
 
 import (
@@ -30,13 +30,13 @@ type Span struct {
 }
 
 // ReleaseExecutable releases the read-only mappings of the running
-// executable, returning them.
+// executable that hold no private copy of a page, returning them.
 func ReleaseExecutable() ([]Span, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("finding the executable: %w", err)
 	}
-	spans, err := mappingsOf("/proc/self/maps", exe)
+	spans, err := mappingsOf("/proc/self/smaps", exe)
 	if err != nil {
 		return nil, err
 	}
@@ -48,19 +48,35 @@ func ReleaseExecutable() ([]Span, error) {
 	return spans, nil
 }
 
-// mappingsOf reads a maps file (proc(5)) and returns the mappings of path
-// that are not writable.
-func mappingsOf(maps, path string) ([]Span, error) {
-	f, err := os.Open(maps)
+// mappingsOf reads an smaps file (proc(5)) and returns the mappings of
+// path that are neither writable nor hold anonymous pages. A read-only
+// mapping can hold them: in a position-independent build the dynamic
+// loader relocates pointers in read-only data (RELRO) before protecting
+// it, and those copies exist nowhere else; MADV_DONTNEED would bring back
+// the file's unrelocated bytes (a PIE weft-proxy crashed so).
+func mappingsOf(smaps, path string) ([]Span, error) {
+	f, err := os.Open(smaps)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	var spans []Span
+	var private []bool // per span: anonymous pages seen
+	cand := false      // the fields that follow are the last span's
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		// address perms offset dev inode pathname
 		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if strings.HasSuffix(fields[0], ":") { // a field of the mapping above
+			if cand && fields[0] == "Anonymous:" && (len(fields) < 2 || fields[1] != "0") {
+				private[len(private)-1] = true
+			}
+			continue
+		}
+		// address perms offset dev inode pathname
+		cand = false
 		if len(fields) < 6 || strings.Join(fields[5:], " ") != path {
 			continue
 		}
@@ -70,20 +86,28 @@ func mappingsOf(maps, path string) ([]Span, error) {
 		}
 		lo, hi, ok := strings.Cut(fields[0], "-")
 		if !ok {
-			return nil, fmt.Errorf("%s: malformed line %q", maps, sc.Text())
+			return nil, fmt.Errorf("%s: malformed line %q", smaps, sc.Text())
 		}
 		start, err1 := strconv.ParseUint(lo, 16, 64)
 		end, err2 := strconv.ParseUint(hi, 16, 64)
 		if err1 != nil || err2 != nil || end <= start {
-			return nil, fmt.Errorf("%s: malformed range in %q", maps, sc.Text())
+			return nil, fmt.Errorf("%s: malformed range in %q", smaps, sc.Text())
 		}
 		spans = append(spans, Span{Start: uintptr(start), End: uintptr(end), Perms: perms})
+		private = append(private, false)
+		cand = true
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", maps, err)
+		return nil, fmt.Errorf("reading %s: %w", smaps, err)
 	}
 	if len(spans) == 0 {
-		return nil, fmt.Errorf("%s: no read-only mapping of %s", maps, path)
+		return nil, fmt.Errorf("%s: no read-only mapping of %s", smaps, path)
 	}
-	return spans, nil
+	kept := spans[:0]
+	for i, s := range spans {
+		if !private[i] {
+			kept = append(kept, s)
+		}
+	}
+	return kept, nil
 }

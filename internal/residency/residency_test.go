@@ -11,16 +11,19 @@ import (
 	"testing"
 )
 
+// TestMappingsOfTakesTheExecutablesReadOnlyMappings: the code and the
+// read-only data, never the writable data nor read-only data with
+// private copies (a PIE's relocated RELRO segment).
 func TestMappingsOfTakesTheExecutablesReadOnlyMappings(t *testing.T) {
-	got, err := mappingsOf("testdata/maps", "/usr/bin/weft-proxy")
+	got, err := mappingsOf("testdata/smaps", "/usr/bin/weft-proxy")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Span{{0x400000, 0x9f8000, "r-xp"}, {0x9f8000, 0x10b1000, "r--p"}}
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("got %+v, want %+v (never the writable data mapping)", got, want)
+		t.Errorf("got %+v, want %+v", got, want)
 	}
-	if _, err := mappingsOf("testdata/maps", "/usr/bin/absent"); err == nil {
+	if _, err := mappingsOf("testdata/smaps", "/usr/bin/absent"); err == nil {
 		t.Error("no mapping of the path: want an error")
 	}
 }
@@ -114,4 +117,23 @@ func residentKiB(t *testing.T, smaps, exe string) int {
 		}
 	}
 	return total
+}
+
+// TestReleaseExecutableInAPIEBuild: a position-independent executable
+// (as distributions build Go programs) keeps working after the release;
+// releasing its relocated read-only data crashed it.
+func TestReleaseExecutableInAPIEBuild(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go command:", err)
+	}
+	bin := t.TempDir() + "/piechild"
+	build := exec.Command(gobin, "build", "-buildmode=pie", "-o", bin, "./testdata/piechild")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildmode=pie: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin).CombinedOutput()
+	if got, want := strings.TrimSpace(string(out)), "ok 2 true"; err != nil || got != want {
+		t.Fatalf("the PIE child: %v, said %q, want %q", err, got, want)
+	}
 }
