@@ -143,7 +143,7 @@ var Settings = append([]Setting{
 			return nil
 		}},
 	{Flag: "release-startup-pages", Env: []string{compat.EnvReleaseStartupPages}, Default: "true", IsBool: true,
-		Help: "once serving, give back the pages of the executable that start-up mapped and serving does not use (Linux): ~3.5 MiB less RSS (issue 17); they stay in the page cache and fault back in as needed",
+		Help: "once serving, give back the pages of the executable that start-up mapped and serving does not use (Linux): ~3.5 MiB less RSS (issue 17); they stay in the page cache and fault back in as needed; mappings holding private pages (a PIE build's relocated read-only data) are kept",
 		Set:  setBool(func(c *Config) *bool { return &c.ReleaseStartupPages })},
 	{Flag: "shutdown-grace", Env: []string{compat.EnvShutdownGrace}, Default: "30s", Help: "drain period after SIGTERM",
 		Set: setDuration(func(c *Config) *time.Duration { return &c.ShutdownGrace })},
