@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Options name the namespaces and give their addresses.
@@ -70,7 +71,32 @@ func Create(o Options) (*Pair, error) {
 			return nil, err
 		}
 	}
+	// The kernel reports a veth's carrier asynchronously (link events are
+	// batched, up to a second apart). IPv4 works before that; IPv6 does
+	// not answer neighbour discovery, so a test's first IPv6 connection
+	// waited a SYN retransmit (1 s) and the proxy's connect timeout hit.
+	for ns, dev := range map[string]string{p.Client: vethA, p.Server: vethB} {
+		if err := waitOperUp(ns, dev, 5*time.Second); err != nil {
+			p.Close()
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// waitOperUp waits until dev in namespace ns is operationally up.
+func waitOperUp(ns, dev string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		out, err := Run(ns, "cat", "/sys/class/net/"+dev+"/operstate")
+		if err == nil && strings.TrimSpace(out) == "up" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netnspair: %s in %s not up after %v (operstate %q, %v)", dev, ns, limit, strings.TrimSpace(out), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // ClientIP and ServerIP are the namespaces' IPv4 addresses.
