@@ -281,8 +281,11 @@ func captureAround(t *testing.T, name string, fn func()) ([]packet, string) {
 	// tcpdump only in promiscuous mode. --immediate-mode: without it
 	// libpcap hands packets over in blocks, and those of the last block are
 	// lost when tcpdump is interrupted. -Z root: write into the test's
-	// folder without dropping privileges.
-	cmd := exec.CommandContext(ctx, "tcpdump", "-i", podBridge, "-n", "--immediate-mode", "-U", "-s", "0",
+	// folder without dropping privileges. -B 65536: a 64 MiB capture
+	// buffer; in immediate mode each packet takes a snapshot-sized slot of
+	// the ring, so the default 2 MiB holds few, and on a busy CI machine
+	// tcpdump not scheduled for a moment dropped 25 of 473 packets.
+	cmd := exec.CommandContext(ctx, "tcpdump", "-i", podBridge, "-n", "--immediate-mode", "-U", "-s", "0", "-B", "65536",
 		"-c", strconv.Itoa(capturePackets), "-Z", "root", "-w", pcap)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
