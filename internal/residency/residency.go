@@ -61,7 +61,7 @@ func mappingsOf(smaps, path string) ([]Span, error) {
 	}
 	defer f.Close()
 	var spans []Span
-	var private []bool // per span: anonymous pages seen
+	var private []bool // per span: anonymous pages, or not known
 	cand := false      // the fields that follow are the last span's
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -70,8 +70,8 @@ func mappingsOf(smaps, path string) ([]Span, error) {
 			continue
 		}
 		if strings.HasSuffix(fields[0], ":") { // a field of the mapping above
-			if cand && fields[0] == "Anonymous:" && (len(fields) < 2 || fields[1] != "0") {
-				private[len(private)-1] = true
+			if cand && fields[0] == "Anonymous:" {
+				private[len(private)-1] = len(fields) < 2 || fields[1] != "0"
 			}
 			continue
 		}
@@ -94,7 +94,7 @@ func mappingsOf(smaps, path string) ([]Span, error) {
 			return nil, fmt.Errorf("%s: malformed range in %q", smaps, sc.Text())
 		}
 		spans = append(spans, Span{Start: uintptr(start), End: uintptr(end), Perms: perms})
-		private = append(private, false)
+		private = append(private, true) // until its Anonymous field says 0
 		cand = true
 	}
 	if err := sc.Err(); err != nil {

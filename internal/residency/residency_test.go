@@ -23,6 +23,12 @@ func TestMappingsOfTakesTheExecutablesReadOnlyMappings(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
+	// A mapping whose Anonymous field is missing is not known to be
+	// clean: kept.
+	got, err = mappingsOf("testdata/smaps-noanon", "/usr/bin/x")
+	if want := []Span{{0x9f8000, 0x10b1000, "r--p"}}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("without an Anonymous field: got %+v (%v), want %+v", got, err, want)
+	}
 	if _, err := mappingsOf("testdata/smaps", "/usr/bin/absent"); err == nil {
 		t.Error("no mapping of the path: want an error")
 	}
