@@ -138,7 +138,7 @@ func TestInboundHTTPReachesAppOnPodIP(t *testing.T) {
 			srv.Protocols.SetUnencryptedHTTP2(true)
 			go srv.Serve(l)
 			defer srv.Close()
-			ctx := context.WithValue(inboundCtx("127.0.0.2"), directionKey{}, "inbound")
+			ctx := withUpstream(inboundCtx("127.0.0.2"), "inbound", "", "")
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(int(port))+"/", nil)
 			tr := p.h1
 			want := "proto=HTTP/1.1"

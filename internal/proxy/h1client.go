@@ -202,7 +202,7 @@ func replayable(req *http.Request) bool {
 
 // RoundTrip sends req (see h1Usable) to req.URL.Host's pool and
 // returns the response; its body must be read to EOF or closed. The
-// connections of a peer that must prove an identity (withPeer: mTLS) are
+// connections of a peer that must prove an identity (withUpstream: mTLS) are
 // pooled apart, per identity, from plaintext ones to the same address.
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	return h.roundTrip(req.Context(), req)
@@ -213,8 +213,8 @@ func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
 // copies the request and its URL in one allocation, without WithContext).
 func (h *h1Client) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	key := req.URL.Host
-	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" {
-		key = identityPool(key, id) // a name per (address, identity), cached
+	if u := upstreamOf(ctx); u != nil && u.peerID != "" {
+		key = identityPool(key, u.peerID) // a name per (address, identity), cached
 	}
 	for {
 		pc, err := h.get(ctx, req.URL.Host, key, req.Body == nil || req.Body == http.NoBody)

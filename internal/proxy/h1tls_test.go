@@ -69,14 +69,17 @@ func TestH1ClientOverTLS(t *testing.T) {
 }
 
 // TestH1ClientPoolsPerPeerIdentity: connections to one address are pooled
-// apart by the identity the peer had to prove (withPeer), and plaintext
+// apart by the identity the peer had to prove (withUpstream), and plaintext
 // ones apart from both: none is reused for a request that expects another.
 func TestH1ClientPoolsPerPeerIdentity(t *testing.T) {
 	addr, conns := h1CountingServer(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	var mu sync.Mutex
 	var dialed []string
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		id, _ := ctx.Value(peerIDKey{}).(string)
+		var id string
+		if u := upstreamOf(ctx); u != nil {
+			id = u.peerID
+		}
 		mu.Lock()
 		dialed = append(dialed, id)
 		mu.Unlock()
@@ -88,7 +91,7 @@ func TestH1ClientPoolsPerPeerIdentity(t *testing.T) {
 	for _, id := range []string{"a.id", "", "b.id", "a.id", "", "b.id"} {
 		ctx := context.Background()
 		if id != "" {
-			ctx = context.WithValue(ctx, peerIDKey{}, id)
+			ctx = withUpstream(ctx, "outbound", id, "")
 		}
 		if _, got, err := h1Do(t, h, ctx, "GET", addr, "/", nil); err != nil || got != "ok" {
 			t.Fatalf("identity %q: %q, %v", id, got, err)

@@ -50,9 +50,12 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 	// One transport per protocol serves both directions; the dial timeout
 	// is chosen from the request's direction carried in the context.
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dir, _ := ctx.Value(directionKey{}).(string)
-		if a, ok := ctx.Value(dialAddrKey{}).(string); ok {
-			addr = a
+		var dir string
+		if u := upstreamOf(ctx); u != nil {
+			dir = u.direction
+			if u.dialAddr != "" {
+				addr = u.dialAddr
+			}
 		}
 		return dialer(dir)(ctx, network, addr)
 	}
@@ -84,13 +87,14 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 // same dialer, idle timeout, pool size and response head limit.
 func (p *Proxy) newH1Client() *h1Client {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		dir, _ := ctx.Value(directionKey{}).(string)
+		var dir string
+		if u := upstreamOf(ctx); u != nil {
+			dir = u.direction
+		}
 		return p.dial(ctx, dir, addr)
 	}
 	return newH1Client(dial, h1IdleTimeout, h1MaxIdlePerHost, maxHeaderBytes)
 }
-
-type directionKey struct{}
 
 func (p *Proxy) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	info := connInfoFrom(r.Context())
@@ -189,7 +193,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 	}
 	retryFailures := routed && route.Retryable && !upgrade && bodiless
 	p.budget.Deposit()
-	ctx := context.WithValue(r.Context(), directionKey{}, info.direction)
+	ctx := r.Context()
 	timeout := p.cfg.ResponseTimeout
 	if routed && route.Timeout > 0 {
 		timeout = route.Timeout
@@ -243,7 +247,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, info *connInfo, 
 }
 
 // peerID is the identity that secures an HTTP request to ep: outbound to
-// a meshed endpoint the transport dials mTLS (withPeer).
+// a meshed endpoint the transport dials mTLS (withUpstream).
 func (p *Proxy) peerID(info *connInfo, ep *balance.Endpoint) string {
 	if info.direction == compat.Outbound && p.id != nil {
 		return ep.Peer.Identity
@@ -255,12 +259,12 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if p.tap != nil && info.direction == compat.Outbound && p.tap.Active() {
 		reqtap.Endpoint(ctx, ep.Addr, p.peerID(info, ep))
 	}
-	ctx = withPeer(ctx, ep)
-	id, _ := ctx.Value(peerIDKey{}).(string)
+	id, dialAddr := ep.Peer.Identity, ""
 	if id != "" && p.id != nil {
 		// Set here rather than in identityPool: one copy of the request.
-		ctx = context.WithValue(ctx, dialAddrKey{}, ep.Addr)
+		dialAddr = ep.Addr
 	}
+	ctx = withUpstream(ctx, info.direction, id, dialAddr)
 	// The copy of the request and its URL in one allocation; it takes ctx
 	// with WithContext below unless it goes to h1Client, which takes ctx
 	// apart.
@@ -283,7 +287,7 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	// connections (h1Client): measured in bench/, Go's HTTP/2 between the
 	// proxies cost ~1.3x the CPU per request and ~0.7x the throughput
 	// (issue 17). Over mTLS each pooled connection is one handshake, made
-	// with the peer's identity verified (dial, withPeer), and reused like a
+	// with the peer's identity verified (dial, withUpstream), and reused like a
 	// plaintext one: the pair makes as many as requests are in flight at
 	// once, not one per request (bench/results/issue17.md, mtlsh1-17).
 	// HTTP/2 and gRPC keep HTTP/2. Expect: 100-continue, which h1Client
@@ -317,7 +321,7 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 // connection verified as one identity would otherwise carry a request that
 // expects another at the same address (a pod IP reused, discovery
 // changed). The host is a name that is never resolved: dial connects to
-// the address carried in the context (dialAddrKey). Names are cached: a
+// the address carried in the context (upstreamCtx.dialAddr). Names are cached: a
 // hash per request cost a few percent of the proxy's CPU (issue 17).
 func identityPool(addr, id string) string {
 	k := poolKey{addr, id}
@@ -344,10 +348,6 @@ var (
 )
 
 const maxPoolHosts = 4096
-
-// dialAddrKey carries the address to dial for a request whose URL host is
-// a pool key (identityPool).
-type dialAddrKey struct{}
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

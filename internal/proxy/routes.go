@@ -148,7 +148,7 @@ func (p *Proxy) forwardRoutes(w http.ResponseWriter, r *http.Request, info *conn
 
 	body := newReplayBody(r)
 	p.budget.Deposit()
-	ctx := context.WithValue(r.Context(), directionKey{}, info.direction)
+	ctx := r.Context()
 	timeout := rule.Timeouts.Request
 	if timeout == 0 {
 		timeout = p.cfg.ResponseTimeout
@@ -549,7 +549,6 @@ func (p *Proxy) mirror(r *http.Request, info *connInfo, mirrors []*route.Mirror,
 		}
 		series.Mirror(bl, false)
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), mirrorTimeout)
-		ctx = context.WithValue(ctx, directionKey{}, info.direction)
 		req := r.Clone(ctx)
 		req.Body = http.NoBody
 		authority := m.Backend.Authority

@@ -101,7 +101,7 @@ func (p *Proxy) connect(info *connInfo, ep *balance.Endpoint) (net.Conn, string,
 		c, err := p.dial(ctx, info.direction, ep.Addr)
 		return c, "", err
 	default:
-		c, err := p.dial(withPeer(ctx, ep), info.direction, ep.Addr)
+		c, err := p.dial(withUpstream(ctx, info.direction, id, ""), info.direction, ep.Addr)
 		return c, id, err
 	}
 }
@@ -222,8 +222,8 @@ func errnoOf(err error) string {
 // context names the peer's identity (a meshed endpoint) the connection is
 // mTLS, and the peer must prove that identity.
 func (p *Proxy) dial(ctx context.Context, direction, addr string) (net.Conn, error) {
-	if id, _ := ctx.Value(peerIDKey{}).(string); id != "" && p.id != nil {
-		return p.dialTLS(ctx, direction, addr, id)
+	if u := upstreamOf(ctx); u != nil && u.peerID != "" && p.id != nil {
+		return p.dialTLS(ctx, direction, addr, u.peerID)
 	}
 	var c net.Conn
 	var err error
@@ -269,14 +269,36 @@ func (p *Proxy) connectTimeout(direction string) time.Duration {
 	return p.cfg.OutboundConnectTimeout
 }
 
-type peerIDKey struct{}
+// upstreamCtx carries what dialing an upstream connection needs, in one
+// allocation per request attempt (three context values and their boxed
+// strings before: issue 17).
+type upstreamCtx struct {
+	context.Context
+	direction string // the traffic's direction (dial timeouts)
+	peerID    string // the identity the endpoint must present (mTLS); "" for none
+	dialAddr  string // the address to dial when the URL host is a pool name (identityPool)
+}
 
-// withPeer records in ctx the identity ep must present, if it is meshed.
-func withPeer(ctx context.Context, ep *balance.Endpoint) context.Context {
-	if id := ep.Peer.Identity; id != "" {
-		return context.WithValue(ctx, peerIDKey{}, id)
+type upstreamKey struct{}
+
+func (c *upstreamCtx) Value(key any) any {
+	if _, ok := key.(upstreamKey); ok {
+		return c
 	}
-	return ctx
+	return c.Context.Value(key)
+}
+
+// withUpstream records in ctx the direction of a connection about to be
+// dialed, the identity its endpoint must present ("" if it is not meshed)
+// and the address to dial if not the URL's.
+func withUpstream(ctx context.Context, direction, peerID, dialAddr string) context.Context {
+	return &upstreamCtx{Context: ctx, direction: direction, peerID: peerID, dialAddr: dialAddr}
+}
+
+// upstreamOf is ctx's upstreamCtx, or nil.
+func upstreamOf(ctx context.Context) *upstreamCtx {
+	u, _ := ctx.Value(upstreamKey{}).(*upstreamCtx)
+	return u
 }
 
 // upstreamTarget is the metrics target of traffic to ep, secured by
