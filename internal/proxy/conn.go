@@ -373,8 +373,12 @@ func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo, h2 bool) {
 	tcp.Open()
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
 	if h2 {
+		// Writes gather per scheduling round (h2batch.go); reads are
+		// buffered.
+		bc := newBatchConn(c)
+		tc.Conn = bc
 		tc.br = bufio.NewReaderSize(c, h2ReadBuffer)
-		tc.wh = newH2WriteHold(c)
+		tc.wh = newH2WriteHold(bc)
 	}
 	srv := p.outbound
 	if info.direction == compat.Inbound {

@@ -137,12 +137,24 @@ func h2cClient() *http.Client {
 
 func h2cServer(t testing.TB, h http.Handler) string {
 	t.Helper()
+	return h2cServerOn(t, nil, h)
+}
+
+// h2cServerOn is h2cServer accepting through sc (when not nil), which is
+// given the loopback listener.
+func h2cServerOn(t testing.TB, sc *segCounter, h http.Handler) string {
+	t.Helper()
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
+	var l net.Listener
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if sc != nil {
+		sc.Listener = l
+		l = sc
 	}
 	srv := &http.Server{Handler: h, Protocols: protos}
 	go srv.Serve(l)

@@ -71,7 +71,15 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 	protos := new(http.Protocols)
 	protos.SetUnencryptedHTTP2(true)
 	h2 = &http.Transport{
-		DialContext:        dial,
+		// The frames of the connection's streams are written together
+		// (h2batch.go).
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return newBatchConn(c), nil
+		},
 		Protocols:          protos,
 		IdleConnTimeout:    5 * time.Minute,
 		DisableCompression: true,
