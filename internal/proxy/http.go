@@ -320,6 +320,9 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if id != "" && p.id != nil {
 		out.URL.Host = identityPool(ep.Addr, id)
 	}
+	if rt == p.h2 {
+		return p.h2c.RoundTrip(out)
+	}
 	return rt.RoundTrip(out)
 }
 
