@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/weftmesh/weft/internal/compat"
 )
 
 // oneProc runs the test on one processor, as a proxy pinned to a core (or
@@ -240,18 +237,7 @@ func TestH2ConcurrentStreamsShareWrites(t *testing.T) {
 		}
 		w.Write(bytes.Repeat([]byte("x"), 1024))
 	}))
-	tp := startProxy(t, func(c *Config) {
-		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
-	})
-	client, server := tcpPair(t)
-	sc := &countingConn{Conn: server}
-	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
-
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(client)
-	client.Write(h2Preface())
-	client.Write(h2GET(nil, 1, "web.test", "/warm")) // the upstream connection is made
-	readResponses(t, client, br, 1)
+	client, br, sc := servedH2Conn(t, backend) // the upstream connection is made
 
 	segsBefore, writesBefore := up.dataSegsIn(t), sc.writes.Load()
 	var burst []byte

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,24 +15,15 @@ import (
 
 // TestH2ResponseHeadersAndDataInOneWrite: the proxy's HTTP/2 server sends a
 // response's HEADERS and DATA frames in one write (Go's server flushes
-// each apart: two writes, two syscalls per response).
+// each apart: two writes, two syscalls per response). Either the hold or
+// the connection's batching (h2batch.go) alone keeps this: the test fails
+// only without both; TestH2WriteHoldFrameBoundaries tests the hold.
 func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(bytes.Repeat([]byte("x"), 1024))
 	}))
-	tp := startProxy(t, func(c *Config) {
-		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
-	})
-	client, server := tcpPair(t)
-	sc := &countingConn{Conn: server}
-	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
-
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(client)
-	client.Write(h2Preface())
 	// The first response (after SETTINGS and their acks) is not counted.
-	client.Write(h2GET(nil, 1, "web.test", "/warm"))
-	readResponses(t, client, br, 1)
+	client, br, sc := servedH2Conn(t, backend)
 
 	const n = 20
 	before := sc.writes.Load()
@@ -49,6 +41,26 @@ func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 		t.Errorf("%d writes for %d responses; want about one each (HEADERS and DATA together), not two", w, n)
 	}
 
+}
+
+// servedH2Conn hands a proxy one side of a loopback TCP pair as an
+// outbound HTTP/2 connection to web.test:80 (backend), its writes counted,
+// and makes a first request on it (/warm): the client side, its reader and
+// the proxy's counted side.
+func servedH2Conn(t *testing.T, backend string) (net.Conn, *bufio.Reader, *countingConn) {
+	t.Helper()
+	tp := startProxy(t, func(c *Config) {
+		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: backend}}}
+	})
+	client, server := tcpPair(t)
+	sc := &countingConn{Conn: server}
+	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(client)
+	client.Write(h2Preface())
+	client.Write(h2GET(nil, 1, "web.test", "/warm"))
+	readResponses(t, client, br, 1)
+	return client, br, sc
 }
 
 // TestH2WriteHoldFrameBoundaries: only a write ending with a HEADERS frame
