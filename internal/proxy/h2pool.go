@@ -20,7 +20,8 @@ import (
 //
 // A request takes a slot on the first connection of its pool that has one
 // (ClientConn.Reserve); when none has, one connection is dialed for the
-// pool while its other requests wait for it. A connection that closes
+// pool while its other requests wait for it (and fail with it, but for the
+// dialing request's own cancellation). A connection that closes
 // (idle timeout, GOAWAY, failure) leaves its pool when next looked at
 // (sweepLocked). A request the connection
 // did not send is retried on another, as the Transport does: always when
@@ -35,7 +36,14 @@ type h2Client struct {
 
 type h2Pool struct {
 	conns   []*http.ClientConn
-	dialing chan struct{} // closed when the dial in progress ends; nil if none
+	dialing *h2Dial // the dial in progress, or nil
+}
+
+// h2Dial is a pool's dial in progress: done is closed when it ends, err
+// set before that if it failed.
+type h2Dial struct {
+	done chan struct{}
+	err  error
 }
 
 // h2MaxSends bounds the sends of one request over connections that turned
@@ -113,24 +121,31 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 			}
 			i++
 		}
-		if wait := p.dialing; wait != nil {
+		if d := p.dialing; d != nil {
 			c.mu.Unlock()
 			select {
-			case <-wait:
-				continue
+			case <-d.done:
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
+			// The requests that waited fail with the dial (a connect
+			// error each after the other would add up), unless it ended
+			// only because the request that made it went away.
+			if d.err != nil && !errors.Is(d.err, context.Canceled) && !errors.Is(d.err, context.DeadlineExceeded) {
+				return nil, d.err
+			}
+			continue
 		}
-		done := make(chan struct{})
-		p.dialing = done
+		d := &h2Dial{done: make(chan struct{})}
+		p.dialing = d
 		c.mu.Unlock()
 
 		cc, err := c.t.NewClientConn(ctx, "http", key)
 
 		c.mu.Lock()
 		p.dialing = nil
-		close(done)
+		d.err = err
+		close(d.done)
 		if err != nil {
 			if len(p.conns) == 0 && c.pools[key] == p {
 				delete(c.pools, key)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -110,13 +111,17 @@ func h2Req(t *testing.T, method, addr string, body io.Reader) *http.Request {
 	return req
 }
 
-// TestH2ClientReusesConnections: requests to one pool share one connection;
-// another pool name gets its own.
+// TestH2ClientReusesConnections: requests to one pool share one connection,
+// though the request that dialed it is over and its context canceled (as
+// a proxied request's is when its handler returns); another pool name gets
+// its own.
 func TestH2ClientReusesConnections(t *testing.T) {
 	srv := newRawH2Server(t, func(_, _ int64, stream uint32) []byte { return h2OK(stream) })
 	c := testH2Client(t)
 	for range 5 {
-		resp, err := c.RoundTrip(h2Req(t, "GET", srv.addr, nil))
+		req := h2Req(t, "GET", srv.addr, nil)
+		ctx, cancel := context.WithCancel(req.Context())
+		resp, err := c.RoundTrip(req.WithContext(ctx))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,6 +129,7 @@ func TestH2ClientReusesConnections(t *testing.T) {
 			t.Fatalf("body %q", b)
 		}
 		resp.Body.Close()
+		cancel()
 	}
 	if n := srv.conns.Load(); n != 1 {
 		t.Errorf("%d connections for 5 requests to one pool, want 1", n)
@@ -301,5 +307,39 @@ func TestH2UnsentErrors(t *testing.T) {
 	}
 	if !h2Unsent(req, err) {
 		t.Errorf("h2Unsent(%q) = false; the request was not sent (net/http's message changed?)", err)
+	}
+}
+
+// TestH2ClientFailedDialFailsItsWaiters: requests waiting for a pool's dial
+// fail with it, at once, rather than each dialing in turn.
+func TestH2ClientFailedDialFailsItsWaiters(t *testing.T) {
+	protos := new(http.Protocols)
+	protos.SetUnencryptedHTTP2(true)
+	var dials atomic.Int64
+	release := make(chan struct{})
+	c := newH2Client(&http.Transport{Protocols: protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dials.Add(1)
+		<-release
+		return nil, errors.New("connection refused (test)")
+	}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 10)
+	for range 10 {
+		wg.Go(func() {
+			_, err := c.RoundTrip(h2Req(t, "GET", "198.18.0.1:80", nil))
+			errs <- err
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // all ten waiting on one dial
+	close(release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "connection refused (test)") {
+			t.Errorf("a request got %v, want the dial's error", err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials for 10 requests waiting on one that failed, want 1", n)
 	}
 }
