@@ -195,7 +195,7 @@ func TestBatchConnBoundedBuffer(t *testing.T) {
 	// The batch fills; the writer blocks.
 	time.Sleep(200 * time.Millisecond)
 	b.mu.Lock()
-	pending := len(b.buf)
+	pending := b.pending()
 	b.mu.Unlock()
 	if pending > batchMaxPending+len(chunk) || pending < batchMaxPending {
 		t.Errorf("%d bytes buffered with a stuck peer, want %d–%d", pending, batchMaxPending, batchMaxPending+len(chunk))
@@ -297,4 +297,54 @@ func (l *segCounter) dataSegsIn(t *testing.T) uint32 {
 		sum += info.Data_segs_in
 	}
 	return sum
+}
+
+// gatedConn is a connection whose writes each wait to be let through: a
+// socket slow enough that writes pile up behind the one in flight.
+type gatedConn struct {
+	net.Conn
+	entered chan struct{} // a write began
+	gate    chan struct{} // lets a write through
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	c.entered <- struct{}{}
+	<-c.gate
+	return len(p), nil
+}
+
+// TestBatchConnReusesBuffers: batch after batch, with writes arriving while
+// a batch is written, a connection takes its buffers from the pool rather
+// than allocating (and growing) new ones, large batches (many streams'
+// frames, 40 KiB) included.
+func TestBatchConnReusesBuffers(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers at random")
+	}
+	c := &gatedConn{entered: make(chan struct{}), gate: make(chan struct{})}
+	b := newBatchConn(c)
+	frame := make([]byte, 1024)
+	round := func() {
+		b.Write(frame)
+		<-c.entered // the first batch is being written
+		for range 40 {
+			b.Write(frame) // a second batch, larger than a new buffer
+		}
+		c.gate <- struct{}{}
+		<-c.entered
+		c.gate <- struct{}{}
+		for {
+			b.mu.Lock()
+			idle := !b.flushing
+			b.mu.Unlock()
+			if idle {
+				return
+			}
+			runtime.Gosched()
+		}
+	}
+	round() // fills the pool
+	if allocs := testing.AllocsPerRun(200, round); allocs > 1 {
+		t.Errorf("%.1f allocations per round of two batches, want at most 1 (the flush goroutine)", allocs)
+	}
 }
