@@ -331,7 +331,7 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
 	s.srv = &http.Server{
-		Handler:           handler,
+		Handler:           grownStack(handler),
 		Protocols:         protos,
 		ReadHeaderTimeout: p.cfg.HeaderReadTimeout,
 		IdleTimeout:       10 * time.Minute,
