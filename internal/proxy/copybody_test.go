@@ -3,6 +3,7 @@ package proxy
 import (
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -114,6 +115,39 @@ func TestCopyBodyLateFlushAllocs(t *testing.T) {
 	}
 	if w.flushes.Load() != 0 {
 		t.Errorf("%d flushes: the stream ended at once, want none (the server writes the data with END_STREAM)", w.flushes.Load())
+	}
+}
+
+// TestCopyBodyBufferSize: a body of known small length is copied through
+// a small buffer, others through a large one (bytes allocated by a copy
+// with the pools empty, as after a garbage collection).
+func TestCopyBodyBufferSize(t *testing.T) {
+	tests := []struct {
+		name           string
+		length, size   int64
+		minMem, maxMem uint64
+	}{
+		{"1 KiB, known length", 1024, 1024, 0, 16 << 10},
+		{"4 KiB, known length", 4 << 10, 4 << 10, 0, 16 << 10},
+		{"1 KiB, length unknown", -1, 1024, 32 << 10, 96 << 10},
+		{"64 KiB, known length", 64 << 10, 64 << 10, 32 << 10, 96 << 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &flushRec{h: http.Header{}}
+			body := &dataThenEOF{left: int(tt.size)}
+			runtime.GC()
+			runtime.GC() // the pools are empty
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			if err := copyBody(w, body, false, tt.length); err != nil {
+				t.Fatal(err)
+			}
+			runtime.ReadMemStats(&after)
+			if got := after.TotalAlloc - before.TotalAlloc; got < tt.minMem || got > tt.maxMem {
+				t.Errorf("%d bytes allocated, want %d–%d", got, tt.minMem, tt.maxMem)
+			}
+		})
 	}
 }
 
