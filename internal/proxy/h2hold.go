@@ -16,6 +16,12 @@ import (
 // response body and sends it with the next write: HEADERS and DATA in one
 // write. If no write follows within h2HoldDelay (a body that is slow to
 // start, a 100 Continue), the held bytes are written then.
+//
+// The connection's batching (h2batch.go, below the hold) gathers frames
+// too, but only those of goroutines already runnable when its flush runs:
+// the handler waiting for its HEADERS write is often not, and the frame
+// then goes out alone. Without the hold the h2 mTLS pair's p99 at 1,000
+// rps rose 0.4–1.4 ms, in 3 runs of 3 (issue 17).
 
 // h2HoldDelay bounds how long a response's HEADERS frame waits for its data.
 const h2HoldDelay = time.Millisecond
