@@ -23,11 +23,7 @@ func BenchmarkH2Pair(b *testing.B) {
 		w.Write(body)
 	}))
 	addr, _, _ := pair(b, backend)
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: protos}
-	b.Cleanup(tr.CloseIdleConnections)
-	client := &http.Client{Transport: tr}
+	client := h2cClient()
 	url := "http://" + addr + "/echo"
 	one := func() error {
 		req, err := http.NewRequest("GET", url, nil)

@@ -59,11 +59,7 @@ func TestGrownStackHoldsTheHandler(t *testing.T) {
 				h = grownStack(h)
 			}
 			url := "http://" + h2cServer(t, h) + "/"
-			protos := new(http.Protocols)
-			protos.SetUnencryptedHTTP2(true)
-			tr := &http.Transport{Protocols: protos}
-			defer tr.CloseIdleConnections()
-			resp, err := (&http.Client{Transport: tr}).Get(url)
+			resp, err := h2cClient().Get(url)
 			if err != nil {
 				t.Fatal(err)
 			}
