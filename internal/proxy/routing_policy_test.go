@@ -79,8 +79,8 @@ func TestRouteRetriesHideInjectedFailures(t *testing.T) {
 		t.Errorf("retry metrics: %v retries, %v successes; want about %d, nearly all successful", retries, successes, total/10)
 	}
 	// Every 503 is retried, but for the last attempt of a request that
-	// failed every attempt (its retries landed on failing turns too,
-	// after their backoff): the client got that one.
+	// failed every attempt (with four clients, a retry can land on a
+	// failing turn too): the client got that one.
 	got := metricValue(t, m, "outbound_http_route_backend_response_statuses_total", map[string]string{"route_name": "web-policy", "http_status": "503"})
 	if failed := float64(total - ok.Load()); got != retries+failed {
 		t.Errorf("backend 503 responses %v, want one per retry (%v) and one per failed request (%v)", got, retries, failed)
