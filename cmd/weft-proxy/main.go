@@ -87,8 +87,10 @@ func run(args []string) error {
 	level := new(slog.LevelVar)
 	level.Set(lvl)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	if cfg.Cores > 0 {
-		runtime.GOMAXPROCS(cfg.Cores)
+	if os.Getenv("GOMAXPROCS") == "" {
+		available := runtime.GOMAXPROCS(0) // Go's default
+		runtime.GOMAXPROCS(cfg.Workers.Cores(available))
+		logger.Info("cores", "using", runtime.GOMAXPROCS(0), "available", available)
 	}
 	reg := metrics.New(metrics.Options{ConstLabels: cfg.MetricsLabels, IdleTimeout: cfg.MetricsIdleTimeout, BuildVersion: version.Version})
 	ctx, stopIdentity := context.WithCancel(context.Background())

@@ -94,9 +94,17 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
-// EnvProxyCores is how many cores the proxy may use (Linkerd's proxy.cores;
-// the injector sets it from the proxy's CPU limit, rounded up).
-const EnvProxyCores = "LINKERD2_PROXY_CORES"
+// How many cores the proxy may use, as Linkerd's proxy reads them: the
+// fewest (CORES_MIN, else CORES, Linkerd's older name), the most (CORES_MAX)
+// and the most as a share of the CPUs available (CORES_MAX_RATIO). The
+// injector sets them from proxy.runtime.workers and the proxy's CPU request,
+// limit and ratio annotations.
+const (
+	EnvProxyCores         = "LINKERD2_PROXY_CORES"
+	EnvProxyCoresMin      = "LINKERD2_PROXY_CORES_MIN"
+	EnvProxyCoresMax      = "LINKERD2_PROXY_CORES_MAX"
+	EnvProxyCoresMaxRatio = "LINKERD2_PROXY_CORES_MAX_RATIO"
+)
 
 // EnvReleaseStartupPages: once serving, the proxy gives back the pages of
 // its executable that start-up mapped (internal/residency); "false" keeps
@@ -182,6 +190,7 @@ const (
 	AnnotationProxyLogLevel        = "config.linkerd.io/proxy-log-level"
 	AnnotationProxyCPURequest      = "config.linkerd.io/proxy-cpu-request"
 	AnnotationProxyCPULimit        = "config.linkerd.io/proxy-cpu-limit"
+	AnnotationProxyCPURatioLimit   = "config.linkerd.io/proxy-cpu-ratio-limit"
 	AnnotationProxyMemoryRequest   = "config.linkerd.io/proxy-memory-request"
 	AnnotationProxyMemoryLimit     = "config.linkerd.io/proxy-memory-limit"
 	AnnotationProxyAdminShutdown   = "config.linkerd.io/proxy-admin-shutdown"

@@ -97,10 +97,9 @@ type Config struct {
 	// MetricsLabels are added to every metric (the pod's own identity).
 	MetricsLabels      map[string]string
 	MetricsIdleTimeout time.Duration
-	// Cores caps the goroutines running Go code at once (GOMAXPROCS);
-	// 0 leaves Go's default (CPU affinity and the cgroup CPU limit, at
-	// least 2). weft-proxy applies it at start.
-	Cores    int
+	// Workers sizes GOMAXPROCS (workers.go); weft-proxy applies it at
+	// start.
+	Workers  Workers
 	LogLevel string
 	// ReleaseStartupPages: weft-proxy releases its executable's pages
 	// once serving (internal/residency).

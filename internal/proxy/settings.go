@@ -62,6 +62,17 @@ func setFloat(field func(*Config) *float64) func(*Config, string, string) error 
 	}
 }
 
+func setCores(field func(*Config) *int) func(*Config, string, string) error {
+	return func(c *Config, _, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a whole number of cores (0: none set), got %q", v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
 // list applies add to each ';'-separated item of a variable, or to the
 // flag's value (a repeatable flag).
 func list(add func(c *Config, item string) error) func(*Config, string, string) error {
@@ -133,13 +144,22 @@ var Settings = append([]Setting{
 	{Flag: "response-timeout", Env: []string{compat.EnvResponseTimeout}, Default: "0", Help: "time to response headers, 0 for none; then 504",
 		Set: setDuration(func(c *Config) *time.Duration { return &c.ResponseTimeout })},
 	{Flag: "cores", Env: []string{compat.EnvProxyCores}, Default: "0",
-		Help: "cores to use (GOMAXPROCS); 0: Go's default (the CPUs it may run on, lowered to the cgroup CPU limit rounded up, but not below 2 by that limit). The injector sets it to the proxy's CPU limit rounded up: measured at 1000 rps, one core costs ~0.88x the CPU of two (issue 17)",
+		Help: "the fewest cores to use, as `--cores-min` (Linkerd's older name; `LINKERD2_PROXY_CORES_MIN` wins over it)",
+		Set:  setCores(func(c *Config) *int { return &c.Workers.Min })},
+	{Flag: "cores-min", Env: []string{compat.EnvProxyCoresMin}, Default: "0",
+		Help: "the fewest cores to use (GOMAXPROCS), 0 for 1. As Linkerd's proxy, weft-proxy runs on one core unless `--cores-max` or `--cores-max-ratio` allow more, at least `--cores-min` and at most those available (Go's default: the CPUs it may run on, lowered to the cgroup CPU limit rounded up, but not below 2 by that limit); a `GOMAXPROCS` variable overrides all of them. The injector sets them from `proxy.runtime.workers` and the CPU request (the minimum), limit (the maximum) and `config.linkerd.io/proxy-cpu-ratio-limit`. Measured at 1000 rps, one core costs ~0.88x the CPU of two (issue 17)",
+		Set:  setCores(func(c *Config) *int { return &c.Workers.Min })},
+	{Flag: "cores-max", Env: []string{compat.EnvProxyCoresMax}, Default: "0",
+		Help: "the most cores to use, 0 for none set (then `--cores-max-ratio`, else 1)",
+		Set:  setCores(func(c *Config) *int { return &c.Workers.Max })},
+	{Flag: "cores-max-ratio", Env: []string{compat.EnvProxyCoresMaxRatio}, Default: "0",
+		Help: "the most cores to use as a share of those available, in (0, 1], rounded to the nearest core; 0 for none set; `--cores-max` wins",
 		Set: func(c *Config, _, v string) error {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("want a whole number of cores (0: Go's default), got %q", v)
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || !(f >= 0 && f <= 1) {
+				return fmt.Errorf("want a share of the CPUs in (0, 1] (0: none), got %q", v)
 			}
-			c.Cores = n
+			c.Workers.MaxRatio = f
 			return nil
 		}},
 	{Flag: "release-startup-pages", Env: []string{compat.EnvReleaseStartupPages}, Default: "true", IsBool: true,

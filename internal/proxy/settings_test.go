@@ -63,6 +63,8 @@ func TestApplyEnv(t *testing.T) {
 		compat.EnvPolicySvcName:       "policy.id",
 		compat.EnvLog:                 "", // empty: ignored
 		compat.EnvProxyCores:          "1",
+		compat.EnvProxyCoresMax:       "3",
+		compat.EnvProxyCoresMaxRatio:  "0.5",
 	}
 	c := DefaultConfig()
 	if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
@@ -88,7 +90,7 @@ func TestApplyEnv(t *testing.T) {
 		{"destination identity", c.DestinationName, "dst.id"},
 		{"policy identity", c.PolicyName, "policy.id"},
 		{"log level", c.LogLevel, "info"},
-		{"cores", c.Cores, 1},
+		{"cores", c.Workers, Workers{Min: 1, Max: 3, MaxRatio: 0.5}},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
@@ -105,13 +107,16 @@ func TestApplyEnv(t *testing.T) {
 
 func TestApplyEnvReportsEveryBadValue(t *testing.T) {
 	env := map[string]string{
-		compat.EnvDetectTimeout:    "soon",
-		compat.EnvIngressMode:      "maybe",
-		compat.EnvRetryBudgetRatio: "-1",
-		compat.EnvOpaquePorts:      "70000",
-		compat.EnvBindings:         "nowhere",
-		compat.EnvMetricsLabels:    "novalue",
-		compat.EnvProxyCores:       "-1",
+		compat.EnvDetectTimeout:      "soon",
+		compat.EnvIngressMode:        "maybe",
+		compat.EnvRetryBudgetRatio:   "-1",
+		compat.EnvOpaquePorts:        "70000",
+		compat.EnvBindings:           "nowhere",
+		compat.EnvMetricsLabels:      "novalue",
+		compat.EnvProxyCores:         "-1",
+		compat.EnvProxyCoresMin:      "two",
+		compat.EnvProxyCoresMax:      "1.5",
+		compat.EnvProxyCoresMaxRatio: "1.5",
 	}
 	c := DefaultConfig()
 	err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
