@@ -63,6 +63,9 @@ func BuildValues(valuesYAML []byte, anchorsPEM, controllerNS string) (Values, er
 	if v.IdentityTrustAnchorsPEM == "" {
 		return v, errors.New("no trust anchors: give --trust-anchors-file or identityTrustAnchorsPEM in the values")
 	}
+	if err := v.Proxy.check(); err != nil {
+		return v, fmt.Errorf("values: %w", err)
+	}
 	v.ControllerNamespace = controllerNS
 	return v, nil
 }

@@ -28,12 +28,12 @@ type config struct {
 	shutdownGrace                   string
 	outboundConnect, inboundConnect string
 	resources                       corev1.ResourceRequirements
-	cores                           string // the CPU limit rounded up (LINKERD2_PROXY_CORES)
-	defaultPolicy                   string // config.linkerd.io/default-inbound-policy
-	requireIdentity                 string // ports
-	probes                          string // the app's HTTP probes, PORT/PATH,...
-	accessLog                       string // apache or json
-	preserveClientAddr              bool   // Weft's config.weft.io/preserve-client-address
+	workers                         Workers // LINKERD2_PROXY_CORES_*: proxy.runtime.workers and the CPU annotations
+	defaultPolicy                   string  // config.linkerd.io/default-inbound-policy
+	requireIdentity                 string  // ports
+	probes                          string  // the app's HTTP probes, PORT/PATH,...
+	accessLog                       string  // apache or json
+	preserveClientAddr              bool    // Weft's config.weft.io/preserve-client-address
 }
 
 func resolve(w *Workload, v Values, o Options) (config, error) {
@@ -153,11 +153,31 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		}
 		(*r.list)[r.name] = q
 	}
-	if q, ok := c.resources.Limits[corev1.ResourceCPU]; ok && q.Sign() > 0 {
-		// As Linkerd's injector: the proxy uses as many cores as its
-		// limit, rounded up (Go's own default never goes below 2).
-		c.cores = strconv.FormatInt((q.MilliValue()+999)/1000, 10)
+	c.workers = v.Proxy.Runtime.Workers
+	if v.Proxy.Cores > 0 { // Linkerd's deprecated proxy.cores: a fixed minimum
+		c.workers = Workers{Minimum: v.Proxy.Cores}
+	} else {
+		// As Linkerd's injector: the proxy uses at least its CPU request
+		// and at most its limit, in whole cores rounded up.
+		if q, ok := c.resources.Requests[corev1.ResourceCPU]; ok && q.Sign() > 0 {
+			c.workers.Minimum = max(c.workers.Minimum, int((q.MilliValue()+999)/1000))
+		}
+		if q, ok := c.resources.Limits[corev1.ResourceCPU]; ok && q.Sign() > 0 {
+			c.workers.Maximum = int((q.MilliValue() + 999) / 1000)
+		}
+		if val, ok := get(compat.AnnotationProxyCPURatioLimit); ok {
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil || !(f > 0 && f <= 1) {
+				bad(compat.AnnotationProxyCPURatioLimit, val, "a share of the node's CPUs in (0, 1], such as 0.25")
+			} else {
+				c.workers.MaximumCPURatio = f
+			}
+		}
 	}
+	if err := v.Proxy.check(); err != nil {
+		return c, err
+	}
+	c.workers.Minimum = max(c.workers.Minimum, 1)
 	if err := resolvePolicy(&c, w, v, get); err != nil {
 		errs = append(errs, err.Error())
 	}
@@ -175,6 +195,22 @@ func joinNonEmpty(a, b string) string {
 		return a
 	}
 	return a + "," + b
+}
+
+// positive formats n, or "" when it is not above 0 (unset).
+func positive(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strconv.Itoa(n)
+}
+
+// ratio formats f, or "" when it is 0 (unset).
+func ratio(f float64) string {
+	if f == 0 {
+		return ""
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {
@@ -238,7 +274,11 @@ func proxyContainer(v Values, c config) corev1.Container {
 	}
 	for _, e := range []corev1.EnvVar{
 		{Name: compat.EnvAccessLog, Value: c.accessLog},
-		{Name: compat.EnvProxyCores, Value: c.cores},
+		// Both names of the minimum, as Linkerd's chart writes them.
+		{Name: compat.EnvProxyCores, Value: strconv.Itoa(c.workers.Minimum)},
+		{Name: compat.EnvProxyCoresMin, Value: strconv.Itoa(c.workers.Minimum)},
+		{Name: compat.EnvProxyCoresMax, Value: positive(c.workers.Maximum)},
+		{Name: compat.EnvProxyCoresMaxRatio, Value: ratio(c.workers.MaximumCPURatio)},
 		{Name: compat.EnvInboundConnect, Value: c.inboundConnect},
 		{Name: compat.EnvIngressMode, Value: ifTrue(c.mode == compat.InjectIngress)},
 		{Name: compat.EnvOutboundConnect, Value: c.outboundConnect},

@@ -8,6 +8,8 @@
 package inject
 
 import (
+	"fmt"
+
 	"github.com/weftmesh/weft/internal/compat"
 )
 
@@ -37,17 +39,21 @@ type Image struct {
 
 // Proxy shapes the linkerd-proxy container.
 type Proxy struct {
-	Image               Image     `json:"image"`
-	UID                 int64     `json:"uid"`
-	LogLevel            string    `json:"logLevel"`
-	Await               bool      `json:"await"`
-	NativeSidecar       bool      `json:"nativeSidecar"`
-	OpaquePorts         string    `json:"opaquePorts"`
-	Resources           Resources `json:"resources"`
-	ShutdownGracePeriod string    `json:"shutdownGracePeriod"`
-	EnableShutdown      bool      `json:"enableShutdownEndpoint"`
-	OutboundConnect     string    `json:"outboundConnectTimeout"`
-	InboundConnect      string    `json:"inboundConnectTimeout"`
+	Image         Image     `json:"image"`
+	UID           int64     `json:"uid"`
+	LogLevel      string    `json:"logLevel"`
+	Await         bool      `json:"await"`
+	NativeSidecar bool      `json:"nativeSidecar"`
+	OpaquePorts   string    `json:"opaquePorts"`
+	Resources     Resources `json:"resources"`
+	// Cores is Linkerd's deprecated proxy.cores: when set, the proxy's
+	// fewest cores, and Runtime is ignored.
+	Cores               int     `json:"cores"`
+	Runtime             Runtime `json:"runtime"`
+	ShutdownGracePeriod string  `json:"shutdownGracePeriod"`
+	EnableShutdown      bool    `json:"enableShutdownEndpoint"`
+	OutboundConnect     string  `json:"outboundConnectTimeout"`
+	InboundConnect      string  `json:"inboundConnectTimeout"`
 	// DefaultInboundPolicy and RequireIdentityOnInboundPorts shape the
 	// proxy's static inbound policy (internal/authz).
 	DefaultInboundPolicy          string `json:"defaultInboundPolicy"`
@@ -55,6 +61,36 @@ type Proxy struct {
 	// AwaitCommand is the proxy's postStart hook that holds the app
 	// containers back until the proxy is ready (Weft's own value).
 	AwaitCommand []string `json:"awaitCommand"`
+}
+
+// Runtime shapes the proxy's runtime (Linkerd's proxy.runtime).
+type Runtime struct {
+	Workers Workers `json:"workers"`
+}
+
+// Workers bound the cores the proxy runs on (LINKERD2_PROXY_CORES_MIN,
+// _MAX and _MAX_RATIO; 0 leaves one unset). The injector raises Minimum to
+// the proxy's CPU request and sets Maximum from its limit, in whole cores
+// rounded up; the proxy uses Maximum, else MaximumCPURatio of the node's
+// CPUs, else 1, but at least Minimum (internal/proxy/workers.go).
+type Workers struct {
+	Minimum         int     `json:"minimum"`
+	Maximum         int     `json:"maximum"`
+	MaximumCPURatio float64 `json:"maximumCPURatio"`
+}
+
+// check names a proxy.cores or proxy.runtime.workers value out of range.
+func (p Proxy) check() error {
+	w := p.Runtime.Workers
+	switch {
+	case p.Cores < 0:
+		return fmt.Errorf("proxy.cores %d: want a whole number of cores", p.Cores)
+	case w.Minimum < 0 || w.Maximum < 0:
+		return fmt.Errorf("proxy.runtime.workers: minimum %d, maximum %d: want whole numbers of cores", w.Minimum, w.Maximum)
+	case !(w.MaximumCPURatio >= 0 && w.MaximumCPURatio <= 1):
+		return fmt.Errorf("proxy.runtime.workers.maximumCPURatio %v: want a share of the node's CPUs in (0, 1]", w.MaximumCPURatio)
+	}
+	return nil
 }
 
 // Resources are the proxy's requests and limits ("" leaves one unset).
@@ -96,6 +132,8 @@ func DefaultValues() Values {
 			Await:        true,
 			OpaquePorts:  compat.DefaultOpaquePorts,
 			AwaitCommand: []string{"/weft-await", "--timeout=2m"},
+			// Linkerd's default: a sidecar runs on one core.
+			Runtime: Runtime{Workers: Workers{Minimum: 1}},
 			// Linkerd's default.
 			DefaultInboundPolicy: "all-unauthenticated",
 		},
