@@ -35,6 +35,7 @@ type options struct {
 	only     string // comma-separated target names; "" runs all
 	profile  string // directory for weft-proxy profiles; "" disables
 	baseline string // another weft-proxy binary measured beside this tree's
+	rounds   int    // times the selected rows run; the report holds medians
 }
 
 func main() {
@@ -49,7 +50,11 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated targets to run (direct always runs first as the baseline)")
 	flag.StringVar(&o.profile, "profile", "", "directory: CPU and allocation profiles of every weft-proxy at max rate (builds with -tags weftpprof)")
 	flag.StringVar(&o.baseline, "baseline", "", "another weft-proxy binary (e.g. built from main) measured in the same run, as rows \"… (baseline)\"")
+	flag.IntVar(&o.rounds, "rounds", 1, "run the selected rows this many times in turn and report each number's median, and every round's measure per goal (rounds.go)")
 	flag.Parse()
+	if o.rounds < 1 {
+		log.Fatalf("bench: -rounds %d: want 1 or more", o.rounds)
+	}
 	if o.quick {
 		o.duration = time.Second
 	}
@@ -157,15 +162,51 @@ func run(o options) error {
 		rep.Layout = "client (" + nsClientIP + ") and server (" + nsServerIP + ") network namespaces joined by a veth; meshed rows: linkerd-init's rules applied by weft-proxy-init in both, each weft-proxy started with no arguments as UID 2102 (transparent mode)"
 	}
 	var failures []error
+	var rounds []*Report
+	for i := range o.rounds {
+		if o.rounds > 1 {
+			log.Printf("round %d of %d", i+1, o.rounds)
+		}
+		round := &Report{}
+		failures = append(failures, b.round(round)...)
+		round.evaluate()
+		rounds = append(rounds, round)
+	}
+	rep.Rows = rounds[0].Rows
+	if o.rounds > 1 {
+		rep.Rows = medianRows(rounds)
+	}
+	rep.evaluate()
+	if o.rounds > 1 {
+		rep.addRounds(rounds)
+	}
+	md := rep.Markdown()
+	fmt.Println(md)
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(rep, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "latest.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "latest.json"), js, 0o644); err != nil {
+		return err
+	}
+	return errors.Join(failures...)
+}
+
+// round runs the selected targets once into rep, returning what failed.
+func (b *bench) round(rep *Report) []error {
+	var failures []error
 	// -only runs the rows the selected ones' latency is "added" over too.
 	bases := map[string]bool{}
 	for _, t := range targets() {
-		if o.selected(t.name) && t.base != "" {
+		if b.o.selected(t.name) && t.base != "" {
 			bases[t.base] = true
 		}
 	}
 	for _, t := range targets() {
-		if !o.selected(t.name) && !bases[t.name] {
+		if !b.o.selected(t.name) && !bases[t.name] {
 			continue
 		}
 		row, err := b.runTarget(t)
@@ -193,20 +234,7 @@ func run(o options) error {
 		rep.Rows = append(rep.Rows, *row)
 		log.Printf("%-36s %s", t.name, row.summary())
 	}
-	rep.evaluate()
-	md := rep.Markdown()
-	fmt.Println(md)
-	if err := os.MkdirAll(o.out, 0o755); err != nil {
-		return err
-	}
-	js, _ := json.MarshalIndent(rep, "", "  ")
-	if err := os.WriteFile(filepath.Join(o.out, "latest.md"), []byte(md), 0o644); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(o.out, "latest.json"), js, 0o644); err != nil {
-		return err
-	}
-	return errors.Join(failures...)
+	return failures
 }
 
 // measure runs the fixed-rate and max-rate phases against url.

@@ -68,6 +68,8 @@ type Report struct {
 	Rows     []Row    `json:"rows"`
 	Layout   string   `json:"layout,omitempty"` // how the network-namespace rows ran, or why not
 	Targets  []Target `json:"targets"`
+	// Rounds is -rounds when above 1: the rows are medians (rounds.go).
+	Rounds int `json:"rounds,omitempty"`
 }
 
 // Target is a stated goal and whether this run met it.
@@ -75,6 +77,9 @@ type Target struct {
 	Goal     string `json:"goal"`
 	Measured string `json:"measured"`
 	Met      bool   `json:"met"`
+	// With -rounds: each round's measure, and how many met the goal.
+	PerRound  []string `json:"per_round,omitempty"`
+	MetRounds int      `json:"met_rounds,omitempty"`
 }
 
 func (r *Report) row(name string) *Row {
@@ -94,7 +99,7 @@ func (r *Report) evaluate() {
 		r.evaluatePair()
 		return
 	}
-	add := func(goal, measured string, met bool) { r.Targets = append(r.Targets, Target{goal, measured, met}) }
+	add := r.add
 	if h != nil && h.MaxQPS > 0 {
 		ratio := w.MaxQPS / h.MaxQPS
 		add("max throughput ≥ 1.0× haproxy", fmt.Sprintf("%.2f×", ratio), ratio >= 1.0)
@@ -142,8 +147,15 @@ func (r *Report) evaluatePair() {
 	}
 }
 
+func (t Target) mark() string {
+	if t.Met {
+		return "met"
+	}
+	return "missed"
+}
+
 func (r *Report) add(goal, measured string, met bool) {
-	r.Targets = append(r.Targets, Target{goal, measured, met})
+	r.Targets = append(r.Targets, Target{Goal: goal, Measured: measured, Met: met})
 }
 
 // evaluateTrio: max rps ≥ 1.0×, added p99 ≤, CPU per request ≤ 1.25× of
@@ -240,14 +252,17 @@ func (r *Report) Markdown() string {
 			fmt.Fprintf(&b, "\n- %s: %s", w.Target, w.Note)
 		}
 	}
-	if len(r.Targets) > 0 {
+	if len(r.Targets) > 0 && r.Rounds > 1 {
+		fmt.Fprintf(&b, "\n\nEvery number above is the median of %d rounds; the goals are judged on those medians.\n\n", r.Rounds)
+		b.WriteString("| weft-proxy target | measured (medians) | | met in | each round |\n| --- | --- | --- | --- | --- |\n")
+		for _, t := range r.Targets {
+			in, each := t.roundsCells()
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", t.Goal, t.Measured, t.mark(), in, each)
+		}
+	} else if len(r.Targets) > 0 {
 		b.WriteString("\n\n| weft-proxy target | measured | |\n| --- | --- | --- |\n")
 		for _, t := range r.Targets {
-			mark := "missed"
-			if t.Met {
-				mark = "met"
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Goal, t.Measured, mark)
+			fmt.Fprintf(&b, "| %s | %s | %s |\n", t.Goal, t.Measured, t.mark())
 		}
 	}
 	return b.String()
