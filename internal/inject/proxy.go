@@ -154,8 +154,8 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		(*r.list)[r.name] = q
 	}
 	c.workers = v.Proxy.Runtime.Workers
-	if v.Proxy.Cores > 0 { // Linkerd's deprecated proxy.cores: a fixed minimum
-		c.workers = Workers{Minimum: v.Proxy.Cores}
+	if v.Proxy.Cores > 0 { // Linkerd's deprecated proxy.cores: that many cores
+		c.workers = Workers{Minimum: v.Proxy.Cores, Maximum: v.Proxy.Cores}
 	} else {
 		// As Linkerd's injector: the proxy uses at least its CPU request
 		// and at most its limit, in whole cores rounded up.

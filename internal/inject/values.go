@@ -47,7 +47,7 @@ type Proxy struct {
 	OpaquePorts   string    `json:"opaquePorts"`
 	Resources     Resources `json:"resources"`
 	// Cores is Linkerd's deprecated proxy.cores: when set, the proxy's
-	// fewest cores, and Runtime is ignored.
+	// cores (its minimum and maximum), and Runtime is ignored.
 	Cores               int     `json:"cores"`
 	Runtime             Runtime `json:"runtime"`
 	ShutdownGracePeriod string  `json:"shutdownGracePeriod"`
@@ -72,7 +72,7 @@ type Runtime struct {
 // _MAX and _MAX_RATIO; 0 leaves one unset). The injector raises Minimum to
 // the proxy's CPU request and sets Maximum from its limit, in whole cores
 // rounded up; the proxy uses Maximum, else MaximumCPURatio of the node's
-// CPUs, else 1, but at least Minimum (internal/proxy/workers.go).
+// CPUs, else 2, but at least Minimum (internal/proxy/workers.go).
 type Workers struct {
 	Minimum         int     `json:"minimum"`
 	Maximum         int     `json:"maximum"`
@@ -132,7 +132,8 @@ func DefaultValues() Values {
 			Await:        true,
 			OpaquePorts:  compat.DefaultOpaquePorts,
 			AwaitCommand: []string{"/weft-await", "--timeout=2m"},
-			// Linkerd's default: a sidecar runs on one core.
+			// Linkerd's default: at least one core (weft-proxy then
+			// runs on two, internal/proxy/workers.go).
 			Runtime: Runtime{Workers: Workers{Minimum: 1}},
 			// Linkerd's default.
 			DefaultInboundPolicy: "all-unauthenticated",

@@ -37,7 +37,8 @@ func coresEnv(t *testing.T, v Values, annotations map[string]string) map[string]
 }
 
 // TestWorkersEnv: what the injector writes, as Linkerd's chart and
-// injector write it, and the cores a proxy reading it uses on an 8-CPU node.
+// injector write it (but proxy.cores is a maximum too), and the cores a
+// proxy reading it uses on an 8-CPU node.
 func TestWorkersEnv(t *testing.T) {
 	values := func(edit func(*Values)) Values {
 		v := testValues()
@@ -51,30 +52,30 @@ func TestWorkersEnv(t *testing.T) {
 		want        string // the variables, sorted
 		cores       int
 	}{
-		{"defaults: one core", testValues(), nil,
-			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MIN=1", 1},
-		{"runtime.workers.minimum", values(func(v *Values) { v.Proxy.Runtime.Workers.Minimum = 2 }), nil,
-			"LINKERD2_PROXY_CORES=2 LINKERD2_PROXY_CORES_MIN=2", 2},
+		{"defaults: two cores", testValues(), nil,
+			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MIN=1", 2},
+		{"runtime.workers.minimum", values(func(v *Values) { v.Proxy.Runtime.Workers.Minimum = 3 }), nil,
+			"LINKERD2_PROXY_CORES=3 LINKERD2_PROXY_CORES_MIN=3", 3},
 		{"runtime.workers.maximum", values(func(v *Values) { v.Proxy.Runtime.Workers.Maximum = 4 }), nil,
 			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=4 LINKERD2_PROXY_CORES_MIN=1", 4},
 		{"runtime.workers.maximumCPURatio", values(func(v *Values) { v.Proxy.Runtime.Workers.MaximumCPURatio = 0.5 }), nil,
 			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX_RATIO=0.5 LINKERD2_PROXY_CORES_MIN=1", 4},
-		{"deprecated proxy.cores wins", values(func(v *Values) { v.Proxy.Cores = 3; v.Proxy.Runtime.Workers.Maximum = 6 }),
+		{"deprecated proxy.cores: exactly", values(func(v *Values) { v.Proxy.Cores = 1; v.Proxy.Runtime.Workers.Maximum = 6 }),
 			map[string]string{compat.AnnotationProxyCPULimit: "5"},
+			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=1 LINKERD2_PROXY_CORES_MIN=1", 1},
+		{"CPU request: the minimum, rounded up", testValues(), map[string]string{compat.AnnotationProxyCPURequest: "2500m"},
 			"LINKERD2_PROXY_CORES=3 LINKERD2_PROXY_CORES_MIN=3", 3},
-		{"CPU request: the minimum, rounded up", testValues(), map[string]string{compat.AnnotationProxyCPURequest: "1500m"},
-			"LINKERD2_PROXY_CORES=2 LINKERD2_PROXY_CORES_MIN=2", 2},
-		{"a request below the minimum leaves it", values(func(v *Values) { v.Proxy.Runtime.Workers.Minimum = 2 }),
+		{"a request below the minimum leaves it", values(func(v *Values) { v.Proxy.Runtime.Workers.Minimum = 3 }),
 			map[string]string{compat.AnnotationProxyCPURequest: "500m"},
-			"LINKERD2_PROXY_CORES=2 LINKERD2_PROXY_CORES_MIN=2", 2},
+			"LINKERD2_PROXY_CORES=3 LINKERD2_PROXY_CORES_MIN=3", 3},
 		{"CPU limit: the maximum, rounded up", testValues(), map[string]string{compat.AnnotationProxyCPULimit: "2500m"},
 			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=3 LINKERD2_PROXY_CORES_MIN=1", 3},
-		{"a limit from the values", values(func(v *Values) { v.Proxy.Resources.CPU.Limit = "2" }), nil,
-			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=2 LINKERD2_PROXY_CORES_MIN=1", 2},
+		{"a limit from the values", values(func(v *Values) { v.Proxy.Resources.CPU.Limit = "1" }), nil,
+			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=1 LINKERD2_PROXY_CORES_MIN=1", 1},
 		{"small request and limit", testValues(), map[string]string{compat.AnnotationProxyCPURequest: "50m", compat.AnnotationProxyCPULimit: "200m"},
 			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=1 LINKERD2_PROXY_CORES_MIN=1", 1},
-		{"ratio annotation", testValues(), map[string]string{compat.AnnotationProxyCPURatioLimit: "0.25"},
-			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX_RATIO=0.25 LINKERD2_PROXY_CORES_MIN=1", 2},
+		{"ratio annotation", testValues(), map[string]string{compat.AnnotationProxyCPURatioLimit: "0.75"},
+			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX_RATIO=0.75 LINKERD2_PROXY_CORES_MIN=1", 6},
 		{"limit wins over ratio", testValues(), map[string]string{compat.AnnotationProxyCPURatioLimit: "1", compat.AnnotationProxyCPULimit: "1"},
 			"LINKERD2_PROXY_CORES=1 LINKERD2_PROXY_CORES_MAX=1 LINKERD2_PROXY_CORES_MAX_RATIO=1 LINKERD2_PROXY_CORES_MIN=1", 1},
 	} {

@@ -90,7 +90,7 @@ func TestApplyEnv(t *testing.T) {
 		{"destination identity", c.DestinationName, "dst.id"},
 		{"policy identity", c.PolicyName, "policy.id"},
 		{"log level", c.LogLevel, "info"},
-		{"cores", c.Workers, Workers{Min: 1, Max: 3, MaxRatio: 0.5}},
+		{"cores", c.Workers, Workers{Fixed: 1, Max: 3, MaxRatio: 0.5}},
 	} {
 		if !reflect.DeepEqual(tt.got, tt.want) {
 			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)

@@ -9,10 +9,17 @@ func TestWorkersCores(t *testing.T) {
 		available int
 		want      int
 	}{
-		{"unset: one core, as Linkerd's proxy", Workers{}, 8, 1},
-		{"min", Workers{Min: 2}, 8, 2},
+		{"unset: two cores", Workers{}, 8, 2},
+		{"unset on one CPU", Workers{}, 1, 1},
+		{"legacy LINKERD2_PROXY_CORES alone: exactly", Workers{Fixed: 1}, 8, 1},
+		{"legacy alone, above available", Workers{Fixed: 16}, 8, 8},
+		{"legacy with a minimum: the minimum wins", Workers{Fixed: 4, Min: 1}, 8, 2},
+		{"legacy with a maximum: a minimum", Workers{Fixed: 3, Max: 1}, 8, 3},
+		{"min 1 (the injector's default)", Workers{Fixed: 1, Min: 1}, 8, 2},
+		{"min", Workers{Min: 3}, 8, 3},
 		{"min above available", Workers{Min: 4}, 2, 2},
 		{"max", Workers{Max: 3}, 8, 3},
+		{"max 1", Workers{Min: 1, Max: 1}, 8, 1},
 		{"max above available", Workers{Max: 16}, 8, 8},
 		{"min above max", Workers{Min: 4, Max: 2}, 8, 4},
 		{"ratio", Workers{MaxRatio: 0.5}, 8, 4},
@@ -31,24 +38,27 @@ func TestWorkersCores(t *testing.T) {
 }
 
 // As Linkerd's proxy: LINKERD2_PROXY_CORES_MIN wins over the older
-// LINKERD2_PROXY_CORES, whichever way round they are listed.
-func TestCoresMinWinsOverCores(t *testing.T) {
-	for _, env := range []map[string]string{
-		{"LINKERD2_PROXY_CORES": "4", "LINKERD2_PROXY_CORES_MIN": "2"},
-		{"LINKERD2_PROXY_CORES_MIN": "2", "LINKERD2_PROXY_CORES": "4"},
+// LINKERD2_PROXY_CORES, whichever way round they are listed; the older
+// one alone sets the cores exactly, as it did for Linkerd's older proxies.
+func TestCoresVariables(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want int // of 8
+	}{
+		{map[string]string{"LINKERD2_PROXY_CORES": "4", "LINKERD2_PROXY_CORES_MIN": "3"}, 3},
+		{map[string]string{"LINKERD2_PROXY_CORES_MIN": "3", "LINKERD2_PROXY_CORES": "4"}, 3},
+		{map[string]string{"LINKERD2_PROXY_CORES": "1"}, 1},
+		{map[string]string{"LINKERD2_PROXY_CORES": "1", "LINKERD2_PROXY_CORES_MIN": "1"}, 2},
+		{map[string]string{"LINKERD2_PROXY_CORES_MAX": "1"}, 1},
+		{map[string]string{"LINKERD2_PROXY_CORES_MAX_RATIO": "0.75"}, 6},
+		{map[string]string{}, 2},
 	} {
 		c := DefaultConfig()
-		if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		if err := c.ApplyEnv(func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok }); err != nil {
 			t.Fatal(err)
 		}
-		if c.Workers.Min != 2 {
-			t.Errorf("%v: min %d, want 2", env, c.Workers.Min)
+		if got := c.Workers.Cores(8); got != tt.want {
+			t.Errorf("%v: %d of 8 cores, want %d", tt.env, got, tt.want)
 		}
-	}
-	c := DefaultConfig()
-	if err := c.ApplyEnv(func(k string) (string, bool) {
-		return "3", k == "LINKERD2_PROXY_CORES"
-	}); err != nil || c.Workers.Min != 3 {
-		t.Errorf("LINKERD2_PROXY_CORES=3 alone: min %d (%v), want 3", c.Workers.Min, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -73,8 +74,8 @@ var meshedApp = yamlDocs(
 	testNamespace{}.yaml(),
 	testApp{Name: "server", Replicas: 2}.yaml(),
 	testService{Name: "server"}.yaml(),
-	// A proxy allowed every CPU of the node (as Linkerd's annotation).
-	testApp{Name: "wide", Annotations: "config.linkerd.io/proxy-cpu-ratio-limit: '1'"}.yaml(),
+	// A proxy with a CPU limit of one core (Go's own default would be 2).
+	testApp{Name: "narrow", Annotations: "config.linkerd.io/proxy-cpu-limit: '1'"}.yaml(),
 	`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: unmeshed, namespace: %[1]s}
@@ -148,7 +149,7 @@ func TestInjection(t *testing.T) {
 	})
 	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/server", "--timeout=120s")
 	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/unmeshed", "--timeout=60s")
-	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/wide", "--timeout=60s")
+	kubectl(t, "", "-n", ns, "rollout", "status", "deploy/narrow", "--timeout=60s")
 	kubectl(t, "", "-n", ns, "rollout", "status", "ds/hostnet", "--timeout=60s")
 
 	containers := func(selector string) []string {
@@ -209,14 +210,16 @@ spec: {containers: [{name: app, image: weft.local/testapp:dev, imagePullPolicy: 
 	if mtls != 30 {
 		t.Errorf("the servers' proxies saw %v mTLS requests from the jobs, want 30", mtls)
 	}
-	// Cores, as Linkerd's proxies: one by default (Go's own default would
-	// be the node's CPUs), every CPU when the ratio annotation says 1.
-	cpus := kubectl(t, "", "get", "nodes", "-o", "jsonpath={.items[0].status.capacity.cpu}")
-	for sel, want := range map[string]string{"app=server": "1", "app=wide": strings.TrimSpace(cpus)} {
+	// Cores: two by default (or the node's one), and the CPU limit's one.
+	cpus, err := strconv.Atoi(strings.TrimSpace(kubectl(t, "", "get", "nodes", "-o", "jsonpath={.items[0].status.capacity.cpu}")))
+	if err != nil {
+		t.Fatalf("the node's CPUs: %v", err)
+	}
+	for sel, want := range map[string]string{"app=server": fmt.Sprint(min(2, cpus)), "app=narrow": "1"} {
 		for _, p := range strings.Fields(kubectl(t, "", "-n", ns, "get", "pods", "-l", sel, "-o", "name")) {
 			m := proxyMetrics(t, ns, strings.TrimPrefix(p, "pod/"))
 			if got := fmt.Sprint(sum(t, m, "go_sched_gomaxprocs_threads")); got != want {
-				t.Errorf("%s: the proxy runs on %s cores (go_sched_gomaxprocs_threads), want %s (the node has %s CPUs)", p, got, want, cpus)
+				t.Errorf("%s: the proxy runs on %s cores (go_sched_gomaxprocs_threads), want %s (the node has %d CPUs)", p, got, want, cpus)
 			}
 		}
 	}
