@@ -10,9 +10,9 @@ import "math"
 // (issue 17, bench/results/issue17.md), one core cost a median 1.10x the
 // CPU per request of two in the plaintext pair (1.07x with mTLS), and its
 // GC stop-the-world pauses passed 100 µs in 4 of 10 runs of the mTLS pair,
-// up to 1.1 ms (two cores: at most 95 µs in the 5 runs measured one by
-// one). Go's own default, every CPU of the node, is not kept either: a
-// sidecar shares its node with the application it serves.
+// up to 1.1 ms (two cores: 1 of 6, 160 µs). Go's own default, every CPU of
+// the node, is not kept either: a sidecar shares its node with the
+// application it serves.
 type Workers struct {
 	// Fixed is LINKERD2_PROXY_CORES: alone (older Linkerd proxies' only
 	// variable), exactly that many cores; else another name of Min.
