@@ -94,11 +94,12 @@ const (
 	EnvMetricsIdle      = "WEFT_PROXY_METRICS_IDLE_TIMEOUT"
 )
 
-// How many cores the proxy may use, as Linkerd's proxy reads them: the
-// fewest (CORES_MIN, else CORES, Linkerd's older name), the most (CORES_MAX)
-// and the most as a share of the CPUs available (CORES_MAX_RATIO). The
-// injector sets them from proxy.runtime.workers and the proxy's CPU request,
-// limit and ratio annotations.
+// How many cores the proxy may use, Linkerd's proxy variables: the fewest
+// (CORES_MIN, else CORES; CORES alone, Linkerd's older variable, sets them
+// exactly), the most (CORES_MAX) and the most as a share of the CPUs
+// available (CORES_MAX_RATIO); internal/proxy/workers.go. The injector sets
+// them from proxy.runtime.workers and the proxy's CPU request, limit and
+// ratio annotations.
 const (
 	EnvProxyCores         = "LINKERD2_PROXY_CORES"
 	EnvProxyCoresMin      = "LINKERD2_PROXY_CORES_MIN"
