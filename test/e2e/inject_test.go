@@ -74,8 +74,6 @@ var meshedApp = yamlDocs(
 	testNamespace{}.yaml(),
 	testApp{Name: "server", Replicas: 2}.yaml(),
 	testService{Name: "server"}.yaml(),
-	// A proxy with a CPU limit of one core (Go's own default would be 2).
-	testApp{Name: "narrow", Annotations: "config.linkerd.io/proxy-cpu-limit: '1'"}.yaml(),
 	`apiVersion: apps/v1
 kind: Deployment
 metadata: {name: unmeshed, namespace: %[1]s}
@@ -140,6 +138,8 @@ func TestInjection(t *testing.T) {
 	installControlPlane(t)
 	ns := fmt.Sprintf("inject-%d", time.Now().Unix()%100000)
 	kubectl(t, fmt.Sprintf(meshedApp, ns), "apply", "-f", "-")
+	// A proxy with a CPU limit of one core (Go's own default would be 2).
+	kubectl(t, fmt.Sprintf(testApp{Name: "narrow", Annotations: "config.linkerd.io/proxy-cpu-limit: '1'"}.yaml(), ns), "apply", "-f", "-")
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("--- pods:\n%s", tryOutput(t, "-n", ns, "get", "pods", "-o", "wide"))
