@@ -140,6 +140,8 @@ spec:
 `
 
 // ingressClients are unmeshed clients from outside the mesh, in parallel.
+// Right after nginx's rollout kube-proxy may not have its endpoint yet (it
+// syncs at most once a second): a refused first connection is tried again.
 const ingressClients = `apiVersion: batch/v1
 kind: Job
 metadata: {name: %[2]s, namespace: %[1]s}
@@ -155,7 +157,7 @@ spec:
       - name: client
         image: ` + clientImage + `
         imagePullPolicy: IfNotPresent
-        args: ["-get", "http://nginx.%[1]s.svc.cluster.local%[4]s", "-n", "%[5]d"%[6]s]
+        args: ["-get", "http://nginx.%[1]s.svc.cluster.local%[4]s", "-n", "%[5]d", "-wait-refused", "30s"%[6]s]
 `
 
 // TestIngressNginx: requests from outside the mesh enter through Debian's

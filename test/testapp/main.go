@@ -10,6 +10,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/weftmesh/weft/internal/compat"
@@ -36,6 +38,7 @@ func main() {
 	count := flag.Int("n", 1, "how many requests -get sends")
 	interval := flag.Duration("interval", 0, "pause between -get requests (steady traffic)")
 	stamp := flag.Bool("stamp", false, "-get prints when each request was sent (unix nanoseconds) before its answer")
+	waitRefused := flag.Duration("wait-refused", 0, "with -get: while the first request's connection is refused (a Service kube-proxy has not programmed yet), try again every 250ms for up to this long")
 	var headers []string
 	flag.Func("header", `"Name: value" header -get sends (repeatable)`, func(v string) error {
 		if !strings.Contains(v, ":") {
@@ -58,13 +61,13 @@ func main() {
 		return
 	}
 	if *get != "" && *tally {
-		if err := tallyN(*get, *count, *skip, *interval); err != nil {
+		if err := tallyN(*get, *count, *skip, *interval, *waitRefused); err != nil {
 			log.Fatalf("testapp: %v", err)
 		}
 		return
 	}
 	if *get != "" {
-		if err := getN(*get, *count, *interval, *stamp, headers); err != nil {
+		if err := getN(*get, *count, *interval, *stamp, headers, *waitRefused); err != nil {
 			log.Fatalf("testapp: %v", err)
 		}
 		return
@@ -134,7 +137,20 @@ func main() {
 	log.Fatalf("testapp: %v", <-errc)
 }
 
-func getN(url string, n int, interval time.Duration, stamp bool, headers []string) error {
+// doFirst sends req with c, again every 250ms while its connection is
+// refused, until wait has passed: nothing was sent by a refused one.
+func doFirst(c *http.Client, req *http.Request, wait time.Duration) (*http.Response, error) {
+	until := time.Now().Add(wait)
+	for {
+		resp, err := c.Do(req)
+		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) || time.Now().After(until) {
+			return resp, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func getN(url string, n int, interval time.Duration, stamp bool, headers []string, waitRefused time.Duration) error {
 	// A new connection per request, so connection-level balancing (kube-proxy) shows.
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	for i := 0; i < n; i++ {
@@ -147,7 +163,12 @@ func getN(url string, n int, interval time.Duration, stamp bool, headers []strin
 			req.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 		}
 		sent := time.Now()
-		resp, err := c.Do(req)
+		var resp *http.Response
+		if i == 0 {
+			resp, err = doFirst(c, req, waitRefused)
+		} else {
+			resp, err = c.Do(req)
+		}
 		if err != nil {
 			return err
 		}
@@ -167,8 +188,12 @@ func getN(url string, n int, interval time.Duration, stamp bool, headers []strin
 
 // tallyN sends n GETs, one every interval (from the previous one's start),
 // and prints how many of those after the first skip got each status.
-func tallyN(url string, n, skip int, interval time.Duration) error {
+func tallyN(url string, n, skip int, interval, waitRefused time.Duration) error {
 	c := &http.Client{Timeout: 5 * time.Second}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
 	counts := map[int]int{}
 	began := time.Now()
 	next := began
@@ -176,7 +201,11 @@ func tallyN(url string, n, skip int, interval time.Duration) error {
 		time.Sleep(time.Until(next))
 		next = next.Add(interval)
 		code := 0
-		if resp, err := c.Get(url); err == nil {
+		wait := time.Duration(0)
+		if i == 0 {
+			wait = waitRefused
+		}
+		if resp, err := doFirst(c, req, wait); err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			code = resp.StatusCode
