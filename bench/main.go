@@ -172,10 +172,7 @@ func run(o options) error {
 		round.evaluate()
 		rounds = append(rounds, round)
 	}
-	rep.Rows = rounds[0].Rows
-	if o.rounds > 1 {
-		rep.Rows = medianRows(rounds)
-	}
+	rep.Rows = medianRows(rounds) // one round: its own rows
 	rep.evaluate()
 	if o.rounds > 1 {
 		rep.addRounds(rounds)

@@ -160,10 +160,10 @@ func resolve(w *Workload, v Values, o Options) (config, error) {
 		// As Linkerd's injector: the proxy uses at least its CPU request
 		// and at most its limit, in whole cores rounded up.
 		if q, ok := c.resources.Requests[corev1.ResourceCPU]; ok && q.Sign() > 0 {
-			c.workers.Minimum = max(c.workers.Minimum, int((q.MilliValue()+999)/1000))
+			c.workers.Minimum = max(c.workers.Minimum, wholeCores(q))
 		}
 		if q, ok := c.resources.Limits[corev1.ResourceCPU]; ok && q.Sign() > 0 {
-			c.workers.Maximum = int((q.MilliValue() + 999) / 1000)
+			c.workers.Maximum = wholeCores(q)
 		}
 		if val, ok := get(compat.AnnotationProxyCPURatioLimit); ok {
 			f, err := strconv.ParseFloat(val, 64)
@@ -195,6 +195,11 @@ func joinNonEmpty(a, b string) string {
 		return a
 	}
 	return a + "," + b
+}
+
+// wholeCores is a CPU quantity in whole cores, rounded up.
+func wholeCores(q resource.Quantity) int {
+	return int((q.MilliValue() + 999) / 1000)
 }
 
 // positive formats n, or "" when it is not above 0 (unset).
