@@ -114,7 +114,7 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 				c.mu.Unlock()
 				return cc, nil
 			}
-			if spent(cc) {
+			if cc.Err() != nil {
 				p.conns = slices.Delete(p.conns, i, i+1)
 				cc.Close()
 				continue
@@ -162,7 +162,7 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 	}
 }
 
-// sweepLocked drops the spent connections of every pool, and empty pools
+// sweepLocked drops the closed connections of every pool, and empty pools
 // (endpoints gone), when a connection is made: a pool no request uses any
 // more is not looked at otherwise. The connections keep no state hook,
 // which net/http would call twice per request. c.mu is held.
@@ -170,7 +170,7 @@ func (c *h2Client) sweepLocked() {
 	for key, p := range c.pools {
 		live := p.conns[:0]
 		for _, cc := range p.conns {
-			if !spent(cc) {
+			if cc.Err() == nil {
 				live = append(live, cc)
 			} else {
 				cc.Close()
@@ -182,17 +182,6 @@ func (c *h2Client) sweepLocked() {
 			delete(c.pools, key)
 		}
 	}
-}
-
-// spent reports whether cc will take no more requests: closed, or idle
-// and refusing any. The latter is a connection whose GOAWAY came after
-// its last stream ended and which the server has not closed yet: net/http
-// closes it only when a stream ends after the GOAWAY (or a server that
-// sets SETTINGS_MAX_CONCURRENT_STREAMS to 0 while it is idle, rare: the
-// pool then dials another). c.mu is held, so no request reserves a slot
-// between the two looks.
-func spent(cc *http.ClientConn) bool {
-	return cc.Err() != nil || (cc.InFlight() == 0 && cc.Available() == 0)
 }
 
 // drop takes a closed connection out of its pool, and the pool out of the
