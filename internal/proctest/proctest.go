@@ -40,8 +40,10 @@ type Process struct {
 }
 
 // Start runs bin with env added to the test's environment. Its output goes
-// to a log shown if the test fails; at cleanup it gets SIGTERM, and
-// SIGKILL if it has not exited 10 s later (a test error).
+// to a log shown if the test fails; at cleanup it gets SIGTERM and, if it
+// has not exited 10 s later (a test error), SIGQUIT, which makes a Go
+// binary print every goroutine's stack into that log before it exits
+// (what held it up), then SIGKILL.
 func Start(t testing.TB, name string, env []string, bin string, args ...string) *Process {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
@@ -63,8 +65,13 @@ func Start(t testing.TB, name string, env []string, bin string, args ...string) 
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
+			cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				cmd.Process.Kill()
+				<-done
+			}
 			t.Errorf("%s (pid %d) did not exit within 10s of SIGTERM", name, cmd.Process.Pid)
 		}
 		f.Close()

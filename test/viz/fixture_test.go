@@ -385,7 +385,16 @@ func (m *vizMesh) drive(t *testing.T, rate int, d time.Duration, conns int) *tra
 		}
 		inflight.Wait()
 	}()
-	t.Cleanup(wg.Wait)
+	// Its idle connections close before the proxies stop: the Transport
+	// may have dialed one it never sent a request on, which web's proxy
+	// forwards as opaque TCP once protocol detection times out (10 s),
+	// and a proxy drains an open TCP connection for its whole grace
+	// period (a goroutine dump of proxy-web, missing its 10 s exit,
+	// showed exactly that connection).
+	t.Cleanup(func() {
+		wg.Wait()
+		client.CloseIdleConnections()
+	})
 	return tr
 }
 
