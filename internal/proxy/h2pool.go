@@ -99,8 +99,12 @@ func h2Unsent(req *http.Request, err error) bool {
 }
 
 // get reserves a slot for one request on a connection of pool key, dialing
-// one if none has room.
+// one if none has room. Spent connections it finds leave the pool and are
+// closed after c.mu is released: closing one that is still open writes to
+// its socket (batchConn's flush, TLS's close_notify), which may wait.
 func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error) {
+	var spentConns []*http.ClientConn
+	defer func() { closeAll(spentConns) }()
 	for {
 		c.mu.Lock()
 		p := c.pools[key]
@@ -114,9 +118,9 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 				c.mu.Unlock()
 				return cc, nil
 			}
-			if cc.Err() != nil {
+			if spent(cc) {
 				p.conns = slices.Delete(p.conns, i, i+1)
-				cc.Close()
+				spentConns = append(spentConns, cc)
 				continue
 			}
 			i++
@@ -153,7 +157,7 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 			c.mu.Unlock()
 			return nil, err
 		}
-		c.sweepLocked()
+		spentConns = c.sweepLocked(spentConns)
 		if c.pools[key] != p { // swept: nothing but this dial was in it
 			c.pools[key] = p
 		}
@@ -162,18 +166,26 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 	}
 }
 
-// sweepLocked drops the closed connections of every pool, and empty pools
-// (endpoints gone), when a connection is made: a pool no request uses any
-// more is not looked at otherwise. The connections keep no state hook,
-// which net/http would call twice per request. c.mu is held.
-func (c *h2Client) sweepLocked() {
+func closeAll(conns []*http.ClientConn) {
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
+
+// sweepLocked takes the spent connections out of every pool, and empty
+// pools (endpoints gone), when a connection is made: a pool no request
+// uses any more is not looked at otherwise. It returns them appended to
+// spentConns, for the caller to close once c.mu is released. The
+// connections keep no state hook, which net/http would call twice per
+// request. c.mu is held.
+func (c *h2Client) sweepLocked(spentConns []*http.ClientConn) []*http.ClientConn {
 	for key, p := range c.pools {
 		live := p.conns[:0]
 		for _, cc := range p.conns {
-			if cc.Err() == nil {
+			if !spent(cc) {
 				live = append(live, cc)
 			} else {
-				cc.Close()
+				spentConns = append(spentConns, cc)
 			}
 		}
 		clear(p.conns[len(live):])
@@ -182,6 +194,18 @@ func (c *h2Client) sweepLocked() {
 			delete(c.pools, key)
 		}
 	}
+	return spentConns
+}
+
+// spent reports whether cc will take no more requests: closed, or idle
+// and refusing any. The latter is a connection whose GOAWAY came after
+// its last stream ended and which the server has not closed yet: net/http
+// closes it only when a stream ends after the GOAWAY (or a server that
+// sets SETTINGS_MAX_CONCURRENT_STREAMS to 0 while it is idle, rare: the
+// pool then dials another). c.mu is held, so no request reserves a slot
+// between the two looks.
+func spent(cc *http.ClientConn) bool {
+	return cc.Err() != nil || (cc.InFlight() == 0 && cc.Available() == 0)
 }
 
 // drop takes a closed connection out of its pool, and the pool out of the
@@ -213,10 +237,9 @@ func (c *h2Client) CloseIdleConnections() {
 		}
 	}
 	c.mu.Unlock()
-	for _, cc := range idle {
-		cc.Close()
-	}
+	closeAll(idle)
 	c.mu.Lock()
-	c.sweepLocked()
+	spentConns := c.sweepLocked(nil)
 	c.mu.Unlock()
+	closeAll(spentConns)
 }

@@ -213,6 +213,10 @@ func TestH2ClientDropsClosedConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	// Its GOAWAY lands before the sweep below looks at it.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && !poolClosed(c, gone.addr); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := range 3 {
 		resp, err := c.RoundTrip(h2Req(t, "GET", srv.addr, nil))
 		if err != nil {
@@ -241,7 +245,7 @@ func TestH2ClientDropsClosedConnections(t *testing.T) {
 	}
 }
 
-// poolClosed reports whether every connection of pool key has failed.
+// poolClosed reports whether every connection of pool key is spent.
 func poolClosed(c *h2Client, key string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -250,7 +254,7 @@ func poolClosed(c *h2Client, key string) bool {
 		return true
 	}
 	for _, cc := range p.conns {
-		if cc.Err() == nil {
+		if !spent(cc) {
 			return false
 		}
 	}
