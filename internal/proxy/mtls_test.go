@@ -32,7 +32,7 @@ type mesh struct {
 	tokens  map[string]string // identity → token
 }
 
-func newMesh(t *testing.T) *mesh {
+func newMesh(t testing.TB) *mesh {
 	t.Helper()
 	tokens := map[string]string{webID: "web-token-0123456789abcdef", apiID: "api-token-0123456789abcdef"}
 	ca := identitytest.NewCA(t, 0, map[string]string{tokens[webID]: "shop/web", tokens[apiID]: "shop/api"})
@@ -40,13 +40,13 @@ func newMesh(t *testing.T) *mesh {
 }
 
 // identity returns a certificate manager for name that has its first certificate.
-func (m *mesh) identity(t *testing.T, name string) *certify.Manager {
+func (m *mesh) identity(t testing.TB, name string) *certify.Manager {
 	t.Helper()
 	return identitytest.Certified(t, m.client, m.anchors, name, m.tokens[name])
 }
 
 // meshedProxy starts a proxy with id.
-func meshedProxy(t *testing.T, id *certify.Manager, mutate func(*Config), binds ...string) *testProxy {
+func meshedProxy(t testing.TB, id *certify.Manager, mutate func(*Config), binds ...string) *testProxy {
 	t.Helper()
 	return startProxyWith(t, Options{Identity: id}, mutate, binds...)
 }
