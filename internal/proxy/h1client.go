@@ -205,19 +205,26 @@ func replayable(req *http.Request) bool {
 // connections of a peer that must prove an identity (withUpstream: mTLS) are
 // pooled apart, per identity, from plaintext ones to the same address.
 func (h *h1Client) RoundTrip(req *http.Request) (*http.Response, error) {
-	return h.roundTrip(req.Context(), req)
+	ctx := req.Context()
+	var up upstream
+	if u := upstreamOf(ctx); u != nil {
+		up = u.upstream
+	}
+	return h.roundTrip(ctx, req, up)
 }
 
-// roundTrip is RoundTrip with the request's context given apart: ctx, not
-// req.Context(), carries the peer and cancels the request (the proxy
-// copies the request and its URL in one allocation, without WithContext).
-func (h *h1Client) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+// roundTrip is RoundTrip with the request's context and peer given apart:
+// ctx, not req.Context(), cancels the request (the proxy copies the
+// request and its URL in one allocation, without WithContext), and up
+// says what a new connection must be (a context carries it only to the
+// dialer).
+func (h *h1Client) roundTrip(ctx context.Context, req *http.Request, up upstream) (*http.Response, error) {
 	key := req.URL.Host
-	if u := upstreamOf(ctx); u != nil && u.peerID != "" {
-		key = identityPool(key, u.peerID) // a name per (address, identity), cached
+	if up.peerID != "" {
+		key = identityPool(key, up.peerID) // a name per (address, identity), cached
 	}
 	for {
-		pc, err := h.get(ctx, req.URL.Host, key, req.Body == nil || req.Body == http.NoBody)
+		pc, err := h.get(ctx, req.URL.Host, key, req.Body == nil || req.Body == http.NoBody, up)
 		if err != nil {
 			return nil, err
 		}
@@ -243,7 +250,7 @@ type retryableError struct{ error }
 func (e retryableError) Unwrap() error { return e.error }
 
 func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, pc.interrupt)
+	watch := watchRequest(ctx, pc)
 	bodied := req.Body != nil && req.Body != http.NoBody
 	var wrote chan error
 	if bodied {
@@ -260,7 +267,7 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 			wrote <- err
 		}()
 	} else if err := writeRequest(pc, req, true); err != nil {
-		stop()
+		watch.stop()
 		if pc.reused {
 			return nil, retryableError{err}
 		}
@@ -268,7 +275,7 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 	}
 	resp, err := h.readHead(pc, req)
 	if err != nil {
-		stop()
+		watch.stop()
 		if bodied {
 			pc.c.Close()
 			// The writer may be blocked reading a stalled client body: do
@@ -285,7 +292,7 @@ func (h *h1Client) send(ctx context.Context, pc *h1Conn, req *http.Request) (*ht
 		return nil, err
 	}
 	reuse := !resp.Close && !req.Close
-	resp.Body = &h1Body{h: h, pc: pc, body: resp.Body, stop: stop, reuse: reuse, wrote: wrote}
+	resp.Body = &h1Body{h: h, pc: pc, body: resp.Body, watch: watch, reuse: reuse, wrote: wrote}
 	return resp, nil
 }
 
@@ -353,7 +360,7 @@ type h1Body struct {
 	h     *h1Client
 	pc    *h1Conn
 	body  io.ReadCloser
-	stop  func() bool
+	watch requestWatch
 	reuse bool
 	wrote chan error   // the request body's writer, when there is one
 	state atomic.Int32 // bodyOpen, bodyEOF, bodyClosed
@@ -385,7 +392,7 @@ func (b *h1Body) Read(p []byte) (int, error) {
 	if !b.state.CompareAndSwap(bodyOpen, end) {
 		return n, err // Close won: it has closed the connection
 	}
-	canceled := !b.stop()
+	canceled := !b.watch.stop()
 	if err == io.EOF && b.reuse && !canceled && b.requestWritten() {
 		b.h.put(b.pc)
 		return n, err
@@ -449,7 +456,7 @@ func writerResult(wrote chan error) error {
 // Close before EOF closes the connection: draining could take forever.
 func (b *h1Body) Close() error {
 	if b.state.CompareAndSwap(bodyOpen, bodyClosed) {
-		b.stop()
+		b.watch.stop()
 		b.pc.c.Close()
 	}
 	return nil
@@ -457,7 +464,7 @@ func (b *h1Body) Close() error {
 
 // get returns an idle connection for key, or dials addr. bodiless: the
 // request goes out with flushAwait, which checks a raw socket itself.
-func (h *h1Client) get(ctx context.Context, addr, key string, bodiless bool) (*h1Conn, error) {
+func (h *h1Client) get(ctx context.Context, addr, key string, bodiless bool, up upstream) (*h1Conn, error) {
 	now := time.Now()
 	h.mu.Lock()
 	for l := h.idle[key]; len(l) > 0; l = h.idle[key] {
@@ -480,6 +487,9 @@ func (h *h1Client) get(ctx context.Context, addr, key string, bodiless bool) (*h
 		return pc, nil
 	}
 	h.mu.Unlock()
+	if up != (upstream{}) {
+		ctx = &upstreamCtx{Context: ctx, upstream: up}
+	}
 	c, err := h.dial(ctx, addr)
 	if err != nil {
 		return nil, err

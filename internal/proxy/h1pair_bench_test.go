@@ -43,40 +43,7 @@ func BenchmarkH1Pair(b *testing.B) {
 // benchH1Pair measures requests through the pair that start makes in front
 // of the backend, returning the address the client sends to.
 func benchH1Pair(b *testing.B, start func(backend string) string) {
-	const size = 1024
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Tue, 01 Dec 2026 18:00:00 GMT\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n" + string(bytes.Repeat([]byte("x"), size)))
-	backend := listenTCP(b, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			if err := skipHead(br); err != nil {
-				return
-			}
-			if _, err := c.Write(resp); err != nil {
-				return
-			}
-		}
-	})
-	addr := start(backend)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
-	req := []byte("GET /echo?size=1024 HTTP/1.1\r\nHost: web.test\r\nUser-Agent: fortio.org/fortio-1.66.5\r\n\r\n")
-	br := bufio.NewReader(c)
-	body := make([]byte, size)
-	one := func() {
-		if _, err := c.Write(req); err != nil {
-			b.Fatal(err)
-		}
-		n, err := contentLength(br)
-		if err != nil || n != size {
-			b.Fatalf("response: length %d, %v", n, err)
-		}
-		if _, err := io.ReadFull(br, body); err != nil {
-			b.Fatal(err)
-		}
-	}
+	one := h1PairExchange(b, start)
 	for range 100 {
 		one() // warm the pools and connections
 	}
@@ -93,6 +60,46 @@ func benchH1Pair(b *testing.B, start func(backend string) string) {
 	b.ReportMetric(float64(cpu.Microseconds())/float64(n), "cpu-µs/req")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(n), "mallocs/req")
 	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(n), "B/req")
+}
+
+// h1PairExchange starts a backend answering 1 KiB, the pair start makes in
+// front of it, and a client connected to the pair; one sends a request
+// and reads its response whole, allocating nothing itself.
+func h1PairExchange(t testing.TB, start func(backend string) string) (one func()) {
+	const size = 1024
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nDate: Tue, 01 Dec 2026 18:00:00 GMT\r\nContent-Length: " + strconv.Itoa(size) + "\r\n\r\n" + string(bytes.Repeat([]byte("x"), size)))
+	backend := listenTCP(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if err := skipHead(br); err != nil {
+				return
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	})
+	addr := start(backend)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	req := []byte("GET /echo?size=1024 HTTP/1.1\r\nHost: web.test\r\nUser-Agent: fortio.org/fortio-1.66.5\r\n\r\n")
+	br := bufio.NewReader(c)
+	body := make([]byte, size)
+	return func() {
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		n, err := contentLength(br)
+		if err != nil || n != size {
+			t.Fatalf("response: length %d, %v", n, err)
+		}
+		if _, err := io.ReadFull(br, body); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // processCPU is the CPU time (user and system) the test process has used.

@@ -181,7 +181,8 @@ func (p *Proxy) serveH1(srv *httpServer, tc *trackedConn) {
 	c.bw.Reset(tc)
 	ctx := context.WithValue(context.Background(), connKey{}, tc.info)
 	ctx = context.WithValue(ctx, http.LocalAddrContextKey, tc.LocalAddr())
-	c.ctx, c.cancel = context.WithCancel(ctx)
+	sc := newSrvCtx(ctx)
+	c.ctx, c.cancel = sc, sc.cancel
 	handedOff := c.serve()
 	c.cancel()
 	if c.timer != nil {

@@ -272,7 +272,7 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		// Set here rather than in identityPool: one copy of the request.
 		dialAddr = ep.Addr
 	}
-	ctx = withUpstream(ctx, info.direction, id, dialAddr)
+	up := upstream{direction: info.direction, peerID: id, dialAddr: dialAddr}
 	// The copy of the request and its URL in one allocation; it takes ctx
 	// with WithContext below unless it goes to h1Client, which takes ctx
 	// apart.
@@ -314,9 +314,9 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 		out.Header[keyOrigProto] = []string{"HTTP/1.1"}
 	}
 	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
-		return p.h1d.roundTrip(ctx, out)
+		return p.h1d.roundTrip(ctx, out, up)
 	}
-	out = out.WithContext(ctx)
+	out = out.WithContext(&upstreamCtx{Context: ctx, upstream: up})
 	if id != "" && p.id != nil {
 		out.URL.Host = identityPool(ep.Addr, id)
 	}

@@ -269,14 +269,20 @@ func (p *Proxy) connectTimeout(direction string) time.Duration {
 	return p.cfg.OutboundConnectTimeout
 }
 
-// upstreamCtx carries what dialing an upstream connection needs, in one
-// allocation per request attempt (three context values and their boxed
-// strings before: issue 17).
-type upstreamCtx struct {
-	context.Context
+// upstream is what dialing an upstream connection needs.
+type upstream struct {
 	direction string // the traffic's direction (dial timeouts)
 	peerID    string // the identity the endpoint must present (mTLS); "" for none
 	dialAddr  string // the address to dial when the URL host is a pool name (identityPool)
+}
+
+// upstreamCtx carries an upstream in a context, in one allocation per
+// request attempt (three context values and their boxed strings before:
+// issue 17). h1Client takes the upstream as an argument, and makes one
+// only to dial.
+type upstreamCtx struct {
+	context.Context
+	upstream
 }
 
 type upstreamKey struct{}
@@ -292,7 +298,7 @@ func (c *upstreamCtx) Value(key any) any {
 // dialed, the identity its endpoint must present ("" if it is not meshed)
 // and the address to dial if not the URL's.
 func withUpstream(ctx context.Context, direction, peerID, dialAddr string) context.Context {
-	return &upstreamCtx{Context: ctx, direction: direction, peerID: peerID, dialAddr: dialAddr}
+	return &upstreamCtx{Context: ctx, upstream: upstream{direction: direction, peerID: peerID, dialAddr: dialAddr}}
 }
 
 // upstreamOf is ctx's upstreamCtx, or nil.
