@@ -221,6 +221,99 @@ func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
 	}
 }
 
+// heldWrites holds what is written to it while hold is set, for flush to
+// send in one write.
+type heldWrites struct {
+	net.Conn
+	hold bool
+	buf  []byte
+}
+
+func (h *heldWrites) Write(p []byte) (int, error) {
+	if h.hold {
+		h.buf = append(h.buf, p...)
+		return len(p), nil
+	}
+	return h.Conn.Write(p)
+}
+
+func (h *heldWrites) flush() error {
+	h.hold = false
+	_, err := h.Conn.Write(h.buf)
+	return err
+}
+
+// An mTLS server whose close_notify goes out in the same TCP write as its
+// response, with no FIN after it: the client's tls.Conn reads both records
+// at once, so no look at the socket can see the close; the probe of what
+// the tls.Conn holds (peerClosed) does, and a POST, which cannot be
+// replayed, goes on a new connection with not one byte on the old one.
+func TestH1ClientCloseNotifyWithTheResponse(t *testing.T) {
+	var stale atomic.Int64
+	cert := selfSigned(t, "server.test")
+	addr, conns := rawServer(t, func(c net.Conn, _ *bufio.Reader) {
+		hw := &heldWrites{Conn: c}
+		tc := tls.Server(hw, &tls.Config{Certificates: []tls.Certificate{cert}})
+		if tc.Handshake() != nil {
+			return
+		}
+		br := bufio.NewReader(tc)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		io.Copy(io.Discard, req.Body)
+		hw.hold = true
+		io.WriteString(tc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		tc.CloseWrite() // close_notify (which leaves c's write deadline at now)
+		c.SetWriteDeadline(time.Time{})
+		if hw.flush() != nil {
+			return
+		}
+		// No FIN: only the tls.Conn knows the connection is closed.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, _ := io.Copy(io.Discard, br); n > 0 {
+			stale.Add(1)
+		}
+	})
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		tc := tls.Client(newRecConn(sockio.Wrap(c)), &tls.Config{InsecureSkipVerify: true})
+		return tc, tc.HandshakeContext(ctx)
+	}
+	h := newH1Client(dial, time.Minute, 4, 64<<10)
+	defer h.CloseIdleConnections()
+	for i := range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", strings.NewReader("once"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.RoundTrip(req)
+		got := ""
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got = string(b)
+		}
+		cancel()
+		if err != nil || got != "ok" {
+			t.Fatalf("POST %d: %q, %v; want ok on a new connection", i, got, err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := stale.Load(); n != 0 {
+		t.Errorf("%d requests (or parts) were sent on connections the server had closed", n)
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("server saw %d connections, want 3", n)
+	}
+}
+
 // A new connection whose server answers before being asked (a 503, then
 // a lingering close): the request still goes out and that answer is read,
 // at once, as before WriteAwait.

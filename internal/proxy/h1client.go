@@ -516,10 +516,16 @@ func (pc *h1Conn) peerClosed(socket bool) bool {
 	if tc, ok := c.(*tls.Conn); ok {
 		// Records tls.Conn already holds (read with the response's last
 		// one) are invisible to a socket peek: try a read that cannot block.
-		tc.SetReadDeadline(aLongTimeAgo)
 		var b [1]byte
-		n, err := tc.Read(b[:])
-		tc.SetReadDeadline(time.Time{})
+		var n int
+		var err error
+		if rc := recConnOf(tc); rc != nil {
+			n, err = rc.probe(tc, b[:])
+		} else {
+			tc.SetReadDeadline(aLongTimeAgo)
+			n, err = tc.Read(b[:])
+			tc.SetReadDeadline(time.Time{})
+		}
 		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return true
 		}

@@ -118,6 +118,10 @@ type recConn struct {
 	beforeBlock func() error    // bulk mode: runs before each socket read
 	raw         syscall.RawConn // bulk mode's socket (nil: read through Conn)
 	rawChecked  bool
+	// probing: a read that would wait for the socket fails at once with
+	// os.ErrDeadlineExceeded (temporary: the tls.Conn stays usable), as it
+	// would with a deadline in the past, without setting one (probe).
+	probing bool
 
 	mu       sync.Mutex // writes: corked, flushing and wbuf
 	corked   bool
@@ -139,6 +143,9 @@ func (c *recConn) Read(p []byte) (int, error) {
 			err := c.rerr
 			c.rerr = nil
 			return 0, err
+		}
+		if c.probing {
+			return 0, os.ErrDeadlineExceeded
 		}
 		if c.beforeBlock == nil {
 			return c.Conn.Read(p)
@@ -180,6 +187,17 @@ func (c *recConn) releaseRead() {
 		putBulk(c.rbuf)
 	}
 	c.rbuf, c.r, c.w = nil, 0, 0
+}
+
+// probe reads tc, the tls.Conn over c, without waiting for its socket:
+// what tc holds already (records read with earlier ones), nothing more.
+// A read with a deadline in the past does the same, at the cost of two
+// deadline changes and three allocations. Only the goroutine reading tc
+// may call it.
+func (c *recConn) probe(tc *tls.Conn, p []byte) (int, error) {
+	c.probing = true
+	defer func() { c.probing = false }()
+	return tc.Read(p)
 }
 
 // buffered is how many bytes read from the socket the tls.Conn has not
