@@ -144,6 +144,17 @@ func lingerClose(c net.Conn) {
 // that look to its last write (WriteAwait); a head longer than the write
 // buffer looks before its first. Plaintext, and under mTLS's records
 // (the server's close_notify, then its FIN).
+// roundTripBody sends req through h and returns the response's body.
+func roundTripBody(h *h1Client, req *http.Request) (string, error) {
+	resp, err := h.RoundTrip(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
 func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", secure), func(t *testing.T) {
@@ -201,13 +212,7 @@ func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
 					req.Header.Set("X-Big", strings.Repeat("b", 6<<10)) // over pc.bw's 4 KiB
 				}
 				start := time.Now()
-				resp, err := h.RoundTrip(req)
-				got := ""
-				if err == nil {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					got = string(b)
-				}
+				got, err := roundTripBody(h, req)
 				cancel()
 				if err != nil || got != "ok" {
 					t.Fatalf("%s %d: %q, %v after %v; want ok at once on a new connection", method, i, got, err, time.Since(start))
@@ -293,13 +298,7 @@ func TestH1ClientCloseNotifyWithTheResponse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := h.RoundTrip(req)
-		got := ""
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			got = string(b)
-		}
+		got, err := roundTripBody(h, req)
 		cancel()
 		if err != nil || got != "ok" {
 			t.Fatalf("POST %d: %q, %v; want ok on a new connection", i, got, err)
