@@ -75,8 +75,12 @@ func TestRouteRetriesHideInjectedFailures(t *testing.T) {
 	if rate < 99.5 {
 		t.Errorf("success %.2f%%, want ≥ 99.5%%", rate)
 	}
-	if retries < total/10-20 || successes < retries-5 {
-		t.Errorf("retry metrics: %v retries, %v successes; want about %d, nearly all successful", retries, successes, total/10)
+	// A retry is an attempt like any other: with four clients it can land
+	// on a failing turn (CI saw 7 of 222). A retry fails no more often than
+	// a fresh attempt (one in ten); more than twice that means retries are
+	// not being answered like first attempts.
+	if retries < total/10-20 || retries-successes > retries/5 {
+		t.Errorf("retry metrics: %v retries, %v successes; want about %d, at most a fifth of them failed", retries, successes, total/10)
 	}
 	// Every 503 is retried, but for the last attempt of a request that
 	// failed every attempt (with four clients, a retry can land on a
