@@ -137,13 +137,6 @@ func lingerClose(c net.Conn) {
 	io.Copy(io.Discard, c)
 }
 
-// A server that closes a pooled connection with a FIN and goes on reading
-// (it never answers there again, and nothing else arrives): the next
-// request goes on a new connection at once, whatever its method, and not
-// one byte of it on the old one. A bodiless request on a raw socket leaves
-// that look to its last write (WriteAwait); a head longer than the write
-// buffer looks before its first. Plaintext, and under mTLS's records
-// (the server's close_notify, then its FIN).
 // roundTripBody sends req through h and returns the response's body.
 func roundTripBody(h *h1Client, req *http.Request) (string, error) {
 	resp, err := h.RoundTrip(req)
@@ -155,6 +148,13 @@ func roundTripBody(h *h1Client, req *http.Request) (string, error) {
 	return string(b), err
 }
 
+// A server that closes a pooled connection with a FIN and goes on reading
+// (it never answers there again, and nothing else arrives): the next
+// request goes on a new connection at once, whatever its method, and not
+// one byte of it on the old one. A bodiless request on a raw socket leaves
+// that look to its last write (WriteAwait); a head longer than the write
+// buffer looks before its first. Plaintext, and under mTLS's records
+// (the server's close_notify, then its FIN).
 func TestH1ClientLingeringCloseOfAPooledConnection(t *testing.T) {
 	for _, secure := range []bool{false, true} {
 		t.Run(fmt.Sprintf("tls=%v", secure), func(t *testing.T) {
