@@ -43,6 +43,9 @@ type Config struct {
 	// NetHTTP1Server serves HTTP/1 with net/http's server only, not the
 	// proxy's own HTTP/1 loop for the common case (h1serve.go).
 	NetHTTP1Server bool
+	// NetHTTP2Server serves HTTP/2 with net/http's server, not the proxy's
+	// own (internal/h2server).
+	NetHTTP2Server bool
 	// ShutdownGrace is how long in-flight work may drain after SIGTERM.
 	ShutdownGrace time.Duration
 	// ShutdownEndpoint enables POST /shutdown on the admin server.

@@ -16,6 +16,7 @@ import (
 	"github.com/weftmesh/weft/internal/authz"
 	"github.com/weftmesh/weft/internal/compat"
 	"github.com/weftmesh/weft/internal/detect"
+	"github.com/weftmesh/weft/internal/h2server"
 	"github.com/weftmesh/weft/internal/identity/certify"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/sockio"
@@ -314,7 +315,8 @@ type httpServer struct {
 	direction string
 	srv       *http.Server
 	ln        *chanListener
-	h1        h1Conns // connections served by the proxy's own HTTP/1 loop (h1serve.go)
+	h1        h1Conns          // connections served by the proxy's own HTTP/1 loop (h1serve.go)
+	h2        *h2server.Server // HTTP/2 connections (unless Config.NetHTTP2Server)
 }
 
 func (p *Proxy) newHTTPServer(direction string) *httpServer {
@@ -327,6 +329,13 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	if p.tap != nil {
 		handler = p.tapped(serve)
 	}
+	s.h2 = &h2server.Server{
+		Handler:              grownStack(handler),
+		MaxConcurrentStreams: h2MaxStreams,
+		MaxHeaderBytes:       maxHeaderBytes,
+		IdleTimeout:          10 * time.Minute,
+		Log:                  p.log.With("direction", direction),
+	}
 	protos := new(http.Protocols)
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
@@ -336,7 +345,7 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 		ReadHeaderTimeout: p.cfg.HeaderReadTimeout,
 		IdleTimeout:       10 * time.Minute,
 		MaxHeaderBytes:    maxHeaderBytes,
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 1000},
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: h2MaxStreams},
 		ErrorLog:          newStdLogger(p.log, direction),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if tc, ok := c.(*trackedConn); ok {
@@ -350,6 +359,10 @@ func (p *Proxy) newHTTPServer(direction string) *httpServer {
 	}
 	return s
 }
+
+// h2MaxStreams is how many requests an HTTP/2 connection to the proxy may
+// have in flight at once.
+const h2MaxStreams = 1000
 
 // h2ReadBuffer is the read buffer of an HTTP/2 server connection: a few
 // frames' worth, so that a burst of HEADERS and small DATA frames is read
@@ -372,17 +385,21 @@ func (p *Proxy) serveHTTPConn(c net.Conn, info *connInfo, h2 bool) {
 	tcp := p.metrics.TCP(info.target(info.dst), "src")
 	tcp.Open()
 	tc := &trackedConn{Conn: c, info: info, series: tcp, opened: time.Now()}
+	srv := p.outbound
+	if info.direction == compat.Inbound {
+		srv = p.inbound
+	}
 	if h2 {
 		// Writes gather per scheduling round (h2batch.go); reads are
 		// buffered.
 		bc := newBatchConn(c)
 		tc.Conn = bc
 		tc.br = bufio.NewReaderSize(c, h2ReadBuffer)
+		if !p.cfg.NetHTTP2Server && p.hasH2Preface(tc) {
+			p.serveH2(srv, tc)
+			return
+		}
 		tc.wh = newH2WriteHold(bc)
-	}
-	srv := p.outbound
-	if info.direction == compat.Inbound {
-		srv = p.inbound
 	}
 	if !h2 && !p.cfg.NetHTTP1Server {
 		p.serveH1(srv, tc)

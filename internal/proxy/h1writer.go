@@ -53,10 +53,10 @@ func (w *h1Writer) Header() http.Header {
 	return w.header
 }
 
-// adoptHeader makes h the response header, so that a proxied response's
+// AdoptHeader makes h the response header, so that a proxied response's
 // header is passed on without a copy; false when a header was already
 // started (the caller copies into it).
-func (w *h1Writer) adoptHeader(h http.Header) bool {
+func (w *h1Writer) AdoptHeader(h http.Header) bool {
 	if w.header != nil || w.wroteHeader {
 		return false
 	}

@@ -198,7 +198,7 @@ func TestH2ServerConnReadsAreBuffered(t *testing.T) {
 	})
 	c, server := tcpPair(t)
 	sc := &countingConn{Conn: server}
-	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
+	go tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
 
 	const streams = 20
 	c.SetDeadline(time.Now().Add(10 * time.Second))

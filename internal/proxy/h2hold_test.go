@@ -54,7 +54,7 @@ func servedH2Conn(t *testing.T, backend string) (net.Conn, *bufio.Reader, *count
 	})
 	client, server := tcpPair(t)
 	sc := &countingConn{Conn: server}
-	tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
+	go tp.serveHTTPConn(sc, &connInfo{direction: compat.Outbound, dst: "web.test:80", tls: compat.TLSDisabled}, true)
 	client.SetDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(client)
 	client.Write(h2Preface())

@@ -11,18 +11,30 @@ import (
 
 // BenchmarkH2Pair sends HTTP/2 (h2c) requests, 16 streams in flight per
 // processor, through a proxy pair (binding → outbound proxy → inbound proxy
-// → backend) on loopback. The client and the backend are net/http's, in
-// the same process, so cpu-µs/req and mallocs/req include theirs: compare
-// two trees' numbers, not the absolute values:
+// → backend) on loopback, the proxies serving HTTP/2 with their own server
+// (server=weft) or net/http's (server=net-http). The client and the
+// backend are net/http's, in the same process, so cpu-µs/req and
+// mallocs/req include theirs: compare numbers side by side, not the
+// absolute values:
 //
 //	go test -run '^$' -bench H2Pair -benchmem ./internal/proxy/
 func BenchmarkH2Pair(b *testing.B) {
+	for _, netHTTP := range []bool{false, true} {
+		name := "server=weft"
+		if netHTTP {
+			name = "server=net-http"
+		}
+		b.Run(name, func(b *testing.B) { benchH2Pair(b, netHTTP) })
+	}
+}
+
+func benchH2Pair(b *testing.B, netHTTP bool) {
 	const size = 1024
 	body := bytes.Repeat([]byte("x"), size)
 	backend := h2cServer(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(body)
 	}))
-	addr, _, _ := pair(b, backend)
+	addr, _, _ := pairWith(b, backend, func(c *Config) { c.NetHTTP2Server = netHTTP })
 	client := h2cClient()
 	url := "http://" + addr + "/echo"
 	one := func() error {

@@ -385,7 +385,7 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	}
 	removeHopByHop(resp.Header, false)
 	h := resp.Header
-	if a, ok := w.(headerAdopter); !ok || h == nil || !a.adoptHeader(h) {
+	if a, ok := w.(headerAdopter); !ok || h == nil || !a.AdoptHeader(h) {
 		h = w.Header()
 		for k, v := range resp.Header {
 			h[k] = v
@@ -419,8 +419,8 @@ func (p *Proxy) respond(w http.ResponseWriter, r *http.Request, resp *http.Respo
 }
 
 // headerAdopter is a ResponseWriter that can take a proxied response's
-// header as its own (h1Writer).
-type headerAdopter interface{ adoptHeader(http.Header) bool }
+// header as its own (h1Writer, h2server's writer).
+type headerAdopter interface{ AdoptHeader(http.Header) bool }
 
 // copyBody copies a response body, flushing after each chunk when the body is
 // streamed (unknown length or HTTP/2) so that streaming RPCs stay live. The

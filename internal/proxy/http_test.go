@@ -29,10 +29,16 @@ func echo(w http.ResponseWriter, r *http.Request) {
 // pair starts proxy B (inbound → backend) and proxy A (binding → B as a
 // Weft peer) and returns A's binding address and both proxies.
 func pair(t testing.TB, backend string) (addr string, a, b *testProxy) {
+	return pairWith(t, backend, func(*Config) {})
+}
+
+// pairWith is pair with opt applied to both proxies' configurations.
+func pairWith(t testing.TB, backend string, opt func(*Config)) (addr string, a, b *testProxy) {
 	t.Helper()
-	b = startProxy(t, func(c *Config) { c.InboundForward = backend })
+	b = startProxy(t, func(c *Config) { c.InboundForward = backend; opt(c) })
 	a = startProxy(t, func(c *Config) {
 		c.Destinations = map[string][]EndpointSpec{"web.test:80": {{Addr: b.inbound, Proxy: true}}}
+		opt(c)
 	}, "web.test:80")
 	return a.bindings[0], a, b
 }

@@ -364,6 +364,7 @@ func (p *Proxy) serve(adminL, ctrlL net.Listener) {
 				<-p.drained // Shutdown drains within the grace period
 				s.srv.Close()
 				s.h1.close()
+				s.h2.Close()
 			}}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -417,6 +418,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			s.h1.shutdown()
+			s.h2.Shutdown()
 			if err := s.srv.Shutdown(ctx); err != nil {
 				errs[i] = fmt.Errorf("%s HTTP drain: %w", s.direction, err)
 				s.srv.Close()
@@ -440,6 +442,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.mu.Unlock()
 		p.outbound.h1.close()
 		p.inbound.h1.close()
+		p.outbound.h2.Close()
+		p.inbound.h2.Close()
 		p.log.Warn("grace period over; closing remaining connections", "opaque", n)
 	}
 	wg.Wait()
