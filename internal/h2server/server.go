@@ -133,30 +133,28 @@ func (s *Server) remove(c *conn) {
 // finishes the requests it has and closes; new connections are closed at
 // once. It does not wait: ServeConn returns when its connection is done.
 func (s *Server) Shutdown() {
-	s.mu.Lock()
-	s.closing = true
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range s.stop() {
 		c.goAway(http2.ErrCodeNo, false)
 	}
 }
 
 // Close closes every connection now.
 func (s *Server) Close() {
+	for _, c := range s.stop() {
+		c.nc.Close()
+	}
+}
+
+// stop refuses new connections and returns the served ones.
+func (s *Server) stop() []*conn {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closing = true
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.nc.Close()
-	}
+	return conns
 }
 
 // errConnClosed ends the streams of a connection that closed.
@@ -254,9 +252,16 @@ func (c *conn) serve() {
 	c.wg.Wait()
 }
 
+// prefaceTimeout bounds the wait for the client preface (net/http's
+// HTTP/2 server waits as long).
+const prefaceTimeout = 10 * time.Second
+
 func (c *conn) readPreface() error {
 	var buf [len(http2.ClientPreface)]byte
-	if _, err := io.ReadFull(c.nc, buf[:]); err != nil {
+	c.nc.SetReadDeadline(time.Now().Add(prefaceTimeout))
+	_, err := io.ReadFull(c.nc, buf[:])
+	c.nc.SetReadDeadline(time.Time{})
+	if err != nil {
 		return err
 	}
 	if string(buf[:]) != http2.ClientPreface {
