@@ -24,12 +24,14 @@ func (p *Proxy) serveH2(srv *httpServer, tc *trackedConn) {
 // port declared HTTP/2 or gRPC may still get HTTP/1 (net/http's server,
 // which serves those, checks the same way), and detection has seen the
 // preface already (the bytes are buffered then). The wait is bounded like
-// a request head's.
+// a request head's (10 s without a header read timeout, as h2server's).
 func (p *Proxy) hasH2Preface(tc *trackedConn) bool {
-	if p.cfg.HeaderReadTimeout > 0 {
-		tc.SetReadDeadline(time.Now().Add(p.cfg.HeaderReadTimeout))
-		defer tc.SetReadDeadline(time.Time{})
+	wait := p.cfg.HeaderReadTimeout
+	if wait <= 0 {
+		wait = 10 * time.Second
 	}
+	tc.SetReadDeadline(time.Now().Add(wait))
+	defer tc.SetReadDeadline(time.Time{})
 	b, _ := tc.br.Peek(len(http2.ClientPreface))
 	return bytes.Equal(b, []byte(http2.ClientPreface))
 }
