@@ -27,16 +27,15 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, writeBufSize); 
 // added after it that are neither trailers nor declared as such (the
 // Trailer field) are sent too if the HEADERS frame has not left yet.
 type responseWriter struct {
-	st         *stream
-	header     http.Header
-	status     int
-	wroteHead  bool // WriteHeader called with a final status
-	sentHead   bool // HEADERS sent (written under c.wmu)
-	ended      bool // END_STREAM sent
-	noBody     bool // HEAD, 204, 304: body writes are dropped
-	handlerEnd bool
-	buf        *[]byte // body not yet sent
-	err        error   // a failed write; later writes return it
+	st        *stream
+	header    http.Header
+	status    int
+	wroteHead bool    // WriteHeader called with a final status
+	sentHead  bool    // HEADERS sent (written under c.wmu)
+	ended     bool    // END_STREAM sent
+	noBody    bool    // HEAD, 204, 304: body writes are dropped
+	buf       *[]byte // body not yet sent
+	err       error   // a failed write; later writes return it
 }
 
 var _ http.Flusher = (*responseWriter)(nil)
@@ -170,7 +169,6 @@ func (w *responseWriter) FlushError() error {
 // a Content-Length when the whole body is known), the rest of the body,
 // and END_STREAM on the last DATA frame or the trailers.
 func (w *responseWriter) finish() {
-	w.handlerEnd = true
 	if !w.wroteHead {
 		w.WriteHeader(http.StatusOK)
 	}
