@@ -31,6 +31,7 @@ type stream struct {
 	recvUnacked int64 // consumed, not yet returned
 	received    int64 // DATA bytes, checked against declared
 	declared    int64 // the request's Content-Length, -1 if none
+	trailers    bool  // the request declared trailers (read loop only)
 	remoteDone  bool  // END_STREAM received, or the stream reset
 	reset       bool
 
@@ -159,6 +160,7 @@ func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, http2.ErrCode) {
 		r.Body = &st.body
 	}
 	st.declared = r.ContentLength
+	st.trailers = trailer != nil
 	ctx, cancel := context.WithCancel(c.ctx)
 	st.cancel = cancel
 	*r = *r.WithContext(ctx)
@@ -299,7 +301,7 @@ func (c *conn) processTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 			c.resetStream(st, http2.ErrCodeProtocol, errStreamReset)
 			return nil
 		}
-		if st.req.Trailer != nil {
+		if st.trailers {
 			if trailer == nil {
 				trailer = make(http.Header)
 			}
