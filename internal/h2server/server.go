@@ -323,9 +323,7 @@ func (c *conn) write(encode func() error) error {
 // CONTINUATION) frames of stream id. c.wmu is held.
 func (c *conn) writeHeaderBlock(id uint32, endStream bool) error {
 	block := c.hbuf.Bytes()
-	c.mu.Lock()
-	max := c.maxFrame
-	c.mu.Unlock()
+	max := c.frameSize()
 	first := block
 	if len(first) > max {
 		first = first[:max]

@@ -179,9 +179,7 @@ func (p *Proxy) serveH1(srv *httpServer, tc *trackedConn) {
 	c.br.Reset(&c.cr)
 	c.bw = h1Writers.Get().(*bufio.Writer)
 	c.bw.Reset(tc)
-	ctx := context.WithValue(context.Background(), connKey{}, tc.info)
-	ctx = context.WithValue(ctx, http.LocalAddrContextKey, tc.LocalAddr())
-	sc := newSrvCtx(ctx)
+	sc := newSrvCtx(servedConnContext(tc))
 	c.ctx, c.cancel = sc, sc.cancel
 	handedOff := c.serve()
 	c.cancel()

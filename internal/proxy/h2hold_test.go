@@ -15,9 +15,10 @@ import (
 
 // TestH2ResponseHeadersAndDataInOneWrite: the proxy's HTTP/2 server sends a
 // response's HEADERS and DATA frames in one write (Go's server flushes
-// each apart: two writes, two syscalls per response). Either the hold or
-// the connection's batching (h2batch.go) alone keeps this: the test fails
-// only without both; TestH2WriteHoldFrameBoundaries tests the hold.
+// each apart: two writes, two syscalls per response). The proxy's own
+// server (internal/h2server) writes them together; with net/http's
+// (Config.NetHTTP2Server) the hold or the connection's batching
+// (h2batch.go) does; TestH2WriteHoldFrameBoundaries tests the hold.
 func TestH2ResponseHeadersAndDataInOneWrite(t *testing.T) {
 	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write(bytes.Repeat([]byte("x"), 1024))

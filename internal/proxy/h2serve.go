@@ -15,9 +15,14 @@ import (
 // context carries the connection's info, as net/http's ConnContext does
 // for the other servers.
 func (p *Proxy) serveH2(srv *httpServer, tc *trackedConn) {
+	srv.h2.ServeConn(servedConnContext(tc), tc) // closes tc
+}
+
+// servedConnContext is the parent context of the requests served on tc by
+// the proxy's own servers: the connection's info and local address.
+func servedConnContext(tc *trackedConn) context.Context {
 	ctx := context.WithValue(context.Background(), connKey{}, tc.info)
-	ctx = context.WithValue(ctx, http.LocalAddrContextKey, tc.LocalAddr())
-	srv.h2.ServeConn(ctx, tc) // closes tc
+	return context.WithValue(ctx, http.LocalAddrContextKey, tc.LocalAddr())
 }
 
 // hasH2Preface reports whether tc begins with the HTTP/2 client preface. A
