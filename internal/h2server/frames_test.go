@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/h2wire"
 )
 
 // rawClient speaks HTTP/2 frame by frame to a server connection.
@@ -221,7 +223,7 @@ func TestFlowControlErrors(t *testing.T) {
 		t.Errorf("DATA over the window: GOAWAY %v, want FLOW_CONTROL_ERROR", code)
 	}
 	c = dialRaw(t, &Server{Handler: waiting})
-	c.fr.WriteWindowUpdate(0, maxWindow)
+	c.fr.WriteWindowUpdate(0, h2wire.MaxWindow)
 	if code := goAway(c); code != http2.ErrCodeFlowControl {
 		t.Errorf("window overflow: GOAWAY %v, want FLOW_CONTROL_ERROR", code)
 	}
@@ -234,13 +236,13 @@ func TestResponseWaitsForTheClientsWindow(t *testing.T) {
 	c := dialRaw(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(big) })})
 	c.headers(1, true)
 	got := 0
-	for got < initialWindow {
+	for got < h2wire.InitialWindow {
 		if d, ok := c.read().(*http2.DataFrame); ok {
 			got += len(d.Data())
 		}
 	}
-	if got != initialWindow {
-		t.Fatalf("%d bytes before any WINDOW_UPDATE, want the window, %d", got, initialWindow)
+	if got != h2wire.InitialWindow {
+		t.Fatalf("%d bytes before any WINDOW_UPDATE, want the window, %d", got, h2wire.InitialWindow)
 	}
 	c.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if f, err := c.fr.ReadFrame(); err == nil {

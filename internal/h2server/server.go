@@ -32,6 +32,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/h2wire"
 )
 
 // Defaults of Server's limits.
@@ -46,9 +48,6 @@ const (
 const (
 	streamRecvWindow = 1 << 20
 	connRecvWindow   = 1 << 20
-	initialWindow    = 65535 // RFC 9113 §6.9.2
-	maxWindow        = 1<<31 - 1
-	defaultFrameSize = 16384 // SETTINGS_MAX_FRAME_SIZE until the client says otherwise
 )
 
 // Server serves HTTP/2 connections. The zero value is not usable: Handler
@@ -170,8 +169,8 @@ type conn struct {
 	nc     net.Conn
 	ctx    context.Context
 	remote string
-	fr     *http2.Framer // reads; used by the serving goroutine only
-	canon  map[string]string
+	fr     *http2.Framer  // reads; used by the serving goroutine only
+	canon  h2wire.Canon   // the serving goroutine's
 	wg     sync.WaitGroup // running handlers
 
 	// The write side, under wmu: frames are encoded into wbuf (through
@@ -208,9 +207,9 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 		ctx:        ctx,
 		remote:     nc.RemoteAddr().String(),
 		streams:    map[uint32]*stream{},
-		sendWindow: initialWindow,
-		initWindow: initialWindow,
-		maxFrame:   defaultFrameSize,
+		sendWindow: h2wire.InitialWindow,
+		initWindow: h2wire.InitialWindow,
+		maxFrame:   h2wire.DefaultFrameSize,
 		recvWindow: connRecvWindow,
 	}
 	c.cond.L = &c.mu
@@ -236,7 +235,7 @@ func (c *conn) serve() {
 			); err != nil {
 				return err
 			}
-			return c.wfr.WriteWindowUpdate(0, connRecvWindow-initialWindow)
+			return c.wfr.WriteWindowUpdate(0, connRecvWindow-h2wire.InitialWindow)
 		})
 	}
 	if err == nil {
@@ -319,30 +318,10 @@ func (c *conn) write(encode func() error) error {
 	return nil
 }
 
-// writeHeaderBlock encodes the block in c.hbuf as HEADERS (and
+// writeHeaderBlock writes the block in c.hbuf as HEADERS (and
 // CONTINUATION) frames of stream id. c.wmu is held.
 func (c *conn) writeHeaderBlock(id uint32, endStream bool) error {
-	block := c.hbuf.Bytes()
-	max := c.frameSize()
-	first := block
-	if len(first) > max {
-		first = first[:max]
-	}
-	block = block[len(first):]
-	if err := c.wfr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: first, EndStream: endStream, EndHeaders: len(block) == 0}); err != nil {
-		return err
-	}
-	for len(block) > 0 {
-		frag := block
-		if len(frag) > max {
-			frag = frag[:max]
-		}
-		block = block[len(frag):]
-		if err := c.wfr.WriteContinuation(id, len(block) == 0, frag); err != nil {
-			return err
-		}
-	}
-	return nil
+	return h2wire.WriteHeaderBlock(c.wfr, id, c.hbuf.Bytes(), endStream, c.frameSize())
 }
 
 // goAway sends GOAWAY with code: the streams the client opened so far
@@ -473,7 +452,7 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 			c.initWindow = int64(s.Val)
 			for _, st := range c.streams {
 				st.sendWindow += delta
-				if st.sendWindow > maxWindow {
+				if st.sendWindow > h2wire.MaxWindow {
 					c.mu.Unlock()
 					return http2.ConnectionError(http2.ErrCodeFlowControl)
 				}
@@ -503,7 +482,7 @@ func (c *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	defer c.mu.Unlock()
 	if f.StreamID == 0 {
 		c.sendWindow += int64(f.Increment)
-		if c.sendWindow > maxWindow {
+		if c.sendWindow > h2wire.MaxWindow {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
 		c.cond.Broadcast()
@@ -517,7 +496,7 @@ func (c *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 		return nil
 	}
 	st.sendWindow += int64(f.Increment)
-	if st.sendWindow > maxWindow {
+	if st.sendWindow > h2wire.MaxWindow {
 		go c.resetStream(st, http2.ErrCodeFlowControl, errStreamReset)
 		return nil
 	}

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
+	"github.com/weftmesh/weft/internal/h2wire"
 )
 
 // stream is one request and its response. Its request, response writer
@@ -80,15 +82,10 @@ func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, http2.ErrCode) {
 	// The values' slices share one array; a name seen twice gets its own.
 	vals := make([]string, len(regular))
 	for i, hf := range regular {
-		switch hf.Name {
-		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-			return nil, http2.ErrCodeProtocol // connection-specific (§8.2.2)
-		case "te":
-			if hf.Value != "trailers" {
-				return nil, http2.ErrCodeProtocol
-			}
+		if h2wire.ConnectionSpecific(hf.Name) || (hf.Name == "te" && hf.Value != "trailers") {
+			return nil, http2.ErrCodeProtocol // §8.2.2
 		}
-		k := c.canonical(hf.Name)
+		k := c.canon.Canonical(hf.Name)
 		if vv, ok := h[k]; ok {
 			h[k] = append(vv, hf.Value)
 			continue
@@ -174,47 +171,6 @@ func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, http2.ErrCode) {
 	return st, 0
 }
 
-// commonHeaders are canonical names of fields common in requests: their
-// lower-case forms map to them without an allocation. Others (the mesh's
-// own l5d-* fields among them) are cached per connection.
-var commonHeaders = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
-		"Cache-Control", "Content-Encoding", "Content-Length", "Content-Type", "Cookie",
-		"Expect", "Forwarded", "Grpc-Accept-Encoding", "Grpc-Encoding", "Grpc-Timeout",
-		"Host", "If-Modified-Since", "If-None-Match", "Origin", "Referer", "Te", "Trailer",
-		"Traceparent", "Tracestate", "User-Agent", "Via", "X-Forwarded-For",
-		"X-Forwarded-Proto", "X-Request-Id", "B3", "X-B3-Traceid",
-		"X-B3-Spanid", "X-B3-Parentspanid", "X-B3-Sampled",
-	} {
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
-// maxCanonCache bounds a connection's cache of canonical names.
-const maxCanonCache = 256
-
-// canonical is the canonical form of a (lower-case) field name, cached
-// per connection (net/http's HTTP/2 server does the same).
-func (c *conn) canonical(name string) string {
-	if k, ok := commonHeaders[name]; ok {
-		return k
-	}
-	if k, ok := c.canon[name]; ok {
-		return k
-	}
-	k := textproto.CanonicalMIMEHeaderKey(name)
-	if c.canon == nil {
-		c.canon = map[string]string{}
-	}
-	if len(c.canon) < maxCanonCache {
-		c.canon[name] = k
-	}
-	return k
-}
-
 // processData delivers a DATA frame to its stream's body, within the
 // windows the client was granted.
 func (c *conn) processData(f *http2.DataFrame) error {
@@ -296,7 +252,7 @@ func (c *conn) processTrailers(st *stream, f *http2.MetaHeadersFrame) error {
 	// transport checks its fields).
 	var trailer http.Header
 	for _, hf := range f.RegularFields() {
-		k := c.canonical(hf.Name)
+		k := c.canon.Canonical(hf.Name)
 		if !httpguts.ValidTrailerHeader(k) {
 			c.resetStream(st, http2.ErrCodeProtocol, errStreamReset)
 			return nil

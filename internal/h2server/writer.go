@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/h2wire"
 )
 
 // writeBufSize is how much response body a stream holds before it sends
@@ -265,8 +267,10 @@ func (w *responseWriter) send(b, p []byte, end bool) error {
 			}
 		}
 		last := end && n == want
+		unsent := false
 		err := c.write(func() error {
 			if st.wroteReset {
+				unsent = true
 				return errStreamReset
 			}
 			if !w.sentHead {
@@ -319,6 +323,11 @@ func (w *responseWriter) send(b, p []byte, end bool) error {
 			return nil
 		})
 		if err != nil {
+			if unsent {
+				// The client never got this credit's bytes: the
+				// connection's window is still theirs.
+				c.refund(n)
+			}
 			w.err = err
 			return err
 		}
@@ -332,6 +341,18 @@ func (c *conn) frameSize() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.maxFrame
+}
+
+// refund gives back connection-level send credit taken for DATA that was
+// not sent.
+func (c *conn) refund(n int) {
+	if n == 0 {
+		return
+	}
+	c.mu.Lock()
+	c.sendWindow += int64(n)
+	c.cond.Broadcast()
+	c.mu.Unlock()
 }
 
 // take reserves up to want bytes of DATA credit from the stream's and the
@@ -377,13 +398,9 @@ func (w *responseWriter) encodeHeader(status int, final bool, contentLength int6
 		if !final && (k == "Content-Length" || k == "Transfer-Encoding") {
 			continue
 		}
-		lk, ok := lowerName(k)
-		if !ok {
-			continue
-		}
-		switch lk {
-		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade":
-			continue // connection-specific: not in HTTP/2 (RFC 9113 §8.2.2)
+		lk, ok := h2wire.LowerName(k)
+		if !ok || h2wire.ConnectionSpecific(lk) {
+			continue // not a token, or not in HTTP/2 (RFC 9113 §8.2.2)
 		}
 		w.encodeField(lk, vv)
 	}
@@ -411,35 +428,6 @@ func isDeclared(declared []string, k string) bool {
 	}
 	return false
 }
-
-// lowerName is a field name as HTTP/2 sends it: lower case; false for a
-// name that is not a valid token.
-func lowerName(k string) (string, bool) {
-	if lk, ok := lowerCommon[k]; ok {
-		return lk, true
-	}
-	if !httpguts.ValidHeaderFieldName(k) {
-		return "", false
-	}
-	return strings.ToLower(k), true
-}
-
-// lowerCommon maps canonical names common in responses to their lower
-// case, without an allocation.
-var lowerCommon = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"Accept-Ranges", "Access-Control-Allow-Origin", "Age", "Cache-Control",
-		"Content-Encoding", "Content-Language", "Content-Length", "Content-Type", "Date",
-		"Etag", "Expires", "Grpc-Encoding", "Grpc-Accept-Encoding", "Grpc-Message",
-		"Grpc-Status", "Last-Modified", "Link", "Location", "Server", "Set-Cookie",
-		"Strict-Transport-Security", "Trailer", "Vary", "Via", "Www-Authenticate",
-		"X-Content-Type-Options", "X-Request-Id",
-	} {
-		m[k] = strings.ToLower(k)
-	}
-	return m
-}()
 
 // statusText is a status code's decimal form.
 func statusText(code int) string {

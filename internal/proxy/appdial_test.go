@@ -140,7 +140,7 @@ func TestInboundHTTPReachesAppOnPodIP(t *testing.T) {
 			defer srv.Close()
 			ctx := withUpstream(inboundCtx("127.0.0.2"), "inbound", "", "")
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+strconv.Itoa(int(port))+"/", nil)
-			tr := p.h1
+			var tr http.RoundTripper = p.h1
 			want := "proto=HTTP/1.1"
 			if h2 {
 				tr, want = p.h2, "proto=HTTP/2.0"

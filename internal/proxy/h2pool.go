@@ -3,20 +3,20 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
+
+	"github.com/weftmesh/weft/internal/h2client"
 )
 
 // h2Client sends HTTP/2 requests on client connections it keeps per pool
 // name (the request's URL host: an address, identityPool's name for an mTLS
-// peer, appPoolKey's inbound), each made by the Transport's NewClientConn
-// (its dialer and HTTP/2 settings) and used with ClientConn.RoundTrip. The
-// Transport's own RoundTrip looks a request's connection up twice (its
-// connection cache, then the HTTP/2 one) and makes a cancelable context and
-// parses the authority per request: ~8 % of each proxy's CPU in the h2 mTLS
-// pair at max rate (bench/results/issue17.md, "HTTP/2 writes gathered").
+// peer, appPoolKey's inbound), each dialed by dial and run by the proxy's
+// own HTTP/2 client (internal/h2client), which replaced net/http's: its
+// read and write loops were the largest part of each proxy's CPU in the h2
+// mTLS pair that was not the proxy's own (issue 17).
 //
 // A request takes a slot on the first connection of its pool that has one
 // (ClientConn.Reserve); when none has, one connection is dialed for the
@@ -28,14 +28,15 @@ import (
 // the connection was no longer usable, and when it is bodiless after a
 // GOAWAY or REFUSED_STREAM.
 type h2Client struct {
-	t *http.Transport
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	cfg  h2client.Config
 
 	mu    sync.Mutex
 	pools map[string]*h2Pool
 }
 
 type h2Pool struct {
-	conns   []*http.ClientConn
+	conns   []*h2client.ClientConn
 	dialing *h2Dial // the dial in progress, or nil
 }
 
@@ -50,8 +51,8 @@ type h2Dial struct {
 // out not to take it.
 const h2MaxSends = 4
 
-func newH2Client(t *http.Transport) *h2Client {
-	return &h2Client{t: t, pools: map[string]*h2Pool{}}
+func newH2Client(dial func(ctx context.Context, addr string) (net.Conn, error), cfg h2client.Config) *h2Client {
+	return &h2Client{dial: dial, cfg: cfg, pools: map[string]*h2Pool{}}
 }
 
 // RoundTrip sends req on a connection of the pool named by req.URL.Host.
@@ -60,6 +61,7 @@ func (c *h2Client) RoundTrip(req *http.Request) (*http.Response, error) {
 	for sends := 1; ; sends++ {
 		cc, err := c.get(req.Context(), key)
 		if err != nil {
+			closeBody(req)
 			return nil, err
 		}
 		resp, err := cc.RoundTrip(req)
@@ -70,18 +72,19 @@ func (c *h2Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.drop(key, cc)
 		}
 		if sends >= h2MaxSends || !h2Unsent(req, err) {
+			closeBody(req) // a connection that did not take it left it open
 			return nil, err
 		}
 	}
 }
 
-// Errors of net/http's HTTP/2 client for a request it did not send (their
-// values are not exported; TestH2UnsentErrors keeps these in step).
-const (
-	h2ErrUnusable = "http2: client conn not usable"
-	h2ErrGoAway   = "http2: Transport received Server's graceful shutdown GOAWAY"
-	h2ErrRefused  = "REFUSED_STREAM"
-)
+// closeBody closes a request's body, as a RoundTripper does when it
+// fails.
+func closeBody(req *http.Request) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+}
 
 // h2Unsent reports whether err says req was not sent and req may be sent
 // again: on a connection no longer usable nothing of it was read; after a
@@ -90,20 +93,19 @@ func h2Unsent(req *http.Request, err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
 	}
-	msg := err.Error()
-	if msg == h2ErrUnusable {
+	if errors.Is(err, h2client.ErrUnusable) {
 		return true
 	}
 	bodiless := req.Body == nil || req.Body == http.NoBody
-	return bodiless && (msg == h2ErrGoAway || strings.Contains(msg, h2ErrRefused))
+	return bodiless && errors.Is(err, h2client.ErrRefused)
 }
 
 // get reserves a slot for one request on a connection of pool key, dialing
 // one if none has room. Spent connections it finds leave the pool and are
 // closed after c.mu is released: closing one that is still open writes to
 // its socket (batchConn's flush, TLS's close_notify), which may wait.
-func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error) {
-	var spentConns []*http.ClientConn
+func (c *h2Client) get(ctx context.Context, key string) (*h2client.ClientConn, error) {
+	var spentConns []*h2client.ClientConn
 	defer func() { closeAll(spentConns) }()
 	for {
 		c.mu.Lock()
@@ -144,7 +146,7 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 		p.dialing = d
 		c.mu.Unlock()
 
-		cc, err := c.t.NewClientConn(ctx, "http", key)
+		cc, err := c.connect(ctx, key)
 
 		c.mu.Lock()
 		p.dialing = nil
@@ -166,7 +168,16 @@ func (c *h2Client) get(ctx context.Context, key string) (*http.ClientConn, error
 	}
 }
 
-func closeAll(conns []*http.ClientConn) {
+// connect dials a connection for pool key and starts HTTP/2 on it.
+func (c *h2Client) connect(ctx context.Context, key string) (*h2client.ClientConn, error) {
+	nc, err := c.dial(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return h2client.New(nc, c.cfg)
+}
+
+func closeAll(conns []*h2client.ClientConn) {
 	for _, cc := range conns {
 		cc.Close()
 	}
@@ -176,9 +187,8 @@ func closeAll(conns []*http.ClientConn) {
 // pools (endpoints gone), when a connection is made: a pool no request
 // uses any more is not looked at otherwise. It returns them appended to
 // spentConns, for the caller to close once c.mu is released. The
-// connections keep no state hook, which net/http would call twice per
-// request. c.mu is held.
-func (c *h2Client) sweepLocked(spentConns []*http.ClientConn) []*http.ClientConn {
+// c.mu is held.
+func (c *h2Client) sweepLocked(spentConns []*h2client.ClientConn) []*h2client.ClientConn {
 	for key, p := range c.pools {
 		live := p.conns[:0]
 		for _, cc := range p.conns {
@@ -198,19 +208,16 @@ func (c *h2Client) sweepLocked(spentConns []*http.ClientConn) []*http.ClientConn
 }
 
 // spent reports whether cc will take no more requests: closed, or idle
-// and refusing any. The latter is a connection whose GOAWAY came after
-// its last stream ended and which the server has not closed yet: net/http
-// closes it only when a stream ends after the GOAWAY (or a server that
-// sets SETTINGS_MAX_CONCURRENT_STREAMS to 0 while it is idle, rare: the
-// pool then dials another). c.mu is held, so no request reserves a slot
-// between the two looks.
-func spent(cc *http.ClientConn) bool {
+// and refusing any (a server that sets SETTINGS_MAX_CONCURRENT_STREAMS to
+// 0 while it is idle, rare: the pool then dials another). c.mu is held,
+// so no request reserves a slot between the two looks.
+func spent(cc *h2client.ClientConn) bool {
 	return cc.Err() != nil || (cc.InFlight() == 0 && cc.Available() == 0)
 }
 
 // drop takes a closed connection out of its pool, and the pool out of the
 // client when it is empty and not dialing.
-func (c *h2Client) drop(key string, cc *http.ClientConn) {
+func (c *h2Client) drop(key string, cc *h2client.ClientConn) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.pools[key]
@@ -228,7 +235,7 @@ func (c *h2Client) drop(key string, cc *http.ClientConn) {
 // CloseIdleConnections closes the connections with no request in flight.
 func (c *h2Client) CloseIdleConnections() {
 	c.mu.Lock()
-	var idle []*http.ClientConn
+	var idle []*h2client.ClientConn
 	for _, p := range c.pools {
 		for _, cc := range p.conns {
 			if cc.InFlight() == 0 {

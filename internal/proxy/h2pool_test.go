@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weftmesh/weft/internal/h2client"
 )
 
 const (
@@ -93,9 +95,8 @@ func h2GoAway(last uint32) []byte {
 
 func testH2Client(t *testing.T) *h2Client {
 	t.Helper()
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
-	c := newH2Client(&http.Transport{Protocols: protos})
+	var d net.Dialer
+	c := newH2Client(func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }, h2client.Config{})
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
@@ -283,13 +284,13 @@ func TestH2ClientOneDialPerPool(t *testing.T) {
 	}
 }
 
-// TestH2UnsentErrors: the error net/http's HTTP/2 client returns for a
-// request on a connection that no longer takes requests (here after a
-// GOAWAY) is one h2Unsent knows, with a body or not: nothing was sent.
+// TestH2UnsentErrors: the error of a request on a connection that no
+// longer takes requests (here after a GOAWAY) is one h2Unsent knows, with a
+// body or not: nothing was sent.
 func TestH2UnsentErrors(t *testing.T) {
 	srv := newRawH2Server(t, func(_, _ int64, stream uint32) []byte { return append(h2OK(stream), h2GoAway(stream)...) })
 	c := testH2Client(t)
-	cc, err := c.t.NewClientConn(context.Background(), "http", srv.addr)
+	cc, err := c.connect(context.Background(), srv.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,22 +311,20 @@ func TestH2UnsentErrors(t *testing.T) {
 		t.Fatal("a connection after its GOAWAY took a request")
 	}
 	if !h2Unsent(req, err) {
-		t.Errorf("h2Unsent(%q) = false; the request was not sent (net/http's message changed?)", err)
+		t.Errorf("h2Unsent(%q) = false; the request was not sent", err)
 	}
 }
 
 // TestH2ClientFailedDialFailsItsWaiters: requests waiting for a pool's dial
 // fail with it, at once, rather than each dialing in turn.
 func TestH2ClientFailedDialFailsItsWaiters(t *testing.T) {
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
 	var dials atomic.Int64
 	release := make(chan struct{})
-	c := newH2Client(&http.Transport{Protocols: protos, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+	c := newH2Client(func(ctx context.Context, _ string) (net.Conn, error) {
 		dials.Add(1)
 		<-release
 		return nil, errors.New("connection refused (test)")
-	}})
+	}, h2client.Config{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 10)
 	for range 10 {

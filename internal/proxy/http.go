@@ -20,6 +20,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/balance"
 	"github.com/weftmesh/weft/internal/compat"
+	"github.com/weftmesh/weft/internal/h2client"
 	"github.com/weftmesh/weft/internal/metrics"
 	"github.com/weftmesh/weft/internal/retry"
 	reqtap "github.com/weftmesh/weft/internal/tap"
@@ -43,7 +44,9 @@ const (
 	h1MaxIdlePerHost = 256
 )
 
-func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
+// newTransports makes the HTTP/1 transport and the HTTP/2 client, which
+// dial alike.
+func (p *Proxy) newTransports() (h1 *http.Transport, h2 *h2Client) {
 	dialer := func(direction string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return func(ctx context.Context, _, addr string) (net.Conn, error) { return p.dial(ctx, direction, addr) }
 	}
@@ -68,26 +71,19 @@ func (p *Proxy) newTransports() (h1, h2 *http.Transport) {
 		DisableCompression:     true,
 		MaxResponseHeaderBytes: maxHeaderBytes,
 	}
-	protos := new(http.Protocols)
-	protos.SetUnencryptedHTTP2(true)
-	h2 = &http.Transport{
-		// The frames of the connection's streams are written together
-		// (h2batch.go).
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return newBatchConn(c), nil
-		},
-		Protocols:          protos,
-		IdleConnTimeout:    5 * time.Minute,
-		DisableCompression: true,
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 10 * time.Second,
-			PingTimeout:     5 * time.Second,
-		},
-	}
+	// The frames of the connection's streams are written together
+	// (h2batch.go).
+	h2 = newH2Client(func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := dial(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return newBatchConn(c), nil
+	}, h2client.Config{
+		PingAfter:   10 * time.Second,
+		PingTimeout: 5 * time.Second,
+		IdleTimeout: 5 * time.Minute,
+	})
 	return h1, h2
 }
 
@@ -303,27 +299,27 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	// Requests to an mTLS peer through a Transport get a pool per (address,
 	// identity) (identityPool). An inbound request that arrives with
 	// l5d-orig-proto goes out as HTTP/1.
-	rt := p.h1
+	h2 := false
 	switch {
 	case upgrade || downgrade:
 	case r.ProtoMajor == 2:
-		rt = p.h2
+		h2 = true
 	case info.direction == compat.Outbound && ep.Peer.Meshed && p.peerID(info, ep) != "" && (p.h1d == nil || !h1Usable(out)):
-		rt = p.h2
+		h2 = true
 		out.Header = r.Header.Clone()
 		out.Header[keyOrigProto] = []string{"HTTP/1.1"}
 	}
-	if rt == p.h1 && !upgrade && p.h1d != nil && h1Usable(out) {
+	if !h2 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.roundTrip(ctx, out, up)
 	}
 	out = out.WithContext(&upstreamCtx{Context: ctx, upstream: up})
 	if id != "" && p.id != nil {
 		out.URL.Host = identityPool(ep.Addr, id)
 	}
-	if rt == p.h2 {
-		return p.h2c.RoundTrip(out)
+	if h2 {
+		return p.h2.RoundTrip(out)
 	}
-	return rt.RoundTrip(out)
+	return p.h1.RoundTrip(out)
 }
 
 // identityPool is the URL host that gives requests to an mTLS peer a

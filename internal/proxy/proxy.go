@@ -51,8 +51,7 @@ type Proxy struct {
 	tap      *reqtap.Tap       // nil: tap disabled
 
 	h1       *http.Transport // HTTP/1.1 upstreams
-	h2       *http.Transport // h2c upstreams and Weft peers: dials and configures h2c's connections
-	h2c      *h2Client       // sends what goes to h2 (h2pool.go)
+	h2       *h2Client       // HTTP/2 to h2c upstreams and Weft peers (h2pool.go)
 	h1d      *h1Client       // HTTP/1.1 requests but upgrades and 100-continue, beside h1 (h1client.go)
 	outbound *httpServer
 	inbound  *httpServer
@@ -171,7 +170,6 @@ func New(cfg Config, o Options) (*Proxy, error) {
 		return nil, fmt.Errorf("tracing and access log: %w", err)
 	}
 	p.h1, p.h2 = p.newTransports()
-	p.h2c = newH2Client(p.h2)
 	p.h1d = p.newH1Client()
 	p.outbound = p.newHTTPServer(compat.Outbound)
 	p.inbound = p.newHTTPServer(compat.Inbound)
@@ -449,7 +447,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	p.h1.CloseIdleConnections()
 	p.h1d.CloseIdleConnections()
-	p.h2c.CloseIdleConnections()
+	p.h2.CloseIdleConnections()
 	if p.served != nil { // Start ran: control and admin stop now, in that order
 		p.drainOnce.Do(func() { close(p.drained) })
 		<-p.served

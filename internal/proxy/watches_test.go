@@ -104,7 +104,7 @@ func TestDistinctDestinationsReleased(t *testing.T) {
 		client.CloseIdleConnections()
 		p.h1.CloseIdleConnections()
 		p.h1d.CloseIdleConnections()
-		p.h2c.CloseIdleConnections()
+		p.h2.CloseIdleConnections()
 		time.Sleep(100 * time.Millisecond)
 		return footprint()
 	}
