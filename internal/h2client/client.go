@@ -122,9 +122,10 @@ func (e *goAwayError) Is(target error) bool { return target == ErrRefused }
 type ClientConn struct {
 	nc     net.Conn
 	cfg    Config
-	fr     *http2.Framer // reads; the read loop's only
-	canon  h2wire.Canon  // the read loop's only
-	frames atomic.Uint64 // frames read, for the health check
+	fr     *http2.Framer        // reads; the read loop's only
+	hr     *h2wire.HeaderReader // the read loop's only
+	canon  h2wire.Canon         // the read loop's only
+	frames atomic.Uint64        // frames read, for the health check
 
 	// The write side, under wmu: frames are encoded into wbuf (through
 	// wfr, header blocks through henc into hbuf) and written to nc in one
@@ -179,8 +180,7 @@ func New(nc net.Conn, cfg Config) (*ClientConn, error) {
 	}
 	cc.cond.L = &cc.mu
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	cc.fr.MaxHeaderListSize = cfg.MaxHeaderBytes
+	cc.hr = h2wire.NewHeaderReader(cfg.MaxHeaderBytes)
 	cc.fr.SetReuseFrames()
 	cc.wfr = http2.NewFramer(&cc.wbuf, nil)
 	cc.henc = hpack.NewEncoder(&cc.hbuf)

@@ -34,7 +34,13 @@ func (cc *ClientConn) readLoop() {
 func (cc *ClientConn) readFrames() error {
 	for {
 		f, err := cc.fr.ReadFrame()
-		if err != nil {
+		if err == nil {
+			cc.frames.Add(1)
+			if err = cc.processFrame(f); err == nil {
+				continue
+			}
+		}
+		{
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				// A malformed response header block (decoded: the
@@ -47,10 +53,6 @@ func (cc *ClientConn) readFrames() error {
 			if errors.Is(err, http2.ErrFrameTooLarge) {
 				return http2.ConnectionError(http2.ErrCodeFrameSize)
 			}
-			return err
-		}
-		cc.frames.Add(1)
-		if err := cc.processFrame(f); err != nil {
 			return err
 		}
 	}
@@ -71,8 +73,12 @@ func (cc *ClientConn) idleLocked(id uint32) bool {
 
 func (cc *ClientConn) processFrame(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return cc.processHeaders(f)
+	case *http2.HeadersFrame:
+		b, err := cc.hr.Read(cc.fr, f)
+		if err != nil {
+			return err // a stream error fails the stream (readFrames)
+		}
+		return cc.processHeaders(b)
 	case *http2.DataFrame:
 		return cc.processData(f)
 	case *http2.SettingsFrame:
@@ -216,7 +222,7 @@ func (cc *ClientConn) processGoAway(f *http2.GoAwayFrame) {
 }
 
 // processHeaders takes a response's HEADERS, or its trailers.
-func (cc *ClientConn) processHeaders(f *http2.MetaHeadersFrame) error {
+func (cc *ClientConn) processHeaders(f *h2wire.HeaderBlock) error {
 	cc.mu.Lock()
 	st := cc.streams[f.StreamID]
 	idle := cc.idleLocked(f.StreamID)
@@ -241,7 +247,7 @@ var errHeaderTooLarge = errors.New("h2client: response header list larger than t
 
 // processResponse delivers a response's header to its RoundTrip.
 // Informational responses (1xx) are skipped.
-func (cc *ClientConn) processResponse(st *stream, f *http2.MetaHeadersFrame) {
+func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 	if f.Truncated {
 		cc.resetStream(st, http2.ErrCodeCancel, errHeaderTooLarge)
 		return
@@ -259,7 +265,7 @@ func (cc *ClientConn) processResponse(st *stream, f *http2.MetaHeadersFrame) {
 		cc.malformed(st, fmt.Sprintf("status %q", status))
 		return
 	}
-	end := f.StreamEnded()
+	end := f.EndStream
 	if code < 200 {
 		if end || code == http.StatusSwitchingProtocols {
 			cc.malformed(st, "informational status "+status)
@@ -350,8 +356,8 @@ func (cc *ClientConn) malformed(st *stream, what string) {
 }
 
 // processTrailers ends a response body with its trailers.
-func (cc *ClientConn) processTrailers(st *stream, f *http2.MetaHeadersFrame) {
-	if !f.StreamEnded() {
+func (cc *ClientConn) processTrailers(st *stream, f *h2wire.HeaderBlock) {
+	if !f.EndStream {
 		cc.malformed(st, "trailers without END_STREAM")
 		return
 	}

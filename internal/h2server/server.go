@@ -169,9 +169,10 @@ type conn struct {
 	nc     net.Conn
 	ctx    context.Context
 	remote string
-	fr     *http2.Framer  // reads; used by the serving goroutine only
-	canon  h2wire.Canon   // the serving goroutine's
-	wg     sync.WaitGroup // running handlers
+	fr     *http2.Framer        // reads; used by the serving goroutine only
+	hr     *h2wire.HeaderReader // the serving goroutine's
+	canon  h2wire.Canon         // the serving goroutine's
+	wg     sync.WaitGroup       // running handlers
 
 	// The write side, under wmu: frames are encoded into wbuf (through
 	// wfr, header blocks through henc into hbuf) and written to nc in one
@@ -214,8 +215,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	}
 	c.cond.L = &c.mu
 	c.fr = http2.NewFramer(nil, nc)
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.MaxHeaderListSize = s.maxHeaderBytes()
+	c.hr = h2wire.NewHeaderReader(s.maxHeaderBytes())
 	c.fr.SetReuseFrames()
 	c.wfr = http2.NewFramer(&c.wbuf, nil)
 	c.henc = hpack.NewEncoder(&c.hbuf)
@@ -370,7 +370,12 @@ func (c *conn) idleFired() {
 func (c *conn) readFrames() error {
 	for {
 		f, err := c.fr.ReadFrame()
-		if err != nil {
+		if err == nil {
+			if err = c.processFrame(f); err == nil {
+				continue
+			}
+		}
+		{
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				// A malformed request (its header block was decoded, the
@@ -393,16 +398,17 @@ func (c *conn) readFrames() error {
 			}
 			return err
 		}
-		if err := c.processFrame(f); err != nil {
-			return err
-		}
 	}
 }
 
 func (c *conn) processFrame(f http2.Frame) error {
 	switch f := f.(type) {
-	case *http2.MetaHeadersFrame:
-		return c.processHeaders(f)
+	case *http2.HeadersFrame:
+		b, err := c.hr.Read(c.fr, f)
+		if err != nil {
+			return err // a stream error refuses the stream (readFrames)
+		}
+		return c.processHeaders(b)
 	case *http2.DataFrame:
 		return c.processData(f)
 	case *http2.SettingsFrame:
@@ -505,7 +511,7 @@ func (c *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 }
 
 // processHeaders starts a request, or ends a request body with trailers.
-func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
+func (c *conn) processHeaders(f *h2wire.HeaderBlock) error {
 	id := f.StreamID
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
@@ -541,7 +547,7 @@ func (c *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 			c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 			return c.writeHeaderBlock(id, true)
 		})
-		if !f.StreamEnded() {
+		if !f.EndStream {
 			c.writeReset(id, http2.ErrCodeNo)
 		}
 		return nil

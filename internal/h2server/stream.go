@@ -48,7 +48,7 @@ func (st *stream) fail(err error) {
 
 // newStream makes the stream of a request's HEADERS; nil and the code of
 // the stream error when the request is malformed (RFC 9113 §8.1.1).
-func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, http2.ErrCode) {
+func (c *conn) newStream(f *h2wire.HeaderBlock) (*stream, http2.ErrCode) {
 	var method, scheme, authority, path string
 	for _, hf := range f.PseudoFields() {
 		switch hf.Name {
@@ -139,7 +139,7 @@ func (c *conn) newStream(f *http2.MetaHeadersFrame) (*stream, http2.ErrCode) {
 		r.RequestURI = path
 	}
 	r.URL = &st.url
-	if f.StreamEnded() {
+	if f.EndStream {
 		r.ContentLength = 0
 		r.Body = http.NoBody
 		st.remoteDone = true
@@ -232,14 +232,14 @@ func (c *conn) processData(f *http2.DataFrame) error {
 
 // processTrailers ends a request body with its trailers (HEADERS with
 // END_STREAM after the request's HEADERS).
-func (c *conn) processTrailers(st *stream, f *http2.MetaHeadersFrame) error {
+func (c *conn) processTrailers(st *stream, f *h2wire.HeaderBlock) error {
 	c.mu.Lock()
 	done := st.remoteDone
 	c.mu.Unlock()
 	if done {
 		return nil // after END_STREAM: the stream is half-closed (remote)
 	}
-	if !f.StreamEnded() {
+	if !f.EndStream {
 		return http2.ConnectionError(http2.ErrCodeProtocol)
 	}
 	if len(f.PseudoFields()) > 0 {
