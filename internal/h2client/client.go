@@ -146,11 +146,10 @@ type ClientConn struct {
 	reserved    int    // slots taken by Reserve, not yet by RoundTrip
 	maxStreams  int    // the server's SETTINGS_MAX_CONCURRENT_STREAMS
 	gotSettings bool
-	sendWindow  int64 // connection-level credit for our DATA
-	initWindow  int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame    int   // the server's SETTINGS_MAX_FRAME_SIZE
-	recvWindow  int64 // connection-level credit the server has
-	recvUnacked int64 // consumed, not yet returned with WINDOW_UPDATE
+	sendWindow  int64             // connection-level credit for our DATA
+	initWindow  int64             // the server's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame    int               // the server's SETTINGS_MAX_FRAME_SIZE
+	recv        h2wire.RecvWindow // the connection-level credit the server has
 	goingAway   bool
 	closed      bool
 	err         error     // why the connection closed
@@ -175,11 +174,12 @@ func New(nc net.Conn, cfg Config) (*ClientConn, error) {
 		sendWindow: h2wire.InitialWindow,
 		initWindow: h2wire.InitialWindow,
 		maxFrame:   h2wire.DefaultFrameSize,
-		recvWindow: connRecvWindow,
+		recv:       h2wire.NewRecvWindow(connRecvWindow),
 		idleSince:  time.Now(),
 	}
 	cc.cond.L = &cc.mu
 	cc.fr = http2.NewFramer(nil, bufio.NewReaderSize(nc, readBufSize))
+	cc.fr.SetMaxReadFrameSize(h2wire.DefaultFrameSize) // SETTINGS_MAX_FRAME_SIZE is not raised
 	cc.hr = h2wire.NewHeaderReader(cfg.MaxHeaderBytes)
 	cc.fr.SetReuseFrames()
 	cc.wfr = http2.NewFramer(&cc.wbuf, nil)
@@ -231,8 +231,10 @@ func (cc *ClientConn) writeLocked(encode func() error) error {
 		return nil
 	}
 	if _, err := cc.nc.Write(cc.wbuf.Bytes()); err != nil {
+		// The connection takes no more requests from now on, not once
+		// its read loop notices.
 		cc.werr = fmt.Errorf("h2client: write: %w", err)
-		cc.nc.Close()
+		cc.closeWith(cc.werr)
 		return cc.werr
 	}
 	return nil
@@ -306,7 +308,7 @@ func (cc *ClientConn) Close() error {
 }
 
 // closeWith closes the connection, failing its streams with err; the
-// first error stays.
+// first error stays. It takes cc.mu (cc.wmu may be held).
 func (cc *ClientConn) closeWith(err error) {
 	cc.mu.Lock()
 	if cc.closed {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -101,9 +102,9 @@ func (s *rawServer) respond(id uint32, end bool, fields ...string) {
 func TestRefusedAndGoAway(t *testing.T) {
 	addr := serveRaw(t, func(s *rawServer) {
 		s.fr.WriteRSTStream(s.headers(), http2.ErrCodeRefusedStream)
-		a, b := s.headers(), s.headers()
+		a := s.headers()
+		s.headers() // the second request: above the GOAWAY's last stream
 		s.fr.WriteGoAway(a, http2.ErrCodeNo, nil)
-		_ = b
 		s.respond(a, true, ":status", "200")
 		s.next() // the client's end
 	})
@@ -240,6 +241,10 @@ func TestMalformedResponses(t *testing.T) {
 			s.respond(id, false, ":status", "200")
 			s.respond(id, false, "grpc-status", "0")
 		}, true},
+		{"two content-lengths", func(s *rawServer, id uint32) {
+			s.respond(id, false, ":status", "200", "content-length", "5", "content-length", "100")
+			s.fr.WriteData(id, true, []byte("hello"))
+		}, false},
 		{"reset", func(s *rawServer, id uint32) {
 			s.respond(id, false, ":status", "200")
 			s.fr.WriteRSTStream(id, http2.ErrCodeInternal)
@@ -274,5 +279,156 @@ func TestMalformedResponses(t *testing.T) {
 				t.Errorf("next request: status %d", resp.StatusCode)
 			}
 		})
+	}
+}
+
+// TestSameContentLengthsCollapse: repeated equal Content-Length values
+// are one.
+func TestSameContentLengthsCollapse(t *testing.T) {
+	addr := serveRaw(t, func(s *rawServer) {
+		id := s.headers()
+		s.respond(id, false, ":status", "200", "content-length", "5", "content-length", "5")
+		s.fr.WriteData(id, true, []byte("hello"))
+		for s.next() != nil {
+		}
+	})
+	cc := connect(t, addr, Config{})
+	resp, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || string(b) != "hello" || resp.ContentLength != 5 || len(resp.Header["Content-Length"]) != 1 {
+		t.Errorf("body %q (%v), ContentLength %d, header %q", b, err, resp.ContentLength, resp.Header["Content-Length"])
+	}
+}
+
+// TestLoweredStreamLimit: slots reserved before the server's SETTINGS
+// lowered its limit do not open streams over it: the request gets
+// ErrUnusable, which the pool sends elsewhere.
+func TestLoweredStreamLimit(t *testing.T) {
+	lowered := make(chan struct{})
+	addr := serveRaw(t, func(s *rawServer) {
+		<-lowered
+		s.fr.WriteSettings(http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: 1})
+		id := s.headers()
+		s.respond(id, true, ":status", "204")
+		for s.next() != nil {
+		}
+	})
+	cc := connect(t, addr, Config{})
+	for range 2 {
+		if err := cc.Reserve(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(lowered)
+	deadline := time.Now().Add(5 * time.Second)
+	for cc.Available() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	pr, _ := io.Pipe() // a body that never ends keeps the first stream open
+	first, err := cc.RoundTrip(newReq(t, testCtx(t), "POST", addr, pr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	if _, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil)); !errors.Is(err, ErrUnusable) {
+		t.Errorf("a second stream over the lowered limit of 1: %v, want ErrUnusable", err)
+	}
+}
+
+// TestEarlyResponseStopsTheRequestBody: a response that ends with its
+// header while the request body is still being sent; closing its body
+// resets the stream (the server sees RST_STREAM CANCEL) and stops the
+// request body.
+func TestEarlyResponseStopsTheRequestBody(t *testing.T) {
+	reset := make(chan http2.ErrCode, 1)
+	addr := serveRaw(t, func(s *rawServer) {
+		id := s.headers()
+		s.respond(id, true, ":status", "413")
+		for {
+			f := s.next()
+			if f == nil {
+				return
+			}
+			if r, ok := f.(*http2.RSTStreamFrame); ok && r.StreamID == id {
+				reset <- r.ErrCode
+			}
+		}
+	})
+	cc := connect(t, addr, Config{})
+	pr, pw := io.Pipe()
+	go pw.Write([]byte("part of a large upload"))
+	resp, err := cc.RoundTrip(newReq(t, testCtx(t), "POST", addr, pr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 413 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if b, err := io.ReadAll(resp.Body); err != nil || len(b) != 0 {
+		t.Errorf("body %q, %v", b, err)
+	}
+	resp.Body.Close()
+	select {
+	case code := <-reset:
+		if code != http2.ErrCodeCancel {
+			t.Errorf("RST_STREAM %v, want CANCEL", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no RST_STREAM after the response body was closed")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := pw.Write([]byte("more")); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the request body is still read")
+		}
+	}
+	if n := cc.InFlight(); n != 0 {
+		t.Errorf("%d streams in flight", n)
+	}
+}
+
+// failingConn fails its writes once failWrites is set.
+type failingConn struct {
+	net.Conn
+	failWrites atomic.Bool
+}
+
+func (c *failingConn) Write(p []byte) (int, error) {
+	if c.failWrites.Load() {
+		return 0, errors.New("write failed (test)")
+	}
+	return c.Conn.Write(p)
+}
+
+// TestFailedWriteEndsTheConnection: a connection whose write failed takes
+// no more requests at once, not once its read loop notices.
+func TestFailedWriteEndsTheConnection(t *testing.T) {
+	addr := h2cServer(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), nil)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := &failingConn{Conn: nc}
+	cc, err := New(fc, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	fc.failWrites.Store(true)
+	if _, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil)); err == nil {
+		t.Fatal("a request on a connection whose writes fail succeeded")
+	}
+	if cc.Err() == nil || cc.Available() != 0 {
+		t.Errorf("after the failed write: Err %v, Available %d", cc.Err(), cc.Available())
+	}
+	if err := cc.Reserve(); !errors.Is(err, ErrUnusable) {
+		t.Errorf("Reserve after the failed write: %v", err)
 	}
 }

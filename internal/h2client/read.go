@@ -31,38 +31,44 @@ func (cc *ClientConn) readLoop() {
 	cc.closeWith(fmt.Errorf("h2client: connection lost: %w", err))
 }
 
-func (cc *ClientConn) readFrames() error {
-	for {
-		f, err := cc.fr.ReadFrame()
-		if err == nil {
-			cc.frames.Add(1)
-			if err = cc.processFrame(f); err == nil {
-				continue
-			}
-		}
-		{
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				// A malformed response header block (decoded: the
-				// connection's header table is in step): that stream fails.
-				if st := cc.stream(se.StreamID); st != nil {
-					cc.resetStream(st, se.Code, fmt.Errorf("h2client: malformed response: %w", err))
-				}
-				continue
-			}
-			if errors.Is(err, http2.ErrFrameTooLarge) {
-				return http2.ConnectionError(http2.ErrCodeFrameSize)
-			}
-			return err
-		}
+// readFrame reads and processes one frame.
+func (cc *ClientConn) readFrame() error {
+	f, err := cc.fr.ReadFrame()
+	if err != nil {
+		return err
 	}
+	cc.frames.Add(1)
+	return cc.processFrame(f)
 }
 
-// stream is the open stream id, or nil.
-func (cc *ClientConn) stream(id uint32) *stream {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	return cc.streams[id]
+// readFrames reads frames until an error that ends the connection: a
+// stream error fails only its stream.
+func (cc *ClientConn) readFrames() error {
+	for {
+		err := cc.readFrame()
+		if err == nil {
+			continue
+		}
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			// A malformed response header block (decoded: the
+			// connection's header table is in step): that stream fails.
+			cc.mu.Lock()
+			st := cc.streams[se.StreamID]
+			idle := cc.idleLocked(se.StreamID)
+			cc.mu.Unlock()
+			if st != nil {
+				cc.resetStream(st, se.Code, fmt.Errorf("h2client: malformed response: %w", err))
+			} else if idle {
+				return http2.ConnectionError(http2.ErrCodeProtocol)
+			}
+			continue
+		}
+		if errors.Is(err, http2.ErrFrameTooLarge) {
+			return http2.ConnectionError(http2.ErrCodeFrameSize)
+		}
+		return err
+	}
 }
 
 // idleLocked reports whether id names a stream this client never opened
@@ -298,11 +304,26 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 		h[k] = vals[i : i+1 : i+1]
 	}
 	cl := int64(-1)
-	if vv := h["Content-Length"]; len(vv) == 1 {
-		if n, err := strconv.ParseUint(vv[0], 10, 63); err == nil {
-			cl = int64(n)
+	if vv := h["Content-Length"]; len(vv) > 0 {
+		// Repeated values must agree (they collapse into one); a
+		// response with two lengths, or one that is not a number, is
+		// malformed (RFC 9113 §8.1.1): passed on to HTTP/1 it could
+		// desynchronise a client.
+		n, err := strconv.ParseUint(vv[0], 10, 63)
+		for _, v := range vv[1:] {
+			if v != vv[0] {
+				err = errors.New("differing values")
+			}
 		}
-	} else if len(vv) == 0 && end && !st.isHead {
+		if err != nil {
+			cc.malformed(st, fmt.Sprintf("content-length %q", vv))
+			return
+		}
+		if len(vv) > 1 {
+			h["Content-Length"] = vv[:1]
+		}
+		cl = int64(n)
+	} else if end && !st.isHead {
 		cl = 0
 	}
 	st.headersDone = true
@@ -310,10 +331,14 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 	if !st.isHead {
 		st.declared = cl
 	}
+	sending := false // the request body is still being sent
 	if end {
 		// Done before the response is delivered: its caller finds the
 		// stream's slot free.
 		cc.endRecv(st)
+		cc.mu.Lock()
+		sending = cc.streams[st.id] == st
+		cc.mu.Unlock()
 	}
 
 	st.mu.Lock()
@@ -326,6 +351,16 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 	r.ContentLength = cl
 	r.Request = st.req
 	switch {
+	case end && sending:
+		// The response ended with its header while the request body is
+		// still being sent: its body ends at once, and closing it stops
+		// the request (RST_STREAM CANCEL), as when a body is closed
+		// early.
+		st.body.err = io.EOF
+		if cl > 0 {
+			st.body.err = io.ErrUnexpectedEOF
+		}
+		r.Body = &st.body
 	case st.isHead:
 		r.Body = http.NoBody
 	case end && cl > 0:
@@ -391,11 +426,10 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 	n := int64(f.Length) // padding included
 	data := f.Data()
 	cc.mu.Lock()
-	if n > cc.recvWindow {
+	if !cc.recv.Take(n) {
 		cc.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
-	cc.recvWindow -= n
 	st := cc.streams[f.StreamID]
 	if st == nil || st.recvEnd {
 		idle := st == nil && cc.idleLocked(f.StreamID)
@@ -408,13 +442,12 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 		cc.credit(nil, n)
 		return nil
 	}
-	if n > st.recvWindow {
+	if !st.recv.Take(n) {
 		cc.mu.Unlock()
 		cc.credit(nil, n)
 		cc.resetStream(st, http2.ErrCodeFlowControl, errors.New("h2client: the server sent more than the stream's window"))
 		return nil
 	}
-	st.recvWindow -= n
 	cc.mu.Unlock()
 	if !st.headersDone {
 		cc.credit(nil, n)
@@ -449,19 +482,9 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 func (cc *ClientConn) credit(st *stream, n int64) {
 	var connInc, streamInc int64
 	cc.mu.Lock()
-	cc.recvUnacked += n
-	if cc.recvUnacked >= connRecvWindow/2 {
-		connInc = cc.recvUnacked
-		cc.recvWindow += connInc
-		cc.recvUnacked = 0
-	}
+	connInc = cc.recv.Return(n, connRecvWindow)
 	if st != nil && !st.recvEnd {
-		st.recvUnacked += n
-		if st.recvUnacked >= streamRecvWindow/2 {
-			streamInc = st.recvUnacked
-			st.recvWindow += streamInc
-			st.recvUnacked = 0
-		}
+		streamInc = st.recv.Return(n, streamRecvWindow)
 	}
 	closed := cc.closed
 	cc.mu.Unlock()

@@ -26,12 +26,11 @@ type stream struct {
 	isHead bool
 
 	// Under cc.mu.
-	sendWindow  int64 // credit for the request's DATA
-	recvWindow  int64 // credit the server has for the response's DATA
-	recvUnacked int64 // consumed, not yet returned
-	sentEnd     bool  // END_STREAM sent (or the stream reset)
-	recvEnd     bool  // END_STREAM received (or the stream reset)
-	reset       bool  // reset by either side, or the connection closed
+	sendWindow int64             // credit for the request's DATA
+	recv       h2wire.RecvWindow // the credit the server has for the response's DATA
+	sentEnd    bool              // END_STREAM sent (or the stream reset)
+	recvEnd    bool              // END_STREAM received (or the stream reset)
+	reset      bool              // reset by either side, or the connection closed
 
 	closedOut bool // under cc.wmu: no more frames (RST_STREAM sent or received)
 
@@ -177,7 +176,10 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 	if slot {
 		cc.reserved--
 	}
-	if cc.werr != nil || !cc.usableLocked() || (!slot && len(cc.streams) >= cc.maxStreams) {
+	// A reserved slot is checked again: the server's SETTINGS may have
+	// lowered the limit since (the first ones arrive after the
+	// connection took requests).
+	if cc.werr != nil || !cc.usableLocked() || len(cc.streams) >= cc.maxStreams {
 		cc.mu.Unlock()
 		return ErrUnusable
 	}
@@ -187,7 +189,7 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 	}
 	cc.lastID = st.id
 	st.sendWindow = cc.initWindow
-	st.recvWindow = streamRecvWindow
+	st.recv = h2wire.NewRecvWindow(streamRecvWindow)
 	st.sentEnd = end
 	cc.streams[st.id] = st
 	maxFrame := cc.maxFrame

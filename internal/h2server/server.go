@@ -185,20 +185,19 @@ type conn struct {
 	werr error
 
 	// Streams and flow control, under mu.
-	mu          sync.Mutex
-	cond        sync.Cond // window credit, resets, close
-	streams     map[uint32]*stream
-	maxID       uint32 // highest stream ID the client used
-	goAwayID    uint32 // streams above it are ignored once goingAway
-	goingAway   bool
-	closed      bool
-	running     int   // handlers running
-	sendWindow  int64 // connection-level credit for our DATA
-	initWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
-	maxFrame    int   // the client's SETTINGS_MAX_FRAME_SIZE
-	recvWindow  int64 // connection-level credit the client has
-	recvUnacked int64 // consumed, not yet returned with WINDOW_UPDATE
-	idle        *time.Timer
+	mu         sync.Mutex
+	cond       sync.Cond // window credit, resets, close
+	streams    map[uint32]*stream
+	maxID      uint32 // highest stream ID the client used
+	goAwayID   uint32 // streams above it are ignored once goingAway
+	goingAway  bool
+	closed     bool
+	running    int               // handlers running
+	sendWindow int64             // connection-level credit for our DATA
+	initWindow int64             // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	maxFrame   int               // the client's SETTINGS_MAX_FRAME_SIZE
+	recv       h2wire.RecvWindow // the connection-level credit the client has
+	idle       *time.Timer
 }
 
 func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
@@ -211,10 +210,11 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 		sendWindow: h2wire.InitialWindow,
 		initWindow: h2wire.InitialWindow,
 		maxFrame:   h2wire.DefaultFrameSize,
-		recvWindow: connRecvWindow,
+		recv:       h2wire.NewRecvWindow(connRecvWindow),
 	}
 	c.cond.L = &c.mu
 	c.fr = http2.NewFramer(nil, nc)
+	c.fr.SetMaxReadFrameSize(h2wire.DefaultFrameSize) // SETTINGS_MAX_FRAME_SIZE is not raised
 	c.hr = h2wire.NewHeaderReader(s.maxHeaderBytes())
 	c.fr.SetReuseFrames()
 	c.wfr = http2.NewFramer(&c.wbuf, nil)
@@ -366,38 +366,44 @@ func (c *conn) idleFired() {
 	}
 }
 
-// readFrames is the connection's read loop.
+// readFrame reads and processes one frame.
+func (c *conn) readFrame() error {
+	f, err := c.fr.ReadFrame()
+	if err != nil {
+		return err
+	}
+	return c.processFrame(f)
+}
+
+// readFrames is the connection's read loop: it returns the error that
+// ends the connection; a stream error refuses only its stream.
 func (c *conn) readFrames() error {
 	for {
-		f, err := c.fr.ReadFrame()
+		err := c.readFrame()
 		if err == nil {
-			if err = c.processFrame(f); err == nil {
-				continue
-			}
+			continue
 		}
-		{
-			var se http2.StreamError
-			if errors.As(err, &se) {
-				// A malformed request (its header block was decoded, the
-				// connection's state is intact): refuse that stream.
-				c.mu.Lock()
-				if se.StreamID > c.maxID && se.StreamID%2 == 1 {
-					c.maxID = se.StreamID
-				}
-				st := c.streams[se.StreamID]
-				c.mu.Unlock()
-				if st != nil {
-					c.resetStream(st, se.Code, errStreamReset)
-				} else {
-					c.writeReset(se.StreamID, se.Code)
-				}
-				continue
+		var se http2.StreamError
+		if errors.As(err, &se) {
+			// A malformed request (its header block was decoded, the
+			// connection's state is intact): refuse that stream.
+			c.mu.Lock()
+			if se.StreamID > c.maxID && se.StreamID%2 == 1 {
+				c.maxID = se.StreamID
 			}
-			if errors.Is(err, http2.ErrFrameTooLarge) {
-				return http2.ConnectionError(http2.ErrCodeFrameSize)
+			st := c.streams[se.StreamID]
+			c.mu.Unlock()
+			if st != nil {
+				c.resetStream(st, se.Code, errStreamReset)
+			} else {
+				c.writeReset(se.StreamID, se.Code)
 			}
-			return err
+			continue
 		}
+		if errors.Is(err, http2.ErrFrameTooLarge) {
+			return http2.ConnectionError(http2.ErrCodeFrameSize)
+		}
+		return err
 	}
 }
 

@@ -28,14 +28,13 @@ type stream struct {
 	body   body
 
 	// Under c.mu.
-	sendWindow  int64 // credit for DATA
-	recvWindow  int64 // credit the client has for DATA
-	recvUnacked int64 // consumed, not yet returned
-	received    int64 // DATA bytes, checked against declared
-	declared    int64 // the request's Content-Length, -1 if none
-	trailers    bool  // the request declared trailers (read loop only)
-	remoteDone  bool  // END_STREAM received, or the stream reset
-	reset       bool
+	sendWindow int64             // credit for DATA
+	recv       h2wire.RecvWindow // the credit the client has for DATA
+	received   int64             // DATA bytes, checked against declared
+	declared   int64             // the request's Content-Length, -1 if none
+	trailers   bool              // the request declared trailers (read loop only)
+	remoteDone bool              // END_STREAM received, or the stream reset
+	reset      bool
 
 	wroteReset bool // under c.wmu
 }
@@ -166,7 +165,7 @@ func (c *conn) newStream(f *h2wire.HeaderBlock) (*stream, http2.ErrCode) {
 
 	c.mu.Lock()
 	st.sendWindow = c.initWindow
-	st.recvWindow = streamRecvWindow
+	st.recv = h2wire.NewRecvWindow(streamRecvWindow)
 	c.mu.Unlock()
 	return st, 0
 }
@@ -178,11 +177,10 @@ func (c *conn) processData(f *http2.DataFrame) error {
 	n := int64(f.Length) // padding included
 	data := f.Data()
 	c.mu.Lock()
-	if n > c.recvWindow {
+	if !c.recv.Take(n) {
 		c.mu.Unlock()
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
-	c.recvWindow -= n
 	st := c.streams[id]
 	if st == nil || st.remoteDone {
 		idle := id > c.maxID && !c.goingAway
@@ -198,13 +196,12 @@ func (c *conn) processData(f *http2.DataFrame) error {
 		}
 		return nil
 	}
-	if n > st.recvWindow {
+	if !st.recv.Take(n) {
 		c.mu.Unlock()
 		c.credit(nil, n)
 		c.resetStream(st, http2.ErrCodeFlowControl, errStreamReset)
 		return nil
 	}
-	st.recvWindow -= n
 	st.received += int64(len(data))
 	end := f.StreamEnded()
 	cl := st.declared
@@ -286,19 +283,9 @@ func (c *conn) processTrailers(st *stream, f *h2wire.HeaderBlock) error {
 func (c *conn) credit(st *stream, n int64) {
 	var connInc, streamInc int64
 	c.mu.Lock()
-	c.recvUnacked += n
-	if c.recvUnacked >= connRecvWindow/2 {
-		connInc = c.recvUnacked
-		c.recvWindow += connInc
-		c.recvUnacked = 0
-	}
+	connInc = c.recv.Return(n, connRecvWindow)
 	if st != nil && !st.remoteDone {
-		st.recvUnacked += n
-		if st.recvUnacked >= streamRecvWindow/2 {
-			streamInc = st.recvUnacked
-			st.recvWindow += streamInc
-			st.recvUnacked = 0
-		}
+		streamInc = st.recv.Return(n, streamRecvWindow)
 	}
 	closed := c.closed
 	c.mu.Unlock()

@@ -32,8 +32,9 @@ func (b *HeaderBlock) RegularFields() []hpack.HeaderField { return b.Fields[b.nP
 // of the Framer's ReadMetaHeaders, which allocates a frame and grows a
 // new field list for every block (a fifth of the objects each proxy
 // allocated in the h2 mTLS pair, issue 17): the fields go into one list
-// the connection keeps. It checks what ReadMetaHeaders checks. It is not
-// safe for concurrent use.
+// the connection keeps. It checks what ReadMetaHeaders checks, its
+// bounds on CONTINUATION frames included. It is not safe for concurrent
+// use.
 type HeaderReader struct {
 	dec        *hpack.Decoder
 	maxList    uint32
@@ -66,6 +67,13 @@ func (r *HeaderReader) Read(fr *http2.Framer, f *http2.HeadersFrame) (*HeaderBlo
 	r.dec.SetEmitEnabled(true)
 	frag, ended := f.HeaderBlockFragment(), f.HeadersEnded()
 	for {
+		// A block far over the limit, or going on after a malformed
+		// field (whose size is no longer counted), ends the connection
+		// rather than being decoded for as long as the peer sends
+		// CONTINUATION frames (CVE-2023-45288; x/net's checks).
+		if int64(len(frag)) > 2*int64(r.remain) || r.invalid != nil {
+			return nil, http2.ConnectionError(http2.ErrCodeProtocol)
+		}
 		// Decoded before the next frame is read: the fragment is the
 		// Framer's buffer.
 		if _, err := r.dec.Write(frag); err != nil {
@@ -117,6 +125,7 @@ func (r *HeaderReader) emit(hf hpack.HeaderField) {
 	if size > r.remain {
 		r.dec.SetEmitEnabled(false)
 		r.block.Truncated = true
+		r.remain = 0 // any CONTINUATION after this ends the connection
 		return
 	}
 	r.remain -= size

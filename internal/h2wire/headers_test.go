@@ -113,3 +113,43 @@ func TestHeaderReaderCompressionError(t *testing.T) {
 		t.Errorf("got %v, want COMPRESSION_ERROR", err)
 	}
 }
+
+// TestHeaderReaderContinuationFlood: CONTINUATION frames after a block
+// went over the limit, or after a malformed field, end the connection
+// instead of being decoded as long as the peer sends them.
+func TestHeaderReaderContinuationFlood(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first []string
+	}{
+		{"over the limit", []string{":status", "200", "a", strings.Repeat("x", 3000)}},
+		{"malformed field", []string{":status", "200", "Bad", "x"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var wire bytes.Buffer
+			fr := http2.NewFramer(&wire, &wire)
+			var hbuf bytes.Buffer
+			enc := hpack.NewEncoder(&hbuf)
+			for i := 0; i+1 < len(tc.first); i += 2 {
+				enc.WriteField(hpack.HeaderField{Name: tc.first[i], Value: tc.first[i+1]})
+			}
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hbuf.Bytes()})
+			for range 100 {
+				hbuf.Reset()
+				enc.WriteField(hpack.HeaderField{Name: "more", Value: "x"})
+				fr.WriteContinuation(1, false, hbuf.Bytes())
+			}
+			f, err := fr.ReadFrame()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = NewHeaderReader(1024).Read(fr, f.(*http2.HeadersFrame))
+			if ce, ok := err.(http2.ConnectionError); !ok || http2.ErrCode(ce) != http2.ErrCodeProtocol {
+				t.Fatalf("got %v, want PROTOCOL_ERROR for the connection", err)
+			}
+			if left := wire.Len(); left == 0 {
+				t.Error("every CONTINUATION frame was read")
+			}
+		})
+	}
+}

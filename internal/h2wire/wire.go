@@ -129,3 +129,38 @@ func (c *Canon) Canonical(name string) string {
 	}
 	return k
 }
+
+// RecvWindow is a receive window: the credit a peer has for DATA (on a
+// stream or on a connection), and what was consumed and not yet given
+// back. The zero value is a window of 0; its owner guards it.
+type RecvWindow struct {
+	avail   int64
+	unacked int64
+}
+
+// NewRecvWindow is a window of size.
+func NewRecvWindow(size int64) RecvWindow { return RecvWindow{avail: size} }
+
+// Take uses n bytes of credit for DATA received; false when the peer
+// sent more than it had (a flow-control error).
+func (w *RecvWindow) Take(n int64) bool {
+	if n > w.avail {
+		return false
+	}
+	w.avail -= n
+	return true
+}
+
+// Return gives back n bytes consumed and returns the increment of the
+// WINDOW_UPDATE to send: 0 until half of size is owed, so that updates
+// go out in few frames.
+func (w *RecvWindow) Return(n, size int64) int64 {
+	w.unacked += n
+	if w.unacked < size/2 {
+		return 0
+	}
+	inc := w.unacked
+	w.avail += inc
+	w.unacked = 0
+	return inc
+}

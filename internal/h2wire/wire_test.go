@@ -74,3 +74,30 @@ func TestWriteHeaderBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestRecvWindow: credit is used by DATA and given back in one update
+// once half the window is owed; more than the credit is refused.
+func TestRecvWindow(t *testing.T) {
+	const size = 100
+	w := NewRecvWindow(size)
+	for _, step := range []struct {
+		take, ret int64
+		ok        bool
+		inc       int64
+	}{
+		{take: 30, ok: true, ret: 30, inc: 0},  // 30 owed, under half
+		{take: 70, ok: true, ret: 20, inc: 50}, // 50 owed: returned
+		{take: 51, ok: false},                  // 50 credit left
+		{take: 50, ok: true, ret: 49, inc: 0},
+	} {
+		if ok := w.Take(step.take); ok != step.ok {
+			t.Fatalf("Take(%d) = %v, want %v (window %+v)", step.take, ok, step.ok, w)
+		}
+		if !step.ok {
+			continue
+		}
+		if inc := w.Return(step.ret, size); inc != step.inc {
+			t.Errorf("Return(%d) = %d, want %d", step.ret, inc, step.inc)
+		}
+	}
+}

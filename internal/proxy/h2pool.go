@@ -72,7 +72,9 @@ func (c *h2Client) RoundTrip(req *http.Request) (*http.Response, error) {
 			c.drop(key, cc)
 		}
 		if sends >= h2MaxSends || !h2Unsent(req, err) {
-			closeBody(req) // a connection that did not take it left it open
+			if errors.Is(err, h2client.ErrUnusable) {
+				closeBody(req) // the connection left it open for another
+			}
 			return nil, err
 		}
 	}
