@@ -58,7 +58,8 @@ var errStreamDone = errors.New("h2client: stream done")
 // RoundTrip sends req and returns its response once its header arrives;
 // the request body is sent meanwhile, and its response body is read
 // from the stream as it comes. It uses the slot a Reserve took, or takes
-// one. req.Body is closed, as http.RoundTripper requires, but for
+// one; one that fails before opening its stream gives a reserved slot
+// back. req.Body is closed, as http.RoundTripper requires, but for
 // ErrUnusable: the request may then go to another connection as it is.
 // Cancelling req's context resets the stream.
 func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -72,6 +73,9 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 			body.Close()
 		}
 		return nil, err
+	}
+	if req.URL == nil {
+		return fail(errors.New("h2client: request has no URL"))
 	}
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
@@ -141,9 +145,6 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 // encoded: the connection's header table is shared by its requests, so a
 // request must not fail halfway through its header block.
 func validRequest(req *http.Request, host string) error {
-	if req.URL == nil {
-		return errors.New("h2client: request has no URL")
-	}
 	if !httpguts.ValidHostHeader(host) {
 		return fmt.Errorf("h2client: invalid authority %q", host)
 	}
@@ -172,8 +173,7 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
 	cc.mu.Lock()
-	slot := cc.reserved > 0
-	if slot {
+	if cc.reserved > 0 {
 		cc.reserved--
 	}
 	// A reserved slot is checked again: the server's SETTINGS may have
