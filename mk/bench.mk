@@ -35,9 +35,14 @@ bench-policy:
 # service) at 1,000 rps for 10 minutes, RSS and goroutines of both proxies
 # sampled every 10 s; fails unless flat. Results in bench/results/soak.{md,json}.
 # Not in CI.
-.PHONY: soak soak-quick
+.PHONY: soak soak-h2 soak-quick
 soak: bench-tools
 	$(GO) run ./bench/soak -duration 10m
+
+# The same with HTTP/2 on every hop (fortio sends h2c): the proxies' own
+# HTTP/2 server and client. Results in bench/results/soak-h2.{md,json}.
+soak-h2: bench-tools
+	$(GO) run ./bench/soak -h2 -name soak-h2 -duration 10m
 
 # The short soak: 60 s, fails on any failed request or a goroutine leak
 # (too short to judge the RSS trend). Not in .ci/run: 97-110 s here with

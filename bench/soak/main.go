@@ -38,6 +38,7 @@ type options struct {
 	duration, interval, warmupLoad, settle time.Duration
 	qps, conns                             int
 	path, out, name, fortio, proxyBin      string
+	h2                                     bool
 	limits                                 Limits
 }
 
@@ -54,6 +55,7 @@ func main() {
 	flag.StringVar(&o.name, "name", "soak", "base name of the result files")
 	flag.StringVar(&o.fortio, "fortio", "", "fortio binary (default: $HOME/.cache/weft/bin/fortio, else PATH)")
 	flag.StringVar(&o.proxyBin, "proxy-bin", "", "a prebuilt weft-proxy (default: built from this tree)")
+	flag.BoolVar(&o.h2, "h2", false, "fortio sends HTTP/2 (h2c, prior knowledge): HTTP/2 on every hop, through the proxies' own HTTP/2 server and client")
 	warmup := flag.Duration("warmup", 2*time.Minute, "start of the load left out of the RSS trend")
 	minTrend := flag.Duration("min-trend", 5*time.Minute, "judge the RSS slope only if the samples after -warmup span this long")
 	flag.Float64Var(&o.limits.MaxSlopeMiBPerMin, "max-slope", 0.1, "RSS slope limit, MiB per minute")
@@ -168,7 +170,7 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 	}
 
 	log.Printf("warm-up load: %v at %d rps through %s", o.warmupLoad, o.qps, pr.url)
-	warm, err := runFortio(fortio, filepath.Join(dir, "warmup.json"), pr.url, o.qps, o.conns, o.warmupLoad)
+	warm, err := runFortio(fortio, filepath.Join(dir, "warmup.json"), pr.url, o.qps, o.conns, o.warmupLoad, o.h2)
 	if err != nil {
 		return nil, err
 	}
@@ -193,7 +195,7 @@ func soak(o options, fortio, dir string, pr *pair) (*Report, error) {
 	}
 	done := make(chan fortioDone, 1)
 	go func() {
-		r, err := runFortio(fortio, filepath.Join(dir, "load.json"), pr.url, o.qps, o.conns, o.duration)
+		r, err := runFortio(fortio, filepath.Join(dir, "load.json"), pr.url, o.qps, o.conns, o.duration, o.h2)
 		done <- fortioDone{r, err}
 	}()
 	sample := func(afterLoad bool) error {

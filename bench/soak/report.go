@@ -11,8 +11,19 @@ import (
 
 // runFortio loads url at qps over conns connections for d and parses
 // fortio's JSON.
-func runFortio(fortio, jsonPath, url string, qps, conns int, d time.Duration) (*harness.FortioResult, error) {
-	return harness.RunFortio(harness.FortioArgs(fortio, jsonPath, url, qps, conns, d), jsonPath)
+func runFortio(fortio, jsonPath, url string, qps, conns int, d time.Duration, h2 bool) (*harness.FortioResult, error) {
+	return harness.RunFortio(fortioArgv(fortio, jsonPath, url, qps, conns, d, h2), jsonPath)
+}
+
+// fortioArgv is fortio's command line, with -h2 (h2c, prior knowledge)
+// when h2.
+func fortioArgv(fortio, jsonPath, url string, qps, conns int, d time.Duration, h2 bool) []string {
+	argv := harness.FortioArgs(fortio, jsonPath, url, qps, conns, d)
+	if h2 {
+		// Before the URL, fortio's last argument.
+		argv = append(argv[:len(argv)-1:len(argv)-1], "-h2", url)
+	}
+	return argv
 }
 
 // Report is the soak's result.
@@ -24,6 +35,7 @@ type Report struct {
 	QPS       int              `json:"qps"`
 	Conns     int              `json:"conns"`
 	Path      string           `json:"path"`
+	HTTP2     bool             `json:"http2"`     // fortio sent h2c: HTTP/2 on every hop
 	Proxy     string           `json:"proxy"`     // which weft-proxy: this tree's commit, or -proxy-bin
 	MTLSPeer  string           `json:"mtls_peer"` // the client identity the inbound proxy saw
 	Limits    Limits           `json:"limits"`
@@ -44,7 +56,7 @@ type Report struct {
 
 func newReport(o options, peer string) *Report {
 	return &Report{Date: time.Now().UTC().Format(time.RFC3339), Machine: harness.Machine("at the end"), Duration: o.duration.String(),
-		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, MTLSPeer: peer, Limits: o.limits,
+		Interval: o.interval.String(), QPS: o.qps, Conns: o.conns, Path: o.path, HTTP2: o.h2, MTLSPeer: peer, Limits: o.limits,
 		Proxy: proxyDescription(o.proxyBin)}
 }
 
@@ -88,6 +100,9 @@ func (r *Report) Markdown() string {
 	fmt.Fprintf(&b, "# Soak: a meshed pair with mTLS under steady load\n\n%s, %s\n\n", r.Date, r.Machine)
 	fmt.Fprintf(&b, "fortio → outbound weft-proxy → mTLS (client identity `%s`, seen by the inbound proxy) → inbound weft-proxy → fortio server; "+
 		"`%s` at %d rps over %d connections for %s, samples every %s. weft-proxy: %s.\n\n", r.MTLSPeer, r.Path, r.QPS, r.Conns, r.Duration, r.Interval, r.Proxy)
+	if r.HTTP2 {
+		fmt.Fprintf(&b, "HTTP/2 on every hop: fortio sends h2c (`-h2`), the proxies carry it as HTTP/2 over mTLS and as h2c to the server.\n\n")
+	}
 	fmt.Fprintf(&b, "Verdict: %s\n\n", verdict)
 	fmt.Fprintf(&b, "Flat means: zero failed requests; RSS least-squares slope after the first %.0f s below %.2f MiB/min "+
 		"(judged when the samples after it span ≥ %.0f s); goroutines within %d of their count after a warm-up load, once the load stops.\n\n",

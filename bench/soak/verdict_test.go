@@ -4,6 +4,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestSlope(t *testing.T) {
@@ -209,6 +210,20 @@ func TestReportJudge(t *testing.T) {
 		}
 		if md := r.Markdown(); tt.wantFlat != strings.Contains(md, "Verdict: **flat**") {
 			t.Errorf("%s: the Markdown's verdict disagrees with flat=%v:\n%s", tt.name, tt.wantFlat, md)
+		}
+	}
+}
+
+// TestFortioArgvH2: -h2 goes before the URL, fortio's last argument.
+func TestFortioArgvH2(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		argv := fortioArgv("fortio", "out.json", "http://127.0.0.1:1/echo", 1000, 16, time.Minute, h2)
+		n := len(argv)
+		if argv[n-1] != "http://127.0.0.1:1/echo" {
+			t.Errorf("h2=%v: last argument %q, want the URL", h2, argv[n-1])
+		}
+		if got := argv[n-2] == "-h2"; got != h2 {
+			t.Errorf("h2=%v: argv %q", h2, argv)
 		}
 	}
 }
