@@ -432,3 +432,26 @@ func TestFailedWriteEndsTheConnection(t *testing.T) {
 		t.Errorf("Reserve after the failed write: %v", err)
 	}
 }
+
+// TestNoBodyStatuses: a 304 or 204 that declares a Content-Length has no
+// body to wait for (RFC 9110 §6.4.1): its body is empty, not short.
+func TestNoBodyStatuses(t *testing.T) {
+	addr := serveRaw(t, func(s *rawServer) {
+		s.respond(s.headers(), true, ":status", "304", "content-length", "1234")
+		s.respond(s.headers(), true, ":status", "204", "content-length", "10")
+		for s.next() != nil {
+		}
+	})
+	cc := connect(t, addr, Config{})
+	for _, want := range []int{304, 204} {
+		resp, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || err != nil || len(b) != 0 {
+			t.Errorf("status %d (want %d): body %q, %v", resp.StatusCode, want, b, err)
+		}
+	}
+}

@@ -326,9 +326,12 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 	} else if end && !st.isHead {
 		cl = 0
 	}
+	// No body follows a HEAD's response, a 204 or a 304, whatever their
+	// Content-Length says (RFC 9110 §6.4.1).
+	st.noBody = st.isHead || code == http.StatusNoContent || code == http.StatusNotModified
 	st.headersDone = true
 	st.declared = -1
-	if !st.isHead {
+	if !st.noBody {
 		st.declared = cl
 	}
 	sending := false // the request body is still being sent
@@ -361,7 +364,7 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 			st.body.err = io.ErrUnexpectedEOF
 		}
 		r.Body = &st.body
-	case st.isHead:
+	case st.noBody:
 		r.Body = http.NoBody
 	case end && cl > 0:
 		r.Body = missingBody{}
@@ -464,8 +467,8 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 	if pad := n - int64(len(data)); pad > 0 {
 		cc.credit(st, pad)
 	}
-	if len(data) > 0 && (st.isHead || !st.body.add(data)) {
-		cc.credit(st, int64(len(data))) // not read: a HEAD, or a closed body
+	if len(data) > 0 && (st.noBody || !st.body.add(data)) {
+		cc.credit(st, int64(len(data))) // not read: no body expected, or a closed body
 	}
 	if end {
 		cc.endRecv(st) // before the reader sees EOF, as in processResponse

@@ -36,6 +36,7 @@ type stream struct {
 
 	// The read loop's.
 	headersDone bool
+	noBody      bool  // no response body follows (HEAD, 204, 304): DATA is dropped
 	declared    int64 // the response's Content-Length, -1 if none
 	received    int64 // DATA bytes of the response
 
