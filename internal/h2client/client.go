@@ -268,9 +268,8 @@ func (cc *ClientConn) Release() {
 	}
 }
 
-// usableLocked reports whether the connection opens streams; cc.mu is
-// held. Stream IDs are taken under cc.wmu, but only ever grow: a stale
-// look errs towards usable, and the request then gets ErrUnusable.
+// usableLocked reports whether the connection opens streams: open, not
+// going away, stream IDs left. cc.mu is held.
 func (cc *ClientConn) usableLocked() bool {
 	return !cc.closed && !cc.goingAway && cc.lastID+2 <= maxStreamID
 }
