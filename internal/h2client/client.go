@@ -22,7 +22,6 @@ package h2client
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -31,7 +30,6 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/weftmesh/weft/internal/h2wire"
 )
@@ -127,15 +125,10 @@ type ClientConn struct {
 	canon  h2wire.Canon         // the read loop's only
 	frames atomic.Uint64        // frames read, for the health check
 
-	// The write side, under wmu: frames are encoded into wbuf (through
-	// wfr, header blocks through henc into hbuf) and written to nc in one
-	// Write per operation.
+	// The write side: frames (and header blocks) are encoded through out
+	// and written to nc in one Write per operation, under wmu.
 	wmu   sync.Mutex
-	wbuf  bytes.Buffer
-	wfr   *http2.Framer
-	hbuf  bytes.Buffer
-	henc  *hpack.Encoder
-	werr  error
+	out   *h2wire.Writer
 	lower map[string]string // lower-case names not common (lowerName)
 
 	// Streams, limits and flow control, under mu.
@@ -182,18 +175,19 @@ func New(nc net.Conn, cfg Config) (*ClientConn, error) {
 	cc.fr.SetMaxReadFrameSize(h2wire.DefaultFrameSize) // SETTINGS_MAX_FRAME_SIZE is not raised
 	cc.hr = h2wire.NewHeaderReader(cfg.MaxHeaderBytes)
 	cc.fr.SetReuseFrames()
-	cc.wfr = http2.NewFramer(&cc.wbuf, nil)
-	cc.henc = hpack.NewEncoder(&cc.hbuf)
+	// The connection takes no more requests from a failed write on, not
+	// once its read loop notices.
+	cc.out = h2wire.NewWriter(nc, "h2client", cc.closeWith)
 	err := cc.write(func() error {
-		cc.wbuf.WriteString(http2.ClientPreface)
-		if err := cc.wfr.WriteSettings(
+		cc.out.WriteRaw(http2.ClientPreface)
+		if err := cc.out.Framer.WriteSettings(
 			http2.Setting{ID: http2.SettingEnablePush, Val: 0},
 			http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamRecvWindow},
 			http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: cfg.MaxHeaderBytes},
 		); err != nil {
 			return err
 		}
-		return cc.wfr.WriteWindowUpdate(0, connRecvWindow-h2wire.InitialWindow)
+		return cc.out.Framer.WriteWindowUpdate(0, connRecvWindow-h2wire.InitialWindow)
 	})
 	if err != nil {
 		nc.Close()
@@ -208,36 +202,13 @@ func New(nc net.Conn, cfg Config) (*ClientConn, error) {
 	return cc, nil
 }
 
-// write runs encode, which adds frames to cc.wbuf through cc.wfr, and
-// writes them in one Write. A failed write closes the connection; every
-// later write returns its error.
+// write runs encode, which adds frames through cc.out, and writes them
+// in one Write. A failed write closes the connection; every later write
+// returns its error.
 func (cc *ClientConn) write(encode func() error) error {
 	cc.wmu.Lock()
 	defer cc.wmu.Unlock()
-	return cc.writeLocked(encode)
-}
-
-// writeLocked is write with cc.wmu held.
-func (cc *ClientConn) writeLocked(encode func() error) error {
-	if cc.werr != nil {
-		return cc.werr
-	}
-	cc.wbuf.Reset()
-	if err := encode(); err != nil {
-		cc.wbuf.Reset()
-		return err
-	}
-	if cc.wbuf.Len() == 0 {
-		return nil
-	}
-	if _, err := cc.nc.Write(cc.wbuf.Bytes()); err != nil {
-		// The connection takes no more requests from now on, not once
-		// its read loop notices.
-		cc.werr = fmt.Errorf("h2client: write: %w", err)
-		cc.closeWith(cc.werr)
-		return cc.werr
-	}
-	return nil
+	return cc.out.Write(encode)
 }
 
 func (cc *ClientConn) frameSize() int {
@@ -339,7 +310,7 @@ func (cc *ClientConn) closeWith(err error) {
 // error of the server's).
 func (cc *ClientConn) goAway(code http2.ErrCode, err error) {
 	// The last stream the server opened: none (no server push).
-	cc.write(func() error { return cc.wfr.WriteGoAway(0, code, nil) })
+	cc.write(func() error { return cc.out.Framer.WriteGoAway(0, code, nil) })
 	cc.closeWith(err)
 }
 
@@ -403,6 +374,6 @@ func (cc *ClientConn) healthCheck() {
 		return
 	}
 	if ping {
-		cc.write(func() error { return cc.wfr.WritePing(false, [8]byte{'w', 'e', 'f', 't'}) })
+		cc.write(func() error { return cc.out.Framer.WritePing(false, [8]byte{'w', 'e', 'f', 't'}) })
 	}
 }

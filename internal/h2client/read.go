@@ -94,7 +94,7 @@ func (cc *ClientConn) processFrame(f http2.Frame) error {
 	case *http2.PingFrame:
 		if !f.IsAck() {
 			data := f.Data
-			cc.write(func() error { return cc.wfr.WritePing(true, data) })
+			cc.write(func() error { return cc.out.Framer.WritePing(true, data) })
 		}
 		return nil
 	case *http2.RSTStreamFrame:
@@ -157,7 +157,7 @@ func (cc *ClientConn) processSettings(f *http2.SettingsFrame) error {
 			cc.mu.Unlock()
 		case http2.SettingHeaderTableSize:
 			cc.wmu.Lock()
-			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
+			cc.out.Enc.SetMaxDynamicTableSizeLimit(s.Val)
 			cc.wmu.Unlock()
 		}
 		return nil
@@ -165,7 +165,7 @@ func (cc *ClientConn) processSettings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
-	cc.write(func() error { return cc.wfr.WriteSettingsAck() })
+	cc.write(func() error { return cc.out.Framer.WriteSettingsAck() })
 	return nil
 }
 
@@ -338,7 +338,7 @@ func (cc *ClientConn) processResponse(st *stream, f *h2wire.HeaderBlock) {
 	if end {
 		// Done before the response is delivered: its caller finds the
 		// stream's slot free.
-		cc.endRecv(st)
+		cc.end(st, false)
 		cc.mu.Lock()
 		sending = cc.streams[st.id] == st
 		cc.mu.Unlock()
@@ -416,7 +416,7 @@ func (cc *ClientConn) processTrailers(st *stream, f *h2wire.HeaderBlock) {
 		}
 		trailer[k] = append(trailer[k], hf.Value)
 	}
-	cc.endRecv(st) // before the reader sees EOF, as in processResponse
+	cc.end(st, false) // before the reader sees EOF, as in processResponse
 	st.mu.Lock()
 	st.body.trailer = trailer
 	st.endBodyLocked(io.EOF)
@@ -471,7 +471,7 @@ func (cc *ClientConn) processData(f *http2.DataFrame) error {
 		cc.credit(st, int64(len(data))) // not read: no body expected, or a closed body
 	}
 	if end {
-		cc.endRecv(st) // before the reader sees EOF, as in processResponse
+		cc.end(st, false) // before the reader sees EOF, as in processResponse
 		st.mu.Lock()
 		st.endBodyLocked(io.EOF)
 		st.mu.Unlock()
@@ -496,32 +496,28 @@ func (cc *ClientConn) credit(st *stream, n int64) {
 	}
 	cc.write(func() error {
 		if connInc > 0 {
-			if err := cc.wfr.WriteWindowUpdate(0, uint32(connInc)); err != nil {
+			if err := cc.out.Framer.WriteWindowUpdate(0, uint32(connInc)); err != nil {
 				return err
 			}
 		}
 		if streamInc > 0 && !st.closedOut {
-			return cc.wfr.WriteWindowUpdate(st.id, uint32(streamInc))
+			return cc.out.Framer.WriteWindowUpdate(st.id, uint32(streamInc))
 		}
 		return nil
 	})
 }
 
-// endRecv: st's response ended (END_STREAM).
-func (cc *ClientConn) endRecv(st *stream) {
+// end marks an end of st: its request (END_STREAM sent) when send, its
+// response (END_STREAM received) otherwise. The stream is done once both
+// ended.
+func (cc *ClientConn) end(st *stream, send bool) {
 	cc.mu.Lock()
-	st.recvEnd = true
-	done := st.sentEnd && cc.removeLocked(st)
-	closeNow := done && cc.goingAway && len(cc.streams) == 0
-	cc.mu.Unlock()
-	cc.afterEnd(st, done, closeNow)
-}
-
-// endSend: st's request ended (END_STREAM sent).
-func (cc *ClientConn) endSend(st *stream) {
-	cc.mu.Lock()
-	st.sentEnd = true
-	done := st.recvEnd && cc.removeLocked(st)
+	if send {
+		st.sentEnd = true
+	} else {
+		st.recvEnd = true
+	}
+	done := st.sentEnd && st.recvEnd && cc.removeLocked(st)
 	closeNow := done && cc.goingAway && len(cc.streams) == 0
 	cc.mu.Unlock()
 	cc.afterEnd(st, done, closeNow)
@@ -591,7 +587,7 @@ func (cc *ClientConn) resetStream(st *stream, code http2.ErrCode, err error) {
 		if !open {
 			return nil
 		}
-		return cc.wfr.WriteRSTStream(st.id, code)
+		return cc.out.Framer.WriteRSTStream(st.id, code)
 	})
 	st.fail(err)
 	cc.afterEnd(st, removed, closeNow)

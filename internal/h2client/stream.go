@@ -180,7 +180,7 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 	// A reserved slot is checked again: the server's SETTINGS may have
 	// lowered the limit since (the first ones arrive after the
 	// connection took requests).
-	if cc.werr != nil || !cc.usableLocked() || len(cc.streams) >= cc.maxStreams {
+	if cc.out.Err() != nil || !cc.usableLocked() || len(cc.streams) >= cc.maxStreams {
 		cc.mu.Unlock()
 		return ErrUnusable
 	}
@@ -195,10 +195,10 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 	cc.streams[st.id] = st
 	maxFrame := cc.maxFrame
 	cc.mu.Unlock()
-	return cc.writeLocked(func() error {
-		cc.hbuf.Reset()
+	return cc.out.Write(func() error {
+		cc.out.Block.Reset()
 		cc.encodeRequest(req, host, cl)
-		return h2wire.WriteHeaderBlock(cc.wfr, st.id, cc.hbuf.Bytes(), end, maxFrame)
+		return cc.out.WriteBlock(st.id, end, maxFrame)
 	})
 }
 
@@ -206,10 +206,10 @@ func (cc *ClientConn) writeHeaders(st *stream, req *http.Request, host string, c
 // net/http's HTTP/2 client does.
 const defaultUserAgent = "Go-http-client/2.0"
 
-// encodeRequest encodes req's header block into cc.hbuf (validRequest
+// encodeRequest encodes req's header block into cc.out.Block (validRequest
 // checked it). cc.wmu is held.
 func (cc *ClientConn) encodeRequest(req *http.Request, host string, cl int64) {
-	enc := cc.henc
+	enc := cc.out.Enc
 	field := func(name, value string) { enc.WriteField(hpack.HeaderField{Name: name, Value: value}) }
 	field(":authority", host)
 	field(":method", req.Method)
@@ -336,7 +336,7 @@ func (st *stream) sendBody(body io.ReadCloser, cl int64) {
 	}
 	switch {
 	case err == nil:
-		cc.endSend(st)
+		cc.end(st, true)
 	case errors.Is(err, errStreamDone):
 		// Reset or closed: the stream's error is set.
 	default:
@@ -367,16 +367,16 @@ func (cc *ClientConn) endRequest(st *stream, last []byte) error {
 		if st.closedOut {
 			return errStreamDone
 		}
-		cc.hbuf.Reset()
+		cc.out.Block.Reset()
 		for k, vv := range trailers {
 			lk := cc.lowerName(k)
 			for _, v := range vv {
 				if httpguts.ValidHeaderFieldValue(v) {
-					cc.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
+					cc.out.Enc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 				}
 			}
 		}
-		return h2wire.WriteHeaderBlock(cc.wfr, st.id, cc.hbuf.Bytes(), true, cc.frameSize())
+		return cc.out.WriteBlock(st.id, true, cc.frameSize())
 	})
 }
 
@@ -401,7 +401,7 @@ func (cc *ClientConn) writeData(st *stream, data []byte, end bool) error {
 			for {
 				part := chunk[:min(len(chunk), max)]
 				chunk = chunk[len(part):]
-				if err := cc.wfr.WriteData(st.id, last && len(chunk) == 0, part); err != nil {
+				if err := cc.out.Framer.WriteData(st.id, last && len(chunk) == 0, part); err != nil {
 					return err
 				}
 				if len(chunk) == 0 {

@@ -19,10 +19,8 @@
 package h2server
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -174,15 +172,10 @@ type conn struct {
 	canon  h2wire.Canon         // the serving goroutine's
 	wg     sync.WaitGroup       // running handlers
 
-	// The write side, under wmu: frames are encoded into wbuf (through
-	// wfr, header blocks through henc into hbuf) and written to nc in one
-	// Write per operation.
-	wmu  sync.Mutex
-	wbuf bytes.Buffer
-	wfr  *http2.Framer
-	hbuf bytes.Buffer
-	henc *hpack.Encoder
-	werr error
+	// The write side: frames (and header blocks) are encoded through out
+	// and written to nc in one Write per operation, under wmu.
+	wmu sync.Mutex
+	out *h2wire.Writer
 
 	// Streams and flow control, under mu.
 	mu         sync.Mutex
@@ -217,8 +210,7 @@ func newConn(s *Server, ctx context.Context, nc net.Conn) *conn {
 	c.fr.SetMaxReadFrameSize(h2wire.DefaultFrameSize) // SETTINGS_MAX_FRAME_SIZE is not raised
 	c.hr = h2wire.NewHeaderReader(s.maxHeaderBytes())
 	c.fr.SetReuseFrames()
-	c.wfr = http2.NewFramer(&c.wbuf, nil)
-	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.out = h2wire.NewWriter(nc, "h2server", func(error) { nc.Close() })
 	return c
 }
 
@@ -228,14 +220,14 @@ func (c *conn) serve() {
 	err := c.readPreface()
 	if err == nil {
 		err = c.write(func() error {
-			if err := c.wfr.WriteSettings(
+			if err := c.out.Framer.WriteSettings(
 				http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: c.srv.maxStreams()},
 				http2.Setting{ID: http2.SettingInitialWindowSize, Val: streamRecvWindow},
 				http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: c.srv.maxHeaderBytes()},
 			); err != nil {
 				return err
 			}
-			return c.wfr.WriteWindowUpdate(0, connRecvWindow-h2wire.InitialWindow)
+			return c.out.Framer.WriteWindowUpdate(0, connRecvWindow-h2wire.InitialWindow)
 		})
 	}
 	if err == nil {
@@ -293,35 +285,19 @@ func (c *conn) close() {
 	c.nc.Close()
 }
 
-// write runs encode, which adds frames to c.wbuf through c.wfr, and
-// writes them in one Write. A failed write closes the connection; every
-// later write returns its error.
+// write runs encode, which adds frames through c.out, and writes them in
+// one Write. A failed write closes the connection; every later write
+// returns its error.
 func (c *conn) write(encode func() error) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.werr != nil {
-		return c.werr
-	}
-	c.wbuf.Reset()
-	if err := encode(); err != nil {
-		c.wbuf.Reset()
-		return err
-	}
-	if c.wbuf.Len() == 0 {
-		return nil
-	}
-	if _, err := c.nc.Write(c.wbuf.Bytes()); err != nil {
-		c.werr = fmt.Errorf("h2server: write: %w", err)
-		c.nc.Close()
-		return c.werr
-	}
-	return nil
+	return c.out.Write(encode)
 }
 
-// writeHeaderBlock writes the block in c.hbuf as HEADERS (and
+// writeHeaderBlock writes the block in c.out.Block as HEADERS (and
 // CONTINUATION) frames of stream id. c.wmu is held.
 func (c *conn) writeHeaderBlock(id uint32, endStream bool) error {
-	return h2wire.WriteHeaderBlock(c.wfr, id, c.hbuf.Bytes(), endStream, c.frameSize())
+	return c.out.WriteBlock(id, endStream, c.frameSize())
 }
 
 // goAway sends GOAWAY with code: the streams the client opened so far
@@ -338,7 +314,7 @@ func (c *conn) goAway(code http2.ErrCode, now bool) {
 	last := c.goAwayID
 	done := c.running == 0 && len(c.streams) == 0
 	c.mu.Unlock()
-	c.write(func() error { return c.wfr.WriteGoAway(last, code, nil) })
+	c.write(func() error { return c.out.Framer.WriteGoAway(last, code, nil) })
 	if now || done {
 		c.nc.Close()
 	}
@@ -426,7 +402,7 @@ func (c *conn) processFrame(f http2.Frame) error {
 			return nil
 		}
 		data := f.Data
-		c.write(func() error { return c.wfr.WritePing(true, data) })
+		c.write(func() error { return c.out.Framer.WritePing(true, data) })
 		return nil
 	case *http2.RSTStreamFrame:
 		c.mu.Lock()
@@ -477,7 +453,7 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 			c.mu.Unlock()
 		case http2.SettingHeaderTableSize:
 			c.wmu.Lock()
-			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
+			c.out.Enc.SetMaxDynamicTableSizeLimit(s.Val)
 			c.wmu.Unlock()
 		}
 		return nil
@@ -485,7 +461,7 @@ func (c *conn) processSettings(f *http2.SettingsFrame) error {
 	if err != nil {
 		return err
 	}
-	c.write(func() error { return c.wfr.WriteSettingsAck() })
+	c.write(func() error { return c.out.Framer.WriteSettingsAck() })
 	return nil
 }
 
@@ -549,8 +525,8 @@ func (c *conn) processHeaders(f *h2wire.HeaderBlock) error {
 		// The header list is over the limit the client was told: 431,
 		// as net/http answers.
 		c.write(func() error {
-			c.hbuf.Reset()
-			c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
+			c.out.Block.Reset()
+			c.out.Enc.WriteField(hpack.HeaderField{Name: ":status", Value: "431"})
 			return c.writeHeaderBlock(id, true)
 		})
 		if !f.EndStream {
@@ -582,7 +558,7 @@ func (c *conn) processHeaders(f *h2wire.HeaderBlock) error {
 
 // writeReset sends RST_STREAM for a stream the connection does not track.
 func (c *conn) writeReset(id uint32, code http2.ErrCode) {
-	c.write(func() error { return c.wfr.WriteRSTStream(id, code) })
+	c.write(func() error { return c.out.Framer.WriteRSTStream(id, code) })
 }
 
 // resetStream resets st with code and ends it with err.
@@ -592,7 +568,7 @@ func (c *conn) resetStream(st *stream, code http2.ErrCode, err error) {
 			return nil
 		}
 		st.wroteReset = true
-		return c.wfr.WriteRSTStream(st.id, code)
+		return c.out.Framer.WriteRSTStream(st.id, code)
 	})
 	c.streamReset(st, err)
 }
@@ -665,7 +641,7 @@ func (c *conn) handlerDone(st *stream) {
 				return nil
 			}
 			st.wroteReset = true
-			return c.wfr.WriteRSTStream(st.id, http2.ErrCodeNo)
+			return c.out.Framer.WriteRSTStream(st.id, http2.ErrCodeNo)
 		})
 	}
 	st.w.release()

@@ -294,12 +294,12 @@ func (c *conn) credit(st *stream, n int64) {
 	}
 	c.write(func() error {
 		if connInc > 0 {
-			if err := c.wfr.WriteWindowUpdate(0, uint32(connInc)); err != nil {
+			if err := c.out.Framer.WriteWindowUpdate(0, uint32(connInc)); err != nil {
 				return err
 			}
 		}
 		if streamInc > 0 && !st.wroteReset {
-			return c.wfr.WriteWindowUpdate(st.id, uint32(streamInc))
+			return c.out.Framer.WriteWindowUpdate(st.id, uint32(streamInc))
 		}
 		return nil
 	})

@@ -88,7 +88,7 @@ func (w *responseWriter) writeInformational(code int) {
 		if w.st.wroteReset {
 			return errStreamReset
 		}
-		c.hbuf.Reset()
+		c.out.Block.Reset()
 		w.encodeHeader(code, false, -1)
 		return c.writeHeaderBlock(w.st.id, false)
 	})
@@ -105,8 +105,8 @@ func (w *responseWriter) writeContinue() {
 		if w.st.wroteReset || w.sentHead {
 			return nil
 		}
-		c.hbuf.Reset()
-		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
+		c.out.Block.Reset()
+		c.out.Enc.WriteField(hpack.HeaderField{Name: ":status", Value: "100"})
 		return c.writeHeaderBlock(w.st.id, false)
 	})
 }
@@ -274,7 +274,7 @@ func (w *responseWriter) send(b, p []byte, end bool) error {
 				return errStreamReset
 			}
 			if !w.sentHead {
-				c.hbuf.Reset()
+				c.out.Block.Reset()
 				w.encodeHeader(w.status, true, contentLength)
 				headEnds := last && want == 0 && len(trailers) == 0
 				if err := c.writeHeaderBlock(st.id, headEnds); err != nil {
@@ -301,7 +301,7 @@ func (w *responseWriter) send(b, p []byte, end bool) error {
 					p = p[len(chunk):]
 				}
 				endData := last && rest == 0 && len(trailers) == 0
-				if err := c.wfr.WriteData(st.id, endData, chunk); err != nil {
+				if err := c.out.Framer.WriteData(st.id, endData, chunk); err != nil {
 					return err
 				}
 				if endData {
@@ -311,9 +311,9 @@ func (w *responseWriter) send(b, p []byte, end bool) error {
 			if last && !w.ended {
 				if len(trailers) == 0 {
 					w.ended = true
-					return c.wfr.WriteData(st.id, true, nil)
+					return c.out.Framer.WriteData(st.id, true, nil)
 				}
-				c.hbuf.Reset()
+				c.out.Block.Reset()
 				for _, k := range trailers {
 					w.encodeField(strings.ToLower(k), w.header[k])
 				}
@@ -381,12 +381,12 @@ func (c *conn) take(st *stream, want int, block bool) (int, error) {
 	}
 }
 
-// encodeHeader encodes the response header block into c.hbuf: :status,
+// encodeHeader encodes the response header block into c.out.Block: :status,
 // then the fields (trailers, and the body's framing for an informational
 // response, left out). c.wmu is held.
 func (w *responseWriter) encodeHeader(status int, final bool, contentLength int64) {
 	c := w.st.c
-	c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	c.out.Enc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
 	var declared []string
 	if final {
 		declared = w.header["Trailer"]
@@ -405,14 +405,14 @@ func (w *responseWriter) encodeHeader(status int, final bool, contentLength int6
 		w.encodeField(lk, vv)
 	}
 	if contentLength >= 0 {
-		c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(contentLength, 10)})
+		c.out.Enc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(contentLength, 10)})
 	}
 }
 
 func (w *responseWriter) encodeField(name string, vv []string) {
 	for _, v := range vv {
 		if httpguts.ValidHeaderFieldValue(v) {
-			w.st.c.henc.WriteField(hpack.HeaderField{Name: name, Value: v})
+			w.st.c.out.Enc.WriteField(hpack.HeaderField{Name: name, Value: v})
 		}
 	}
 }
