@@ -4,80 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
+
+	"github.com/weftmesh/weft/internal/h2wire/wiretest"
 )
-
-// scriptConn is a connection whose peer sends script and then closes;
-// what is written to it is dropped.
-type scriptConn struct {
-	r      *bytes.Reader
-	mu     sync.Mutex
-	closed bool
-}
-
-var fuzzAddr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 4143}
-
-func (c *scriptConn) Read(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return 0, net.ErrClosed
-	}
-	return c.r.Read(p)
-}
-
-func (c *scriptConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return 0, net.ErrClosed
-	}
-	return len(p), nil
-}
-
-func (c *scriptConn) Close() error {
-	c.mu.Lock()
-	c.closed = true
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *scriptConn) LocalAddr() net.Addr              { return fuzzAddr }
-func (c *scriptConn) RemoteAddr() net.Addr             { return fuzzAddr }
-func (c *scriptConn) SetDeadline(time.Time) error      { return nil }
-func (c *scriptConn) SetReadDeadline(time.Time) error  { return nil }
-func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
-
-// frames builds a client's byte stream frame by frame.
-type frames struct {
-	buf  bytes.Buffer
-	fr   *http2.Framer
-	hbuf bytes.Buffer
-	henc *hpack.Encoder
-}
-
-func newFrames() *frames {
-	f := &frames{}
-	f.fr = http2.NewFramer(&f.buf, nil)
-	f.henc = hpack.NewEncoder(&f.hbuf)
-	return f
-}
-
-// block encodes fields (name, value pairs) as a header block.
-func (f *frames) block(fields ...string) []byte {
-	f.hbuf.Reset()
-	for i := 0; i+1 < len(fields); i += 2 {
-		f.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
-	}
-	return bytes.Clone(f.hbuf.Bytes())
-}
 
 var getFields = []string{":method", "GET", ":scheme", "http", ":authority", "web.test", ":path", "/"}
 
@@ -86,45 +20,45 @@ var getFields = []string{":method", "GET", ":scheme", "http", ":authority", "web
 // CONTINUATION, resets, window updates, settings, pings, GOAWAY.
 func fuzzSeeds() [][]byte {
 	var seeds [][]byte
-	add := func(build func(f *frames)) {
-		f := newFrames()
-		f.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	add := func(build func(f *wiretest.Frames)) {
+		f := wiretest.NewFrames()
+		f.Framer.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
 		build(f)
-		seeds = append(seeds, bytes.Clone(f.buf.Bytes()))
+		seeds = append(seeds, f.Bytes())
 	}
-	add(func(f *frames) {
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block(getFields...), EndStream: true, EndHeaders: true})
+	add(func(f *wiretest.Frames) {
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.Block(getFields...), EndStream: true, EndHeaders: true})
 	})
-	add(func(f *frames) {
+	add(func(f *wiretest.Frames) {
 		post := []string{":method", "POST", ":scheme", "http", ":authority", "web.test", ":path", "/up", "content-length", "5", "content-type", "text/plain"}
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block(post...), EndHeaders: true})
-		f.fr.WriteData(1, false, []byte("hel"))
-		f.fr.WriteWindowUpdate(0, 1000)
-		f.fr.WriteData(1, false, []byte("lo"))
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block("grpc-status", "0"), EndStream: true, EndHeaders: true})
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: f.block(getFields...), EndStream: true, EndHeaders: true})
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.Block(post...), EndHeaders: true})
+		f.Framer.WriteData(1, false, []byte("hel"))
+		f.Framer.WriteWindowUpdate(0, 1000)
+		f.Framer.WriteData(1, false, []byte("lo"))
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.Block("grpc-status", "0"), EndStream: true, EndHeaders: true})
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: f.Block(getFields...), EndStream: true, EndHeaders: true})
 	})
-	add(func(f *frames) {
-		b := f.block(append(getFields, "x-long", string(bytes.Repeat([]byte("v"), 40)))...)
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: b[:10], EndStream: true})
-		f.fr.WriteContinuation(1, false, b[10:20])
-		f.fr.WriteContinuation(1, true, b[20:])
-		f.fr.WritePing(false, [8]byte{1})
-		f.fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	add(func(f *wiretest.Frames) {
+		b := f.Block(append(getFields, "x-long", string(bytes.Repeat([]byte("v"), 40)))...)
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: b[:10], EndStream: true})
+		f.Framer.WriteContinuation(1, false, b[10:20])
+		f.Framer.WriteContinuation(1, true, b[20:])
+		f.Framer.WritePing(false, [8]byte{1})
+		f.Framer.WriteRSTStream(1, http2.ErrCodeCancel)
 	})
-	add(func(f *frames) {
-		f.fr.WritePriority(1, http2.PriorityParam{StreamDep: 0, Weight: 10})
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: f.block(getFields...), EndHeaders: true, Priority: http2.PriorityParam{Weight: 3}})
-		f.fr.WriteWindowUpdate(5, 100)
-		f.fr.WriteData(5, true, nil)
-		f.fr.WriteSettingsAck()
-		f.fr.WriteGoAway(5, http2.ErrCodeNo, []byte("bye"))
+	add(func(f *wiretest.Frames) {
+		f.Framer.WritePriority(1, http2.PriorityParam{StreamDep: 0, Weight: 10})
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: f.Block(getFields...), EndHeaders: true, Priority: http2.PriorityParam{Weight: 3}})
+		f.Framer.WriteWindowUpdate(5, 100)
+		f.Framer.WriteData(5, true, nil)
+		f.Framer.WriteSettingsAck()
+		f.Framer.WriteGoAway(5, http2.ErrCodeNo, []byte("bye"))
 	})
-	add(func(f *frames) {
-		f.fr.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 14})
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block(getFields...), EndStream: true, EndHeaders: true})
-		f.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.block(getFields...), EndStream: true, EndHeaders: true})
-		f.fr.WriteRawFrame(0x20, 0, 1, []byte("unknown"))
+	add(func(f *wiretest.Frames) {
+		f.Framer.WriteSettings(http2.Setting{ID: http2.SettingHeaderTableSize, Val: 0}, http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 14})
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.Block(getFields...), EndStream: true, EndHeaders: true})
+		f.Framer.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: f.Block(getFields...), EndStream: true, EndHeaders: true})
+		f.Framer.WriteRawFrame(0x20, 0, 1, []byte("unknown"))
 	})
 	return seeds
 }
@@ -153,7 +87,7 @@ func FuzzServeConn(f *testing.F) {
 				w.Header().Set("Grpc-Status", "0")
 			}),
 		}
-		nc := &scriptConn{r: bytes.NewReader(append([]byte(http2.ClientPreface), data...))}
+		nc := wiretest.NewScriptConn([]byte(http2.ClientPreface), data, 0)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
