@@ -238,33 +238,49 @@ func TestFullDuplex(t *testing.T) {
 // TestCancelResetsStream: a request whose context ends fails with the
 // context's error, and the server's handler sees its stream reset.
 func TestCancelResetsStream(t *testing.T) {
-	handlerDone := make(chan struct{})
-	addr := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/wait" {
-			<-r.Context().Done()
-			close(handlerDone)
-		}
-	}), nil)
-	cc := connect(t, addr, Config{})
-	ctx, cancel := context.WithCancel(testCtx(t))
-	time.AfterFunc(100*time.Millisecond, cancel)
-	req := newReq(t, ctx, "GET", addr, nil)
-	req.URL.Path = "/wait"
-	_, err := cc.RoundTrip(req)
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("round trip: %v, want context.Canceled", err)
+	for _, tc := range []struct {
+		name string
+		// send sends req, canceled through ctx: its own context (RoundTrip)
+		// or one given apart (Send, the request's own never canceled).
+		send func(cc *ClientConn, ctx context.Context, req *http.Request) (*http.Response, error)
+	}{
+		{"RoundTrip", func(cc *ClientConn, ctx context.Context, req *http.Request) (*http.Response, error) {
+			return cc.RoundTrip(req.WithContext(ctx))
+		}},
+		{"Send", func(cc *ClientConn, ctx context.Context, req *http.Request) (*http.Response, error) {
+			return cc.Send(ctx, req)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			handlerDone := make(chan struct{})
+			addr := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/wait" {
+					<-r.Context().Done()
+					close(handlerDone)
+				}
+			}), nil)
+			cc := connect(t, addr, Config{})
+			ctx, cancel := context.WithCancel(testCtx(t))
+			time.AfterFunc(100*time.Millisecond, cancel)
+			req := newReq(t, testCtx(t), "GET", addr, nil)
+			req.URL.Path = "/wait"
+			_, err := tc.send(cc, ctx, req)
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("round trip: %v, want context.Canceled", err)
+			}
+			select {
+			case <-handlerDone:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the server's handler did not see the stream reset")
+			}
+			// The connection carries on.
+			resp, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil))
+			if err != nil {
+				t.Fatalf("after a canceled request: %v", err)
+			}
+			resp.Body.Close()
+		})
 	}
-	select {
-	case <-handlerDone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the server's handler did not see the stream reset")
-	}
-	// The connection carries on.
-	resp, err := cc.RoundTrip(newReq(t, testCtx(t), "GET", addr, nil))
-	if err != nil {
-		t.Fatalf("after a canceled request: %v", err)
-	}
-	resp.Body.Close()
 }
 
 // TestBodyCloseResetsStream: closing a response body before its end

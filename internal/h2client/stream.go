@@ -64,6 +64,13 @@ var errStreamDone = errors.New("h2client: stream done")
 // ErrUnusable: the request may then go to another connection as it is.
 // Cancelling req's context resets the stream.
 func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
+	return cc.Send(req.Context(), req)
+}
+
+// Send is RoundTrip with the request's context given apart: ctx, not
+// req.Context(), cancels the request, so that a caller with its own
+// context need not copy the request (Request.WithContext) to set it.
+func (cc *ClientConn) Send(ctx context.Context, req *http.Request) (*http.Response, error) {
 	body := req.Body
 	if body == http.NoBody {
 		body = nil
@@ -78,7 +85,6 @@ func (cc *ClientConn) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		return fail(errors.New("h2client: request has no URL"))
 	}
-	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		return fail(err)
 	}

@@ -55,16 +55,30 @@ func newH2Client(dial func(ctx context.Context, addr string) (net.Conn, error), 
 	return &h2Client{dial: dial, cfg: cfg, pools: map[string]*h2Pool{}}
 }
 
-// RoundTrip sends req on a connection of the pool named by req.URL.Host.
+// RoundTrip sends req on a connection of the pool named by req.URL.Host;
+// a connection it dials is what the request's context says (withUpstream).
 func (c *h2Client) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	var up upstream
+	if u := upstreamOf(ctx); u != nil {
+		up = u.upstream
+	}
+	return c.roundTrip(ctx, req, up)
+}
+
+// roundTrip is RoundTrip with the request's context and peer given apart,
+// as h1Client takes them: ctx, not req.Context(), cancels the request, and
+// up says what a new connection must be. The proxy sends its copy of a
+// request without another copy to set its context (Request.WithContext).
+func (c *h2Client) roundTrip(ctx context.Context, req *http.Request, up upstream) (*http.Response, error) {
 	key := req.URL.Host
 	for sends := 1; ; sends++ {
-		cc, err := c.get(req.Context(), key)
+		cc, err := c.get(ctx, key, up)
 		if err != nil {
 			closeBody(req)
 			return nil, err
 		}
-		resp, err := cc.RoundTrip(req)
+		resp, err := cc.Send(ctx, req)
 		if err == nil {
 			return resp, nil
 		}
@@ -103,10 +117,10 @@ func h2Unsent(req *http.Request, err error) bool {
 }
 
 // get reserves a slot for one request on a connection of pool key, dialing
-// one if none has room. Spent connections it finds leave the pool and are
+// one to up if none has room. Spent connections it finds leave the pool and are
 // closed after c.mu is released: closing one that is still open writes to
 // its socket (batchConn's flush, TLS's close_notify), which may wait.
-func (c *h2Client) get(ctx context.Context, key string) (*h2client.ClientConn, error) {
+func (c *h2Client) get(ctx context.Context, key string, up upstream) (*h2client.ClientConn, error) {
 	var spentConns []*h2client.ClientConn
 	defer func() { closeAll(spentConns) }()
 	for {
@@ -148,7 +162,7 @@ func (c *h2Client) get(ctx context.Context, key string) (*h2client.ClientConn, e
 		p.dialing = d
 		c.mu.Unlock()
 
-		cc, err := c.connect(ctx, key)
+		cc, err := c.connect(&upstreamCtx{Context: ctx, upstream: up}, key)
 
 		c.mu.Lock()
 		p.dialing = nil

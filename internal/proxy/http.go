@@ -270,8 +270,8 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	}
 	up := upstream{direction: info.direction, peerID: id, dialAddr: dialAddr}
 	// The copy of the request and its URL in one allocation; it takes ctx
-	// with WithContext below unless it goes to h1Client, which takes ctx
-	// apart.
+	// with WithContext below only for the Transport: h1Client and the
+	// HTTP/2 pool take ctx apart.
 	o := new(struct {
 		req http.Request
 		url url.URL
@@ -312,14 +312,15 @@ func (p *Proxy) roundTrip(ctx context.Context, r *http.Request, ep *balance.Endp
 	if !h2 && !upgrade && p.h1d != nil && h1Usable(out) {
 		return p.h1d.roundTrip(ctx, out, up)
 	}
-	out = out.WithContext(&upstreamCtx{Context: ctx, upstream: up})
 	if id != "" && p.id != nil {
 		out.URL.Host = identityPool(ep.Addr, id)
 	}
 	if h2 {
-		return p.h2.RoundTrip(out)
+		// Like h1Client, the HTTP/2 pool takes ctx and up apart: no
+		// second copy of the request to carry them.
+		return p.h2.roundTrip(ctx, out, up)
 	}
-	return p.h1.RoundTrip(out)
+	return p.h1.RoundTrip(out.WithContext(&upstreamCtx{Context: ctx, upstream: up}))
 }
 
 // identityPool is the URL host that gives requests to an mTLS peer a

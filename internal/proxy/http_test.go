@@ -387,6 +387,41 @@ func TestResponseTimeout(t *testing.T) {
 	}
 }
 
+// TestResponseTimeoutResetsH2Upstream: an HTTP/2 request's timeout reaches
+// its upstream stream (the HTTP/2 pool takes the request's context apart
+// from the request): the backend sees the request canceled.
+func TestResponseTimeoutResetsH2Upstream(t *testing.T) {
+	canceled := make(chan time.Duration, 1)
+	backend := h2cServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+			canceled <- time.Since(start)
+		}
+	}))
+	tp := startProxy(t, func(c *Config) {
+		c.ResponseTimeout = 200 * time.Millisecond
+		c.Destinations = map[string][]EndpointSpec{"slow.test:80": {{Addr: backend}}}
+	}, "slow.test:80")
+	resp, err := h2cClient().Get("http://" + tp.bindings[0] + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != http.StatusGatewayTimeout {
+		t.Errorf("got %s %d, want HTTP/2 504", resp.Proto, resp.StatusCode)
+	}
+	select {
+	case el := <-canceled:
+		if el > 2*time.Second {
+			t.Errorf("the backend saw the cancellation after %v, want about the 200ms timeout", el)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend's request was never canceled")
+	}
+}
+
 func TestBalancingAvoidsSlowEndpoint(t *testing.T) {
 	var counts [4]atomic.Int64
 	var eps []EndpointSpec
